@@ -1,0 +1,64 @@
+#pragma once
+// Memory behind the DMA engines. A memory model is an sc_module with a TLM-2.0 target socket; DMA engines
+// call b_transport (loosely timed) with a generic payload (address, length, read/write; no data pointer:
+// values move in the functional model). The returned delay is when the last byte is delivered; the
+// MemoryTiming extension says when the memory accepted the last byte, i.e. when the initiator may
+// send its next request (so latency is pipelined across requests).
+// Models are a family chosen by name (`chip.memory.model`): "ideal" here; "hbm" plugs in the same way.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <systemc>
+#include <tlm>
+#include <tlm_utils/simple_target_socket.h>
+
+#include "trnsim/core/config.h"
+
+namespace trnsim::hw {
+
+struct MemoryTiming : tlm::tlm_extension<MemoryTiming> {
+    sc_core::sc_time accept_delay;  // relative to the call, like the b_transport delay
+    tlm::tlm_extension_base* clone() const override { return new MemoryTiming(*this); }
+    void copy_from(const tlm::tlm_extension_base& other) override {
+        accept_delay = static_cast<const MemoryTiming&>(other).accept_delay;
+    }
+};
+
+struct MemoryStats {
+    std::uint64_t read_bytes = 0;
+    std::uint64_t write_bytes = 0;
+    std::uint64_t requests = 0;
+    std::uint64_t busy_fs = 0;
+};
+
+class IMemory : public sc_core::sc_module {
+public:
+    tlm_utils::simple_target_socket<IMemory> socket;
+
+    explicit IMemory(const sc_core::sc_module_name& name) : sc_core::sc_module(name), socket("socket") {
+        socket.register_b_transport(this, &IMemory::b_transport);
+    }
+    virtual void b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) = 0;
+    virtual const MemoryStats& stats() const = 0;
+    // Peak bandwidth this model can deliver to its initiators, bytes per second.
+    virtual double peak_bytes_per_s() const = 0;
+};
+
+// How many NeuronCores share the chip's memory: a per-core model gets 1/cores of the chip's resources.
+struct MemoryContext {
+    int cores_sharing = 1;
+};
+
+using MemoryFactory =
+    std::function<std::unique_ptr<IMemory>(const sc_core::sc_module_name&, const Config&, const MemoryContext&)>;
+
+void register_memory_model(const std::string& name, MemoryFactory factory);
+std::unique_ptr<IMemory> make_memory(const std::string& name, const sc_core::sc_module_name& module_name,
+                                     const Config& config, const MemoryContext& context);
+std::vector<std::string> memory_model_names();
+
+}  // namespace trnsim::hw

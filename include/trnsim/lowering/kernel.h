@@ -1,0 +1,41 @@
+#pragma once
+// Operators lowered into NeuronCore programs: GEMM (tiled, blocked for reuse, double-buffered, like an
+// optimised NKI kernel), layernorm, rmsnorm, softmax, gelu, silu and transpose.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "trnsim/core/numeric.h"
+#include "trnsim/hw/chip.h"
+#include "trnsim/hw/isa.h"
+
+namespace trnsim::lowering {
+
+struct KernelRequest {
+    std::string op;  // gemm | layernorm | rmsnorm | softmax | gelu | silu | transpose
+    std::int64_t m = 0, k = 0, n = 0;  // gemm
+    std::int64_t rows = 0, cols = 0;   // the others
+    DType dtype = DType::bf16;
+};
+
+struct LoweredKernel {
+    hw::Program program;
+    double flops = 0;                           // model FLOPs of the operator
+    std::map<std::string, std::int64_t> shape;  // {"m":..,"k":..,"n":..} or {"rows":..,"cols":..}
+    std::map<std::string, std::int64_t> plan;   // tiling decisions, for reports and tests
+    std::vector<int> inputs;                    // DRAM tensors the host fills
+    int output = -1;                            // DRAM tensor the kernel writes
+    bool output_transposed = false;             // gemm ws: the output is C^T
+};
+
+const std::vector<std::string>& kernel_ops();
+
+// Throws UserError for shapes that are non-positive, absurd, or cannot be tiled into SBUF/PSUM.
+LoweredKernel lower_kernel(const KernelRequest& request, const hw::ChipSpec& chip);
+
+LoweredKernel lower_gemm(const KernelRequest& request, const hw::ChipSpec& chip);
+LoweredKernel lower_elementwise(const KernelRequest& request, const hw::ChipSpec& chip);
+
+}  // namespace trnsim::lowering

@@ -1,0 +1,21 @@
+#pragma once
+// Renders a kernel result: JSON ("schema": "trnsim.kernel/1") and a terminal table.
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "trnsim/runtime/kernel_runner.h"
+
+namespace trnsim::report {
+
+constexpr const char* k_kernel_schema = "trnsim.kernel/1";
+
+nlohmann::json to_json(const runtime::KernelResult& result);
+nlohmann::json config_to_json(const std::map<std::string, ConfigValue>& config);
+std::string to_table(const runtime::KernelResult& result);
+
+// Writes text to `path` atomically (a temporary file renamed into place).
+void write_file_atomic(const std::string& path, const std::string& text);
+
+}  // namespace trnsim::report

@@ -1,0 +1,28 @@
+#pragma once
+// The trnsim command line: each subcommand registers its options on the app and runs when chosen.
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace trnsim::cli {
+
+// Options every hardware-facing command shares.
+struct ChipOptions {
+    std::string chip = "trn2";
+    std::vector<std::string> files;
+    std::vector<std::string> overrides;
+    void add_to(CLI::App& app);
+};
+
+// Each returns the function to run when its subcommand was chosen; it returns the exit code.
+std::function<int()> add_kernel_command(CLI::App& app);
+std::function<int()> add_presets_command(CLI::App& app);
+std::function<int()> add_describe_command(CLI::App& app);
+
+// The default simulation run by `trnsim` without a subcommand.
+int run_default();
+
+}  // namespace trnsim::cli

@@ -1,0 +1,42 @@
+#include <cstdio>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "commands.h"
+#include "trnsim/hw/chip.h"
+
+namespace trnsim::cli {
+
+std::function<int()> add_presets_command(CLI::App& app) {
+    app.add_subcommand("presets", "list the presets embedded in trnsim");
+    return [] {
+        std::printf("chips (--chip):\n");
+        for (const auto& name : preset_names("chips")) {
+            const YAML::Node node = YAML::Load(find_preset("chips", name)->text);
+            const std::string desc = node["description"] ? node["description"].as<std::string>() : "";
+            std::printf("  %-8s %s\n", name.c_str(), desc.c_str());
+        }
+        return 0;
+    };
+}
+
+std::function<int()> add_describe_command(CLI::App& app) {
+    auto opts = std::make_shared<ChipOptions>();
+    auto* sub = app.add_subcommand("describe", "print a chip's resolved configuration with units and sources");
+    sub->add_option("chip", opts->chip, "chip preset or YAML file")->required();
+    sub->add_option("--config", opts->files, "YAML file overlaid on the preset (repeatable)");
+    sub->add_option("--set", opts->overrides, "override one key: dotted.key=value (repeatable)");
+    return [opts] {
+        const Config config = hw::resolve_chip_config(opts->chip, opts->files, opts->overrides);
+        std::printf("%s, resolved (key = value  [type] source -- meaning)\n", opts->chip.c_str());
+        for (const auto& d : config.registry().all()) {
+            const auto& v = config.raw(d.key);
+            std::printf("  %-46s = %-10s [%s] %s -- %s\n", d.key.c_str(), v.text.c_str(), param_type_name(d.type),
+                        v.source.c_str(), d.doc.c_str());
+        }
+        return 0;
+    };
+}
+
+}  // namespace trnsim::cli

@@ -1,0 +1,88 @@
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "trnsim/core/error.h"
+#include "trnsim/hw/chip.h"
+#include "trnsim/report/kernel_report.h"
+#include "trnsim/runtime/kernel_runner.h"
+
+namespace trnsim::cli {
+
+void ChipOptions::add_to(CLI::App& app) {
+    app.add_option("--chip", chip, "chip preset (trnsim presets) or a YAML file")->capture_default_str();
+    app.add_option("--config", files, "YAML file overlaid on the preset (repeatable)");
+    app.add_option("--set", overrides, "override one key: dotted.key=value (repeatable)");
+}
+
+namespace {
+
+struct KernelArgs {
+    ChipOptions chip;
+    std::string op;
+    std::int64_t m = 0, k = 0, n = 0, rows = 0, cols = 0;
+    std::string dtype = "bf16";
+    bool functional = false;
+    std::string json;
+};
+
+int run_kernel_args(const KernelArgs& a, bool rows_given, bool mkn_given) {
+    lowering::KernelRequest req;
+    req.op = a.op;
+    if (!parse_dtype(a.dtype, req.dtype)) {
+        throw UserError(fmt::format("--dtype {}: allowed fp32, bf16, fp16, fp8 (= fp8_e4m3), fp8_e5m2", a.dtype));
+    }
+    if (a.op == "gemm") {
+        if (rows_given) throw UserError("gemm takes --m --k --n, not --rows/--cols");
+        if (a.m == 0 || a.k == 0 || a.n == 0) throw UserError("gemm needs --m, --k and --n (positive integers)");
+        req.m = a.m;
+        req.k = a.k;
+        req.n = a.n;
+    } else {
+        if (mkn_given) throw UserError(fmt::format("{} takes --rows and --cols, not --m/--k/--n", a.op));
+        if (a.rows == 0 || a.cols == 0) throw UserError(fmt::format("{} needs --rows and --cols (positive integers)", a.op));
+        req.rows = a.rows;
+        req.cols = a.cols;
+    }
+    const Config config = hw::resolve_chip_config(a.chip.chip, a.chip.files, a.chip.overrides);
+    runtime::KernelOptions opts;
+    opts.request = req;
+    opts.functional = a.functional;
+    const runtime::KernelResult result = runtime::run_kernel(opts, config);
+    std::fputs(report::to_table(result).c_str(), stdout);
+    if (!a.json.empty()) report::write_file_atomic(a.json, report::to_json(result).dump(2) + "\n");
+    return 0;
+}
+
+}  // namespace
+
+std::function<int()> add_kernel_command(CLI::App& app) {
+    auto args = std::make_shared<KernelArgs>();
+    auto* sub = app.add_subcommand("kernel", "simulate one operator on one NeuronCore");
+    std::string ops;
+    for (const auto& op : lowering::kernel_ops()) ops += (ops.empty() ? "" : "|") + op;
+    sub->add_option("op", args->op, ops)->required()->check(CLI::IsMember(lowering::kernel_ops()));
+    args->chip.add_to(*sub);
+    auto* m = sub->add_option("--m", args->m, "GEMM rows of A and C");
+    auto* k = sub->add_option("--k", args->k, "GEMM contraction size");
+    auto* n = sub->add_option("--n", args->n, "GEMM columns of B and C");
+    auto* rows = sub->add_option("--rows", args->rows, "rows (norms, softmax, activations, transpose)");
+    auto* cols = sub->add_option("--cols", args->cols, "columns");
+    sub->add_option("--dtype", args->dtype, "fp32|bf16|fp16|fp8|fp8_e5m2")->capture_default_str();
+    sub->add_flag("--functional", args->functional, "also compute the values and report the error against FP64");
+    sub->add_option("--json", args->json, "write the result as JSON (schema trnsim.kernel/1)");
+    return [args, sub, m, k, n, rows, cols] {
+        if (!sub->parsed()) return 2;
+        return run_kernel_args(*args, rows->count() + cols->count() > 0, m->count() + k->count() + n->count() > 0);
+    };
+}
+
+int run_default() {
+    KernelArgs a;
+    a.op = "gemm";
+    a.m = a.k = a.n = 4096;
+    return run_kernel_args(a, false, true);
+}
+
+}  // namespace trnsim::cli

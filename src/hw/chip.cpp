@@ -1,0 +1,63 @@
+#include "trnsim/hw/chip.h"
+
+#include "trnsim/hw/i_memory.h"
+#include "trnsim/hw/ideal_memory.h"
+
+namespace trnsim::hw {
+
+void declare_hw_params(ParamRegistry& r) {
+    r.declare({"chip.name", ParamType::text, "chip name", std::nullopt, "", {}});
+    r.declare({"chip.cores", ParamType::integer, "NeuronCores per chip", std::nullopt, "", {}, 1, 1024});
+    NeuronCoreSpec::declare(r);
+    register_ideal_memory();
+    r.declare({"chip.memory.model", ParamType::choice, "memory model behind the DMA engines", "ideal", "",
+               memory_model_names()});
+    r.declare({"chip.memory.bandwidth", ParamType::bandwidth, "HBM bandwidth of the whole chip", std::nullopt, "", {},
+               1, 1e16});
+    r.declare({"chip.memory.capacity", ParamType::bytes, "HBM capacity of the whole chip", std::nullopt, "", {}, 1,
+               1e15});
+    r.declare({"chip.memory.stacks", ParamType::integer, "HBM stacks", std::nullopt, "", {}, 1, 64});
+    IdealMemorySpec::declare(r);
+}
+
+const ParamRegistry& hw_param_registry() {
+    static const ParamRegistry registry = [] {
+        ParamRegistry r;
+        declare_hw_params(r);
+        return r;
+    }();
+    return registry;
+}
+
+Config resolve_chip_config(const std::string& chip, const std::vector<std::string>& files,
+                           const std::vector<std::string>& overrides) {
+    Config config(hw_param_registry());
+    config.apply_defaults();
+    apply_preset_or_file(config, "chips", chip);
+    for (const auto& f : files) config.apply_yaml_file(f);
+    for (const auto& o : overrides) config.apply_override(o);
+    config.check_complete();
+    return config;
+}
+
+ChipSpec ChipSpec::from_config(const Config& c) {
+    ChipSpec s;
+    s.name = c.get_text("chip.name");
+    s.cores = static_cast<int>(c.get_int("chip.cores"));
+    s.core = NeuronCoreSpec::from_config(c);
+    s.memory_model = c.get_text("chip.memory.model");
+    s.memory_bandwidth = c.get_bandwidth("chip.memory.bandwidth");
+    s.memory_capacity = c.get_bytes("chip.memory.capacity");
+    s.memory_stacks = static_cast<int>(c.get_int("chip.memory.stacks"));
+    return s;
+}
+
+double ChipSpec::core_peak_flops(DType dtype) const {
+    const auto& te = core.tensor;
+    double macs_per_cycle = static_cast<double>(te.rows) * te.cols;
+    if (dtype == DType::fp32) macs_per_cycle /= te.fp32_rate;
+    if (dtype == DType::fp8_e4m3 || dtype == DType::fp8_e5m2) macs_per_cycle *= te.fp8_k_pack;
+    return 2.0 * macs_per_cycle * te.clock.hz;
+}
+
+}  // namespace trnsim::hw

@@ -1,0 +1,246 @@
+// Lowering of the row-wise operators. Rows map to SBUF partitions (128-row tiles, double-buffered:
+// the next tile loads while this one computes and the previous one stores); each row is processed
+// whole, as the NKI tutorials' kernels do.
+//   layernorm: VectorE bn_stats + bn_aggr -> mean, var; ScalarE rsqrt(var + eps); VectorE bias = -mean*rstd;
+//              ScalarE x*rstd + bias; GpSimd * gamma; VectorE + beta (gamma, beta broadcast to partitions).
+//   rmsnorm:   ScalarE square with row-sum accumulation; ScalarE rsqrt(sum/C + eps); VectorE x*rstd;
+//              GpSimd * gamma.
+//   softmax:   VectorE row max; VectorE -max; ScalarE exp(x - max) with row-sum accumulation;
+//              VectorE 1/sum; VectorE e * (1/sum).
+//   gelu/silu: ScalarE activation.
+//   transpose: TensorE transpose of 128 x 128 tiles (LoadStationary x, MultiplyMoving identity), the
+//              identity built once by GpSimd; VectorE/ScalarE evacuate PSUM.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "trnsim/core/error.h"
+#include "trnsim/lowering/kernel.h"
+#include "trnsim/lowering/program_builder.h"
+
+namespace trnsim::lowering {
+
+using hw::ActFunc;
+using hw::AluOp;
+using hw::EngineKind;
+using hw::Instruction;
+using hw::Op;
+using hw::TileRef;
+
+namespace {
+
+constexpr float k_eps = 1e-5f;
+
+Instruction make(Op op, TileRef dst, TileRef src0 = {}, TileRef src1 = {}) {
+    Instruction i;
+    i.op = op;
+    i.dst = dst;
+    i.src0 = src0;
+    i.src1 = src1;
+    return i;
+}
+
+hw::Scalar per_row(TileRef t) {
+    hw::Scalar s;
+    s.per_row = true;
+    s.tile = t;
+    return s;
+}
+
+hw::Scalar constant(float v) {
+    hw::Scalar s;
+    s.value = v;
+    return s;
+}
+
+LoweredKernel lower_transpose(const KernelRequest& r, const hw::ChipSpec& chip) {
+    const auto& core = chip.core;
+    const int t = std::min(core.tensor.rows, core.tensor.cols);
+    ProgramBuilder b(core);
+    LoweredKernel out;
+    const int x_t = b.dram("x", r.dtype, r.rows, r.cols, false);
+    const int y_t = b.dram("y", r.dtype, r.cols, r.rows, true);
+    out.inputs = {x_t};
+    out.output = y_t;
+    const int ident = b.sbuf("identity", r.dtype, t, t);
+    b.emit(EngineKind::gpsimd, make(Op::identity, b.whole(ident)));
+    int x[2], y[2], ps[2];
+    for (int s = 0; s < 2; ++s) {
+        x[s] = b.sbuf(fmt::format("x{}", s), r.dtype, t, t);
+        y[s] = b.sbuf(fmt::format("y{}", s), r.dtype, t, t);
+        ps[s] = b.psum(fmt::format("psum{}", s), t, t);
+    }
+    int n = 0;
+    for (std::int64_t r0 = 0; r0 < r.rows; r0 += t) {
+        const int rw = static_cast<int>(std::min<std::int64_t>(t, r.rows - r0));
+        for (std::int64_t c0 = 0; c0 < r.cols; c0 += t, ++n) {
+            const int cw = static_cast<int>(std::min<std::int64_t>(t, r.cols - c0));
+            const int s = n % 2;
+            Instruction ld = make(Op::dma_load, b.tile(x[s], 0, rw, 0, cw));
+            ld.dram = {x_t, r0, rw, c0, cw};
+            b.emit_dma(n % 2, ld);
+            Instruction ls = make(Op::load_stationary, {}, b.tile(x[s], 0, rw, 0, cw));
+            b.emit(EngineKind::tensor, ls);
+            Instruction mm = make(Op::multiply_moving, b.tile(ps[s], 0, cw, 0, rw), b.tile(ident, 0, rw, 0, rw));
+            b.emit(EngineKind::tensor, mm);
+            const EngineKind ev_engine = s == 0 ? EngineKind::vector : EngineKind::scalar;
+            b.emit(ev_engine, make(s == 0 ? Op::tensor_copy : Op::activation, b.tile(y[s], 0, cw, 0, rw),
+                                   b.tile(ps[s], 0, cw, 0, rw)));
+            Instruction st = make(Op::dma_store, {}, b.tile(y[s], 0, cw, 0, rw));
+            st.dram = {y_t, c0, cw, r0, rw};
+            b.emit_dma(2 + n % 2, st);
+        }
+    }
+    out.flops = 0;
+    out.program = b.take();
+    return out;
+}
+
+}  // namespace
+
+LoweredKernel lower_elementwise(const KernelRequest& r, const hw::ChipSpec& chip) {
+    if (r.op == "transpose") {
+        LoweredKernel k = lower_transpose(r, chip);
+        k.shape = {{"rows", r.rows}, {"cols", r.cols}};
+        return k;
+    }
+    const auto& core = chip.core;
+    const int parts = core.sbuf_partitions;
+    const int C = static_cast<int>(r.cols);
+    ProgramBuilder b(core);
+    LoweredKernel out;
+    const int x_t = b.dram("x", r.dtype, r.rows, r.cols, false);
+    const int y_t = b.dram("y", r.dtype, r.rows, r.cols, true);
+    out.inputs = {x_t};
+    out.output = y_t;
+    const bool has_gamma = r.op == "layernorm" || r.op == "rmsnorm";
+    int gamma = -1, beta = -1;
+    if (has_gamma) {
+        const int g_t = b.dram("gamma", r.dtype, 1, r.cols, false);
+        out.inputs.push_back(g_t);
+        gamma = b.sbuf("gamma", DType::fp32, parts, C);
+        Instruction ld = make(Op::dma_load, b.whole(gamma));
+        ld.dram = {g_t, 0, 1, 0, r.cols};
+        b.emit_dma(0, ld);
+        if (r.op == "layernorm") {
+            const int be_t = b.dram("beta", r.dtype, 1, r.cols, false);
+            out.inputs.push_back(be_t);
+            beta = b.sbuf("beta", DType::fp32, parts, C);
+            Instruction lb = make(Op::dma_load, b.whole(beta));
+            lb.dram = {be_t, 0, 1, 0, r.cols};
+            b.emit_dma(1, lb);
+        }
+    }
+    const int chunks = (C + 511) / 512;
+    int x[2], y[2], work[2], stats[2], small[2];
+    for (int s = 0; s < 2; ++s) {
+        x[s] = b.sbuf(fmt::format("x{}", s), r.dtype, parts, C);
+        y[s] = b.sbuf(fmt::format("y{}", s), r.dtype, parts, C);
+        work[s] = b.sbuf(fmt::format("work{}", s), DType::fp32, parts, C);
+        stats[s] = b.sbuf(fmt::format("stats{}", s), DType::fp32, parts, 3 * chunks);
+        small[s] = b.sbuf(fmt::format("row_scalars{}", s), DType::fp32, parts, 4);
+    }
+    if (b.sbuf_bytes_per_partition() > core.sbuf_partition_size.count) {
+        throw UserError(fmt::format("{} with --cols {}: a row tile needs {} per SBUF partition, "
+                                    "chip.core.sbuf.partition_size is {}; allowed: fewer columns",
+                                    r.op, r.cols, to_string(Bytes{b.sbuf_bytes_per_partition()}),
+                                    to_string(core.sbuf_partition_size)));
+    }
+    int n = 0;
+    for (std::int64_t r0 = 0; r0 < r.rows; r0 += parts, ++n) {
+        const int p = static_cast<int>(std::min<std::int64_t>(parts, r.rows - r0));
+        const int s = n % 2;
+        auto X = b.tile(x[s], 0, p, 0, C);
+        auto Y = b.tile(y[s], 0, p, 0, C);
+        auto W = b.tile(work[s], 0, p, 0, C);
+        auto col = [&](int c) { return b.tile(small[s], 0, p, c, 1); };
+        Instruction ld = make(Op::dma_load, X);
+        ld.dram = {x_t, r0, p, 0, r.cols};
+        b.emit_dma(n % 2, ld);
+        if (r.op == "layernorm") {
+            b.emit(EngineKind::vector, make(Op::bn_stats, b.tile(stats[s], 0, p, 0, 3 * chunks), X));
+            b.emit(EngineKind::vector, make(Op::bn_aggr, b.tile(small[s], 0, p, 0, 2), b.tile(stats[s], 0, p, 0, 3 * chunks)));
+            Instruction rs = make(Op::activation, col(2), col(1));
+            rs.func = ActFunc::rsqrt;
+            rs.scalar0 = constant(1.0f);
+            rs.scalar1 = constant(k_eps);
+            b.emit(EngineKind::scalar, rs);
+            Instruction bias = make(Op::tensor_scalar, col(3), col(0));  // -mean * rstd
+            bias.alu0 = AluOp::multiply;
+            bias.scalar0 = per_row(col(2));
+            bias.alu1 = AluOp::multiply;
+            bias.scalar1 = constant(-1.0f);
+            b.emit(EngineKind::vector, bias);
+            Instruction norm = make(Op::activation, W, X);
+            norm.scalar0 = per_row(col(2));
+            norm.scalar1 = per_row(col(3));
+            b.emit(EngineKind::scalar, norm);
+            Instruction g = make(Op::tensor_tensor, W, W, b.tile(gamma, 0, p, 0, C));
+            g.alu0 = AluOp::multiply;
+            b.emit(EngineKind::gpsimd, g);
+            Instruction be = make(Op::tensor_tensor, Y, W, b.tile(beta, 0, p, 0, C));
+            be.alu0 = AluOp::add;
+            b.emit(EngineKind::vector, be);
+        } else if (r.op == "rmsnorm") {
+            Instruction sq = make(Op::activation, W, X);
+            sq.func = ActFunc::square;
+            sq.accumulate = true;
+            sq.acc = col(0);
+            b.emit(EngineKind::scalar, sq);
+            Instruction rs = make(Op::activation, col(1), col(0));
+            rs.func = ActFunc::rsqrt;
+            rs.scalar0 = constant(1.0f / static_cast<float>(C));
+            rs.scalar1 = constant(k_eps);
+            b.emit(EngineKind::scalar, rs);
+            Instruction norm = make(Op::tensor_scalar, W, X);
+            norm.alu0 = AluOp::multiply;
+            norm.scalar0 = per_row(col(1));
+            b.emit(EngineKind::vector, norm);
+            Instruction g = make(Op::tensor_tensor, Y, W, b.tile(gamma, 0, p, 0, C));
+            g.alu0 = AluOp::multiply;
+            b.emit(EngineKind::gpsimd, g);
+        } else if (r.op == "softmax") {
+            Instruction mx = make(Op::tensor_reduce, col(0), X);
+            mx.alu0 = AluOp::max;
+            b.emit(EngineKind::vector, mx);
+            Instruction neg = make(Op::tensor_scalar, col(1), col(0));
+            neg.alu0 = AluOp::multiply;
+            neg.scalar0 = constant(-1.0f);
+            b.emit(EngineKind::vector, neg);
+            Instruction ex = make(Op::activation, W, X);
+            ex.func = ActFunc::exp;
+            ex.scalar0 = constant(1.0f);
+            ex.scalar1 = per_row(col(1));
+            ex.accumulate = true;
+            ex.acc = col(2);
+            b.emit(EngineKind::scalar, ex);
+            Instruction rc = make(Op::activation, col(3), col(2));
+            rc.func = ActFunc::reciprocal;
+            b.emit(EngineKind::vector, rc);
+            Instruction sc = make(Op::tensor_scalar, Y, W);
+            sc.alu0 = AluOp::multiply;
+            sc.scalar0 = per_row(col(3));
+            b.emit(EngineKind::vector, sc);
+        } else {  // gelu, silu
+            Instruction act = make(Op::activation, Y, X);
+            act.func = r.op == "gelu" ? ActFunc::gelu_tanh : ActFunc::silu;
+            b.emit(EngineKind::scalar, act);
+        }
+        Instruction st = make(Op::dma_store, {}, Y);
+        st.dram = {y_t, r0, p, 0, r.cols};
+        b.emit_dma(2 + n % 2, st);
+    }
+    // Model FLOPs per element, counting each arithmetic operation the operator needs once:
+    // layernorm 8 (mean 1, variance 3, normalise 2, affine 2), rmsnorm 4, softmax 4 (max, subtract+exp,
+    // sum, scale), gelu 8 (tanh form), silu 4.
+    const double per_elem = r.op == "layernorm" ? 8 : r.op == "rmsnorm" ? 4 : r.op == "softmax" ? 4 : r.op == "gelu" ? 8 : 4;
+    out.flops = per_elem * static_cast<double>(r.rows) * static_cast<double>(r.cols);
+    out.shape = {{"rows", r.rows}, {"cols", r.cols}};
+    out.plan = {{"row_tile", parts}, {"sbuf_bytes_per_partition", static_cast<std::int64_t>(b.sbuf_bytes_per_partition())}};
+    out.program = b.take();
+    out.plan["expected_read_bytes"] = static_cast<std::int64_t>(out.program.dma_read_bytes());
+    out.plan["expected_write_bytes"] = static_cast<std::int64_t>(out.program.dma_write_bytes());
+    return out;
+}
+
+}  // namespace trnsim::lowering

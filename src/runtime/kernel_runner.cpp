@@ -1,0 +1,158 @@
+#include "trnsim/runtime/kernel_runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+#include <Eigen/Dense>
+
+#include "trnsim/core/clock.h"
+#include "trnsim/core/sim_context.h"
+#include "trnsim/hw/chip.h"
+#include "trnsim/hw/functional.h"
+#include "trnsim/hw/i_memory.h"
+#include "trnsim/hw/neuron_core.h"
+
+namespace trnsim::runtime {
+
+namespace {
+
+using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+Matrix as_matrix(const std::vector<float>& v, std::int64_t rows, std::int64_t cols) {
+    Matrix m(rows, cols);
+    for (std::int64_t i = 0; i < rows * cols; ++i) m.data()[i] = v[static_cast<std::size_t>(i)];
+    return m;
+}
+
+// Fills the kernel's inputs with reproducible values, already in their dtype. GEMM operands in MX quad
+// mode get OCP MXFP8 block scaling along K (32 values of one column).
+void fill_inputs(const lowering::LoweredKernel& k, const hw::ChipSpec& chip, hw::FunctionalState& fs,
+                 std::uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+    std::uniform_real_distribution<float> scale(0.5f, 1.5f);
+    const bool gemm = k.shape.count("k") != 0;
+    for (std::size_t i = 0; i < k.inputs.size(); ++i) {
+        const int id = k.inputs[i];
+        const auto& t = k.program.dram[static_cast<std::size_t>(id)];
+        auto& data = fs.dram(id);
+        const bool affine = t.name == "gamma" || t.name == "beta";
+        for (auto& v : data) v = round_to(t.dtype, affine ? scale(rng) : value(rng));
+        if (gemm && t.dtype == DType::fp8_e4m3 && chip.core.tensor.fp8_k_pack == 4) {
+            std::vector<float> column(static_cast<std::size_t>(t.rows)), q(column.size());
+            for (std::int64_t c = 0; c < t.cols; ++c) {
+                for (std::int64_t r = 0; r < t.rows; ++r) column[r] = data[static_cast<std::size_t>(r * t.cols + c)];
+                quantize_mxfp8_e4m3(column.data(), q.data(), static_cast<int>(t.rows));
+                for (std::int64_t r = 0; r < t.rows; ++r) data[static_cast<std::size_t>(r * t.cols + c)] = q[r];
+            }
+        }
+    }
+}
+
+double gelu(double x) { return 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
+
+Matrix reference(const lowering::LoweredKernel& k, const std::string& op, hw::FunctionalState& fs) {
+    auto input = [&](std::size_t i) {
+        const auto& t = k.program.dram[static_cast<std::size_t>(k.inputs[i])];
+        return as_matrix(fs.dram(k.inputs[i]), t.rows, t.cols);
+    };
+    if (op == "gemm") {
+        const Matrix c = input(0).transpose() * input(1);  // lhsT^T @ rhs = A @ B
+        return k.output_transposed ? Matrix(c.transpose()) : c;
+    }
+    const Matrix x = input(0);
+    if (op == "transpose") return x.transpose();
+    Matrix y(x.rows(), x.cols());
+    const double eps = 1e-5;
+    for (Eigen::Index r = 0; r < x.rows(); ++r) {
+        const auto row = x.row(r);
+        if (op == "layernorm") {
+            const double mean = row.mean();
+            const double var = (row.array() - mean).square().mean();
+            y.row(r) = ((row.array() - mean) / std::sqrt(var + eps)) * input(1).row(0).array() + input(2).row(0).array();
+        } else if (op == "rmsnorm") {
+            const double rms = std::sqrt(row.array().square().mean() + eps);
+            y.row(r) = (row.array() / rms) * input(1).row(0).array();
+        } else if (op == "softmax") {
+            const Eigen::ArrayXd e = (row.array() - row.maxCoeff()).exp();
+            y.row(r) = e / e.sum();
+        } else if (op == "gelu") {
+            y.row(r) = row.unaryExpr([](double v) { return gelu(v); });
+        } else {
+            y.row(r) = row.unaryExpr([](double v) { return v / (1.0 + std::exp(-v)); });
+        }
+    }
+    return y;
+}
+
+}  // namespace
+
+KernelResult run_kernel(const KernelOptions& options, const Config& config) {
+    const hw::ChipSpec chip = hw::ChipSpec::from_config(config);
+    const lowering::LoweredKernel kernel = lowering::lower_kernel(options.request, chip);
+    const hw::Program& program = kernel.program;
+
+    init_systemc();
+    auto memory = hw::make_memory(chip.memory_model, "memory", config, hw::MemoryContext{chip.cores});
+    hw::NeuronCore core("core", chip.core);
+    core.dma().memory_port.bind(memory->socket);
+    std::unique_ptr<hw::FunctionalState> fs;
+    if (options.functional) {
+        fs = std::make_unique<hw::FunctionalState>(program);
+        fill_inputs(kernel, chip, *fs, options.seed);
+    }
+    core.load(program, fs.get());
+
+    const auto wall_start = std::chrono::steady_clock::now();
+    sc_core::sc_start();
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+
+    const auto& st = core.stats();
+    const auto& dma = core.dma_stats();
+    KernelResult r;
+    r.op = options.request.op;
+    r.shape = kernel.shape;
+    r.plan = kernel.plan;
+    r.dtype = dtype_name(options.request.dtype);
+    r.chip = chip.name;
+    const ClockDomain te_clock(chip.core.tensor.clock.hz);
+    const std::uint64_t end_fs = std::max<std::uint64_t>(st.end_fs, 1);
+    r.cycles = te_clock.cycle_at_or_after(end_fs);
+    r.time_s = static_cast<double>(end_fs) * 1e-15;
+    r.flops = kernel.flops;
+    r.achieved_tflops = r.flops / r.time_s * 1e-12;
+    r.peak_tflops = chip.core_peak_flops(options.request.dtype) * 1e-12;
+    for (int e = 0; e < hw::k_compute_engines; ++e) {
+        const std::string name = hw::engine_name(static_cast<hw::EngineKind>(e));
+        r.utilization[name] = static_cast<double>(st.engines[e].busy_fs) / static_cast<double>(end_fs);
+        r.instructions[name] = st.engines[e].instructions;
+    }
+    r.utilization["dma"] =
+        static_cast<double>(dma.busy_fs) / (static_cast<double>(chip.core.dma.engines) * static_cast<double>(end_fs));
+    r.instructions["dma"] = dma.transfers;
+    r.tensor_engine_cycles = st.tensor_first_cycle < 0 ? 0 : st.tensor_last_cycle - st.tensor_first_cycle;
+    r.tensor_macs = st.macs;
+    r.hbm_read_bytes = memory->stats().read_bytes;
+    r.hbm_write_bytes = memory->stats().write_bytes;
+    r.dma_transfers = dma.transfers;
+    r.sbuf_peak_bytes = st.sbuf_bytes;
+    r.program_read_bytes = program.dma_read_bytes();
+    r.program_write_bytes = program.dma_write_bytes();
+    r.memory_bandwidth_gbps = static_cast<double>(r.hbm_read_bytes + r.hbm_write_bytes) / r.time_s * 1e-9;
+    r.wall_s = wall;
+    r.events = st.wakeups + dma.wakeups;
+    r.config = config.values();
+    if (fs) {
+        r.functional = true;
+        const Matrix ref = reference(kernel, options.request.op, *fs);
+        const auto& t = program.dram[static_cast<std::size_t>(kernel.output)];
+        const Matrix y = as_matrix(fs->dram(kernel.output), t.rows, t.cols);
+        const double scale = std::max(ref.cwiseAbs().maxCoeff(), 1e-30);
+        r.max_rel_error = (y - ref).cwiseAbs().maxCoeff() / scale;
+    }
+    return r;
+}
+
+}  // namespace trnsim::runtime
