@@ -368,23 +368,47 @@ TEST_CASE("Issuing a MultiplyMoving before its weights are in place is caught by
     }
 }
 
-TEST_CASE("A PSUM write-order hazard the interlocks do not prevent is reported", "[systolic_stepped]") {
-    // A deep fold writes its results late; the next (shallow, accumulating) fold into the same bank is
-    // allowed to start after ii = max(N, min(64, C)) = 2 cycles and its results leave the array first.
+TEST_CASE("The PSUM write-order interlock keeps a shallow fold from overtaking a deep one into the same bank",
+          "[systolic_stepped]") {
+    // A deep fold writes its results late; the next (shallow, accumulating) fold into the same bank would be
+    // allowed by the port interlocks to start after ii = max(N, min(64, C)) = 2 cycles, and its results would
+    // leave the array first. The write-order interlock delays it to s_prev + K_used(prev) - K_used + 1.
     std::mt19937 rng(3);
     SteppedArrayConfig config;
     config.rows = 16;
     config.cols = 16;
-    const std::vector<SteppedOp> ops = {
-        load_stationary(random_matrix(rng, 16, 2)), multiply_moving(random_matrix(rng, 16, 1), 0, false),
-        load_stationary(random_matrix(rng, 1, 2)), multiply_moving(random_matrix(rng, 1, 1), 0, true)};
-    CHECK_THROWS_AS(run_stepped(config, ops), std::logic_error);
-    config.check_psum_order = false;
-    const SteppedResult result = run_stepped(config, ops);
-    CHECK(result.timing[3].end < result.timing[1].end);
-    config.fold_overlap = false;  // draining between folds removes the hazard
-    config.check_psum_order = true;
-    CHECK_NOTHROW(run_stepped(config, ops));
+    const Eigen::MatrixXf w0 = random_matrix(rng, 16, 2);
+    const Eigen::MatrixXf x0 = random_matrix(rng, 16, 1);
+    const Eigen::MatrixXf w1 = random_matrix(rng, 1, 2);
+    const Eigen::MatrixXf x1 = random_matrix(rng, 1, 1);
+    const std::vector<SteppedOp> ops = {load_stationary(w0), multiply_moving(x0, 0, false),
+                                        load_stationary(w1), multiply_moving(x1, 0, true)};
+    const Eigen::MatrixXf expected = reference_mm(w0, x0) + reference_mm(w1, x1);
+
+    SECTION("With the interlock (default) the writes land in program order") {
+        const SteppedResult result = run_stepped(config, ops);
+        CHECK(result.timing[3].start == result.timing[1].start + 16 - 1 + 1);
+        CHECK(result.timing[3].end > result.timing[1].end);
+        CHECK(bit_equal(result.psum[0], expected));
+        // Into another bank the interlock does not apply: only the port interlocks (LS busy 1, ii 2) remain.
+        std::vector<SteppedOp> other_bank = ops;
+        other_bank[3].psum_bank = 1;
+        other_bank[3].accumulate = false;
+        const SteppedResult free = run_stepped(config, other_bank);
+        CHECK(free.timing[3].start == free.timing[1].start + 2);
+        CHECK(free.timing[3].end < free.timing[1].end);
+    }
+    SECTION("Without the interlock the write-order self-check fires") {
+        config.psum_order_interlock = false;
+        CHECK_THROWS_AS(run_stepped(config, ops), std::logic_error);
+        config.check_psum_order = false;  // writes land in arrival order: the deep fold's result comes last
+        const SteppedResult result = run_stepped(config, ops);
+        CHECK(result.timing[3].end < result.timing[1].end);
+        CHECK_FALSE(bit_equal(result.psum[0], expected));
+        config.fold_overlap = false;  // draining between folds also removes the hazard
+        config.check_psum_order = true;
+        CHECK_NOTHROW(run_stepped(config, ops));
+    }
 }
 
 TEST_CASE("Malformed programs are rejected with invalid_argument", "[systolic_stepped]") {

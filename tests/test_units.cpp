@@ -1,1 +1,57 @@
 #include <catch2/catch.hpp>
+
+#include "trnsim/core/error.h"
+#include "trnsim/core/units.h"
+
+using namespace trnsim;
+
+TEST_CASE("frequencies parse with their unit", "[units]") {
+    CHECK(parse_frequency("2.4GHz").hz == Approx(2.4e9));
+    CHECK(parse_frequency("960MHz").hz == Approx(0.96e9));
+    CHECK(parse_frequency(" 1.4 GHz ").hz == Approx(1.4e9));
+    CHECK(parse_frequency("100kHz").hz == Approx(1e5));
+}
+
+TEST_CASE("decimal and binary prefixes are different and both understood", "[units]") {
+    CHECK(parse_bandwidth("2.9TB/s").bytes_per_s == Approx(2.9e12));
+    CHECK(parse_bandwidth("820GiB/s").bytes_per_s == Approx(820.0 * 1024 * 1024 * 1024));
+    CHECK(parse_bandwidth("820GB/s").bytes_per_s == Approx(820e9));
+    CHECK(parse_bandwidth("820GiB/s").bytes_per_s / parse_bandwidth("820GB/s").bytes_per_s == Approx(1.073741824));
+    CHECK(parse_bytes("96GiB").count == 96ull << 30);
+    CHECK(parse_bytes("96GB").count == 96000000000ull);
+    CHECK(parse_bytes("192KiB").count == 192u * 1024u);
+    CHECK(parse_bytes("2KB").count == 2000u);
+}
+
+TEST_CASE("bits per second are bytes divided by eight", "[units]") {
+    CHECK(parse_bandwidth("200Gbps").bytes_per_s == Approx(25e9));
+    CHECK(parse_bandwidth("200Gb/s").bytes_per_s == Approx(25e9));
+}
+
+TEST_CASE("durations parse in every unit", "[units]") {
+    CHECK(parse_duration("1.3us").seconds == Approx(1.3e-6));
+    CHECK(parse_duration("15ns").seconds == Approx(15e-9));
+    CHECK(parse_duration("2ms").seconds == Approx(2e-3));
+    CHECK(parse_duration("0s").seconds == 0.0);
+}
+
+TEST_CASE("a value without a unit or with the wrong unit is an error naming the allowed units", "[units]") {
+    CHECK_THROWS_AS(parse_bandwidth("2900"), UnitError);
+    CHECK_THROWS_WITH(parse_bandwidth("2900"), Catch::Contains("no unit") && Catch::Contains("GiB/s"));
+    CHECK_THROWS_WITH(parse_bandwidth("2.9GHz"), Catch::Contains("unknown bandwidth unit 'GHz'"));
+    CHECK_THROWS_AS(parse_frequency("fast"), UnitError);
+    CHECK_THROWS_AS(parse_bytes("1.5B"), UnitError);
+    CHECK_THROWS_AS(parse_bytes("-1KiB"), UnitError);
+    CHECK_THROWS_AS(parse_duration("3 weeks"), UnitError);
+}
+
+TEST_CASE("quantities print in a unit that parses back to the same value", "[units]") {
+    for (const char* text : {"2.4GHz", "960MHz", "1.12GHz"}) {
+        CHECK(parse_frequency(to_string(parse_frequency(text))).hz == parse_frequency(text).hz);
+    }
+    CHECK(to_string(parse_bytes("192KiB")) == "192KiB");
+    CHECK(to_string(parse_bytes("24MiB")) == "24MiB");
+    CHECK(to_string(Bytes{1000}) == "1000B");
+    CHECK(to_string(parse_bandwidth("2.9TB/s")) == "2.9TB/s");
+    CHECK(to_string(Duration{1.3e-6}) == "1.3us");
+}

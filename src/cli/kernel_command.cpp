@@ -12,8 +12,8 @@ namespace trnsim::cli {
 
 void ChipOptions::add_to(CLI::App& app) {
     app.add_option("--chip", chip, "chip preset (trnsim presets) or a YAML file")->capture_default_str();
-    app.add_option("--config", files, "YAML file overlaid on the preset (repeatable)");
-    app.add_option("--set", overrides, "override one key: dotted.key=value (repeatable)");
+    app.add_option("--config", files, "YAML file overlaid on the preset (repeatable)")->allow_extra_args(false);
+    app.add_option("--set", overrides, "override one key: dotted.key=value (repeatable)")->allow_extra_args(false);
 }
 
 namespace {

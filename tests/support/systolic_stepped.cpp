@@ -253,6 +253,14 @@ private:
             const MmState& previous = m_mms[m_mm_issued - 1];
             if (previous.end < 0) return false;  // array not drained yet
         }
+        if (m_config.psum_order_interlock && m_mm_issued > 0) {
+            // Write-order scoreboard: the previous MM's first result reached (or will reach) its bank at
+            // previous.start + previous.k_used - 1; ours, at t + mm.k_used - 1, must land strictly later.
+            const MmState& previous = m_mms[m_mm_issued - 1];
+            if (previous.bank == mm.bank && t + mm.k_used - 1 <= previous.start + previous.k_used - 1) {
+                return false;
+            }
+        }
         return true;
     }
 

@@ -24,6 +24,14 @@ struct SteppedArrayConfig {
     bool fold_overlap = true;        // false = "none": the first MM of a new stationary waits for the drain
     int mm_init_latency = 64;        // cycles
     int ls_cols_per_cycle = 4;       // fast LoadStationary rate (background mode only)
+    // PSUM write-order interlock (what a per-bank write-order scoreboard implements): an MM that writes the
+    // same PSUM bank as the immediately preceding MM (program order) issues no earlier than
+    //   s_prev + K_used(prev) - K_used + 1,
+    // so its first result (c = 0, n = 0, landing at s + K_used - 1) reaches PSUM strictly after the previous
+    // MM's first result. With equal rates every other element is then ordered too (element (c, n) lands at
+    // s + rate*n + K_used + c - 1). Testing only: false removes the interlock, to show that the write-order
+    // self-check (check_psum_order) catches the hazard it prevents.
+    bool psum_order_interlock = true;
 
     // Self-check knobs (defaults give the specified hardware behaviour).
     // Testing only: let an MM issue this many cycles before its stationary is ready. Used to prove that the
