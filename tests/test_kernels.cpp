@@ -191,7 +191,9 @@ TEST_CASE("row-wise kernels use the engines their lowering names", "[kernel]") {
 TEST_CASE("the same kernel simulated twice gives the same result", "[kernel]") {
     json a = simulate(gemm("trn2", 1000, 1000, 1000));
     json b = simulate(gemm("trn2", 1000, 1000, 1000));
-    a["sim"].erase("wall_s");
-    b["sim"].erase("wall_s");
+    for (json* j : {&a, &b}) {
+        (*j)["sim"].erase("wall_s");
+        (*j)["sim"].erase("peak_rss_bytes");
+    }
     CHECK(a.dump() == b.dump());
 }

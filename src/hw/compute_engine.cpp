@@ -35,7 +35,8 @@ void ComputeEngineSpec::declare(ParamRegistry& r, EngineKind kind) {
                "extra cycles when an instruction reads the previous instruction's output on the same engine", "100",
                "[NKI-ARCH1]", {}, 0, 1e6});
     r.declare({p + "start_overhead", ParamType::integer, "fixed instruction start cost, engine cycles",
-               kind == EngineKind::gpsimd ? "150" : "0", kind == EngineKind::gpsimd ? "[NKI-ISA-OLD] GPSIMD_START" : "",
+               kind == EngineKind::gpsimd ? "150" : "0",
+               kind == EngineKind::gpsimd ? "[NKI-ISA-OLD] GPSIMD_START" : "[NKI-ISA-OLD] (only GpSimd documents one)",
                {}, 0, 1e6});
     r.declare({p + "elems_per_cycle_16bit", ParamType::integer,
                "elements per partition per cycle for 8/16-bit data (data-path width / 128 partitions)", std::nullopt,

@@ -41,7 +41,7 @@ nlohmann::json to_json(const runtime::KernelResult& r) {
     j["sbuf_peak_bytes"] = r.sbuf_peak_bytes;
     j["plan"] = r.plan;
     if (r.functional) j["functional"] = {{"max_rel_error", r.max_rel_error}, {"metric", "max|y-ref| / max|ref|"}};
-    j["sim"] = {{"wall_s", r.wall_s}, {"events", r.events}};
+    j["sim"] = {{"wall_s", r.wall_s}, {"events", r.events}, {"peak_rss_bytes", r.peak_rss_bytes}};
     j["config"] = config_to_json(r.config);
     return j;
 }
@@ -66,7 +66,8 @@ std::string to_table(const runtime::KernelResult& r) {
     out += fmt::format("  {:<22}{} of SBUF, {} DMA transfers\n", "on chip", to_string(Bytes{r.sbuf_peak_bytes}),
                        r.dma_transfers);
     if (r.functional) out += fmt::format("  {:<22}{:.3e} (max|y-ref|/max|ref|)\n", "functional error", r.max_rel_error);
-    out += fmt::format("  {:<22}{:.3f} s wall, {} events\n", "simulator", r.wall_s, r.events);
+    out += fmt::format("  {:<22}{:.3f} s wall, {} events, {:.1f} MiB peak memory\n", "simulator", r.wall_s, r.events,
+                       static_cast<double>(r.peak_rss_bytes) / 1048576.0);
     return out;
 }
 

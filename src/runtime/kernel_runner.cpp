@@ -5,9 +5,13 @@
 #include <cmath>
 #include <random>
 
+#include <sys/resource.h>
+
 #include <Eigen/Dense>
+#include <fmt/format.h>
 
 #include "trnsim/core/clock.h"
+#include "trnsim/core/error.h"
 #include "trnsim/core/sim_context.h"
 #include "trnsim/hw/chip.h"
 #include "trnsim/hw/functional.h"
@@ -93,6 +97,14 @@ KernelResult run_kernel(const KernelOptions& options, const Config& config) {
     const hw::ChipSpec chip = hw::ChipSpec::from_config(config);
     const lowering::LoweredKernel kernel = lowering::lower_kernel(options.request, chip);
     const hw::Program& program = kernel.program;
+    // Values are computed element by element in the engines' order; bound the work so that a
+    // --functional run stays within minutes.
+    constexpr double k_functional_max_flops = 1e10;
+    if (options.functional && kernel.flops > k_functional_max_flops) {
+        throw UserError(fmt::format("--functional computes every value: allowed up to {:.0e} model FLOPs, this {} "
+                                    "has {:.3g}; use a smaller shape (timing alone has no such limit)",
+                                    k_functional_max_flops, options.request.op, kernel.flops));
+    }
 
     init_systemc();
     auto memory = hw::make_memory(chip.memory_model, "memory", config, hw::MemoryContext{chip.cores});
@@ -142,6 +154,9 @@ KernelResult run_kernel(const KernelOptions& options, const Config& config) {
     r.program_write_bytes = program.dma_write_bytes();
     r.memory_bandwidth_gbps = static_cast<double>(r.hbm_read_bytes + r.hbm_write_bytes) / r.time_s * 1e-9;
     r.wall_s = wall;
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    r.peak_rss_bytes = static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
     r.events = st.wakeups + dma.wakeups;
     r.config = config.values();
     if (fs) {

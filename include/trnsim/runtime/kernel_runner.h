@@ -44,6 +44,7 @@ struct KernelResult {
     double max_rel_error = 0;               // max |y - ref| / max |ref|
     double wall_s = 0;
     std::uint64_t events = 0;
+    std::uint64_t peak_rss_bytes = 0;  // of the whole process, after the simulation
     std::map<std::string, ConfigValue> config;
 };
 
