@@ -197,3 +197,27 @@ TEST_CASE("the same kernel simulated twice gives the same result", "[kernel]") {
     }
     CHECK(a.dump() == b.dump());
 }
+
+TEST_CASE("the trace holds one interval per instruction, inside the kernel's time", "[kernel][trace]") {
+    const std::string out = testing::run_isolated([] {
+        runtime::KernelOptions o;
+        o.request.op = "rmsnorm";
+        o.request.rows = 512;
+        o.request.cols = 1024;
+        o.trace = true;
+        const auto r = runtime::run_kernel(o, hw::resolve_chip_config("trn2", {}, {}));
+        return json{{"trace", report::to_chrome_trace(r)}, {"result", report::to_json(r)}}.dump();
+    });
+    const json j = json::parse(out);
+    std::uint64_t instructions = 0;
+    for (const auto& [name, n] : j["result"]["instructions"].items()) instructions += n.get<std::uint64_t>();
+    std::uint64_t intervals = 0;
+    const double end_us = j["result"]["time_s"].get<double>() * 1e6;
+    for (const auto& e : j["trace"]["traceEvents"]) {
+        if (e["ph"] != "X") continue;
+        ++intervals;
+        CHECK(e["dur"].get<double>() >= 0);
+        CHECK(e["ts"].get<double>() + e["dur"].get<double>() <= end_us * (1 + 1e-12));
+    }
+    CHECK(intervals == instructions);
+}

@@ -25,6 +25,7 @@ struct KernelArgs {
     std::string dtype = "bf16";
     bool functional = false;
     std::string json;
+    std::string trace;
 };
 
 int run_kernel_args(const KernelArgs& a, bool rows_given, bool mkn_given) {
@@ -49,9 +50,11 @@ int run_kernel_args(const KernelArgs& a, bool rows_given, bool mkn_given) {
     runtime::KernelOptions opts;
     opts.request = req;
     opts.functional = a.functional;
+    opts.trace = !a.trace.empty();
     const runtime::KernelResult result = runtime::run_kernel(opts, config);
     std::fputs(report::to_table(result).c_str(), stdout);
     if (!a.json.empty()) report::write_file_atomic(a.json, report::to_json(result).dump(2) + "\n");
+    if (!a.trace.empty()) report::write_file_atomic(a.trace, report::to_chrome_trace(result).dump() + "\n");
     return 0;
 }
 
@@ -72,6 +75,7 @@ std::function<int()> add_kernel_command(CLI::App& app) {
     sub->add_option("--dtype", args->dtype, "fp32|bf16|fp16|fp8|fp8_e5m2")->capture_default_str();
     sub->add_flag("--functional", args->functional, "also compute the values and report the error against FP64");
     sub->add_option("--json", args->json, "write the result as JSON (schema trnsim.kernel/1)");
+    sub->add_option("--trace", args->trace, "write the instruction timeline as a Perfetto/Chrome trace (JSON)");
     return [args, sub, m, k, n, rows, cols] {
         if (!sub->parsed()) return 2;
         return run_kernel_args(*args, rows->count() + cols->count() > 0, m->count() + k->count() + n->count() > 0);

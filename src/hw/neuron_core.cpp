@@ -180,6 +180,7 @@ void NeuronCore::compute_thread(EngineKind kind) {
             st.busy_fs += clock.edge_fs(to) - clock.edge_fs(from);
             busy_until = to;
         }
+        if (m_tracing) m_trace.push_back({false, e, ins.op, clock.edge_fs(t.start), clock.edge_fs(t.start + t.busy)});
         ++st.instructions;
         st.first_start_fs = std::min(st.first_start_fs, clock.edge_fs(t.start));
         const std::uint64_t end_fs = clock.edge_fs(t.end);
@@ -208,7 +209,10 @@ void NeuronCore::queue_thread(int queue) {
         if (ins.dram.rows == 1 && tile.rows > 1) x.broadcast_bytes = static_cast<std::uint64_t>(tile.cols) * es;
         if (m_functional) m_functional->execute(ins);
         const std::vector<std::int32_t>* signals = &ins.signals;
-        m_dma->submit(x, [this, signals](std::uint64_t done_fs) {
+        const std::uint64_t issued_fs = sc_core::sc_time_stamp().value();
+        const Op op = ins.op;
+        m_dma->submit(x, [this, signals, issued_fs, op, queue](std::uint64_t done_fs) {
+            if (m_tracing) m_trace.push_back({true, queue, op, issued_fs, done_fs});
             m_stats.end_fs = std::max(m_stats.end_fs, done_fs);
             for (auto s : *signals) m_semaphores->post(s, done_fs);
         });

@@ -46,6 +46,17 @@ nlohmann::json to_json(const runtime::KernelResult& r) {
     return j;
 }
 
+namespace {
+// Sizes for people: three significant digits in the largest binary unit.
+std::string size_text(std::uint64_t bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(bytes);
+    int u = 0;
+    while (v >= 1024.0 && u < 4) v /= 1024.0, ++u;
+    return fmt::format("{:.3g} {}", v, units[u]);
+}
+}  // namespace
+
 std::string to_table(const runtime::KernelResult& r) {
     std::string shape;
     for (const auto& [k, v] : r.shape) shape += fmt::format("{}{}={}", shape.empty() ? "" : " ", k, v);
@@ -61,14 +72,39 @@ std::string to_table(const runtime::KernelResult& r) {
         out += fmt::format("{} {:.1f}%  ", e, 100.0 * r.utilization.at(e));
     }
     out += "\n";
-    out += fmt::format("  {:<22}read {}  write {}  ({:.1f} GB/s)\n", "HBM", to_string(Bytes{r.hbm_read_bytes}),
-                       to_string(Bytes{r.hbm_write_bytes}), r.memory_bandwidth_gbps);
-    out += fmt::format("  {:<22}{} of SBUF, {} DMA transfers\n", "on chip", to_string(Bytes{r.sbuf_peak_bytes}),
+    out += fmt::format("  {:<22}read {}  write {}  ({:.1f} GB/s)\n", "HBM", size_text(r.hbm_read_bytes),
+                       size_text(r.hbm_write_bytes), r.memory_bandwidth_gbps);
+    out += fmt::format("  {:<22}{} of SBUF, {} DMA transfers\n", "on chip", size_text(r.sbuf_peak_bytes),
                        r.dma_transfers);
     if (r.functional) out += fmt::format("  {:<22}{:.3e} (max|y-ref|/max|ref|)\n", "functional error", r.max_rel_error);
     out += fmt::format("  {:<22}{:.3f} s wall, {} events, {:.1f} MiB peak memory\n", "simulator", r.wall_s, r.events,
                        static_cast<double>(r.peak_rss_bytes) / 1048576.0);
     return out;
+}
+
+nlohmann::json to_chrome_trace(const runtime::KernelResult& r) {
+    nlohmann::json events = nlohmann::json::array();
+    constexpr int k_dma_tid0 = 100;
+    for (int e = 0; e < hw::k_compute_engines; ++e) {
+        events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", e},
+                          {"args", {{"name", std::string(hw::engine_name(static_cast<hw::EngineKind>(e))) + " engine"}}}});
+    }
+    int queues = 0;
+    for (const auto& t : r.trace) queues = std::max(queues, t.dma ? t.track + 1 : 0);
+    for (int q = 0; q < queues; ++q) {
+        events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", k_dma_tid0 + q},
+                          {"args", {{"name", fmt::format("dma queue {}", q)}}}});
+    }
+    for (const auto& t : r.trace) {
+        events.push_back({{"name", hw::op_name(t.op)},
+                          {"ph", "X"},
+                          {"pid", 1},
+                          {"tid", t.dma ? k_dma_tid0 + t.track : t.track},
+                          {"ts", static_cast<double>(t.start_fs) * 1e-9},
+                          {"dur", static_cast<double>(t.end_fs - t.start_fs) * 1e-9}});
+    }
+    return {{"traceEvents", events}, {"displayTimeUnit", "ns"},
+            {"otherData", {{"op", r.op}, {"chip", r.chip}, {"dtype", r.dtype}}}};
 }
 
 void write_file_atomic(const std::string& path, const std::string& text) {

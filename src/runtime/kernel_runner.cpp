@@ -116,6 +116,7 @@ KernelResult run_kernel(const KernelOptions& options, const Config& config) {
         fill_inputs(kernel, chip, *fs, options.seed);
     }
     core.load(program, fs.get());
+    if (options.trace) core.enable_trace();
 
     const auto wall_start = std::chrono::steady_clock::now();
     sc_core::sc_start();
@@ -159,6 +160,7 @@ KernelResult run_kernel(const KernelOptions& options, const Config& config) {
     r.peak_rss_bytes = static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
     r.events = st.wakeups + dma.wakeups;
     r.config = config.values();
+    r.trace = core.trace();
     if (fs) {
         r.functional = true;
         const Matrix ref = reference(kernel, options.request.op, *fs);

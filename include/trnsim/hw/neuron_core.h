@@ -62,6 +62,16 @@ struct CoreStats {
     std::uint64_t macs = 0;                // multiply-accumulates issued to the tensor engine
 };
 
+// One interval of the instruction timeline: an engine's issue-port busy period, or a DMA transfer from
+// issue to completion (track = queue).
+struct TraceRecord {
+    bool dma = false;
+    int track = 0;  // engine index (EngineKind) or DMA queue
+    Op op = Op::tensor_copy;
+    std::uint64_t start_fs = 0;
+    std::uint64_t end_fs = 0;
+};
+
 class NeuronCore : public sc_core::sc_module {
 public:
     NeuronCore(const sc_core::sc_module_name& name, const NeuronCoreSpec& spec);
@@ -72,6 +82,8 @@ public:
     void load(const Program& program, FunctionalState* functional);
 
     const CoreStats& stats() const { return m_stats; }
+    void enable_trace() { m_tracing = true; }
+    const std::vector<TraceRecord>& trace() const { return m_trace; }
     const DmaStats& dma_stats() const { return m_dma->stats(); }
     const NeuronCoreSpec& spec() const { return m_spec; }
 
@@ -91,6 +103,8 @@ private:
     const Program* m_program = nullptr;
     FunctionalState* m_functional = nullptr;
     CoreStats m_stats;
+    bool m_tracing = false;
+    std::vector<TraceRecord> m_trace;
 };
 
 }  // namespace trnsim::hw

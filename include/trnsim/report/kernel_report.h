@@ -15,6 +15,10 @@ nlohmann::json to_json(const runtime::KernelResult& result);
 nlohmann::json config_to_json(const std::map<std::string, ConfigValue>& config);
 std::string to_table(const runtime::KernelResult& result);
 
+// The instruction timeline as a Chrome/Perfetto trace (JSON trace-event format; opens in ui.perfetto.dev):
+// one track per engine and per DMA queue, times in microseconds.
+nlohmann::json to_chrome_trace(const runtime::KernelResult& result);
+
 // Writes text to `path` atomically (a temporary file renamed into place).
 void write_file_atomic(const std::string& path, const std::string& text);
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "trnsim/core/config.h"
+#include "trnsim/hw/neuron_core.h"
 #include "trnsim/lowering/kernel.h"
 
 namespace trnsim::runtime {
@@ -15,6 +16,7 @@ namespace trnsim::runtime {
 struct KernelOptions {
     lowering::KernelRequest request;
     bool functional = false;
+    bool trace = false;      // record the instruction timeline
     std::uint32_t seed = 1;  // input values for --functional
 };
 
@@ -46,6 +48,7 @@ struct KernelResult {
     std::uint64_t events = 0;
     std::uint64_t peak_rss_bytes = 0;  // of the whole process, after the simulation
     std::map<std::string, ConfigValue> config;
+    std::vector<hw::TraceRecord> trace;  // when KernelOptions::trace
 };
 
 KernelResult run_kernel(const KernelOptions& options, const Config& config);
