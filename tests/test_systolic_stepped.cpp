@@ -399,7 +399,7 @@ TEST_CASE("The PSUM write-order interlock keeps a shallow fold from overtaking a
         CHECK(free.timing[3].end < free.timing[1].end);
     }
     SECTION("Without the interlock the write-order self-check fires") {
-        config.psum_order_interlock = false;
+        config.psum_order_interlock = SteppedArrayConfig::PsumOrderInterlock::none;
         CHECK_THROWS_AS(run_stepped(config, ops), std::logic_error);
         config.check_psum_order = false;  // writes land in arrival order: the deep fold's result comes last
         const SteppedResult result = run_stepped(config, ops);
@@ -408,6 +408,63 @@ TEST_CASE("The PSUM write-order interlock keeps a shallow fold from overtaking a
         config.fold_overlap = false;  // draining between folds also removes the hazard
         config.check_psum_order = true;
         CHECK_NOTHROW(run_stepped(config, ops));
+    }
+}
+
+TEST_CASE("The per-bank write-order interlock also orders behind a non-adjacent or a slower earlier MM",
+          "[systolic_stepped]") {
+    using Interlock = SteppedArrayConfig::PsumOrderInterlock;
+    std::mt19937 rng(8);
+    SteppedArrayConfig config;
+    config.rows = 16;
+    config.cols = 4;
+    config.mm_init_latency = 0;
+
+    SECTION("Another bank's MM in between") {
+        // MM a (K_used 16) first writes bank 0 at 1 + 15 = 16; MM c (K_used 1) into bank 0 follows MM b
+        // (bank 1), so the previous-MM rule does not hold it back: it would write bank 0 at 3.
+        const Eigen::MatrixXf w0 = random_matrix(rng, 16, 1);
+        const Eigen::MatrixXf w1 = random_matrix(rng, 1, 1);
+        const Eigen::MatrixXf xa = random_matrix(rng, 16, 1);
+        const Eigen::MatrixXf xc = random_matrix(rng, 1, 1);
+        const std::vector<SteppedOp> ops = {load_stationary(w0), multiply_moving(xa, 0),
+                                            multiply_moving(random_matrix(rng, 16, 1), 1), load_stationary(w1),
+                                            multiply_moving(xc, 0, true)};
+        config.psum_order_interlock = Interlock::previous_mm;
+        CHECK_THROWS_AS(run_stepped(config, ops), std::logic_error);
+        config.psum_order_interlock = Interlock::per_bank;
+        const SteppedResult result = run_stepped(config, ops);
+        CHECK(result.timing[4].start == result.timing[1].start + 16 - 1 + 1);
+        CHECK(bit_equal(result.psum[0], Eigen::MatrixXf(reference_mm(w0, xa) + reference_mm(w1, xc))));
+    }
+    SECTION("A slower (FP32-rate) MM before a BF16-rate one") {
+        // MM a (rate 4, K_used 16) writes (0, 1) at 4 + 4 + 15 = 23; MM b (rate 1, K_used 1) at 20 + 1 = 21
+        // under the first-result rule (s_b = 4 + 16 - 1 + 1 = 20). Exact: s_b >= 20 + (4 - 1) * (2 - 1).
+        const Eigen::MatrixXf w0 = random_matrix(rng, 16, 1);
+        const Eigen::MatrixXf w1 = random_matrix(rng, 1, 1);
+        const Eigen::MatrixXf xa = random_matrix(rng, 16, 2);
+        const Eigen::MatrixXf xb = random_matrix(rng, 1, 2);
+        const std::vector<SteppedOp> ops = {load_stationary(w0, 4), multiply_moving(xa, 0, false, 4),
+                                            load_stationary(w1), multiply_moving(xb, 0, true)};
+        config.psum_order_interlock = Interlock::previous_mm;
+        CHECK_THROWS_AS(run_stepped(config, ops), std::logic_error);
+        config.psum_order_interlock = Interlock::per_bank;
+        const SteppedResult result = run_stepped(config, ops);
+        CHECK(result.timing[1].start == 4);
+        CHECK(result.timing[3].start == 23);
+        CHECK(bit_equal(result.psum[0], Eigen::MatrixXf(reference_mm(w0, xa) + reference_mm(w1, xb))));
+    }
+    SECTION("Equal rates and the preceding MM into the bank: both rules agree") {
+        const std::vector<SteppedOp> ops = {load_stationary(random_matrix(rng, 16, 2)),
+                                            multiply_moving(random_matrix(rng, 16, 3), 0),
+                                            load_stationary(random_matrix(rng, 2, 2)),
+                                            multiply_moving(random_matrix(rng, 2, 3), 0, true)};
+        config.psum_order_interlock = Interlock::previous_mm;
+        const SteppedResult previous = run_stepped(config, ops);
+        config.psum_order_interlock = Interlock::per_bank;
+        const SteppedResult per_bank = run_stepped(config, ops);
+        CHECK(previous.timing[3].start == previous.timing[1].start + 16 - 2 + 1);
+        CHECK(per_bank.timing[3].start == previous.timing[3].start);
     }
 }
 

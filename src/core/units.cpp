@@ -127,7 +127,8 @@ std::string to_string(Bytes b) {
     static constexpr std::array<UnitScale, 4> units = {{{"TiB", k_ti}, {"GiB", k_gi}, {"MiB", k_mi}, {"KiB", k_ki}}};
     const auto v = static_cast<double>(b.count);
     for (const auto& u : units) {
-        if (v >= u.scale && std::fmod(v, u.scale / 1024.0) == 0.0) return format_number(v / u.scale) + std::string(u.suffix);
+        // In a unit only when exact with at most three decimals (1.5MiB, 224KiB), else in bytes.
+        if (v >= u.scale && std::fmod(v * 1000.0, u.scale) == 0.0) return format_number(v / u.scale) + std::string(u.suffix);
     }
     return fmt::format("{}B", b.count);
 }

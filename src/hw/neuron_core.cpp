@@ -190,6 +190,23 @@ void NeuronCore::compute_thread(EngineKind kind) {
     }
 }
 
+void NeuronCore::check_finished() const {
+    std::string stuck;
+    for (int e = 0; e < k_compute_engines; ++e) {
+        const auto want = m_program->engines[e].size();
+        if (m_stats.engines[e].instructions != want) {
+            stuck += fmt::format(" {} engine ran {} of {};", engine_name(static_cast<EngineKind>(e)),
+                                 m_stats.engines[e].instructions, want);
+        }
+    }
+    std::uint64_t transfers = 0;
+    for (const auto& q : m_program->dma_queues) transfers += q.size();
+    if (m_dma->stats().completed != transfers) {
+        stuck += fmt::format(" DMA completed {} of {} transfers;", m_dma->stats().completed, transfers);
+    }
+    if (!stuck.empty()) throw std::logic_error("simulation ended with instructions not run (deadlock):" + stuck);
+}
+
 void NeuronCore::queue_thread(int queue) {
     for (const auto& ins : m_program->dma_queues[static_cast<std::size_t>(queue)]) {
         wait_for(ins.waits);

@@ -100,8 +100,8 @@ EngineTiming TensorEngine::multiply_moving(const MatmulShape& sh, std::int64_t e
     EngineTiming t;
     t.start = std::max({earliest, m_mm_port_free, m_weights_ready});
     if (m_spec.fold_overlap == FoldOverlap::none && m_new_stationary) t.start = std::max(t.start, m_drained);
-    // Result (c, n) reaches PSUM at start + rate*n + K_used + c - 1: keep per-bank order.
-    if (psum_bank == m_last_bank) t.start = std::max(t.start, m_last_first_write - m_k_used + 2);
+    // Result (c, n) reaches PSUM at start + rate*n + K_used + c - 1: keep per-bank write order.
+    t.start = order_after_writers(psum_bank, t.start, m_k_used, sh.rate, sh.n);
     const std::int64_t init = std::min<std::int64_t>(m_spec.mm_init_latency, m_c_used);
     t.busy = sh.rate * std::max<std::int64_t>(sh.n, init);
     t.end = t.start + static_cast<std::int64_t>(sh.rate) * (sh.n - 1) + m_k_used + m_c_used - 1;
@@ -109,9 +109,21 @@ EngineTiming TensorEngine::multiply_moving(const MatmulShape& sh, std::int64_t e
     m_last_mm_start = t.start;
     m_drained = std::max(m_drained, t.end);
     m_new_stationary = false;
-    m_last_bank = psum_bank;
-    m_last_first_write = t.start + m_k_used - 1;
+    m_writing[psum_bank].push_back({t.start, t.end, m_k_used, sh.rate, sh.n});
     return t;
+}
+
+std::int64_t TensorEngine::order_after_writers(int bank, std::int64_t start, int k_used, int rate, int n) {
+    auto& writers = m_writing[bank];
+    // A finished writer never constrains (its bound is below its end); drop those.
+    writers.erase(std::remove_if(writers.begin(), writers.end(), [start](const InFlight& w) { return w.end <= start; }),
+                  writers.end());
+    for (const auto& w : writers) {
+        const std::int64_t slower = std::max<std::int64_t>(0, static_cast<std::int64_t>(w.rate - rate) *
+                                                                  (std::min(w.n, n) - 1));
+        start = std::max(start, w.start + w.k_used - k_used + 1 + slower);
+    }
+    return start;
 }
 
 EngineTiming TensorEngine::matmul_os(const MatmulShape& sh, std::int64_t earliest, int psum_bank) {
@@ -123,13 +135,15 @@ EngineTiming TensorEngine::matmul_os(const MatmulShape& sh, std::int64_t earlies
     const std::int64_t k_stream = ceil_div(sh.k, sh.pack);
     t.busy = sh.rate * k_stream;
     const std::int64_t span = static_cast<std::int64_t>(sh.rate) * (k_stream - 1) + 2LL * sh.r + sh.c - 1;
-    // Accumulating into the previous fold's bank: its drain writes land after the previous fold's.
-    if (psum_bank == m_last_bank) t.start = std::max(t.start, m_drained - span + 1);
+    // Accumulating into a bank an earlier fold still drains into: its drain lands after that one's.
+    for (const auto& w : m_writing[psum_bank]) t.start = std::max(t.start, w.end - span + 1);
     t.end = t.start + span;
     m_mm_port_free = t.start + t.busy;
     m_last_mm_start = t.start;
     m_drained = std::max(m_drained, t.end);
-    m_last_bank = psum_bank;
+    auto& writers = m_writing[psum_bank];
+    writers.clear();
+    writers.push_back({t.start, t.end, 0, sh.rate, 0});
     return t;
 }
 

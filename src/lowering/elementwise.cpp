@@ -1,6 +1,6 @@
 // Lowering of the row-wise operators. Rows map to SBUF partitions (128-row tiles, double-buffered:
-// the next tile loads while this one computes and the previous one stores); each row is processed
-// whole, as the NKI tutorials' kernels do.
+// the next tile loads while this one computes and the previous one stores; multi-engine operators are
+// software-pipelined over tiles); each row is processed whole, as the NKI tutorials' kernels do.
 //   layernorm: VectorE bn_stats + bn_aggr -> mean, var; ScalarE rsqrt(var + eps); VectorE bias = -mean*rstd;
 //              ScalarE x*rstd + bias; GpSimd * gamma; VectorE + beta (gamma, beta broadcast to partitions).
 //   rmsnorm:   ScalarE square with row-sum accumulation; ScalarE rsqrt(sum/C + eps); VectorE x*rstd;
@@ -102,43 +102,48 @@ LoweredKernel lower_elementwise(const KernelRequest& r, const hw::ChipSpec& chip
     if (r.op == "transpose") {
         LoweredKernel k = lower_transpose(r, chip);
         k.shape = {{"rows", r.rows}, {"cols", r.cols}};
+        k.plan = {{"tile", std::min(chip.core.tensor.rows, chip.core.tensor.cols)},
+                  {"expected_read_bytes", static_cast<std::int64_t>(k.program.dma_read_bytes())},
+                  {"expected_write_bytes", static_cast<std::int64_t>(k.program.dma_write_bytes())}};
         return k;
     }
     const auto& core = chip.core;
     const int parts = core.sbuf_partitions;
     const int C = static_cast<int>(r.cols);
+    const bool layernorm = r.op == "layernorm", rmsnorm = r.op == "rmsnorm", softmax = r.op == "softmax";
     ProgramBuilder b(core);
     LoweredKernel out;
     const int x_t = b.dram("x", r.dtype, r.rows, r.cols, false);
     const int y_t = b.dram("y", r.dtype, r.rows, r.cols, true);
     out.inputs = {x_t};
     out.output = y_t;
-    const bool has_gamma = r.op == "layernorm" || r.op == "rmsnorm";
     int gamma = -1, beta = -1;
-    if (has_gamma) {
-        const int g_t = b.dram("gamma", r.dtype, 1, r.cols, false);
-        out.inputs.push_back(g_t);
-        gamma = b.sbuf("gamma", DType::fp32, parts, C);
-        Instruction ld = make(Op::dma_load, b.whole(gamma));
-        ld.dram = {g_t, 0, 1, 0, r.cols};
-        b.emit_dma(0, ld);
-        if (r.op == "layernorm") {
-            const int be_t = b.dram("beta", r.dtype, 1, r.cols, false);
-            out.inputs.push_back(be_t);
-            beta = b.sbuf("beta", DType::fp32, parts, C);
-            Instruction lb = make(Op::dma_load, b.whole(beta));
-            lb.dram = {be_t, 0, 1, 0, r.cols};
-            b.emit_dma(1, lb);
-        }
-    }
+    auto load_broadcast = [&](const char* name, int queue) {
+        const int t = b.dram(name, r.dtype, 1, r.cols, false);
+        out.inputs.push_back(t);
+        const int buf = b.sbuf(name, DType::fp32, parts, C);
+        Instruction ld = make(Op::dma_load, b.whole(buf));
+        ld.dram = {t, 0, 1, 0, r.cols};
+        b.emit_dma(queue, ld);
+        return buf;
+    };
+    if (layernorm || rmsnorm) gamma = load_broadcast("gamma", 0);
+    if (layernorm) beta = load_broadcast("beta", 1);
+
+    // Software pipeline: the operator is split into stages; at step t, stage s works on tile t - s, so
+    // the in-order engines interleave neighbouring tiles instead of waiting on each other's chains.
+    const int stages = layernorm || rmsnorm ? 2 : softmax ? 3 : 1;
+    const int slots = std::max(2, stages);
     const int chunks = (C + 511) / 512;
-    int x[2], y[2], work[2], stats[2], small[2];
-    for (int s = 0; s < 2; ++s) {
+    std::vector<int> x(slots), y(slots), work(slots, -1), stats(slots, -1), small(slots, -1);
+    for (int s = 0; s < slots; ++s) {
         x[s] = b.sbuf(fmt::format("x{}", s), r.dtype, parts, C);
         y[s] = b.sbuf(fmt::format("y{}", s), r.dtype, parts, C);
-        work[s] = b.sbuf(fmt::format("work{}", s), DType::fp32, parts, C);
-        stats[s] = b.sbuf(fmt::format("stats{}", s), DType::fp32, parts, 3 * chunks);
-        small[s] = b.sbuf(fmt::format("row_scalars{}", s), DType::fp32, parts, 4);
+        if (layernorm || rmsnorm || softmax) {
+            work[s] = b.sbuf(fmt::format("work{}", s), DType::fp32, parts, C);
+            small[s] = b.sbuf(fmt::format("row_scalars{}", s), DType::fp32, parts, 4);
+        }
+        if (layernorm) stats[s] = b.sbuf(fmt::format("stats{}", s), DType::fp32, parts, 3 * chunks);
     }
     if (b.sbuf_bytes_per_partition() > core.sbuf_partition_size.count) {
         throw UserError(fmt::format("{} with --cols {}: a row tile needs {} per SBUF partition, "
@@ -146,21 +151,31 @@ LoweredKernel lower_elementwise(const KernelRequest& r, const hw::ChipSpec& chip
                                     r.op, r.cols, to_string(Bytes{b.sbuf_bytes_per_partition()}),
                                     to_string(core.sbuf_partition_size)));
     }
-    int n = 0;
-    for (std::int64_t r0 = 0; r0 < r.rows; r0 += parts, ++n) {
-        const int p = static_cast<int>(std::min<std::int64_t>(parts, r.rows - r0));
-        const int s = n % 2;
-        auto X = b.tile(x[s], 0, p, 0, C);
-        auto Y = b.tile(y[s], 0, p, 0, C);
-        auto W = b.tile(work[s], 0, p, 0, C);
+    const auto tiles = static_cast<int>((r.rows + parts - 1) / parts);
+    auto rows_of = [&](int n) { return static_cast<int>(std::min<std::int64_t>(parts, r.rows - std::int64_t(n) * parts)); };
+
+    auto stage = [&](int st, int n) {
+        const int p = rows_of(n);
+        const int s = n % slots;
+        const std::int64_t r0 = std::int64_t(n) * parts;
+        const auto X = b.tile(x[s], 0, p, 0, C);
+        const auto Y = b.tile(y[s], 0, p, 0, C);
+        auto W = [&] { return b.tile(work[s], 0, p, 0, C); };
         auto col = [&](int c) { return b.tile(small[s], 0, p, c, 1); };
-        Instruction ld = make(Op::dma_load, X);
-        ld.dram = {x_t, r0, p, 0, r.cols};
-        b.emit_dma(n % 2, ld);
-        if (r.op == "layernorm") {
+        auto store = [&] {
+            Instruction sto = make(Op::dma_store, {}, Y);
+            sto.dram = {y_t, r0, p, 0, r.cols};
+            b.emit_dma(2 + n % 2, sto);
+        };
+        if (st == 0) {
+            Instruction ld = make(Op::dma_load, X);
+            ld.dram = {x_t, r0, p, 0, r.cols};
+            b.emit_dma(n % 2, ld);
+        }
+        if (layernorm && st == 0) {
             b.emit(EngineKind::vector, make(Op::bn_stats, b.tile(stats[s], 0, p, 0, 3 * chunks), X));
             b.emit(EngineKind::vector, make(Op::bn_aggr, b.tile(small[s], 0, p, 0, 2), b.tile(stats[s], 0, p, 0, 3 * chunks)));
-            Instruction rs = make(Op::activation, col(2), col(1));
+            Instruction rs = make(Op::activation, col(2), col(1));  // rstd = 1/sqrt(var + eps)
             rs.func = ActFunc::rsqrt;
             rs.scalar0 = constant(1.0f);
             rs.scalar1 = constant(k_eps);
@@ -171,35 +186,39 @@ LoweredKernel lower_elementwise(const KernelRequest& r, const hw::ChipSpec& chip
             bias.alu1 = AluOp::multiply;
             bias.scalar1 = constant(-1.0f);
             b.emit(EngineKind::vector, bias);
-            Instruction norm = make(Op::activation, W, X);
+        } else if (layernorm && st == 1) {
+            Instruction norm = make(Op::activation, W(), X);  // x * rstd - mean * rstd
             norm.scalar0 = per_row(col(2));
             norm.scalar1 = per_row(col(3));
             b.emit(EngineKind::scalar, norm);
-            Instruction g = make(Op::tensor_tensor, W, W, b.tile(gamma, 0, p, 0, C));
+            Instruction g = make(Op::tensor_tensor, W(), W(), b.tile(gamma, 0, p, 0, C));
             g.alu0 = AluOp::multiply;
             b.emit(EngineKind::gpsimd, g);
-            Instruction be = make(Op::tensor_tensor, Y, W, b.tile(beta, 0, p, 0, C));
+            Instruction be = make(Op::tensor_tensor, Y, W(), b.tile(beta, 0, p, 0, C));
             be.alu0 = AluOp::add;
             b.emit(EngineKind::vector, be);
-        } else if (r.op == "rmsnorm") {
-            Instruction sq = make(Op::activation, W, X);
+            store();
+        } else if (rmsnorm && st == 0) {
+            Instruction sq = make(Op::activation, W(), X);  // row sums of x^2
             sq.func = ActFunc::square;
             sq.accumulate = true;
             sq.acc = col(0);
             b.emit(EngineKind::scalar, sq);
-            Instruction rs = make(Op::activation, col(1), col(0));
+            Instruction rs = make(Op::activation, col(1), col(0));  // 1/sqrt(sum/C + eps)
             rs.func = ActFunc::rsqrt;
             rs.scalar0 = constant(1.0f / static_cast<float>(C));
             rs.scalar1 = constant(k_eps);
             b.emit(EngineKind::scalar, rs);
-            Instruction norm = make(Op::tensor_scalar, W, X);
+        } else if (rmsnorm && st == 1) {
+            Instruction norm = make(Op::tensor_scalar, W(), X);
             norm.alu0 = AluOp::multiply;
             norm.scalar0 = per_row(col(1));
             b.emit(EngineKind::vector, norm);
-            Instruction g = make(Op::tensor_tensor, Y, W, b.tile(gamma, 0, p, 0, C));
+            Instruction g = make(Op::tensor_tensor, Y, W(), b.tile(gamma, 0, p, 0, C));
             g.alu0 = AluOp::multiply;
             b.emit(EngineKind::gpsimd, g);
-        } else if (r.op == "softmax") {
+            store();
+        } else if (softmax && st == 0) {
             Instruction mx = make(Op::tensor_reduce, col(0), X);
             mx.alu0 = AluOp::max;
             b.emit(EngineKind::vector, mx);
@@ -207,36 +226,44 @@ LoweredKernel lower_elementwise(const KernelRequest& r, const hw::ChipSpec& chip
             neg.alu0 = AluOp::multiply;
             neg.scalar0 = constant(-1.0f);
             b.emit(EngineKind::vector, neg);
-            Instruction ex = make(Op::activation, W, X);
+        } else if (softmax && st == 1) {
+            Instruction ex = make(Op::activation, W(), X);  // exp(x - max), row sums
             ex.func = ActFunc::exp;
             ex.scalar0 = constant(1.0f);
             ex.scalar1 = per_row(col(1));
             ex.accumulate = true;
             ex.acc = col(2);
             b.emit(EngineKind::scalar, ex);
+        } else if (softmax && st == 2) {
             Instruction rc = make(Op::activation, col(3), col(2));
             rc.func = ActFunc::reciprocal;
             b.emit(EngineKind::vector, rc);
-            Instruction sc = make(Op::tensor_scalar, Y, W);
+            Instruction sc = make(Op::tensor_scalar, Y, W());
             sc.alu0 = AluOp::multiply;
             sc.scalar0 = per_row(col(3));
             b.emit(EngineKind::vector, sc);
-        } else {  // gelu, silu
+            store();
+        } else if (st == 0) {  // gelu, silu
             Instruction act = make(Op::activation, Y, X);
             act.func = r.op == "gelu" ? ActFunc::gelu_tanh : ActFunc::silu;
             b.emit(EngineKind::scalar, act);
+            store();
         }
-        Instruction st = make(Op::dma_store, {}, Y);
-        st.dram = {y_t, r0, p, 0, r.cols};
-        b.emit_dma(2 + n % 2, st);
+    };
+    for (int t = 0; t < tiles + stages - 1; ++t) {
+        for (int st = stages - 1; st >= 0; --st) {
+            if (t - st >= 0 && t - st < tiles) stage(st, t - st);
+        }
     }
     // Model FLOPs per element, counting each arithmetic operation the operator needs once:
     // layernorm 8 (mean 1, variance 3, normalise 2, affine 2), rmsnorm 4, softmax 4 (max, subtract+exp,
     // sum, scale), gelu 8 (tanh form), silu 4.
-    const double per_elem = r.op == "layernorm" ? 8 : r.op == "rmsnorm" ? 4 : r.op == "softmax" ? 4 : r.op == "gelu" ? 8 : 4;
+    const double per_elem = layernorm ? 8 : rmsnorm ? 4 : softmax ? 4 : r.op == "gelu" ? 8 : 4;
     out.flops = per_elem * static_cast<double>(r.rows) * static_cast<double>(r.cols);
     out.shape = {{"rows", r.rows}, {"cols", r.cols}};
-    out.plan = {{"row_tile", parts}, {"sbuf_bytes_per_partition", static_cast<std::int64_t>(b.sbuf_bytes_per_partition())}};
+    out.plan = {{"row_tile", parts},
+                {"pipeline_stages", stages},
+                {"sbuf_bytes_per_partition", static_cast<std::int64_t>(b.sbuf_bytes_per_partition())}};
     out.program = b.take();
     out.plan["expected_read_bytes"] = static_cast<std::int64_t>(out.program.dma_read_bytes());
     out.plan["expected_write_bytes"] = static_cast<std::int64_t>(out.program.dma_write_bytes());

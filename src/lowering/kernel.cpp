@@ -28,8 +28,10 @@ LoweredKernel lower_kernel(const KernelRequest& r, const hw::ChipSpec& chip) {
         check_dim("m", r.m);
         check_dim("k", r.k);
         check_dim("n", r.n);
+        // Inputs in their dtype; the output is FP32 for FP32 inputs, else BF16 (see gemm.cpp).
+        const double out_bytes = r.dtype == DType::fp32 ? 4.0 : 2.0;
         const double bytes = static_cast<double>(dtype_bytes(r.dtype)) * (r.m * r.k + r.k * r.n) +
-                             4.0 * static_cast<double>(r.m) * static_cast<double>(r.n);
+                             out_bytes * static_cast<double>(r.m) * static_cast<double>(r.n);
         if (bytes > static_cast<double>(chip.memory_capacity.count)) {
             throw UserError(fmt::format("gemm {}x{}x{}: operands need {} but chip.memory.capacity is {}", r.m, r.k,
                                         r.n, to_string(Bytes{static_cast<std::uint64_t>(bytes)}),

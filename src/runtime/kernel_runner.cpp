@@ -120,6 +120,7 @@ KernelResult run_kernel(const KernelOptions& options, const Config& config) {
 
     const auto wall_start = std::chrono::steady_clock::now();
     sc_core::sc_start();
+    core.check_finished();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
 
     const auto& st = core.stats();

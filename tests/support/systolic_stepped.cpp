@@ -253,13 +253,31 @@ private:
             const MmState& previous = m_mms[m_mm_issued - 1];
             if (previous.end < 0) return false;  // array not drained yet
         }
-        if (m_config.psum_order_interlock && m_mm_issued > 0) {
-            // Write-order scoreboard: the previous MM's first result reached (or will reach) its bank at
-            // previous.start + previous.k_used - 1; ours, at t + mm.k_used - 1, must land strictly later.
-            const MmState& previous = m_mms[m_mm_issued - 1];
-            if (previous.bank == mm.bank && t + mm.k_used - 1 <= previous.start + previous.k_used - 1) {
-                return false;
+        return psum_order_allows(mm, t);
+    }
+
+    // Write-order scoreboard (see SteppedArrayConfig::psum_order_interlock). Result n of an MM issued at s
+    // reaches PSUM at s + rate*n + K_used + c - 1; ours must land strictly after the same element of every
+    // earlier MM the interlock covers. Only called for the next MM in program order: every earlier MM issued.
+    bool psum_order_allows(const MmState& mm, std::int64_t t) const {
+        using Interlock = SteppedArrayConfig::PsumOrderInterlock;
+        const Interlock mode = m_config.psum_order_interlock;
+        if (mode == Interlock::none) return true;
+        for (std::size_t i = m_mm_issued; i-- > 0;) {
+            const MmState& earlier = m_mms[i];
+            if (earlier.bank != mm.bank) {
+                if (mode == Interlock::previous_mm) return true;
+                continue;
             }
+            // per_bank: extra delay so that the last common vector also lands in order when the earlier
+            // MM streams more slowly (rate term zero for equal rates).
+            const std::int64_t rate_gap =
+                mode == Interlock::per_bank
+                    ? std::max<std::int64_t>(0, static_cast<std::int64_t>(earlier.rate - mm.rate) *
+                                                    (std::min(earlier.n, mm.n) - 1))
+                    : 0;
+            if (t + mm.k_used - 1 <= earlier.start + earlier.k_used - 1 + rate_gap) return false;
+            if (mode == Interlock::previous_mm) return true;
         }
         return true;
     }

@@ -24,14 +24,20 @@ struct SteppedArrayConfig {
     bool fold_overlap = true;        // false = "none": the first MM of a new stationary waits for the drain
     int mm_init_latency = 64;        // cycles
     int ls_cols_per_cycle = 4;       // fast LoadStationary rate (background mode only)
-    // PSUM write-order interlock (what a per-bank write-order scoreboard implements): an MM that writes the
-    // same PSUM bank as the immediately preceding MM (program order) issues no earlier than
-    //   s_prev + K_used(prev) - K_used + 1,
-    // so its first result (c = 0, n = 0, landing at s + K_used - 1) reaches PSUM strictly after the previous
-    // MM's first result. With equal rates every other element is then ordered too (element (c, n) lands at
-    // s + rate*n + K_used + c - 1). Testing only: false removes the interlock, to show that the write-order
-    // self-check (check_psum_order) catches the hazard it prevents.
-    bool psum_order_interlock = true;
+    // PSUM write-order interlock (what a write-order scoreboard implements). Result (c, n) of an MM issued
+    // at s reaches PSUM at s + rate*n + K_used + c - 1, so an MM issued no earlier than
+    //   s_prev + K_used(prev) - K_used + 1
+    // has its first result (c = 0, n = 0) land strictly after the first result of `prev`; with equal rates
+    // every other common element is then ordered too.
+    //   previous_mm: prev = the immediately preceding MM (program order), if it writes the same bank. Too
+    //                weak in general (tests show the hazards it lets through).
+    //   per_bank:    the exact condition for program-order writes, and the rule of the per-instruction model
+    //                (trnsim::hw::TensorEngine::multiply_moving): for every earlier MM i into the same bank,
+    //                s >= s_i + K_used(i) - K_used + 1 + max(0, (rate_i - rate) * (min(N_i, N) - 1))
+    //                (with equal rates: s_i + K_used(i) - K_used + 1 for the latest earlier MM into the bank).
+    //   none:        testing only, no interlock: shows that check_psum_order catches the hazard.
+    enum class PsumOrderInterlock { none, previous_mm, per_bank };
+    PsumOrderInterlock psum_order_interlock = PsumOrderInterlock::per_bank;
 
     // Self-check knobs (defaults give the specified hardware behaviour).
     // Testing only: let an MM issue this many cycles before its stationary is ready. Used to prove that the

@@ -47,7 +47,7 @@ private:
 
 struct ConfigValue {
     std::string text;    // as given, with its unit
-    std::string source;  // "default [tag]", "preset trn2 [TRN2]", "file x.yaml", "--set"
+    std::string source;  // "default [tag]", "preset trn2 [TRN2]", "path/to/file.yaml [tag]", "--set"
 };
 
 class Config {

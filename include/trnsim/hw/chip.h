@@ -26,7 +26,7 @@ struct ChipSpec {
 
 // Declares every hardware parameter (chip, core, engines, DMA, memory models).
 void declare_hw_params(ParamRegistry& registry);
-// The registry with every parameter of every layer declared; built once.
+// The registry with every hardware parameter declared; built once.
 const ParamRegistry& hw_param_registry();
 
 // Resolves a chip config: defaults, then the preset or file `chip`, then user files, then overrides.

@@ -1,7 +1,8 @@
 #pragma once
 // Vector, Scalar and GpSimd engines: 128-lane engines that stream the free axis of a tile, modelled per
 // instruction with the documented cost formulas [NKI-ARCH1][NKI-ISA-OLD]:
-//   busy = start_overhead + max(min_ii, ceil(work * N / elems_per_cycle))
+//   busy = start_overhead + max(min_ii, ceil(work * N / elems_per_cycle)) (+ min_ii for an activation
+//          that also accumulates its row sums, activation_reduce)
 // N elements per partition, `work` the op's passes over the data (1 for one-input ops, 2 for
 // tensor_tensor, 8 for a VectorE reciprocal, 13/3 for bn_aggr), elems_per_cycle from the engine's
 // data-path width for the dtype. An instruction's result is visible access_latency cycles after its busy

@@ -47,6 +47,7 @@ struct DmaTransfer {
 
 struct DmaStats {
     std::uint64_t transfers = 0;
+    std::uint64_t completed = 0;
     std::uint64_t descriptors = 0;
     std::uint64_t read_bytes = 0;
     std::uint64_t write_bytes = 0;

@@ -79,8 +79,8 @@ enum class Op : std::uint8_t {
     tensor_scalar,  // dst = (src0 alu0 scalar0) alu1 scalar1
     tensor_tensor,  // dst = src0 alu0 src1
     tensor_reduce,  // dst[r, 0] = reduce_alu0 over the free axis of src0
-    bn_stats,       // dst[r, 0..1] = per-row mean and variance of src0 (bn_stats + bn_aggr pair, see cost)
-    bn_aggr,        // aggregation step of the statistics (cost only; values computed by bn_stats)
+    bn_stats,       // dst[r, 3i..3i+2] = count, mean, variance of chunk i (512 elements) of row r of src0
+    bn_aggr,        // dst[r, 0..1] = mean, variance of row r combined from bn_stats chunks in src0
     memset,         // dst = scalar0
     identity,       // dst = identity matrix (GpSimd iota + affine_select)
     // DMA (issued on a queue)

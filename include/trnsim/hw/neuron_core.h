@@ -82,6 +82,9 @@ public:
     void load(const Program& program, FunctionalState* functional);
 
     const CoreStats& stats() const { return m_stats; }
+    // After sc_start: throws std::logic_error naming the stuck streams if any instruction did not run
+    // (a semaphore that never reached its value: a lowering bug).
+    void check_finished() const;
     void enable_trace() { m_tracing = true; }
     const std::vector<TraceRecord>& trace() const { return m_trace; }
     const DmaStats& dma_stats() const { return m_dma->stats(); }

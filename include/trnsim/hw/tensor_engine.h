@@ -16,11 +16,15 @@
 //   Trainium2, MX quad on Trainium3), so K_used = ceil(K / pack).
 // - Output stationary (dataflow os): a fold streams T = K; end = s + rate*(T-1) + 2R + C - 1 (fill, compute,
 //   drain of R rows).
-// - PSUM write order: a MultiplyMoving into the bank the previous one writes may not overtake it (a
-//   shallower K reaches PSUM sooner), so its first result lands after the previous one's first result.
+// - PSUM write order: a MultiplyMoving may not overtake any earlier one still writing the same bank (a
+//   shallower K or a faster rate reaches PSUM sooner): for every such earlier MM i,
+//   s >= s_i + K_used(i) - K_used + 1 + max(0, (rate_i - rate) * (min(N_i, N) - 1)),
+//   so that every element lands after the same element of MM i. Found and checked by the stepped reference.
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "trnsim/core/config.h"
 #include "trnsim/core/units.h"
@@ -89,8 +93,12 @@ private:
     std::int64_t m_last_mm_start = 0;
     std::int64_t m_drained = 0;  // every issued MultiplyMoving has written PSUM
     bool m_new_stationary = false;
-    int m_last_bank = -1;          // PSUM target of the previous MultiplyMoving
-    std::int64_t m_last_first_write = 0;  // cycle its first result reached PSUM
+    struct InFlight {
+        std::int64_t start, end;
+        int k_used, rate, n;
+    };
+    std::map<int, std::vector<InFlight>> m_writing;  // PSUM bank -> MultiplyMoving still writing it
+    std::int64_t order_after_writers(int bank, std::int64_t start, int k_used, int rate, int n);
     int m_k_used = 0;
     int m_c_used = 0;
 };
