@@ -130,38 +130,54 @@ LoweredKernel lower_elementwise(const KernelRequest& r, const hw::ChipSpec& chip
     if (layernorm || rmsnorm) gamma = load_broadcast("gamma", 0);
     if (layernorm) beta = load_broadcast("beta", 1);
 
-    // Software pipeline: the operator is split into stages; at step t, stage s works on tile t - s, so
-    // the in-order engines interleave neighbouring tiles instead of waiting on each other's chains.
-    const int stages = layernorm || rmsnorm ? 2 : softmax ? 3 : 1;
-    const int slots = std::max(2, stages);
+    // Software pipeline: one stage per hop between engines. At step t, stage s works on tile t - s and
+    // later stages are emitted first, so every instruction an in-order engine reaches depends on other
+    // engines' instructions of earlier steps only: the engines run concurrently, paced by the busiest.
+    //   layernorm: 0 V load, bn_stats, bn_aggr | 1 S rsqrt | 2 V bias | 3 S normalise | 4 G gamma | 5 V beta, store
+    //   rmsnorm:   0 S load, square+sum, rsqrt | 1 V normalise | 2 G gamma, store
+    //   softmax:   0 V load, max, negate | 1 S exp+sum | 2 V reciprocal, scale, store
+    //   gelu/silu: 0 S load, activation, store
+    // A buffer live from stage a to stage b needs b - a + 2 slots (one more lets the next tile's write start
+    // while the oldest is still read).
+    struct Live {
+        int first, last;
+    };
+    const int stages = layernorm ? 6 : rmsnorm || softmax ? 3 : 1;
+    const Live live_x = layernorm ? Live{0, 3} : rmsnorm || softmax ? Live{0, 1} : Live{0, 0};
+    const Live live_small = layernorm ? Live{0, 3} : rmsnorm ? Live{0, 1} : Live{0, 2};
+    const Live live_work = layernorm ? Live{3, 5} : rmsnorm ? Live{1, 2} : Live{1, 2};
+    const Live live_y = {stages - 1, stages - 1};
     const int chunks = (C + 511) / 512;
-    std::vector<int> x(slots), y(slots), work(slots, -1), stats(slots, -1), small(slots, -1);
-    for (int s = 0; s < slots; ++s) {
-        x[s] = b.sbuf(fmt::format("x{}", s), r.dtype, parts, C);
-        y[s] = b.sbuf(fmt::format("y{}", s), r.dtype, parts, C);
-        if (layernorm || rmsnorm || softmax) {
-            work[s] = b.sbuf(fmt::format("work{}", s), DType::fp32, parts, C);
-            small[s] = b.sbuf(fmt::format("row_scalars{}", s), DType::fp32, parts, 4);
-        }
-        if (layernorm) stats[s] = b.sbuf(fmt::format("stats{}", s), DType::fp32, parts, 3 * chunks);
+    auto allocate = [&](const char* name, DType dtype, int cols, Live live) {
+        std::vector<int> slots(static_cast<std::size_t>(live.last - live.first + 2));
+        for (std::size_t i = 0; i < slots.size(); ++i) slots[i] = b.sbuf(fmt::format("{}{}", name, i), dtype, parts, cols);
+        return slots;
+    };
+    const std::vector<int> x = allocate("x", r.dtype, C, live_x);
+    const std::vector<int> y = allocate("y", r.dtype, C, live_y);
+    std::vector<int> work, small, stats;
+    if (layernorm || rmsnorm || softmax) {
+        work = allocate("work", DType::fp32, C, live_work);
+        small = allocate("row_scalars", DType::fp32, 4, live_small);
     }
+    if (layernorm) stats = allocate("stats", DType::fp32, 3 * chunks, Live{0, 0});
     if (b.sbuf_bytes_per_partition() > core.sbuf_partition_size.count) {
-        throw UserError(fmt::format("{} with --cols {}: a row tile needs {} per SBUF partition, "
+        throw UserError(fmt::format("{} with --cols {}: the pipelined row tiles need {} per SBUF partition, "
                                     "chip.core.sbuf.partition_size is {}; allowed: fewer columns",
                                     r.op, r.cols, to_string(Bytes{b.sbuf_bytes_per_partition()}),
                                     to_string(core.sbuf_partition_size)));
     }
     const auto tiles = static_cast<int>((r.rows + parts - 1) / parts);
     auto rows_of = [&](int n) { return static_cast<int>(std::min<std::int64_t>(parts, r.rows - std::int64_t(n) * parts)); };
+    auto slot = [](const std::vector<int>& v, int n) { return v[static_cast<std::size_t>(n) % v.size()]; };
 
     auto stage = [&](int st, int n) {
         const int p = rows_of(n);
-        const int s = n % slots;
         const std::int64_t r0 = std::int64_t(n) * parts;
-        const auto X = b.tile(x[s], 0, p, 0, C);
-        const auto Y = b.tile(y[s], 0, p, 0, C);
-        auto W = [&] { return b.tile(work[s], 0, p, 0, C); };
-        auto col = [&](int c) { return b.tile(small[s], 0, p, c, 1); };
+        const auto X = b.tile(slot(x, n), 0, p, 0, C);
+        const auto Y = b.tile(slot(y, n), 0, p, 0, C);
+        auto W = [&] { return b.tile(slot(work, n), 0, p, 0, C); };
+        auto col = [&](int c) { return b.tile(slot(small, n), 0, p, c, 1); };
         auto store = [&] {
             Instruction sto = make(Op::dma_store, {}, Y);
             sto.dram = {y_t, r0, p, 0, r.cols};
@@ -172,78 +188,90 @@ LoweredKernel lower_elementwise(const KernelRequest& r, const hw::ChipSpec& chip
             ld.dram = {x_t, r0, p, 0, r.cols};
             b.emit_dma(n % 2, ld);
         }
-        if (layernorm && st == 0) {
-            b.emit(EngineKind::vector, make(Op::bn_stats, b.tile(stats[s], 0, p, 0, 3 * chunks), X));
-            b.emit(EngineKind::vector, make(Op::bn_aggr, b.tile(small[s], 0, p, 0, 2), b.tile(stats[s], 0, p, 0, 3 * chunks)));
-            Instruction rs = make(Op::activation, col(2), col(1));  // rstd = 1/sqrt(var + eps)
-            rs.func = ActFunc::rsqrt;
-            rs.scalar0 = constant(1.0f);
-            rs.scalar1 = constant(k_eps);
-            b.emit(EngineKind::scalar, rs);
-            Instruction bias = make(Op::tensor_scalar, col(3), col(0));  // -mean * rstd
-            bias.alu0 = AluOp::multiply;
-            bias.scalar0 = per_row(col(2));
-            bias.alu1 = AluOp::multiply;
-            bias.scalar1 = constant(-1.0f);
-            b.emit(EngineKind::vector, bias);
-        } else if (layernorm && st == 1) {
-            Instruction norm = make(Op::activation, W(), X);  // x * rstd - mean * rstd
-            norm.scalar0 = per_row(col(2));
-            norm.scalar1 = per_row(col(3));
-            b.emit(EngineKind::scalar, norm);
-            Instruction g = make(Op::tensor_tensor, W(), W(), b.tile(gamma, 0, p, 0, C));
-            g.alu0 = AluOp::multiply;
-            b.emit(EngineKind::gpsimd, g);
-            Instruction be = make(Op::tensor_tensor, Y, W(), b.tile(beta, 0, p, 0, C));
-            be.alu0 = AluOp::add;
-            b.emit(EngineKind::vector, be);
-            store();
-        } else if (rmsnorm && st == 0) {
-            Instruction sq = make(Op::activation, W(), X);  // row sums of x^2
-            sq.func = ActFunc::square;
-            sq.accumulate = true;
-            sq.acc = col(0);
-            b.emit(EngineKind::scalar, sq);
-            Instruction rs = make(Op::activation, col(1), col(0));  // 1/sqrt(sum/C + eps)
-            rs.func = ActFunc::rsqrt;
-            rs.scalar0 = constant(1.0f / static_cast<float>(C));
-            rs.scalar1 = constant(k_eps);
-            b.emit(EngineKind::scalar, rs);
-        } else if (rmsnorm && st == 1) {
-            Instruction norm = make(Op::tensor_scalar, W(), X);
-            norm.alu0 = AluOp::multiply;
-            norm.scalar0 = per_row(col(1));
-            b.emit(EngineKind::vector, norm);
-            Instruction g = make(Op::tensor_tensor, Y, W(), b.tile(gamma, 0, p, 0, C));
-            g.alu0 = AluOp::multiply;
-            b.emit(EngineKind::gpsimd, g);
-            store();
-        } else if (softmax && st == 0) {
-            Instruction mx = make(Op::tensor_reduce, col(0), X);
-            mx.alu0 = AluOp::max;
-            b.emit(EngineKind::vector, mx);
-            Instruction neg = make(Op::tensor_scalar, col(1), col(0));
-            neg.alu0 = AluOp::multiply;
-            neg.scalar0 = constant(-1.0f);
-            b.emit(EngineKind::vector, neg);
-        } else if (softmax && st == 1) {
-            Instruction ex = make(Op::activation, W(), X);  // exp(x - max), row sums
-            ex.func = ActFunc::exp;
-            ex.scalar0 = constant(1.0f);
-            ex.scalar1 = per_row(col(1));
-            ex.accumulate = true;
-            ex.acc = col(2);
-            b.emit(EngineKind::scalar, ex);
-        } else if (softmax && st == 2) {
-            Instruction rc = make(Op::activation, col(3), col(2));
-            rc.func = ActFunc::reciprocal;
-            b.emit(EngineKind::vector, rc);
-            Instruction sc = make(Op::tensor_scalar, Y, W());
-            sc.alu0 = AluOp::multiply;
-            sc.scalar0 = per_row(col(3));
-            b.emit(EngineKind::vector, sc);
-            store();
-        } else if (st == 0) {  // gelu, silu
+        if (layernorm) {
+            const auto S = b.tile(slot(stats, n), 0, p, 0, 3 * chunks);
+            if (st == 0) {
+                b.emit(EngineKind::vector, make(Op::bn_stats, S, X));
+                b.emit(EngineKind::vector, make(Op::bn_aggr, b.tile(slot(small, n), 0, p, 0, 2), S));
+            } else if (st == 1) {
+                Instruction rs = make(Op::activation, col(2), col(1));  // rstd = 1/sqrt(var + eps)
+                rs.func = ActFunc::rsqrt;
+                rs.scalar0 = constant(1.0f);
+                rs.scalar1 = constant(k_eps);
+                b.emit(EngineKind::scalar, rs);
+            } else if (st == 2) {
+                Instruction bias = make(Op::tensor_scalar, col(3), col(0));  // -mean * rstd
+                bias.alu0 = AluOp::multiply;
+                bias.scalar0 = per_row(col(2));
+                bias.alu1 = AluOp::multiply;
+                bias.scalar1 = constant(-1.0f);
+                b.emit(EngineKind::vector, bias);
+            } else if (st == 3) {
+                Instruction norm = make(Op::activation, W(), X);  // x * rstd - mean * rstd
+                norm.scalar0 = per_row(col(2));
+                norm.scalar1 = per_row(col(3));
+                b.emit(EngineKind::scalar, norm);
+            } else if (st == 4) {
+                Instruction g = make(Op::tensor_tensor, W(), W(), b.tile(gamma, 0, p, 0, C));
+                g.alu0 = AluOp::multiply;
+                b.emit(EngineKind::gpsimd, g);
+            } else {
+                Instruction be = make(Op::tensor_tensor, Y, W(), b.tile(beta, 0, p, 0, C));
+                be.alu0 = AluOp::add;
+                b.emit(EngineKind::vector, be);
+                store();
+            }
+        } else if (rmsnorm) {
+            if (st == 0) {
+                Instruction sq = make(Op::activation, W(), X);  // row sums of x^2 (values discarded)
+                sq.func = ActFunc::square;
+                sq.accumulate = true;
+                sq.acc = col(0);
+                b.emit(EngineKind::scalar, sq);
+                Instruction rs = make(Op::activation, col(1), col(0));  // 1/sqrt(sum/C + eps)
+                rs.func = ActFunc::rsqrt;
+                rs.scalar0 = constant(1.0f / static_cast<float>(C));
+                rs.scalar1 = constant(k_eps);
+                b.emit(EngineKind::scalar, rs);
+            } else if (st == 1) {
+                Instruction norm = make(Op::tensor_scalar, W(), X);
+                norm.alu0 = AluOp::multiply;
+                norm.scalar0 = per_row(col(1));
+                b.emit(EngineKind::vector, norm);
+            } else {
+                Instruction g = make(Op::tensor_tensor, Y, W(), b.tile(gamma, 0, p, 0, C));
+                g.alu0 = AluOp::multiply;
+                b.emit(EngineKind::gpsimd, g);
+                store();
+            }
+        } else if (softmax) {
+            if (st == 0) {
+                Instruction mx = make(Op::tensor_reduce, col(0), X);
+                mx.alu0 = AluOp::max;
+                b.emit(EngineKind::vector, mx);
+                Instruction neg = make(Op::tensor_scalar, col(1), col(0));
+                neg.alu0 = AluOp::multiply;
+                neg.scalar0 = constant(-1.0f);
+                b.emit(EngineKind::vector, neg);
+            } else if (st == 1) {
+                Instruction ex = make(Op::activation, W(), X);  // exp(x - max), row sums
+                ex.func = ActFunc::exp;
+                ex.scalar0 = constant(1.0f);
+                ex.scalar1 = per_row(col(1));
+                ex.accumulate = true;
+                ex.acc = col(2);
+                b.emit(EngineKind::scalar, ex);
+            } else {
+                Instruction rc = make(Op::activation, col(3), col(2));
+                rc.func = ActFunc::reciprocal;
+                b.emit(EngineKind::vector, rc);
+                Instruction sc = make(Op::tensor_scalar, Y, W());
+                sc.alu0 = AluOp::multiply;
+                sc.scalar0 = per_row(col(3));
+                b.emit(EngineKind::vector, sc);
+                store();
+            }
+        } else {  // gelu, silu
             Instruction act = make(Op::activation, Y, X);
             act.func = r.op == "gelu" ? ActFunc::gelu_tanh : ActFunc::silu;
             b.emit(EngineKind::scalar, act);
