@@ -1,1 +1,577 @@
+// CLI tests: run the real trnsim binary (path in $TRNSIM_BIN, set by CTest) and
+// check exit codes, messages and the JSON it writes. Every user error must exit
+// with code 2, print one line "trnsim: error: ..." on stderr naming the problem
+// and what is allowed, and write nothing.
+
 #include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <poll.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct RunResult {
+    int exit_code = -1;  // -1: did not exit normally (signal)
+    std::string out;
+    std::string err;
+};
+
+std::string trnsim_bin() {
+    const char* bin = std::getenv("TRNSIM_BIN");
+    if (bin == nullptr || *bin == '\0') {
+        FAIL(
+            "TRNSIM_BIN is not set: run the CLI tests through CTest (it sets TRNSIM_BIN to the trnsim binary), "
+            "or set it by hand, e.g. TRNSIM_BIN=build/trnsim build/trnsim_tests \"[cli]\"");
+    }
+    if (::access(bin, X_OK) != 0) FAIL("TRNSIM_BIN='" << bin << "' is not an executable file");
+    return fs::absolute(bin).string();  // the child may run in another directory
+}
+
+// Run trnsim with the given arguments in directory `cwd` (empty: inherit) and
+// capture stdout, stderr and the exit code. fork + execv, no shell involved.
+RunResult run_trnsim(const std::vector<std::string>& args, const std::string& cwd = {}) {
+    const std::string bin = trnsim_bin();
+    int out_pipe[2];
+    int err_pipe[2];
+    REQUIRE(::pipe(out_pipe) == 0);
+    REQUIRE(::pipe(err_pipe) == 0);
+
+    std::vector<std::string> argv_storage;
+    argv_storage.push_back(bin);
+    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_storage) argv.push_back(a.data());
+    argv.push_back(nullptr);
+
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::dup2(out_pipe[1], STDOUT_FILENO);
+        ::dup2(err_pipe[1], STDERR_FILENO);
+        ::close(out_pipe[0]);
+        ::close(out_pipe[1]);
+        ::close(err_pipe[0]);
+        ::close(err_pipe[1]);
+        if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) {
+            const std::string msg = "test_cli: cannot chdir to " + cwd + "\n";
+            (void)!::write(STDERR_FILENO, msg.data(), msg.size());
+            ::_exit(126);
+        }
+        ::execv(bin.c_str(), argv.data());
+        const std::string msg = "test_cli: cannot execute " + bin + "\n";
+        (void)!::write(STDERR_FILENO, msg.data(), msg.size());
+        ::_exit(127);
+    }
+    ::close(out_pipe[1]);
+    ::close(err_pipe[1]);
+
+    RunResult r;
+    pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+    std::string* sinks[2] = {&r.out, &r.err};
+    int open_fds = 2;
+    char buf[4096];
+    while (open_fds > 0) {
+        const int n = ::poll(fds, 2, -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        for (int i = 0; i < 2; ++i) {
+            if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+            const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+            if (got > 0) {
+                sinks[i]->append(buf, static_cast<std::size_t>(got));
+            } else if (got == 0 || errno != EINTR) {
+                ::close(fds[i].fd);
+                fds[i].fd = -1;
+                --open_fds;
+            }
+        }
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+}
+
+// A fresh empty directory, removed with its contents at the end of the scope.
+class TempDir {
+public:
+    TempDir() {
+        const char* base = std::getenv("TMPDIR");
+        std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/trnsim-cli-XXXXXX";
+        std::vector<char> buf(pattern.begin(), pattern.end());
+        buf.push_back('\0');
+        if (::mkdtemp(buf.data()) == nullptr) FAIL("mkdtemp failed for " << pattern);
+        m_path = buf.data();
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(m_path, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+
+    const std::string& path() const { return m_path; }
+    std::string file(const std::string& name) const { return m_path + "/" + name; }
+    std::string write(const std::string& name, const std::string& text) const {
+        const std::string p = file(name);
+        std::ofstream(p) << text;
+        return p;
+    }
+    std::vector<std::string> entries() const {
+        std::vector<std::string> names;
+        for (const auto& e : fs::directory_iterator(m_path)) names.push_back(e.path().filename().string());
+        std::sort(names.begin(), names.end());
+        return names;
+    }
+
+private:
+    std::string m_path;
+};
+
+std::string show(const RunResult& r) {
+    std::ostringstream s;
+    s << "exit code " << r.exit_code << "\n--- stdout ---\n" << r.out << "--- stderr ---\n" << r.err;
+    return s.str();
+}
+
+// The contract for a user error: exit code 2, nothing on stdout, exactly one
+// line on stderr starting "trnsim: error:" and containing every `needle`.
+void check_user_error(const RunResult& r, std::initializer_list<std::string> needles) {
+    INFO(show(r));
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err.rfind("trnsim: error: ", 0) == 0);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    CHECK((!r.err.empty() && r.err.back() == '\n'));
+    for (const auto& needle : needles) {
+        INFO("expected in the message: " << needle);
+        CHECK(r.err.find(needle) != std::string::npos);
+    }
+}
+
+// Run a failing `trnsim kernel ...` command with `--json out.json` added, in an
+// empty directory, check the user-error contract, and check that no file at all
+// (neither out.json nor a temporary) appeared.
+RunResult expect_kernel_error(std::vector<std::string> args, std::initializer_list<std::string> needles) {
+    TempDir dir;
+    args.insert(args.begin(), "kernel");
+    args.push_back("--json");
+    args.push_back(dir.file("out.json"));
+    const RunResult r = run_trnsim(args, dir.path());
+    check_user_error(r, needles);
+    INFO(show(r));
+    CHECK(dir.entries().empty());
+    return r;
+}
+
+const std::vector<std::string> kSmallGemm = {"kernel", "gemm", "--m", "128", "--k", "128", "--n", "128"};
+
+std::vector<std::string> small_gemm(std::initializer_list<std::string> extra) {
+    std::vector<std::string> args(kSmallGemm.begin() + 1, kSmallGemm.end());  // without "kernel"
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+}
+
+nlohmann::json read_json(const std::string& path) {
+    std::ifstream f(path);
+    REQUIRE(f.good());
+    return nlohmann::json::parse(f);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Error paths: exit code 2, one line naming the problem and the allowed values.
+
+TEST_CASE("An unknown chip preset is rejected with the list of presets", "[cli]") {
+    expect_kernel_error(small_gemm({"--chip", "trn9"}), {"trn9", "trn1", "trn2", "trn3"});
+}
+
+TEST_CASE("describe with an unknown chip preset is rejected with the list of presets", "[cli]") {
+    check_user_error(run_trnsim({"describe", "trn9"}), {"trn9", "trn1", "trn2", "trn3"});
+}
+
+TEST_CASE("An unknown key in --set is named, with a suggestion", "[cli]") {
+    expect_kernel_error(small_gemm({"--set", "chip.core.tensor_engine.rowz=64"}),
+                        {"chip.core.tensor_engine.rowz", "did you mean", "chip.core.tensor_engine.rows"});
+}
+
+TEST_CASE("A value without its unit is rejected with the allowed units", "[cli]") {
+    expect_kernel_error(small_gemm({"--set", "chip.memory.bandwidth=2900"}),
+                        {"chip.memory.bandwidth", "2900", "no unit", "TB/s", "GiB/s"});
+}
+
+TEST_CASE("A value with the wrong kind of unit is rejected with the allowed units", "[cli]") {
+    expect_kernel_error(small_gemm({"--set", "chip.memory.bandwidth=2.9GHz"}),
+                        {"chip.memory.bandwidth", "GHz", "TB/s", "GiB/s"});
+}
+
+TEST_CASE("A --set without '=' is rejected with the expected syntax", "[cli]") {
+    expect_kernel_error(small_gemm({"--set", "chip.memory.bandwidth"}), {"chip.memory.bandwidth", "dotted.key=value"});
+}
+
+TEST_CASE("An out-of-range value is rejected with the allowed range", "[cli]") {
+    expect_kernel_error(small_gemm({"--set", "chip.core.tensor_engine.rows=0"}),
+                        {"chip.core.tensor_engine.rows", "out of range", "[1, 4096]"});
+}
+
+TEST_CASE("An unknown choice is rejected with the allowed choices", "[cli]") {
+    expect_kernel_error(small_gemm({"--set", "chip.core.tensor_engine.dataflow=xs"}),
+                        {"chip.core.tensor_engine.dataflow", "xs", "ws", "os", "is"});
+}
+
+TEST_CASE("A zero GEMM size is rejected", "[cli]") {
+    // Names the option and what it allows (positive integers / the range).
+    const RunResult r = expect_kernel_error({"gemm", "--m", "0", "--k", "128", "--n", "128"}, {"--m"});
+    INFO(r.err);
+    CHECK((r.err.find("positive") != std::string::npos || r.err.find("1..") != std::string::npos));
+}
+
+TEST_CASE("A negative GEMM size is rejected with the allowed range", "[cli]") {
+    expect_kernel_error({"gemm", "--m", "-5", "--k", "128", "--n", "128"}, {"--m", "-5", "allowed 1.."});
+}
+
+TEST_CASE("An absurd GEMM size is rejected with the allowed range", "[cli]") {
+    expect_kernel_error({"gemm", "--m", "100000000000", "--k", "128", "--n", "128"},
+                        {"--m", "100000000000", "allowed 1.."});
+}
+
+TEST_CASE("Non-positive and absurd row and column counts are rejected", "[cli]") {
+    SECTION("zero rows") {
+        const RunResult r = expect_kernel_error({"layernorm", "--rows", "0", "--cols", "128"}, {"--rows"});
+        CHECK((r.err.find("positive") != std::string::npos || r.err.find("1..") != std::string::npos));
+    }
+    SECTION("negative columns") {
+        expect_kernel_error({"softmax", "--rows", "128", "--cols", "-1"}, {"--cols", "-1"});
+    }
+    SECTION("absurd rows") {
+        expect_kernel_error({"gelu", "--rows", "100000000000", "--cols", "128"}, {"--rows"});
+    }
+}
+
+TEST_CASE("A non-numeric size is rejected", "[cli]") {
+    expect_kernel_error({"gemm", "--m", "12x8", "--k", "128", "--n", "128"}, {"--m", "12x8"});
+}
+
+TEST_CASE("A GEMM without all of --m --k --n is rejected", "[cli]") {
+    SECTION("no --m") {
+        expect_kernel_error({"gemm", "--k", "128", "--n", "128"}, {"--m", "--k", "--n"});
+    }
+    SECTION("no --k") {
+        expect_kernel_error({"gemm", "--m", "128", "--n", "128"}, {"--m", "--k", "--n"});
+    }
+    SECTION("no --n") {
+        expect_kernel_error({"gemm", "--m", "128", "--k", "128"}, {"--m", "--k", "--n"});
+    }
+    SECTION("nothing") {
+        expect_kernel_error({"gemm"}, {"--m", "--k", "--n"});
+    }
+}
+
+TEST_CASE("A row-wise kernel without --rows and --cols is rejected", "[cli]") {
+    expect_kernel_error({"layernorm", "--rows", "128"}, {"--rows", "--cols"});
+    expect_kernel_error({"softmax", "--cols", "128"}, {"--rows", "--cols"});
+}
+
+TEST_CASE("A GEMM given --rows or --cols is rejected", "[cli]") {
+    expect_kernel_error(small_gemm({"--rows", "4"}), {"gemm", "--m --k --n", "--rows"});
+    expect_kernel_error(small_gemm({"--cols", "4"}), {"gemm", "--m --k --n", "--cols"});
+}
+
+TEST_CASE("A row-wise kernel given --m/--k/--n is rejected", "[cli]") {
+    expect_kernel_error({"layernorm", "--rows", "128", "--cols", "128", "--m", "4"}, {"layernorm", "--rows", "--m"});
+}
+
+TEST_CASE("An unknown kernel op is rejected with the list of ops", "[cli]") {
+    expect_kernel_error({"conv", "--m", "128", "--k", "128", "--n", "128"},
+                        {"conv", "gemm", "layernorm", "rmsnorm", "softmax", "gelu", "silu", "transpose"});
+}
+
+TEST_CASE("A missing kernel op is rejected", "[cli]") {
+    expect_kernel_error({}, {"op"});
+}
+
+TEST_CASE("An unknown dtype is rejected with the list of dtypes", "[cli]") {
+    expect_kernel_error(small_gemm({"--dtype", "int4"}), {"int4", "fp32", "bf16", "fp16", "fp8", "fp8_e5m2"});
+}
+
+TEST_CASE("A GEMM whose smallest tile cannot fit SBUF is rejected", "[cli]") {
+    expect_kernel_error({"gemm", "--m", "128", "--k", "4000000", "--n", "128"},
+                        {"SBUF", "chip.core.sbuf.partition_size", "224KiB", "allowed"});
+}
+
+TEST_CASE("A layernorm whose row tile cannot fit SBUF is rejected", "[cli]") {
+    expect_kernel_error({"layernorm", "--rows", "128", "--cols", "10000000"},
+                        {"layernorm", "SBUF", "chip.core.sbuf.partition_size", "allowed"});
+}
+
+TEST_CASE("A config file that does not exist is rejected with its path", "[cli]") {
+    TempDir dir;
+    const std::string missing = dir.file("no-such-file.yaml");
+    expect_kernel_error(small_gemm({"--config", missing}), {missing});
+}
+
+TEST_CASE("An unknown key in a YAML file is named with the file and a suggestion", "[cli]") {
+    TempDir dir;
+    const std::string path = dir.write("overlay.yaml", "chip:\n  core:\n    tensor_engine:\n      rowz: 64\n");
+    expect_kernel_error(small_gemm({"--config", path}),
+                        {path, "chip.core.tensor_engine.rowz", "chip.core.tensor_engine.rows"});
+}
+
+TEST_CASE("An unknown top-level key in a YAML file is named with the file", "[cli]") {
+    TempDir dir;
+    const std::string path = dir.write("overlay.yaml", "chip:\n  memory:\n    bandwidth: 1.5TB/s\nfoo: 1\n");
+    expect_kernel_error(small_gemm({"--config", path}), {path, "'foo'"});
+}
+
+TEST_CASE("A value without its unit in a YAML file is named with the file and the key", "[cli]") {
+    TempDir dir;
+    const std::string path = dir.write("overlay.yaml", "chip:\n  memory:\n    bandwidth: 1500\n");
+    expect_kernel_error(small_gemm({"--config", path}), {path, "chip.memory.bandwidth", "no unit", "TB/s"});
+}
+
+TEST_CASE("A YAML syntax error is reported with the file and the position", "[cli]") {
+    TempDir dir;
+    const std::string path = dir.write("broken.yaml", "chip:\n  core:\n    tensor_engine:\n      rows: [64\n");
+    expect_kernel_error(small_gemm({"--config", path}), {path, "YAML", "line"});
+}
+
+TEST_CASE("Writing --json into a directory that does not exist fails and writes nothing", "[cli]") {
+    TempDir dir;
+    const std::string target = dir.file("missing-dir/result.json");
+    const RunResult r =
+        run_trnsim({"kernel", "gemm", "--m", "128", "--k", "128", "--n", "128", "--json", target}, dir.path());
+    INFO(show(r));
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.rfind("trnsim: error: ", 0) == 0);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    CHECK(r.err.find(target) != std::string::npos);
+    // Nothing anywhere: not the directory, not the file, no temporary next to it.
+    CHECK(!fs::exists(dir.file("missing-dir")));
+    CHECK(dir.entries().empty());
+}
+
+TEST_CASE("Writing --json onto an existing directory fails and leaves it alone", "[cli]") {
+    TempDir dir;
+    const std::string target = dir.file("subdir");
+    fs::create_directory(target);
+    const RunResult r =
+        run_trnsim({"kernel", "gemm", "--m", "128", "--k", "128", "--n", "128", "--json", target}, dir.path());
+    INFO(show(r));
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.rfind("trnsim: error: ", 0) == 0);
+    CHECK(r.err.find(target) != std::string::npos);
+    CHECK(fs::is_directory(target));
+    CHECK(fs::is_empty(target));
+    CHECK(dir.entries() == std::vector<std::string>{"subdir"});
+}
+
+TEST_CASE("An unknown subcommand is rejected", "[cli]") {
+    check_user_error(run_trnsim({"bogus"}), {"bogus"});
+}
+
+// ---------------------------------------------------------------------------
+// What works.
+
+TEST_CASE("presets lists trn1, trn2 and trn3", "[cli]") {
+    const RunResult r = run_trnsim({"presets"});
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err.empty());
+    for (const char* chip : {"trn1", "trn2", "trn3"}) CHECK(r.out.find(chip) != std::string::npos);
+}
+
+TEST_CASE("describe trn2 shows the HBM bandwidth with its unit and source tag", "[cli]") {
+    const RunResult r = run_trnsim({"describe", "trn2"});
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    std::istringstream lines(r.out);
+    std::string line;
+    bool found = false;
+    while (std::getline(lines, line)) {
+        if (line.find("chip.memory.bandwidth ") == std::string::npos) continue;
+        found = true;
+        INFO(line);
+        CHECK(line.find("2.9TB/s") != std::string::npos);
+        CHECK(line.find("[TRN2]") != std::string::npos);
+    }
+    CHECK(found);
+}
+
+TEST_CASE("describe shows a --set override with its value and source --set", "[cli]") {
+    const RunResult r = run_trnsim({"describe", "trn2", "--set", "chip.memory.bandwidth=1.5TB/s"});
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    std::istringstream lines(r.out);
+    std::string line;
+    bool found = false;
+    while (std::getline(lines, line)) {
+        if (line.find("chip.memory.bandwidth ") == std::string::npos) continue;
+        found = true;
+        INFO(line);
+        CHECK(line.find("1.5TB/s") != std::string::npos);
+        CHECK(line.find("--set") != std::string::npos);
+        CHECK(line.find("[TRN2]") == std::string::npos);
+    }
+    CHECK(found);
+}
+
+TEST_CASE("describe shows a --config overlay with its value and the file as source", "[cli]") {
+    TempDir dir;
+    const std::string path = dir.write("overlay.yaml", "chip:\n  memory:\n    bandwidth: 1.5TB/s\n");
+    const RunResult r = run_trnsim({"describe", "trn2", "--config", path});
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    std::istringstream lines(r.out);
+    std::string line;
+    bool found = false;
+    while (std::getline(lines, line)) {
+        if (line.find("chip.memory.bandwidth ") == std::string::npos) continue;
+        found = true;
+        INFO(line);
+        CHECK(line.find("1.5TB/s") != std::string::npos);
+        CHECK(line.find(path) != std::string::npos);
+    }
+    CHECK(found);
+}
+
+TEST_CASE("kernel gemm prints a result table", "[cli]") {
+    const RunResult r = run_trnsim(kSmallGemm);
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.find("gemm") != std::string::npos);
+    CHECK(r.out.find("cycles") != std::string::npos);
+    CHECK(r.out.find("TFLOPS") != std::string::npos);
+}
+
+TEST_CASE("kernel gemm --json writes a trnsim.kernel/1 object with every documented key", "[cli]") {
+    TempDir dir;
+    const std::string path = dir.file("result.json");
+    std::vector<std::string> args = kSmallGemm;
+    args.insert(args.end(), {"--chip", "trn2", "--dtype", "bf16", "--json", path});
+    const RunResult r = run_trnsim(args, dir.path());
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    CHECK(dir.entries() == std::vector<std::string>{"result.json"});  // no leftover temporary
+
+    const nlohmann::json j = read_json(path);
+    INFO(j.dump(1).substr(0, 4000));
+    CHECK(j.at("schema") == "trnsim.kernel/1");
+    CHECK(j.at("op") == "gemm");
+    CHECK(j.at("dtype") == "bf16");
+    CHECK(j.at("chip") == "trn2");
+    CHECK(j.at("shape").at("m") == 128);
+    CHECK(j.at("shape").at("k") == 128);
+    CHECK(j.at("shape").at("n") == 128);
+
+    CHECK(j.at("cycles").is_number_integer());
+    CHECK(j.at("cycles").get<long long>() > 0);
+    CHECK(j.at("time_s").get<double>() > 0.0);
+    CHECK(j.at("flops").get<double>() == Approx(2.0 * 128 * 128 * 128));
+    CHECK(j.at("achieved_tflops").get<double>() > 0.0);
+    CHECK(j.at("peak_tflops").get<double>() > 0.0);
+    CHECK(j.at("achieved_tflops").get<double>() <= j.at("peak_tflops").get<double>());
+    for (const char* engine : {"tensor", "vector", "scalar", "gpsimd", "dma"}) {
+        INFO("utilization." << engine);
+        const double u = j.at("utilization").at(engine).get<double>();
+        CHECK(u >= 0.0);
+        CHECK(u <= 1.0);
+    }
+    CHECK(j.at("tensor_engine").at("cycles").get<long long>() > 0);
+    CHECK(j.at("tensor_engine").at("cycles").get<long long>() <= j.at("cycles").get<long long>());
+    // A, B in BF16 read once, C written once.
+    CHECK(j.at("hbm").at("read_bytes").get<long long>() == 2 * (128 * 128 * 2));
+    CHECK(j.at("hbm").at("write_bytes").get<long long>() == 128 * 128 * 2);
+    CHECK(j.at("sbuf_peak_bytes").get<long long>() > 0);
+    CHECK(j.at("sim").at("wall_s").get<double>() >= 0.0);
+    CHECK(j.at("sim").at("events").get<long long>() > 0);
+
+    const nlohmann::json& config = j.at("config");
+    REQUIRE(config.contains("chip.core.tensor_engine.clock"));
+    CHECK(config.at("chip.core.tensor_engine.clock").dump().find("2.4GHz") != std::string::npos);
+    REQUIRE(config.contains("chip.memory.bandwidth"));
+    CHECK(config.at("chip.memory.bandwidth").dump().find("2.9TB/s") != std::string::npos);
+}
+
+TEST_CASE("The resolved config in the JSON carries a --set override", "[cli]") {
+    TempDir dir;
+    const std::string path = dir.file("result.json");
+    std::vector<std::string> args = kSmallGemm;
+    args.insert(args.end(), {"--set", "chip.memory.bandwidth=1.5TB/s", "--json", path});
+    const RunResult r = run_trnsim(args, dir.path());
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    const nlohmann::json j = read_json(path);
+    CHECK(j.at("config").at("chip.memory.bandwidth").dump().find("1.5TB/s") != std::string::npos);
+}
+
+TEST_CASE("A row-wise kernel writes JSON with its shape", "[cli]") {
+    TempDir dir;
+    const std::string path = dir.file("result.json");
+    const RunResult r =
+        run_trnsim({"kernel", "layernorm", "--rows", "128", "--cols", "256", "--json", path}, dir.path());
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    const nlohmann::json j = read_json(path);
+    CHECK(j.at("schema") == "trnsim.kernel/1");
+    CHECK(j.at("op") == "layernorm");
+    CHECK(j.at("shape").at("rows") == 128);
+    CHECK(j.at("shape").at("cols") == 256);
+    CHECK(j.at("cycles").get<long long>() > 0);
+}
+
+TEST_CASE("With --functional the run reports a small error against the FP64 reference", "[cli]") {
+    TempDir dir;
+    const std::string path = dir.file("result.json");
+    std::vector<std::string> args = kSmallGemm;
+    args.insert(args.end(), {"--functional", "--json", path});
+    const RunResult r = run_trnsim(args, dir.path());
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.find("functional error") != std::string::npos);
+    const nlohmann::json j = read_json(path);
+    const double err = j.at("functional").at("max_rel_error").get<double>();
+    CHECK(err >= 0.0);
+    CHECK(err < 1e-2);  // BF16 inputs, FP32 accumulation
+}
+
+TEST_CASE("Two identical runs give identical JSON apart from the simulator's own host costs", "[cli]") {
+    // sim.wall_s and sim.peak_rss_bytes measure the host running the simulator,
+    // not the simulated hardware; everything else must be byte-identical.
+    TempDir dir;
+    std::vector<nlohmann::json> results;
+    for (const char* name : {"a.json", "b.json"}) {
+        std::vector<std::string> args = {"kernel", "gemm", "--m",          "256",    "--k",         "384",
+                                         "--n",    "640",  "--functional", "--json", dir.file(name)};
+        const RunResult r = run_trnsim(args, dir.path());
+        INFO(show(r));
+        REQUIRE(r.exit_code == 0);
+        nlohmann::json j = read_json(dir.file(name));
+        REQUIRE(j.at("sim").contains("wall_s"));
+        j.at("sim").erase("wall_s");
+        j.at("sim").erase("peak_rss_bytes");
+        results.push_back(std::move(j));
+    }
+    CHECK(results[0].dump() == results[1].dump());
+}

@@ -86,7 +86,7 @@ TEST_CASE("small partitions are overhead-bound: the descriptor cost dominates", 
     CHECK((8 * 64 / 20.0) / per_part < 0.5);
 }
 
-TEST_CASE("transfers on one queue run in order on each engine; the fixed latency overlaps", "[dma]") {
+TEST_CASE("transfers on one queue run in order on each engine, and the fixed latency overlaps", "[dma]") {
     Setup s;
     s.memory_latency_s = 0;
     const auto j = run(s, {load(128, 4096), load(128, 4096), load(128, 4096)});

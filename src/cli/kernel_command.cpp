@@ -22,31 +22,36 @@ struct KernelArgs {
     ChipOptions chip;
     std::string op;
     std::int64_t m = 0, k = 0, n = 0, rows = 0, cols = 0;
+    int given_mkn = 0;   // how many of --m --k --n were given
+    int given_rows = 0;  // how many of --rows --cols were given
     std::string dtype = "bf16";
     bool functional = false;
     std::string json;
     std::string trace;
 };
 
-int run_kernel_args(const KernelArgs& a, bool rows_given, bool mkn_given) {
+int run_kernel_args(const KernelArgs& a) {
     lowering::KernelRequest req;
     req.op = a.op;
     if (!parse_dtype(a.dtype, req.dtype)) {
         throw UserError(fmt::format("--dtype {}: allowed fp32, bf16, fp16, fp8 (= fp8_e4m3), fp8_e5m2", a.dtype));
     }
     if (a.op == "gemm") {
-        if (rows_given) throw UserError("gemm takes --m --k --n, not --rows/--cols");
-        if (a.m == 0 || a.k == 0 || a.n == 0) throw UserError("gemm needs --m, --k and --n (positive integers)");
+        if (a.given_rows > 0) throw UserError("gemm takes --m --k --n, not --rows/--cols");
+        if (a.given_mkn < 3) throw UserError("gemm needs --m, --k and --n (positive integers)");
         req.m = a.m;
         req.k = a.k;
         req.n = a.n;
     } else {
-        if (mkn_given) throw UserError(fmt::format("{} takes --rows and --cols, not --m/--k/--n", a.op));
-        if (a.rows == 0 || a.cols == 0) throw UserError(fmt::format("{} needs --rows and --cols (positive integers)", a.op));
+        if (a.given_mkn > 0) throw UserError(fmt::format("{} takes --rows and --cols, not --m/--k/--n", a.op));
+        if (a.given_rows < 2) throw UserError(fmt::format("{} needs --rows and --cols (positive integers)", a.op));
         req.rows = a.rows;
         req.cols = a.cols;
     }
     const Config config = hw::resolve_chip_config(a.chip.chip, a.chip.files, a.chip.overrides);
+    // Output paths are checked before simulating, so that a bad path costs nothing and writes nothing.
+    if (!a.json.empty()) report::check_writable(a.json, "--json");
+    if (!a.trace.empty()) report::check_writable(a.trace, "--trace");
     runtime::KernelOptions opts;
     opts.request = req;
     opts.functional = a.functional;
@@ -78,7 +83,9 @@ std::function<int()> add_kernel_command(CLI::App& app) {
     sub->add_option("--trace", args->trace, "write the instruction timeline as a Perfetto/Chrome trace (JSON)");
     return [args, sub, m, k, n, rows, cols] {
         if (!sub->parsed()) return 2;
-        return run_kernel_args(*args, rows->count() + cols->count() > 0, m->count() + k->count() + n->count() > 0);
+        args->given_mkn = static_cast<int>((m->count() > 0) + (k->count() > 0) + (n->count() > 0));
+        args->given_rows = static_cast<int>((rows->count() > 0) + (cols->count() > 0));
+        return run_kernel_args(*args);
     };
 }
 
@@ -86,7 +93,8 @@ int run_default() {
     KernelArgs a;
     a.op = "gemm";
     a.m = a.k = a.n = 4096;
-    return run_kernel_args(a, false, true);
+    a.given_mkn = 3;
+    return run_kernel_args(a);
 }
 
 }  // namespace trnsim::cli

@@ -46,5 +46,8 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
         std::fprintf(stderr, "trnsim: internal error: %s\n", e.what());
         return 3;
+    } catch (...) {
+        std::fprintf(stderr, "trnsim: internal error: unknown exception\n");
+        return 3;
     }
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -72,6 +73,22 @@ std::string join(const std::vector<std::string>& items, const char* sep = ", ") 
     return out;
 }
 
+// The range of a unit parameter in its own unit, e.g. " from 1MHz to 100GHz"; empty when unbounded.
+std::string unit_range_text(const ParamDecl& d) {
+    std::function<std::string(double)> show;
+    switch (d.type) {
+    case ParamType::frequency: show = [](double v) { return to_string(Frequency{v}); }; break;
+    case ParamType::bandwidth: show = [](double v) { return to_string(Bandwidth{v}); }; break;
+    case ParamType::bytes: show = [](double v) { return to_string(Bytes{static_cast<std::uint64_t>(v)}); }; break;
+    case ParamType::duration: show = [](double v) { return to_string(Duration{v}); }; break;
+    default: return "";
+    }
+    if (d.min > 0 && d.max < 1e300) return " from " + show(d.min) + " to " + show(d.max);
+    if (d.min > 0) return " of at least " + show(d.min);
+    if (d.max < 1e300) return " up to " + show(d.max);
+    return "";
+}
+
 std::string allowed_text(const ParamDecl& d) {
     switch (d.type) {
     case ParamType::integer: {
@@ -84,10 +101,10 @@ std::string allowed_text(const ParamDecl& d) {
     case ParamType::boolean: return "true or false";
     case ParamType::text: return "text";
     case ParamType::choice: return "one of " + join(d.choices);
-    case ParamType::frequency: return std::string("a frequency with a unit (") + frequency_units() + ")";
-    case ParamType::bandwidth: return std::string("a bandwidth with a unit (") + bandwidth_units() + ")";
-    case ParamType::bytes: return std::string("a size with a unit (") + bytes_units() + ")";
-    case ParamType::duration: return std::string("a duration with a unit (") + duration_units() + ")";
+    case ParamType::frequency: return std::string("a frequency with a unit (") + frequency_units() + ")" + unit_range_text(d);
+    case ParamType::bandwidth: return std::string("a bandwidth with a unit (") + bandwidth_units() + ")" + unit_range_text(d);
+    case ParamType::bytes: return std::string("a size with a unit (") + bytes_units() + ")" + unit_range_text(d);
+    case ParamType::duration: return std::string("a duration with a unit (") + duration_units() + ")" + unit_range_text(d);
     }
     return "?";
 }
@@ -146,8 +163,19 @@ const ParamDecl& Config::decl_for(const std::string& key, const std::string& ori
     }
     std::string msg = fmt::format("{}: unknown key '{}'", origin, key);
     if (best_dist <= 3) msg += fmt::format(" (did you mean '{}'?)", best);
-    if (!siblings.empty() && siblings.size() <= 24) msg += "; allowed: " + join(siblings);
-    else msg += "; `trnsim describe CHIP` lists every key";
+    if (prefix.empty()) {
+        // Not under any known section: name the top-level sections.
+        std::vector<std::string> tops;
+        for (const auto& d : m_registry.all()) {
+            const std::string top = d.key.substr(0, d.key.find('.'));
+            if (std::find(tops.begin(), tops.end(), top) == tops.end()) tops.push_back(top);
+        }
+        msg += "; allowed at the top level: " + join(tops) + " (and base, description in files)";
+    } else if (siblings.size() <= 24) {
+        msg += "; allowed: " + join(siblings);
+    } else {
+        msg += "; `trnsim describe CHIP` lists every key";
+    }
     throw UserError(msg);
 }
 
@@ -185,7 +213,10 @@ void Config::validate(const ParamDecl& d, const std::string& text, const std::st
         try {
             v = base_value(d, text);
         } catch (const UnitError& e) {
-            fail(e.what());
+            // The unit error already lists the units; add only the range.
+            const std::string range = unit_range_text(d);
+            throw UserError(fmt::format("{}: {} = '{}': {}{}", origin, d.key, text, e.what(),
+                                        range.empty() ? "" : "; allowed values" + range));
         }
         if (v < d.min || v > d.max) fail("out of range");
         if (v <= 0 && d.type != ParamType::duration && d.type != ParamType::bytes) fail("must be positive");
@@ -275,11 +306,11 @@ void Config::apply_override(const std::string& assignment) {
     set(assignment.substr(0, eq), assignment.substr(eq + 1), "--set");
 }
 
-void Config::check_complete() const {
+void Config::check_complete(const std::string& context) const {
     for (const auto& d : m_registry.all()) {
         if (!m_values.count(d.key)) {
-            throw UserError(fmt::format("missing required key '{}' ({}): {}; give it in the preset, a file or --set",
-                                        d.key, d.doc, allowed_text(d)));
+            throw UserError(fmt::format("{}missing required key '{}' ({}): {}; give it in the preset, a file or --set",
+                                        context.empty() ? "" : context + ": ", d.key, d.doc, allowed_text(d)));
         }
     }
 }

@@ -2,6 +2,11 @@
 
 #include <cstdlib>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <pthread.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <systemc>
@@ -33,6 +38,21 @@ std::shared_ptr<spdlog::logger> logger(const std::string& component) {
     log->set_pattern("[%l] %n: %v");
     spdlog::register_logger(log);
     return log;
+}
+
+void run_simulation() {
+    sc_core::sc_start();
+#if defined(__SANITIZE_ADDRESS__)
+    pthread_attr_t attr;
+    pthread_getattr_np(pthread_self(), &attr);
+    void* bottom = nullptr;
+    std::size_t size = 0;
+    pthread_attr_getstack(&attr, &bottom, &size);
+    pthread_attr_destroy(&attr);
+    void* fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(&fake_stack, bottom, size);
+    __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#endif
 }
 
 void init_systemc() {

@@ -36,7 +36,9 @@ Config resolve_chip_config(const std::string& chip, const std::vector<std::strin
     apply_preset_or_file(config, "chips", chip);
     for (const auto& f : files) config.apply_yaml_file(f);
     for (const auto& o : overrides) config.apply_override(o);
-    config.check_complete();
+    std::string layers = "chip '" + chip + "'";
+    for (const auto& f : files) layers += " + " + f;
+    config.check_complete(layers);
     return config;
 }
 

@@ -45,6 +45,8 @@ DmaSubsystem::DmaSubsystem(const sc_core::sc_module_name& name, const DmaSpec& s
     for (int e = 0; e < spec.engines; ++e) {
         auto engine = std::make_unique<Engine>();
         engine->rings.resize(static_cast<std::size_t>(spec.queues));
+        engine->timing = new MemoryTiming;
+        engine->request.set_extension(engine->timing);
         m_engines.push_back(std::move(engine));
         sc_core::sc_spawn_options opts;
         sc_core::sc_spawn([this, e] { engine_thread(e); }, sc_core::sc_gen_unique_name("engine"), &opts);
@@ -94,10 +96,8 @@ bool DmaSubsystem::pick(Engine& engine, std::uint64_t now, Part& out, std::uint6
 
 void DmaSubsystem::engine_thread(int index) {
     Engine& engine = *m_engines[static_cast<std::size_t>(index)];
-    tlm::tlm_generic_payload trans;
-    auto* timing_ext = new MemoryTiming;  // owned by the payload
-    trans.set_extension(timing_ext);
-    MemoryTiming& timing = *timing_ext;
+    tlm::tlm_generic_payload& trans = engine.request;
+    MemoryTiming& timing = *engine.timing;
     for (;;) {
         const std::uint64_t now = sc_core::sc_time_stamp().value();
         Part part{};

@@ -1,6 +1,11 @@
 #include "trnsim/report/kernel_report.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -20,7 +25,8 @@ nlohmann::json to_json(const runtime::KernelResult& r) {
     nlohmann::json j;
     j["schema"] = k_kernel_schema;
     j["op"] = r.op;
-    j["shape"] = r.shape;
+    j["shape"] = nlohmann::json::object();
+    for (const auto& [name, v] : r.shape) j["shape"][name] = v;
     j["dtype"] = r.dtype;
     j["chip"] = r.chip;
     j["cycles"] = r.cycles;
@@ -107,13 +113,26 @@ nlohmann::json to_chrome_trace(const runtime::KernelResult& r) {
             {"otherData", {{"op", r.op}, {"chip", r.chip}, {"dtype", r.dtype}}}};
 }
 
+void check_writable(const std::string& path, const std::string& flag) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) throw UserError(fmt::format("{} {}: is a directory; allowed: a file path", flag, path));
+    const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+    if (!fs::is_directory(parent, ec)) {
+        throw UserError(fmt::format("{} {}: directory '{}' does not exist", flag, path, parent.string()));
+    }
+    if (access(parent.c_str(), W_OK) != 0) {
+        throw UserError(fmt::format("{} {}: cannot write into '{}': {}", flag, path, parent.string(), std::strerror(errno)));
+    }
+}
+
 void write_file_atomic(const std::string& path, const std::string& text) {
     const std::string tmp = path + ".tmp";
     {
         std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-        if (!f) throw UserError(fmt::format("cannot write '{}'", path));
+        if (!f) throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
         f << text;
-        if (!f) throw UserError(fmt::format("cannot write '{}'", path));
+        if (!f) throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
     }
     if (std::rename(tmp.c_str(), path.c_str()) != 0) {
         std::remove(tmp.c_str());

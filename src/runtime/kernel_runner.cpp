@@ -37,7 +37,7 @@ void fill_inputs(const lowering::LoweredKernel& k, const hw::ChipSpec& chip, hw:
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> value(-1.0f, 1.0f);
     std::uniform_real_distribution<float> scale(0.5f, 1.5f);
-    const bool gemm = k.shape.count("k") != 0;
+    const bool gemm = !k.shape.empty() && k.shape.front().first == "m";
     for (std::size_t i = 0; i < k.inputs.size(); ++i) {
         const int id = k.inputs[i];
         const auto& t = k.program.dram[static_cast<std::size_t>(id)];
@@ -119,7 +119,7 @@ KernelResult run_kernel(const KernelOptions& options, const Config& config) {
     if (options.trace) core.enable_trace();
 
     const auto wall_start = std::chrono::steady_clock::now();
-    sc_core::sc_start();
+    run_simulation();
     core.check_finished();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
 

@@ -60,8 +60,8 @@ public:
     void apply_yaml_file(const std::string& path);
     void apply_override(const std::string& assignment);  // "dotted.key=value"
     void set(const std::string& key, const std::string& text, const std::string& source);
-    // Checks that every declared parameter without a default has a value.
-    void check_complete() const;
+    // Checks that every declared parameter without a default has a value; `context` prefixes the error.
+    void check_complete(const std::string& context = "") const;
 
     bool has(const std::string& key) const;
     const ConfigValue& raw(const std::string& key) const;

@@ -15,6 +15,11 @@ namespace trnsim {
 // SystemC object; later calls do nothing.
 void init_systemc();
 
+// Runs the elaborated model until no event is left (sc_start). Under AddressSanitizer it then re-announces
+// the main thread's stack: SystemC's coroutine switches leave ASan with the last coroutine's bounds, and
+// an exception thrown afterwards on the main stack would be reported as a stack overflow.
+void run_simulation();
+
 // Per-component logger ("hw.dma", "cli", ...), writing to stderr, level from TRNSIM_LOG (default warn).
 std::shared_ptr<spdlog::logger> logger(const std::string& component);
 

@@ -20,6 +20,7 @@
 
 #include "trnsim/core/config.h"
 #include "trnsim/core/units.h"
+#include "trnsim/hw/i_memory.h"
 
 namespace trnsim::hw {
 
@@ -85,6 +86,10 @@ private:
         std::vector<std::deque<Part>> rings;
         int next_ring = 0;
         sc_core::sc_event arrival;
+        // The engine's request to memory, reused; owned here (not on the thread's stack, which is never
+        // unwound because the thread waits forever).
+        tlm::tlm_generic_payload request;
+        MemoryTiming* timing = nullptr;  // extension owned by `request`
     };
 
     void engine_thread(int index);

@@ -23,7 +23,7 @@ struct KernelRequest {
 struct LoweredKernel {
     hw::Program program;
     double flops = 0;                           // model FLOPs of the operator
-    std::map<std::string, std::int64_t> shape;  // {"m":..,"k":..,"n":..} or {"rows":..,"cols":..}
+    std::vector<std::pair<std::string, std::int64_t>> shape;  // (m, k, n) or (rows, cols), in that order
     std::map<std::string, std::int64_t> plan;   // tiling decisions, for reports and tests
     std::vector<int> inputs;                    // DRAM tensors the host fills
     int output = -1;                            // DRAM tensor the kernel writes

@@ -19,6 +19,9 @@ std::string to_table(const runtime::KernelResult& result);
 // one track per engine and per DMA queue, times in microseconds.
 nlohmann::json to_chrome_trace(const runtime::KernelResult& result);
 
+// Throws UserError (naming `flag` and the reason) unless a file can be created at `path`.
+void check_writable(const std::string& path, const std::string& flag);
+
 // Writes text to `path` atomically (a temporary file renamed into place).
 void write_file_atomic(const std::string& path, const std::string& text);
 

@@ -22,7 +22,7 @@ struct KernelOptions {
 
 struct KernelResult {
     std::string op;
-    std::map<std::string, std::int64_t> shape;
+    std::vector<std::pair<std::string, std::int64_t>> shape;  // (m, k, n) or (rows, cols)
     std::map<std::string, std::int64_t> plan;
     std::string dtype;
     std::string chip;
