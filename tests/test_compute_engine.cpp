@@ -66,7 +66,7 @@ TEST_CASE("independent instructions issue back to back, a dependent one pays the
     Program p = two_buffers(512);
     const auto a = e.issue(p, op(Op::tensor_copy, 1, 0, -1, 512), 0);
     CHECK(a.start == 0);
-    CHECK(a.end == 512 + 60);  // result visible after the access latency
+    CHECK(a.end == 512 + 60);                                          // result visible after the access latency
     const auto b = e.issue(p, op(Op::tensor_copy, 2, 0, -1, 512), 0);  // independent
     CHECK(b.start == 512);
     const auto c = e.issue(p, op(Op::tensor_copy, 0, 2, -1, 512), 0);  // reads b's output

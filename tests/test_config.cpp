@@ -25,8 +25,9 @@ TEST_CASE("layers apply in order and each value remembers its source", "[config]
     Config c(reg);
     c.apply_defaults();
     CHECK(c.raw("chip.core.clock").source == "default [SRC]");
-    c.apply_yaml_text("chip:\n  name: x\n  core:\n    clock: {value: 2GHz, source: \"[DOC]\"}\n  memory:\n    bandwidth: 1TB/s\n",
-                      "preset x");
+    c.apply_yaml_text(
+        "chip:\n  name: x\n  core:\n    clock: {value: 2GHz, source: \"[DOC]\"}\n  memory:\n    bandwidth: 1TB/s\n",
+        "preset x");
     CHECK(c.get_frequency("chip.core.clock").hz == Approx(2e9));
     CHECK(c.raw("chip.core.clock").source == "preset x [DOC]");
     c.apply_override("chip.core.rows=64");
@@ -48,10 +49,12 @@ TEST_CASE("wrong types, missing units, bad choices and out-of-range values are e
     Config c(reg);
     CHECK_THROWS_WITH(c.apply_override("chip.memory.bandwidth=2900"), Catch::Contains("no unit"));
     CHECK_THROWS_WITH(c.apply_override("chip.core.mode=xs"), Catch::Contains("one of ws, os, is"));
-    CHECK_THROWS_WITH(c.apply_override("chip.core.rows=0"), Catch::Contains("out of range") && Catch::Contains("[1, 4096]"));
+    CHECK_THROWS_WITH(c.apply_override("chip.core.rows=0"),
+                      Catch::Contains("out of range") && Catch::Contains("[1, 4096]"));
     CHECK_THROWS_WITH(c.apply_override("chip.core.rows=1.5"), Catch::Contains("not an integer"));
     CHECK_THROWS_WITH(c.apply_override("chip.core.rows"), Catch::Contains("dotted.key=value"));
-    CHECK_THROWS_WITH(c.apply_yaml_text("chip: [1, 2]", "f.yaml"), Catch::Contains("f.yaml") && Catch::Contains("list"));
+    CHECK_THROWS_WITH(c.apply_yaml_text("chip: [1, 2]", "f.yaml"),
+                      Catch::Contains("f.yaml") && Catch::Contains("list"));
     CHECK_THROWS_WITH(c.apply_yaml_text("chip:\n  core: {rows: [", "g.yaml"), Catch::Contains("YAML syntax error"));
 }
 
@@ -96,7 +99,8 @@ TEST_CASE("a user file can start from a preset with base and override it", "[con
     const std::string path = "test_config_user.yaml";
     {
         std::ofstream f(path);
-        f << "base: trn2\nchip:\n  name: my-trn2\n  core:\n    tensor_engine:\n      rows: 256\n    sbuf:\n      partitions: 256\n      partition_size: 512KiB\n";
+        f << "base: trn2\nchip:\n  name: my-trn2\n  core:\n    tensor_engine:\n      rows: 256\n    sbuf:\n      "
+             "partitions: 256\n      partition_size: 512KiB\n";
     }
     const Config c = hw::resolve_chip_config(path, {}, {"chip.memory.bandwidth=4TB/s"});
     std::remove(path.c_str());

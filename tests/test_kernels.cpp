@@ -146,8 +146,8 @@ TEST_CASE("the tiled GEMM computes the product for every dataflow and dtype", "[
     };
     // Inputs are already in their dtype, so the error is FP32 accumulation plus the output rounding
     // (BF16 output: 2^-9 relative; FP32: accumulation only).
-    const Case cases[] = {{"trn2", DType::bf16, "ws", 4e-3}, {"trn2", DType::bf16, "is", 4e-3},
-                          {"trn2", DType::bf16, "os", 4e-3}, {"trn2", DType::fp32, "ws", 1e-5},
+    const Case cases[] = {{"trn2", DType::bf16, "ws", 4e-3},     {"trn2", DType::bf16, "is", 4e-3},
+                          {"trn2", DType::bf16, "os", 4e-3},     {"trn2", DType::fp32, "ws", 1e-5},
                           {"trn2", DType::fp8_e4m3, "ws", 4e-3}, {"trn3", DType::fp8_e4m3, "is", 4e-3},
                           {"trn1", DType::fp8_e5m2, "ws", 4e-3}};
     for (const auto& c : cases) {

@@ -17,7 +17,9 @@ using trnsim::DType;
 const float k_inf = std::numeric_limits<float>::infinity();
 const float k_nan = std::numeric_limits<float>::quiet_NaN();
 
-float p2(int e) { return std::ldexp(1.0f, e); }
+float p2(int e) {
+    return std::ldexp(1.0f, e);
+}
 
 std::uint32_t bits_of(float x) {
     std::uint32_t u;
@@ -135,18 +137,18 @@ const DType k_all_dtypes[] = {DType::fp32, DType::bf16, DType::fp16, DType::fp8_
 }  // namespace
 
 TEST_CASE("bf16 rounds ties to even and keeps representable values", "[numeric]") {
-    CHECK(trnsim::round_bf16(1.00390625f) == 1.0f);                   // 1 + 2^-8: tie, 1.0 is even
-    CHECK(trnsim::round_bf16(1.0f + p2(-7)) == 1.0f + p2(-7));        // representable, stays
-    CHECK(trnsim::round_bf16(1.0f + 3 * p2(-8)) == 1.0f + p2(-6));    // tie, odd LSB rounds up
+    CHECK(trnsim::round_bf16(1.00390625f) == 1.0f);                                 // 1 + 2^-8: tie, 1.0 is even
+    CHECK(trnsim::round_bf16(1.0f + p2(-7)) == 1.0f + p2(-7));                      // representable, stays
+    CHECK(trnsim::round_bf16(1.0f + 3 * p2(-8)) == 1.0f + p2(-6));                  // tie, odd LSB rounds up
     CHECK(trnsim::round_bf16(std::nextafter(1.00390625f, 2.0f)) == 1.0f + p2(-7));  // above the tie
     CHECK(trnsim::round_bf16(-1.00390625f) == -1.0f);
     CHECK(trnsim::round_bf16(3.14159265f) == 3.140625f);
-    CHECK(trnsim::round_bf16(p2(-133)) == p2(-133));                  // bf16 min subnormal
-    CHECK(trnsim::round_bf16(127 * p2(-133)) == 127 * p2(-133));      // bf16 max subnormal
-    CHECK(trnsim::round_bf16(p2(-134)) == 0.0f);                      // tie between 0 and 2^-133 -> 0
-    CHECK(trnsim::round_bf16(p2(-149)) == 0.0f);                      // float-only subnormal
-    CHECK(trnsim::round_bf16(3 * p2(-134)) == 2 * p2(-133));          // 1.5 quanta, tie to 2
-    CHECK(trnsim::round_bf16(0x1.FEp127f) == 0x1.FEp127f);            // bf16 max
+    CHECK(trnsim::round_bf16(p2(-133)) == p2(-133));              // bf16 min subnormal
+    CHECK(trnsim::round_bf16(127 * p2(-133)) == 127 * p2(-133));  // bf16 max subnormal
+    CHECK(trnsim::round_bf16(p2(-134)) == 0.0f);                  // tie between 0 and 2^-133 -> 0
+    CHECK(trnsim::round_bf16(p2(-149)) == 0.0f);                  // float-only subnormal
+    CHECK(trnsim::round_bf16(3 * p2(-134)) == 2 * p2(-133));      // 1.5 quanta, tie to 2
+    CHECK(trnsim::round_bf16(0x1.FEp127f) == 0x1.FEp127f);        // bf16 max
     CHECK(trnsim::round_bf16(std::numeric_limits<float>::max()) == k_inf);
 }
 
@@ -178,20 +180,20 @@ TEST_CASE("bf16 and fp16 keep infinities and NaN, and fp16 overflows to infinity
 TEST_CASE("fp16 holds 65504 and rounds subnormals to multiples of 2^-24", "[numeric]") {
     CHECK(trnsim::round_fp16(65504.0f) == 65504.0f);
     CHECK(trnsim::round_fp16(65500.0f) == 65504.0f);
-    CHECK(trnsim::round_fp16(1.0f + p2(-11)) == 1.0f);               // tie to even
+    CHECK(trnsim::round_fp16(1.0f + p2(-11)) == 1.0f);  // tie to even
     CHECK(trnsim::round_fp16(1.0f + 3 * p2(-11)) == 1.0f + p2(-9));
-    CHECK(trnsim::round_fp16(p2(-24)) == p2(-24));                   // min subnormal
-    CHECK(trnsim::round_fp16(p2(-25)) == 0.0f);                      // tie between 0 and 2^-24 -> 0
+    CHECK(trnsim::round_fp16(p2(-24)) == p2(-24));  // min subnormal
+    CHECK(trnsim::round_fp16(p2(-25)) == 0.0f);     // tie between 0 and 2^-24 -> 0
     CHECK(trnsim::round_fp16(1.5f * p2(-25)) == p2(-24));
-    CHECK(trnsim::round_fp16(3 * p2(-25)) == 2 * p2(-24));           // 1.5 quanta, tie to 2
-    CHECK(trnsim::round_fp16(1023 * p2(-24)) == 1023 * p2(-24));     // max subnormal
-    CHECK(trnsim::round_fp16(p2(-14)) == p2(-14));                   // min normal
-    CHECK(std::signbit(trnsim::round_fp16(-p2(-30))));              // underflow keeps the sign
+    CHECK(trnsim::round_fp16(3 * p2(-25)) == 2 * p2(-24));        // 1.5 quanta, tie to 2
+    CHECK(trnsim::round_fp16(1023 * p2(-24)) == 1023 * p2(-24));  // max subnormal
+    CHECK(trnsim::round_fp16(p2(-14)) == p2(-14));                // min normal
+    CHECK(std::signbit(trnsim::round_fp16(-p2(-30))));            // underflow keeps the sign
 }
 
 TEST_CASE("fp8 e4m3 saturates at 448 and rounds subnormals to multiples of 2^-9", "[numeric]") {
     CHECK(trnsim::round_fp8_e4m3(448.0f) == 448.0f);
-    CHECK(trnsim::round_fp8_e4m3(464.0f) == 448.0f);   // tie between 448 and (NaN code) 480, saturates
+    CHECK(trnsim::round_fp8_e4m3(464.0f) == 448.0f);  // tie between 448 and (NaN code) 480, saturates
     CHECK(trnsim::round_fp8_e4m3(470.0f) == 448.0f);
     CHECK(trnsim::round_fp8_e4m3(1e9f) == 448.0f);
     CHECK(trnsim::round_fp8_e4m3(-1e9f) == -448.0f);
@@ -199,15 +201,15 @@ TEST_CASE("fp8 e4m3 saturates at 448 and rounds subnormals to multiples of 2^-9"
     CHECK(trnsim::round_fp8_e4m3(-k_inf) == -448.0f);
     CHECK(std::isnan(trnsim::round_fp8_e4m3(k_nan)));
     CHECK(trnsim::round_fp8_e4m3(416.0f) == 416.0f);
-    CHECK(trnsim::round_fp8_e4m3(432.0f) == 448.0f);   // tie between 416 (odd) and 448 (even)
-    CHECK(trnsim::round_fp8_e4m3(1.0625f) == 1.0f);    // tie, 1.0 is even
-    CHECK(trnsim::round_fp8_e4m3(1.1875f) == 1.25f);   // tie, 1.125 is odd
-    CHECK(trnsim::round_fp8_e4m3(0.0017578125f) == p2(-9));          // 0.9 * 2^-9 -> min subnormal
-    CHECK(trnsim::round_fp8_e4m3(p2(-10)) == 0.0f);                  // tie between 0 and 2^-9 -> 0
+    CHECK(trnsim::round_fp8_e4m3(432.0f) == 448.0f);         // tie between 416 (odd) and 448 (even)
+    CHECK(trnsim::round_fp8_e4m3(1.0625f) == 1.0f);          // tie, 1.0 is even
+    CHECK(trnsim::round_fp8_e4m3(1.1875f) == 1.25f);         // tie, 1.125 is odd
+    CHECK(trnsim::round_fp8_e4m3(0.0017578125f) == p2(-9));  // 0.9 * 2^-9 -> min subnormal
+    CHECK(trnsim::round_fp8_e4m3(p2(-10)) == 0.0f);          // tie between 0 and 2^-9 -> 0
     CHECK(trnsim::round_fp8_e4m3(std::nextafter(p2(-10), 1.0f)) == p2(-9));
-    CHECK(trnsim::round_fp8_e4m3(3 * p2(-10)) == 2 * p2(-9));        // 1.5 quanta, tie to 2
-    CHECK(trnsim::round_fp8_e4m3(5 * p2(-9)) == 5 * p2(-9));         // subnormal, exact
-    CHECK(trnsim::round_fp8_e4m3(7.5f * p2(-9)) == p2(-6));          // max subnormal + half -> min normal
+    CHECK(trnsim::round_fp8_e4m3(3 * p2(-10)) == 2 * p2(-9));  // 1.5 quanta, tie to 2
+    CHECK(trnsim::round_fp8_e4m3(5 * p2(-9)) == 5 * p2(-9));   // subnormal, exact
+    CHECK(trnsim::round_fp8_e4m3(7.5f * p2(-9)) == p2(-6));    // max subnormal + half -> min normal
     CHECK(trnsim::round_fp8_e4m3(p2(-6)) == p2(-6));
 }
 
@@ -219,13 +221,13 @@ TEST_CASE("fp8 e5m2 saturates at 57344 and has subnormal step 2^-16", "[numeric]
     CHECK(trnsim::round_fp8_e5m2(-k_inf) == -57344.0f);
     CHECK(std::isnan(trnsim::round_fp8_e5m2(k_nan)));
     CHECK(trnsim::round_fp8_e5m2(49152.0f) == 49152.0f);
-    CHECK(trnsim::round_fp8_e5m2(1.125f) == 1.0f);        // tie, 1.0 is even
-    CHECK(trnsim::round_fp8_e5m2(1.375f) == 1.5f);        // tie, 1.25 is odd
-    CHECK(trnsim::round_fp8_e5m2(p2(-16)) == p2(-16));    // min subnormal
-    CHECK(trnsim::round_fp8_e5m2(p2(-17)) == 0.0f);       // tie to 0
+    CHECK(trnsim::round_fp8_e5m2(1.125f) == 1.0f);      // tie, 1.0 is even
+    CHECK(trnsim::round_fp8_e5m2(1.375f) == 1.5f);      // tie, 1.25 is odd
+    CHECK(trnsim::round_fp8_e5m2(p2(-16)) == p2(-16));  // min subnormal
+    CHECK(trnsim::round_fp8_e5m2(p2(-17)) == 0.0f);     // tie to 0
     CHECK(trnsim::round_fp8_e5m2(1.01f * p2(-17)) == p2(-16));
     CHECK(trnsim::round_fp8_e5m2(3 * p2(-16)) == 3 * p2(-16));  // max subnormal
-    CHECK(trnsim::round_fp8_e5m2(p2(-14)) == p2(-14));    // min normal
+    CHECK(trnsim::round_fp8_e5m2(p2(-14)) == p2(-14));          // min normal
 }
 
 TEST_CASE("fp16 and fp8 rounding agree with a nearest-value search over all encodings", "[numeric]") {
@@ -306,9 +308,9 @@ TEST_CASE("An MX block whose max is 1.0 uses scale 2^-8 with e4m3 elements", "[n
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
     for (float& v : in) v = dist(rng);
     in[0] = 1.0f;
-    in[1] = p2(-8);    // element 1.0
-    in[2] = p2(-17);   // element 2^-9, the e4m3 min subnormal: kept only if X = 2^-8
-    in[3] = p2(-18);   // element 2^-10: ties to 0
+    in[1] = p2(-8);   // element 1.0
+    in[2] = p2(-17);  // element 2^-9, the e4m3 min subnormal: kept only if X = 2^-8
+    in[3] = p2(-18);  // element 2^-10: ties to 0
     in[4] = -0.3f;
     std::vector<float> out(32);
     trnsim::quantize_mxfp8_e4m3(in.data(), out.data(), 32);

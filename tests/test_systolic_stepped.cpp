@@ -73,7 +73,9 @@ SteppedOp multiply_moving(Eigen::MatrixXf x, int bank, bool accumulate = false, 
     return op;
 }
 
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+    return (a + b - 1) / b;
+}
 
 // Expected MM end (exclusive): last MAC at s + rate*(N-1) + (K_used-1) + (C_used-1).
 std::int64_t mm_end(std::int64_t start, int rate, int n, int k_used, int c_used) {
@@ -104,16 +106,15 @@ TEST_CASE("A single LoadStationary and MultiplyMoving match the sequential float
         config.background_preload = tc.background;
         const Eigen::MatrixXf w = random_matrix(rng, tc.k, tc.c);
         const Eigen::MatrixXf x = random_matrix(rng, tc.k, tc.n);
-        const SteppedResult result = run_stepped(
-            config, {load_stationary(w, tc.rate, tc.pack), multiply_moving(x, 1, false, tc.rate, tc.pack)});
+        const SteppedResult result =
+            run_stepped(config, {load_stationary(w, tc.rate, tc.pack), multiply_moving(x, 1, false, tc.rate, tc.pack)});
 
         REQUIRE(result.psum.size() == 2);
         CHECK(result.psum[0].size() == 0);
         CHECK(bit_equal(result.psum[1], reference_mm(w, x)));
 
         const int k_used = static_cast<int>(ceil_div(tc.k, tc.pack));
-        const std::int64_t ls_busy =
-            tc.background ? tc.rate * ceil_div(tc.c, config.ls_cols_per_cycle) : k_used;
+        const std::int64_t ls_busy = tc.background ? tc.rate * ceil_div(tc.c, config.ls_cols_per_cycle) : k_used;
         REQUIRE(result.timing.size() == 2);
         CHECK(result.timing[0].start == 0);
         CHECK(result.timing[0].end == ls_busy);
@@ -123,8 +124,7 @@ TEST_CASE("A single LoadStationary and MultiplyMoving match the sequential float
     }
 }
 
-TEST_CASE("Serial preload without fold overlap takes the SCALE-Sim per-fold cycle count",
-          "[systolic_stepped]") {
+TEST_CASE("Serial preload without fold overlap takes the SCALE-Sim per-fold cycle count", "[systolic_stepped]") {
     std::mt19937 rng(42);
     SteppedArrayConfig config;
     config.rows = 8;
@@ -137,8 +137,7 @@ TEST_CASE("Serial preload without fold overlap takes the SCALE-Sim per-fold cycl
         int k, c;
         std::vector<int> ns;
     };
-    const std::vector<Fold> folds = {
-        {8, 8, {5, 3}}, {5, 3, {10}}, {2, 8, {1, 1, 1}}, {8, 1, {4, 2, 7}}, {1, 5, {6}}};
+    const std::vector<Fold> folds = {{8, 8, {5, 3}}, {5, 3, {10}}, {2, 8, {1, 1, 1}}, {8, 1, {4, 2, 7}}, {1, 5, {6}}};
 
     std::vector<SteppedOp> ops;
     std::vector<Eigen::MatrixXf> expected;
@@ -182,8 +181,7 @@ TEST_CASE("Serial preload without fold overlap takes the SCALE-Sim per-fold cycl
     }
 }
 
-TEST_CASE("Background preload hides LoadStationary behind long MultiplyMoving streams",
-          "[systolic_stepped]") {
+TEST_CASE("Background preload hides LoadStationary behind long MultiplyMoving streams", "[systolic_stepped]") {
     std::mt19937 rng(7);
     SteppedArrayConfig config;
     config.rows = 8;
@@ -228,8 +226,7 @@ TEST_CASE("Background preload hides LoadStationary behind long MultiplyMoving st
             const auto ls = static_cast<std::size_t>(2 * p);
             CHECK(result.timing[ls + 1].start - result.timing[ls - 1].start == tc.spacing);
             // The LS issues as soon as the weight port is free and the previous MM has started its swap.
-            CHECK(result.timing[ls].start ==
-                  std::max(result.timing[ls - 2].end, result.timing[ls - 1].start));
+            CHECK(result.timing[ls].start == std::max(result.timing[ls - 2].end, result.timing[ls - 1].start));
         }
         for (int p = 0; p < pairs; ++p) {
             const auto mm = static_cast<std::size_t>(2 * p + 1);
@@ -262,8 +259,7 @@ TEST_CASE("Background preload without fold overlap waits for the array to drain 
     CHECK(result.timing[2].start == result.timing[1].start + 8);
 }
 
-TEST_CASE("Accumulating several MultiplyMoving ops into one bank yields the sequential sum",
-          "[systolic_stepped]") {
+TEST_CASE("Accumulating several MultiplyMoving ops into one bank yields the sequential sum", "[systolic_stepped]") {
     std::mt19937 rng(2024);
 
     SECTION("K-tiled folds with a short last fold accumulate in program order") {
@@ -381,8 +377,8 @@ TEST_CASE("The PSUM write-order interlock keeps a shallow fold from overtaking a
     const Eigen::MatrixXf x0 = random_matrix(rng, 16, 1);
     const Eigen::MatrixXf w1 = random_matrix(rng, 1, 2);
     const Eigen::MatrixXf x1 = random_matrix(rng, 1, 1);
-    const std::vector<SteppedOp> ops = {load_stationary(w0), multiply_moving(x0, 0, false),
-                                        load_stationary(w1), multiply_moving(x1, 0, true)};
+    const std::vector<SteppedOp> ops = {load_stationary(w0), multiply_moving(x0, 0, false), load_stationary(w1),
+                                        multiply_moving(x1, 0, true)};
     const Eigen::MatrixXf expected = reference_mm(w0, x0) + reference_mm(w1, x1);
 
     SECTION("With the interlock (default) the writes land in program order") {
@@ -455,10 +451,9 @@ TEST_CASE("The per-bank write-order interlock also orders behind a non-adjacent 
         CHECK(bit_equal(result.psum[0], Eigen::MatrixXf(reference_mm(w0, xa) + reference_mm(w1, xb))));
     }
     SECTION("Equal rates and the preceding MM into the bank: both rules agree") {
-        const std::vector<SteppedOp> ops = {load_stationary(random_matrix(rng, 16, 2)),
-                                            multiply_moving(random_matrix(rng, 16, 3), 0),
-                                            load_stationary(random_matrix(rng, 2, 2)),
-                                            multiply_moving(random_matrix(rng, 2, 3), 0, true)};
+        const std::vector<SteppedOp> ops = {
+            load_stationary(random_matrix(rng, 16, 2)), multiply_moving(random_matrix(rng, 16, 3), 0),
+            load_stationary(random_matrix(rng, 2, 2)), multiply_moving(random_matrix(rng, 2, 3), 0, true)};
         config.psum_order_interlock = Interlock::previous_mm;
         const SteppedResult previous = run_stepped(config, ops);
         config.psum_order_interlock = Interlock::per_bank;
@@ -477,24 +472,19 @@ TEST_CASE("Malformed programs are rejected with invalid_argument", "[systolic_st
 
     CHECK_NOTHROW(run_stepped(config, {load_stationary(w), multiply_moving(x, 0)}));
     CHECK_THROWS_AS(run_stepped(config, {multiply_moving(x, 0)}), std::invalid_argument);
-    CHECK_THROWS_AS(run_stepped(config, {load_stationary(Eigen::MatrixXf::Ones(5, 4))}),
-                    std::invalid_argument);
-    CHECK_THROWS_AS(run_stepped(config, {load_stationary(Eigen::MatrixXf::Ones(9, 4), 1, 2)}),
-                    std::invalid_argument);
+    CHECK_THROWS_AS(run_stepped(config, {load_stationary(Eigen::MatrixXf::Ones(5, 4))}), std::invalid_argument);
+    CHECK_THROWS_AS(run_stepped(config, {load_stationary(Eigen::MatrixXf::Ones(9, 4), 1, 2)}), std::invalid_argument);
     CHECK_NOTHROW(run_stepped(config, {load_stationary(Eigen::MatrixXf::Ones(8, 4), 1, 2)}));
-    CHECK_THROWS_AS(run_stepped(config, {load_stationary(Eigen::MatrixXf::Ones(4, 5))}),
-                    std::invalid_argument);
+    CHECK_THROWS_AS(run_stepped(config, {load_stationary(Eigen::MatrixXf::Ones(4, 5))}), std::invalid_argument);
     CHECK_THROWS_AS(run_stepped(config, {load_stationary(w, 2)}), std::invalid_argument);
-    CHECK_THROWS_AS(run_stepped(config, {load_stationary(w), multiply_moving(x, 0, false, 3)}),
-                    std::invalid_argument);
+    CHECK_THROWS_AS(run_stepped(config, {load_stationary(w), multiply_moving(x, 0, false, 3)}), std::invalid_argument);
     CHECK_THROWS_AS(run_stepped(config, {load_stationary(w, 1, 3)}), std::invalid_argument);
     CHECK_THROWS_AS(run_stepped(config, {load_stationary(Eigen::MatrixXf())}), std::invalid_argument);
     CHECK_THROWS_AS(run_stepped(config, {load_stationary(w), multiply_moving(Eigen::MatrixXf(), 0)}),
                     std::invalid_argument);
     // MM K must match its stationary's K; pack too.
-    CHECK_THROWS_AS(
-        run_stepped(config, {load_stationary(w), multiply_moving(Eigen::MatrixXf::Ones(3, 3), 0)}),
-        std::invalid_argument);
+    CHECK_THROWS_AS(run_stepped(config, {load_stationary(w), multiply_moving(Eigen::MatrixXf::Ones(3, 3), 0)}),
+                    std::invalid_argument);
     CHECK_THROWS_AS(run_stepped(config, {load_stationary(w), multiply_moving(x, 0, false, 1, 2)}),
                     std::invalid_argument);
     CHECK_THROWS_AS(run_stepped(config, {load_stationary(w), multiply_moving(x, -1)}), std::invalid_argument);

@@ -33,7 +33,9 @@ using trnsim::testing::SteppedArrayConfig;
 using trnsim::testing::SteppedOp;
 using trnsim::testing::SteppedResult;
 
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+    return (a + b - 1) / b;
+}
 
 // One tensor-engine instruction of a test program, with its data.
 struct TeOp {
@@ -312,8 +314,8 @@ void compare_random_programs(std::uint32_t seed, int per_combination, bool mixed
                     const bool bf16_values = i % 4 != 3;  // every fourth program: full FP32 values
                     const std::vector<TeOp> ops = random_program(rng, mode, mixed_rates, bf16_values);
                     ++stats.programs;
-                    INFO("program " << stats.programs << " (seed " << seed << ", "
-                                    << (bf16_values ? "bf16" : "fp32") << " values): " << describe(mode, ops));
+                    INFO("program " << stats.programs << " (seed " << seed << ", " << (bf16_values ? "bf16" : "fp32")
+                                    << " values): " << describe(mode, ops));
 
                     const SteppedArrayConfig config = make_stepped_config(mode);  // per-bank write order
                     const SteppedResult stepped = run_stepped(config, to_stepped(ops));
@@ -337,8 +339,7 @@ void compare_random_programs(std::uint32_t seed, int per_combination, bool mixed
                             }
                             if (previous_mm != nullptr && previous_mm->bank == op.bank) {
                                 const std::int64_t interlock =
-                                    previous_mm_timing.start + ceil_div(previous_mm->k, previous_mm->pack) -
-                                    k_used + 1;
+                                    previous_mm_timing.start + ceil_div(previous_mm->k, previous_mm->pack) - k_used + 1;
                                 if (fast[j].start == interlock && interlock > weights_ready &&
                                     interlock > previous_mm_timing.start + previous_mm_timing.busy) {
                                     ++stats.interlock_bound;  // neither the moving port nor the weights
@@ -371,11 +372,10 @@ TEST_CASE("Random programs: per-instruction timing and functional values equal t
     RandomStats stats;
     compare_random_programs(20240611, 60, false, stats);
     INFO("programs " << stats.programs << ", timed " << stats.programs_timed << " (" << stats.ops_timed
-                     << " ops), banks " << stats.banks_compared << ", interlock-bound MMs "
-                     << stats.interlock_bound);
+                     << " ops), banks " << stats.banks_compared << ", interlock-bound MMs " << stats.interlock_bound);
     CHECK(stats.programs == 960);
     CHECK(stats.programs_timed == stats.programs);
-    CHECK(stats.interlock_bound > 0);                   // the write-order interlock was exercised
+    CHECK(stats.interlock_bound > 0);  // the write-order interlock was exercised
 }
 
 TEST_CASE("Random programs with FP32- and BF16-rate stationaries mixed: timing and values equal the stepped array",
@@ -383,8 +383,7 @@ TEST_CASE("Random programs with FP32- and BF16-rate stationaries mixed: timing a
     RandomStats stats;
     compare_random_programs(977, 25, true, stats);
     INFO("programs " << stats.programs << ", timed " << stats.programs_timed << " (" << stats.ops_timed
-                     << " ops), banks " << stats.banks_compared << ", interlock-bound MMs "
-                     << stats.interlock_bound);
+                     << " ops), banks " << stats.banks_compared << ", interlock-bound MMs " << stats.interlock_bound);
     CHECK(stats.programs == 400);
     CHECK(stats.programs_timed == stats.programs);
 }
@@ -437,8 +436,7 @@ void check_against_exact_interlock(const ArrayMode& mode, const std::vector<TeOp
 
 }  // namespace
 
-TEST_CASE("An MM waits for an earlier MM into its bank even when another bank's MM is in between",
-          "[tensor_engine]") {
+TEST_CASE("An MM waits for an earlier MM into its bank even when another bank's MM is in between", "[tensor_engine]") {
     // MM a (K_used 16) writes bank 0 first at 1 + 16 - 1 = 16; MM b writes bank 1; MM c (K_used 1, bank 0)
     // issues at 3 and writes bank 0 at 3, before MM a. Needed: s_c >= s_a + 16 - 1 + 1 = 17.
     std::mt19937 rng(5);
@@ -453,8 +451,7 @@ TEST_CASE("An MM waits for an earlier MM into its bank even when another bank's 
     check_against_exact_interlock(mode, ops, 4, 17);
 }
 
-TEST_CASE("A BF16-rate MM waits until none of its results can overtake a preceding FP32-rate MM's",
-          "[tensor_engine]") {
+TEST_CASE("A BF16-rate MM waits until none of its results can overtake a preceding FP32-rate MM's", "[tensor_engine]") {
     // MM a (rate 4, K_used 16, N 2) writes (0, n) at 4 + 4n + 15: 19, 23. MM b (rate 1, K_used 1) issues at
     // 4 + 16 - 1 + 1 = 20 (first result at 20 > 19) but writes (0, 1) at 21 < 23. Needed:
     // s_b >= s_a + 16 - 1 + 1 + (4 - 1) * (2 - 1) = 23.
@@ -496,8 +493,8 @@ MatmulShape shape(int k, int c, int n, int rate = 1, int pack = 1) {
 }
 
 struct GemmTrace {
-    std::vector<EngineTiming> ls;  // one per fold
-    std::vector<EngineTiming> mm;  // in issue order
+    std::vector<EngineTiming> ls;       // one per fold
+    std::vector<EngineTiming> mm;       // in issue order
     std::vector<std::size_t> first_mm;  // per fold: index of its first MM
     std::int64_t cycles = 0;
 };
@@ -580,8 +577,7 @@ TEST_CASE("Serial preload without fold overlap: a folded GEMM takes the SCALE-Si
     CHECK(big.mm.size() == 2048);
 }
 
-TEST_CASE("Background preload with pipelined folds streams N=512 MultiplyMoving ops back to back",
-          "[tensor_engine]") {
+TEST_CASE("Background preload with pipelined folds streams N=512 MultiplyMoving ops back to back", "[tensor_engine]") {
     const TensorEngineSpec spec = trn_spec(true, true, 64);
     struct Case {
         int m, k, n, rate;

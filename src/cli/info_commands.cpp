@@ -26,7 +26,8 @@ std::function<int()> add_describe_command(CLI::App& app) {
     auto* sub = app.add_subcommand("describe", "print a chip's resolved configuration with units and sources");
     sub->add_option("chip", opts->chip, "chip preset or YAML file")->required();
     sub->add_option("--config", opts->files, "YAML file overlaid on the preset (repeatable)")->allow_extra_args(false);
-    sub->add_option("--set", opts->overrides, "override one key: dotted.key=value (repeatable)")->allow_extra_args(false);
+    sub->add_option("--set", opts->overrides, "override one key: dotted.key=value (repeatable)")
+        ->allow_extra_args(false);
     return [opts] {
         const Config config = hw::resolve_chip_config(opts->chip, opts->files, opts->overrides);
         std::printf("%s, resolved (key = value  [type] source -- meaning)\n", opts->chip.c_str());

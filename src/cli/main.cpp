@@ -8,11 +8,14 @@
 #include "trnsim/core/error.h"
 
 // libsystemc's own main() calls sc_main(); trnsim has its own main and uses SystemC as a library.
-extern "C" int sc_main(int, char**) { return 0; }
+extern "C" int sc_main(int, char**) {
+    return 0;
+}
 
 int main(int argc, char** argv) {
-    CLI::App app{"trnsim: a cycle-accurate simulator of Trainium-style accelerators.\n"
-                 "Without a subcommand it runs the default simulation (a BF16 4096^3 GEMM on one trn2 NeuronCore)."};
+    CLI::App app{
+        "trnsim: a cycle-accurate simulator of Trainium-style accelerators.\n"
+        "Without a subcommand it runs the default simulation (a BF16 4096^3 GEMM on one trn2 NeuronCore)."};
     app.require_subcommand(0, 1);
     app.set_version_flag("--version", "trnsim 0.1.0");
     std::vector<std::function<int()>> runners;

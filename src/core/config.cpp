@@ -15,15 +15,15 @@ namespace trnsim {
 
 const char* param_type_name(ParamType t) {
     switch (t) {
-    case ParamType::integer: return "integer";
-    case ParamType::real: return "number";
-    case ParamType::boolean: return "bool";
-    case ParamType::text: return "text";
-    case ParamType::choice: return "choice";
-    case ParamType::frequency: return "frequency";
-    case ParamType::bandwidth: return "bandwidth";
-    case ParamType::bytes: return "size";
-    case ParamType::duration: return "duration";
+        case ParamType::integer: return "integer";
+        case ParamType::real: return "number";
+        case ParamType::boolean: return "bool";
+        case ParamType::text: return "text";
+        case ParamType::choice: return "choice";
+        case ParamType::frequency: return "frequency";
+        case ParamType::bandwidth: return "bandwidth";
+        case ParamType::bytes: return "size";
+        case ParamType::duration: return "duration";
     }
     return "?";
 }
@@ -77,11 +77,11 @@ std::string join(const std::vector<std::string>& items, const char* sep = ", ") 
 std::string unit_range_text(const ParamDecl& d) {
     std::function<std::string(double)> show;
     switch (d.type) {
-    case ParamType::frequency: show = [](double v) { return to_string(Frequency{v}); }; break;
-    case ParamType::bandwidth: show = [](double v) { return to_string(Bandwidth{v}); }; break;
-    case ParamType::bytes: show = [](double v) { return to_string(Bytes{static_cast<std::uint64_t>(v)}); }; break;
-    case ParamType::duration: show = [](double v) { return to_string(Duration{v}); }; break;
-    default: return "";
+        case ParamType::frequency: show = [](double v) { return to_string(Frequency{v}); }; break;
+        case ParamType::bandwidth: show = [](double v) { return to_string(Bandwidth{v}); }; break;
+        case ParamType::bytes: show = [](double v) { return to_string(Bytes{static_cast<std::uint64_t>(v)}); }; break;
+        case ParamType::duration: show = [](double v) { return to_string(Duration{v}); }; break;
+        default: return "";
     }
     if (d.min > 0 && d.max < 1e300) return " from " + show(d.min) + " to " + show(d.max);
     if (d.min > 0) return " of at least " + show(d.min);
@@ -91,20 +91,25 @@ std::string unit_range_text(const ParamDecl& d) {
 
 std::string allowed_text(const ParamDecl& d) {
     switch (d.type) {
-    case ParamType::integer: {
-        std::string r = "an integer";
-        if (d.min > -1e300 && d.max < 1e300) r += fmt::format(" in [{}, {}]", format_number(d.min), format_number(d.max));
-        else if (d.min > -1e300) r += fmt::format(" >= {}", format_number(d.min));
-        return r;
-    }
-    case ParamType::real: return "a number";
-    case ParamType::boolean: return "true or false";
-    case ParamType::text: return "text";
-    case ParamType::choice: return "one of " + join(d.choices);
-    case ParamType::frequency: return std::string("a frequency with a unit (") + frequency_units() + ")" + unit_range_text(d);
-    case ParamType::bandwidth: return std::string("a bandwidth with a unit (") + bandwidth_units() + ")" + unit_range_text(d);
-    case ParamType::bytes: return std::string("a size with a unit (") + bytes_units() + ")" + unit_range_text(d);
-    case ParamType::duration: return std::string("a duration with a unit (") + duration_units() + ")" + unit_range_text(d);
+        case ParamType::integer: {
+            std::string r = "an integer";
+            if (d.min > -1e300 && d.max < 1e300)
+                r += fmt::format(" in [{}, {}]", format_number(d.min), format_number(d.max));
+            else if (d.min > -1e300)
+                r += fmt::format(" >= {}", format_number(d.min));
+            return r;
+        }
+        case ParamType::real: return "a number";
+        case ParamType::boolean: return "true or false";
+        case ParamType::text: return "text";
+        case ParamType::choice: return "one of " + join(d.choices);
+        case ParamType::frequency:
+            return std::string("a frequency with a unit (") + frequency_units() + ")" + unit_range_text(d);
+        case ParamType::bandwidth:
+            return std::string("a bandwidth with a unit (") + bandwidth_units() + ")" + unit_range_text(d);
+        case ParamType::bytes: return std::string("a size with a unit (") + bytes_units() + ")" + unit_range_text(d);
+        case ParamType::duration:
+            return std::string("a duration with a unit (") + duration_units() + ")" + unit_range_text(d);
     }
     return "?";
 }
@@ -122,11 +127,11 @@ bool parse_real(const std::string& text, double& out) {
 // Value of a typed parameter in its base unit (Hz, B/s, B, s), for range checks. Throws UnitError.
 double base_value(const ParamDecl& d, const std::string& text) {
     switch (d.type) {
-    case ParamType::frequency: return parse_frequency(text).hz;
-    case ParamType::bandwidth: return parse_bandwidth(text).bytes_per_s;
-    case ParamType::bytes: return static_cast<double>(parse_bytes(text).count);
-    case ParamType::duration: return parse_duration(text).seconds;
-    default: return 0;
+        case ParamType::frequency: return parse_frequency(text).hz;
+        case ParamType::bandwidth: return parse_bandwidth(text).bytes_per_s;
+        case ParamType::bytes: return static_cast<double>(parse_bytes(text).count);
+        case ParamType::duration: return parse_duration(text).seconds;
+        default: return 0;
     }
 }
 
@@ -184,44 +189,44 @@ void Config::validate(const ParamDecl& d, const std::string& text, const std::st
         throw UserError(fmt::format("{}: {} = '{}': {}; allowed: {}", origin, d.key, text, why, allowed_text(d)));
     };
     switch (d.type) {
-    case ParamType::integer: {
-        std::int64_t v = 0;
-        if (!parse_int(text, v)) fail("not an integer");
-        if (static_cast<double>(v) < d.min || static_cast<double>(v) > d.max) fail("out of range");
-        return;
-    }
-    case ParamType::real: {
-        double v = 0;
-        if (!parse_real(text, v)) fail("not a number");
-        if (v < d.min || v > d.max) fail("out of range");
-        return;
-    }
-    case ParamType::boolean:
-        if (text != "true" && text != "false") fail("not a bool");
-        return;
-    case ParamType::text:
-        if (text.empty()) fail("empty");
-        return;
-    case ParamType::choice:
-        if (std::find(d.choices.begin(), d.choices.end(), text) == d.choices.end()) fail("not a known value");
-        return;
-    case ParamType::frequency:
-    case ParamType::bandwidth:
-    case ParamType::bytes:
-    case ParamType::duration: {
-        double v = 0;
-        try {
-            v = base_value(d, text);
-        } catch (const UnitError& e) {
-            // The unit error already lists the units; add only the range.
-            const std::string range = unit_range_text(d);
-            throw UserError(fmt::format("{}: {} = '{}': {}{}", origin, d.key, text, e.what(),
-                                        range.empty() ? "" : "; allowed values" + range));
+        case ParamType::integer: {
+            std::int64_t v = 0;
+            if (!parse_int(text, v)) fail("not an integer");
+            if (static_cast<double>(v) < d.min || static_cast<double>(v) > d.max) fail("out of range");
+            return;
         }
-        if (v < d.min || v > d.max) fail("out of range");
-        if (v <= 0 && d.type != ParamType::duration && d.type != ParamType::bytes) fail("must be positive");
-        return;
-    }
+        case ParamType::real: {
+            double v = 0;
+            if (!parse_real(text, v)) fail("not a number");
+            if (v < d.min || v > d.max) fail("out of range");
+            return;
+        }
+        case ParamType::boolean:
+            if (text != "true" && text != "false") fail("not a bool");
+            return;
+        case ParamType::text:
+            if (text.empty()) fail("empty");
+            return;
+        case ParamType::choice:
+            if (std::find(d.choices.begin(), d.choices.end(), text) == d.choices.end()) fail("not a known value");
+            return;
+        case ParamType::frequency:
+        case ParamType::bandwidth:
+        case ParamType::bytes:
+        case ParamType::duration: {
+            double v = 0;
+            try {
+                v = base_value(d, text);
+            } catch (const UnitError& e) {
+                // The unit error already lists the units; add only the range.
+                const std::string range = unit_range_text(d);
+                throw UserError(fmt::format("{}: {} = '{}': {}{}", origin, d.key, text, e.what(),
+                                            range.empty() ? "" : "; allowed values" + range));
+            }
+            if (v < d.min || v > d.max) fail("out of range");
+            if (v <= 0 && d.type != ParamType::duration && d.type != ParamType::bytes) fail("must be positive");
+            return;
+        }
     }
 }
 
@@ -245,11 +250,12 @@ void flatten(const YAML::Node& node, const std::string& prefix, const std::strin
             for (const auto& kv : node) {
                 const auto k = kv.first.Scalar();
                 if (k != "value" && k != "source") {
-                    throw UserError(fmt::format("{}: {}.{}: a value entry allows only 'value' and 'source'", origin,
-                                                prefix, k));
+                    throw UserError(
+                        fmt::format("{}: {}.{}: a value entry allows only 'value' and 'source'", origin, prefix, k));
                 }
             }
-            if (!node["value"].IsScalar()) throw UserError(fmt::format("{}: {}: 'value' must be a scalar", origin, prefix));
+            if (!node["value"].IsScalar())
+                throw UserError(fmt::format("{}: {}: 'value' must be a scalar", origin, prefix));
             std::string source = node["source"] ? node["source"].as<std::string>() : "";
             out.push_back({prefix, {node["value"].Scalar(), source}});
             return;
@@ -300,8 +306,8 @@ void Config::apply_yaml_file(const std::string& path) {
 void Config::apply_override(const std::string& assignment) {
     auto eq = assignment.find('=');
     if (eq == std::string::npos || eq == 0) {
-        throw UserError(fmt::format("--set '{}': expected dotted.key=value, e.g. chip.core.tensor_engine.rows=256",
-                                    assignment));
+        throw UserError(
+            fmt::format("--set '{}': expected dotted.key=value, e.g. chip.core.tensor_engine.rows=256", assignment));
     }
     set(assignment.substr(0, eq), assignment.substr(eq + 1), "--set");
 }
@@ -315,7 +321,9 @@ void Config::check_complete(const std::string& context) const {
     }
 }
 
-bool Config::has(const std::string& key) const { return m_values.count(key) != 0; }
+bool Config::has(const std::string& key) const {
+    return m_values.count(key) != 0;
+}
 
 const ConfigValue& Config::raw(const std::string& key) const {
     auto it = m_values.find(key);
@@ -333,12 +341,24 @@ double Config::get_real(const std::string& key) const {
     parse_real(raw(key).text, v);
     return v;
 }
-bool Config::get_bool(const std::string& key) const { return raw(key).text == "true"; }
-std::string Config::get_text(const std::string& key) const { return raw(key).text; }
-Frequency Config::get_frequency(const std::string& key) const { return parse_frequency(raw(key).text); }
-Bandwidth Config::get_bandwidth(const std::string& key) const { return parse_bandwidth(raw(key).text); }
-Bytes Config::get_bytes(const std::string& key) const { return parse_bytes(raw(key).text); }
-Duration Config::get_duration(const std::string& key) const { return parse_duration(raw(key).text); }
+bool Config::get_bool(const std::string& key) const {
+    return raw(key).text == "true";
+}
+std::string Config::get_text(const std::string& key) const {
+    return raw(key).text;
+}
+Frequency Config::get_frequency(const std::string& key) const {
+    return parse_frequency(raw(key).text);
+}
+Bandwidth Config::get_bandwidth(const std::string& key) const {
+    return parse_bandwidth(raw(key).text);
+}
+Bytes Config::get_bytes(const std::string& key) const {
+    return parse_bytes(raw(key).text);
+}
+Duration Config::get_duration(const std::string& key) const {
+    return parse_duration(raw(key).text);
+}
 
 const EmbeddedPreset* find_preset(const std::string& kind, const std::string& name) {
     const std::string full = kind + "/" + name;

@@ -43,10 +43,10 @@ float round_format(const Format& f, float x) {
     if (x == 0.0f) return x;
     float a = std::fabs(x);
     int exp = 0;
-    std::frexp(a, &exp);                     // a = m * 2^exp, m in [0.5, 1)
-    int e = std::max(exp - 1, f.emin);       // floor(log2 a), or the subnormal binade
-    int qexp = e - f.mant_bits;              // quantum = 2^qexp
-    float r = rne_integer(std::ldexp(a, -qexp));  // <= 2^(mant_bits + 1): exact
+    std::frexp(a, &exp);                                        // a = m * 2^exp, m in [0.5, 1)
+    int e = std::max(exp - 1, f.emin);                          // floor(log2 a), or the subnormal binade
+    int qexp = e - f.mant_bits;                                 // quantum = 2^qexp
+    float r = rne_integer(std::ldexp(a, -qexp));                // <= 2^(mant_bits + 1): exact
     double rounded = std::ldexp(static_cast<double>(r), qexp);  // double: no overflow for bf16 near 2^128
     float result;
     if (rounded > static_cast<double>(f.max_finite)) {
@@ -59,18 +59,26 @@ float round_format(const Format& f, float x) {
 
 }  // namespace
 
-float round_bf16(float x) { return round_format(k_bf16, x); }
-float round_fp16(float x) { return round_format(k_fp16, x); }
-float round_fp8_e4m3(float x) { return round_format(k_e4m3, x); }
-float round_fp8_e5m2(float x) { return round_format(k_e5m2, x); }
+float round_bf16(float x) {
+    return round_format(k_bf16, x);
+}
+float round_fp16(float x) {
+    return round_format(k_fp16, x);
+}
+float round_fp8_e4m3(float x) {
+    return round_format(k_e4m3, x);
+}
+float round_fp8_e5m2(float x) {
+    return round_format(k_e5m2, x);
+}
 
 float round_to(DType t, float x) {
     switch (t) {
-    case DType::fp32: return x;
-    case DType::bf16: return round_bf16(x);
-    case DType::fp16: return round_fp16(x);
-    case DType::fp8_e4m3: return round_fp8_e4m3(x);
-    case DType::fp8_e5m2: return round_fp8_e5m2(x);
+        case DType::fp32: return x;
+        case DType::bf16: return round_bf16(x);
+        case DType::fp16: return round_fp16(x);
+        case DType::fp8_e4m3: return round_fp8_e4m3(x);
+        case DType::fp8_e5m2: return round_fp8_e5m2(x);
     }
     return x;
 }
@@ -88,8 +96,10 @@ void quantize_mxfp8_e4m3(const float* in, float* out, int n, int block) {
         float amax = 0.0f;
         bool non_finite = false;
         for (int i = start; i < end; ++i) {
-            if (!std::isfinite(in[i])) non_finite = true;
-            else amax = std::max(amax, std::fabs(in[i]));
+            if (!std::isfinite(in[i]))
+                non_finite = true;
+            else
+                amax = std::max(amax, std::fabs(in[i]));
         }
         if (non_finite) {
             for (int i = start; i < end; ++i) out[i] = std::numeric_limits<float>::quiet_NaN();
@@ -113,22 +123,22 @@ void quantize_mxfp8_e4m3(const float* in, float* out, int n, int block) {
 
 std::size_t dtype_bytes(DType t) {
     switch (t) {
-    case DType::fp32: return 4;
-    case DType::bf16: return 2;
-    case DType::fp16: return 2;
-    case DType::fp8_e4m3: return 1;
-    case DType::fp8_e5m2: return 1;
+        case DType::fp32: return 4;
+        case DType::bf16: return 2;
+        case DType::fp16: return 2;
+        case DType::fp8_e4m3: return 1;
+        case DType::fp8_e5m2: return 1;
     }
     return 0;
 }
 
 const char* dtype_name(DType t) {
     switch (t) {
-    case DType::fp32: return "fp32";
-    case DType::bf16: return "bf16";
-    case DType::fp16: return "fp16";
-    case DType::fp8_e4m3: return "fp8_e4m3";
-    case DType::fp8_e5m2: return "fp8_e5m2";
+        case DType::fp32: return "fp32";
+        case DType::bf16: return "bf16";
+        case DType::fp16: return "fp16";
+        case DType::fp8_e4m3: return "fp8_e4m3";
+        case DType::fp8_e5m2: return "fp8_e5m2";
     }
     return "?";
 }

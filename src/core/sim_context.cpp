@@ -19,9 +19,9 @@ void report_to_spdlog(const sc_core::sc_report& report, const sc_core::sc_action
     auto log = logger("systemc");
     const std::string text = std::string(report.get_msg_type()) + ": " + report.get_msg();
     switch (report.get_severity()) {
-    case sc_core::SC_INFO: log->info(text); break;
-    case sc_core::SC_WARNING: log->warn(text); break;
-    default: log->error(text); break;
+        case sc_core::SC_INFO: log->info(text); break;
+        case sc_core::SC_WARNING: log->warn(text); break;
+        default: log->error(text); break;
     }
     if (actions & sc_core::SC_THROW) throw report;
     if (actions & sc_core::SC_ABORT) std::abort();

@@ -1,10 +1,10 @@
 #include "trnsim/core/units.h"
 
+#include <fmt/format.h>
 #include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
-#include <fmt/format.h>
 
 #include "trnsim/core/error.h"
 
@@ -25,23 +25,28 @@ constexpr double k_gi = k_mi * 1024.0;
 constexpr double k_ti = k_gi * 1024.0;
 
 constexpr std::array<UnitScale, 19> k_bandwidth = {{
-    {"TiB/s", k_ti}, {"GiB/s", k_gi}, {"MiB/s", k_mi}, {"KiB/s", k_ki},
-    {"TB/s", 1e12},  {"GB/s", 1e9},   {"MB/s", 1e6},   {"kB/s", 1e3}, {"KB/s", 1e3}, {"B/s", 1.0},
-    {"Tbps", 1e12 / 8}, {"Gbps", 1e9 / 8}, {"Mbps", 1e6 / 8},
-    {"Tb/s", 1e12 / 8}, {"Gb/s", 1e9 / 8}, {"Mb/s", 1e6 / 8}, {"kb/s", 1e3 / 8}, {"b/s", 1.0 / 8},
-    {"bps", 1.0 / 8},
+    {"TiB/s", k_ti},    {"GiB/s", k_gi},   {"MiB/s", k_mi},   {"KiB/s", k_ki},    {"TB/s", 1e12},
+    {"GB/s", 1e9},      {"MB/s", 1e6},     {"kB/s", 1e3},     {"KB/s", 1e3},      {"B/s", 1.0},
+    {"Tbps", 1e12 / 8}, {"Gbps", 1e9 / 8}, {"Mbps", 1e6 / 8}, {"Tb/s", 1e12 / 8}, {"Gb/s", 1e9 / 8},
+    {"Mb/s", 1e6 / 8},  {"kb/s", 1e3 / 8}, {"b/s", 1.0 / 8},  {"bps", 1.0 / 8},
 }};
 
-constexpr std::array<UnitScale, 10> k_bytes = {{{"TiB", k_ti}, {"GiB", k_gi}, {"MiB", k_mi}, {"KiB", k_ki},
-                                                {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3},
-                                                {"KB", 1e3}, {"B", 1.0}}};
+constexpr std::array<UnitScale, 10> k_bytes = {{{"TiB", k_ti},
+                                                {"GiB", k_gi},
+                                                {"MiB", k_mi},
+                                                {"KiB", k_ki},
+                                                {"TB", 1e12},
+                                                {"GB", 1e9},
+                                                {"MB", 1e6},
+                                                {"kB", 1e3},
+                                                {"KB", 1e3},
+                                                {"B", 1.0}}};
 
 constexpr std::array<UnitScale, 7> k_duration = {
     {{"ms", 1e-3}, {"us", 1e-6}, {"\xC2\xB5s", 1e-6}, {"ns", 1e-9}, {"ps", 1e-12}, {"fs", 1e-15}, {"s", 1.0}}};
 
 template <std::size_t N>
-double parse_with(std::string_view text, const std::array<UnitScale, N>& units, const char* what,
-                  const char* allowed) {
+double parse_with(std::string_view text, const std::array<UnitScale, N>& units, const char* what, const char* allowed) {
     std::string_view t = text;
     while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
     while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
@@ -76,13 +81,19 @@ std::string format_with(double v, const std::array<UnitScale, N>& units, std::st
 
 }  // namespace
 
-const char* frequency_units() { return "Hz, kHz, MHz, GHz"; }
+const char* frequency_units() {
+    return "Hz, kHz, MHz, GHz";
+}
 const char* bandwidth_units() {
     return "B/s, KB/s, MB/s, GB/s, TB/s (1e3 steps), KiB/s, MiB/s, GiB/s, TiB/s (2^10 steps), "
            "b/s, Mb/s, Gb/s, Tb/s, Gbps (bits)";
 }
-const char* bytes_units() { return "B, KB, MB, GB, TB (1e3 steps), KiB, MiB, GiB, TiB (2^10 steps)"; }
-const char* duration_units() { return "s, ms, us, ns, ps, fs"; }
+const char* bytes_units() {
+    return "B, KB, MB, GB, TB (1e3 steps), KiB, MiB, GiB, TiB (2^10 steps)";
+}
+const char* duration_units() {
+    return "s, ms, us, ns, ps, fs";
+}
 
 Frequency parse_frequency(std::string_view text) {
     return {parse_with(text, k_frequency, "frequency", frequency_units())};
@@ -128,7 +139,8 @@ std::string to_string(Bytes b) {
     const auto v = static_cast<double>(b.count);
     for (const auto& u : units) {
         // In a unit only when exact with at most three decimals (1.5MiB, 224KiB), else in bytes.
-        if (v >= u.scale && std::fmod(v * 1000.0, u.scale) == 0.0) return format_number(v / u.scale) + std::string(u.suffix);
+        if (v >= u.scale && std::fmod(v * 1000.0, u.scale) == 0.0)
+            return format_number(v / u.scale) + std::string(u.suffix);
     }
     return fmt::format("{}B", b.count);
 }

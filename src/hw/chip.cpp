@@ -12,10 +12,16 @@ void declare_hw_params(ParamRegistry& r) {
     register_ideal_memory();
     r.declare({"chip.memory.model", ParamType::choice, "memory model behind the DMA engines", "ideal", "",
                memory_model_names()});
-    r.declare({"chip.memory.bandwidth", ParamType::bandwidth, "HBM bandwidth of the whole chip", std::nullopt, "", {},
-               1, 1e16});
-    r.declare({"chip.memory.capacity", ParamType::bytes, "HBM capacity of the whole chip", std::nullopt, "", {}, 1,
-               1e15});
+    r.declare({"chip.memory.bandwidth",
+               ParamType::bandwidth,
+               "HBM bandwidth of the whole chip",
+               std::nullopt,
+               "",
+               {},
+               1,
+               1e16});
+    r.declare(
+        {"chip.memory.capacity", ParamType::bytes, "HBM capacity of the whole chip", std::nullopt, "", {}, 1, 1e15});
     r.declare({"chip.memory.stacks", ParamType::integer, "HBM stacks", std::nullopt, "", {}, 1, 64});
     IdealMemorySpec::declare(r);
 }

@@ -7,12 +7,13 @@ namespace trnsim::hw {
 
 namespace {
 
-std::string prefix_for(EngineKind kind) { return std::string("chip.core.") + engine_name(kind) + "_engine."; }
+std::string prefix_for(EngineKind kind) {
+    return std::string("chip.core.") + engine_name(kind) + "_engine.";
+}
 
 bool overlaps(const TileRef& a, const TileRef& b) {
     if (!a.valid() || !b.valid() || a.buffer != b.buffer) return false;
-    return a.row0 < b.row0 + b.rows && b.row0 < a.row0 + a.rows && a.col0 < b.col0 + b.cols &&
-           b.col0 < a.col0 + a.cols;
+    return a.row0 < b.row0 + b.rows && b.row0 < a.row0 + a.rows && a.col0 < b.col0 + b.cols && b.col0 < a.col0 + a.cols;
 }
 
 bool reads(const Instruction& ins, const TileRef& t) {
@@ -26,23 +27,54 @@ void ComputeEngineSpec::declare(ParamRegistry& r, EngineKind kind) {
     const std::string p = prefix_for(kind);
     const std::string name = engine_name(kind);
     r.declare({p + "clock", ParamType::frequency, name + " engine clock", std::nullopt, "", {}, 1e6, 1e11});
-    r.declare({p + "min_ii", ParamType::integer, "minimum initiation interval, engine cycles", "64",
-               "[NKI-ARCH1][NKI-ISA-OLD]", {}, 0, 1e6});
-    r.declare({p + "access_latency", ParamType::integer,
-               "SBUF/PSUM access-initiation latency before a result is visible, engine cycles", "60",
-               "[NKI-ARCH1]", {}, 0, 1e6});
-    r.declare({p + "dependency_overhead", ParamType::integer,
-               "extra cycles when an instruction reads the previous instruction's output on the same engine", "100",
-               "[NKI-ARCH1]", {}, 0, 1e6});
-    r.declare({p + "start_overhead", ParamType::integer, "fixed instruction start cost, engine cycles",
+    r.declare({p + "min_ii",
+               ParamType::integer,
+               "minimum initiation interval, engine cycles",
+               "64",
+               "[NKI-ARCH1][NKI-ISA-OLD]",
+               {},
+               0,
+               1e6});
+    r.declare({p + "access_latency",
+               ParamType::integer,
+               "SBUF/PSUM access-initiation latency before a result is visible, engine cycles",
+               "60",
+               "[NKI-ARCH1]",
+               {},
+               0,
+               1e6});
+    r.declare({p + "dependency_overhead",
+               ParamType::integer,
+               "extra cycles when an instruction reads the previous instruction's output on the same engine",
+               "100",
+               "[NKI-ARCH1]",
+               {},
+               0,
+               1e6});
+    r.declare({p + "start_overhead",
+               ParamType::integer,
+               "fixed instruction start cost, engine cycles",
                kind == EngineKind::gpsimd ? "150" : "0",
                kind == EngineKind::gpsimd ? "[NKI-ISA-OLD] GPSIMD_START" : "[NKI-ISA-OLD] (only GpSimd documents one)",
-               {}, 0, 1e6});
-    r.declare({p + "elems_per_cycle_16bit", ParamType::integer,
-               "elements per partition per cycle for 8/16-bit data (data-path width / 128 partitions)", std::nullopt,
-               "", {}, 1, 64});
-    r.declare({p + "elems_per_cycle_32bit", ParamType::integer,
-               "elements per partition per cycle for 32-bit data", std::nullopt, "", {}, 1, 64});
+               {},
+               0,
+               1e6});
+    r.declare({p + "elems_per_cycle_16bit",
+               ParamType::integer,
+               "elements per partition per cycle for 8/16-bit data (data-path width / 128 partitions)",
+               std::nullopt,
+               "",
+               {},
+               1,
+               64});
+    r.declare({p + "elems_per_cycle_32bit",
+               ParamType::integer,
+               "elements per partition per cycle for 32-bit data",
+               std::nullopt,
+               "",
+               {},
+               1,
+               64});
 }
 
 ComputeEngineSpec ComputeEngineSpec::from_config(const Config& c, EngineKind kind) {
@@ -72,14 +104,14 @@ std::int64_t ComputeEngine::busy_cycles(const Program& program, const Instructio
     double work = 1.0;
     std::int64_t extra = 0;
     switch (ins.op) {
-    case Op::tensor_tensor: work = 2.0; break;
-    case Op::activation:
-        if (ins.func == ActFunc::reciprocal && m_spec.kind == EngineKind::vector) work = 8.0;
-        if (ins.accumulate) extra = m_spec.min_ii;  // activation_reduce = max(MIN_II, N) + MIN_II
-        break;
-    case Op::bn_aggr: work = 13.0 / 3.0; break;
-    case Op::identity: break;  // iota over the free axis, then affine_select
-    default: break;
+        case Op::tensor_tensor: work = 2.0; break;
+        case Op::activation:
+            if (ins.func == ActFunc::reciprocal && m_spec.kind == EngineKind::vector) work = 8.0;
+            if (ins.accumulate) extra = m_spec.min_ii;  // activation_reduce = max(MIN_II, N) + MIN_II
+            break;
+        case Op::bn_aggr: work = 13.0 / 3.0; break;
+        case Op::identity: break;  // iota over the free axis, then affine_select
+        default: break;
     }
     const auto stream = static_cast<std::int64_t>(std::ceil(work * n / epc));
     return m_spec.start_overhead + std::max<std::int64_t>(m_spec.min_ii, stream) + extra;

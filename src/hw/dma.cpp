@@ -11,16 +11,31 @@ void DmaSpec::declare(ParamRegistry& r) {
     const std::string p = "chip.core.dma.";
     r.declare({p + "engines", ParamType::integer, "DMA engines per NeuronCore", "16", "[NKI-DMA]", {}, 1, 1024});
     r.declare({p + "queues", ParamType::integer, "DMA queues (rings) per engine", "16", "[NKI-DMA]", {}, 1, 1024});
-    r.declare({p + "engine_bandwidth", ParamType::bandwidth, "theoretical bandwidth of one DMA engine", std::nullopt,
-               "", {}, 1, 1e15});
-    r.declare({p + "descriptor_cost", ParamType::duration,
-               "engine time per contiguous chunk (DMA buffer) of a descriptor", "20ns",
+    r.declare({p + "engine_bandwidth",
+               ParamType::bandwidth,
+               "theoretical bandwidth of one DMA engine",
+               std::nullopt,
+               "",
+               {},
+               1,
+               1e15});
+    r.declare({p + "descriptor_cost",
+               ParamType::duration,
+               "engine time per contiguous chunk (DMA buffer) of a descriptor",
+               "20ns",
                "calibrated assumption: 2 KiB per partition reaches 82-86% of engine bandwidth on trn1/trn2 (76% "
                "on trn3), 256 B is overhead-bound, as [NKI-DMABW] advises (docs/calibration.md)",
-               {}, 0, 1e-3});
-    r.declare({p + "transfer_latency", ParamType::duration,
+               {},
+               0,
+               1e-3});
+    r.declare({p + "transfer_latency",
+               ParamType::duration,
                "fixed cost from issuing a transfer to its data moving (descriptor setup, sync, semaphore-to-start)",
-               "1.3us", "[NKI-DMABW]", {}, 0, 1e-3});
+               "1.3us",
+               "[NKI-DMABW]",
+               {},
+               0,
+               1e-3});
 }
 
 DmaSpec DmaSpec::from_config(const Config& c) {
@@ -103,13 +118,16 @@ void DmaSubsystem::engine_thread(int index) {
         Part part{};
         std::uint64_t earliest = UINT64_MAX;
         if (!pick(engine, now, part, earliest)) {
-            if (earliest == UINT64_MAX) sc_core::wait(engine.arrival);
-            else sc_core::wait(sc_core::sc_time::from_value(earliest - now), engine.arrival);
+            if (earliest == UINT64_MAX)
+                sc_core::wait(engine.arrival);
+            else
+                sc_core::wait(sc_core::sc_time::from_value(earliest - now), engine.arrival);
             ++m_stats.wakeups;
             continue;
         }
-        const auto engine_fs = static_cast<std::uint64_t>(part.chunks) * m_descriptor_fs +
-                               static_cast<std::uint64_t>(std::llround(static_cast<double>(part.bytes) * m_fs_per_byte));
+        const auto engine_fs =
+            static_cast<std::uint64_t>(part.chunks) * m_descriptor_fs +
+            static_cast<std::uint64_t>(std::llround(static_cast<double>(part.bytes) * m_fs_per_byte));
         trans.set_command(part.write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
         trans.set_address(part.address);
         trans.set_data_ptr(nullptr);

@@ -13,7 +13,9 @@ std::map<std::string, MemoryFactory>& factories() {
 }
 }  // namespace
 
-void register_memory_model(const std::string& name, MemoryFactory factory) { factories()[name] = std::move(factory); }
+void register_memory_model(const std::string& name, MemoryFactory factory) {
+    factories()[name] = std::move(factory);
+}
 
 std::vector<std::string> memory_model_names() {
     std::vector<std::string> out;

@@ -6,9 +6,14 @@
 namespace trnsim::hw {
 
 void IdealMemorySpec::declare(ParamRegistry& r) {
-    r.declare({"chip.memory.ideal.latency", ParamType::duration,
-               "ideal memory: fixed latency from request to data, added after the transfer", "200ns",
-               "assumption (HBM row miss plus on-chip fabric, order of magnitude)", {}, 0, 1});
+    r.declare({"chip.memory.ideal.latency",
+               ParamType::duration,
+               "ideal memory: fixed latency from request to data, added after the transfer",
+               "200ns",
+               "assumption (HBM row miss plus on-chip fabric, order of magnitude)",
+               {},
+               0,
+               1});
 }
 
 IdealMemorySpec IdealMemorySpec::from_config(const Config& c, const MemoryContext& ctx) {
@@ -19,7 +24,9 @@ IdealMemorySpec IdealMemorySpec::from_config(const Config& c, const MemoryContex
 }
 
 IdealMemory::IdealMemory(const sc_core::sc_module_name& name, const IdealMemorySpec& spec)
-    : IMemory(name), m_spec(spec), m_latency_fs(static_cast<std::uint64_t>(std::llround(spec.latency.seconds * 1e15))) {}
+    : IMemory(name),
+      m_spec(spec),
+      m_latency_fs(static_cast<std::uint64_t>(std::llround(spec.latency.seconds * 1e15))) {}
 
 void IdealMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
@@ -31,8 +38,10 @@ void IdealMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time&
     m_free_fs = start + duration;
     m_stats.busy_fs += duration;
     ++m_stats.requests;
-    if (trans.is_write()) m_stats.write_bytes += bytes;
-    else m_stats.read_bytes += bytes;
+    if (trans.is_write())
+        m_stats.write_bytes += bytes;
+    else
+        m_stats.read_bytes += bytes;
     if (auto* timing = trans.get_extension<MemoryTiming>()) {
         timing->accept_delay = sc_core::sc_time::from_value(m_free_fs - now);
     }

@@ -4,30 +4,30 @@ namespace trnsim::hw {
 
 const char* engine_name(EngineKind e) {
     switch (e) {
-    case EngineKind::tensor: return "tensor";
-    case EngineKind::vector: return "vector";
-    case EngineKind::scalar: return "scalar";
-    case EngineKind::gpsimd: return "gpsimd";
+        case EngineKind::tensor: return "tensor";
+        case EngineKind::vector: return "vector";
+        case EngineKind::scalar: return "scalar";
+        case EngineKind::gpsimd: return "gpsimd";
     }
     return "?";
 }
 
 const char* op_name(Op op) {
     switch (op) {
-    case Op::load_stationary: return "load_stationary";
-    case Op::multiply_moving: return "multiply_moving";
-    case Op::matmul_os: return "matmul_os";
-    case Op::tensor_copy: return "tensor_copy";
-    case Op::activation: return "activation";
-    case Op::tensor_scalar: return "tensor_scalar";
-    case Op::tensor_tensor: return "tensor_tensor";
-    case Op::tensor_reduce: return "tensor_reduce";
-    case Op::bn_stats: return "bn_stats";
-    case Op::bn_aggr: return "bn_aggr";
-    case Op::memset: return "memset";
-    case Op::identity: return "identity";
-    case Op::dma_load: return "dma_load";
-    case Op::dma_store: return "dma_store";
+        case Op::load_stationary: return "load_stationary";
+        case Op::multiply_moving: return "multiply_moving";
+        case Op::matmul_os: return "matmul_os";
+        case Op::tensor_copy: return "tensor_copy";
+        case Op::activation: return "activation";
+        case Op::tensor_scalar: return "tensor_scalar";
+        case Op::tensor_tensor: return "tensor_tensor";
+        case Op::tensor_reduce: return "tensor_reduce";
+        case Op::bn_stats: return "bn_stats";
+        case Op::bn_aggr: return "bn_aggr";
+        case Op::memset: return "memset";
+        case Op::identity: return "identity";
+        case Op::dma_load: return "dma_load";
+        case Op::dma_store: return "dma_store";
     }
     return "?";
 }

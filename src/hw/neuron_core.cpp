@@ -15,12 +15,24 @@ void NeuronCoreSpec::declare(ParamRegistry& r) {
     ComputeEngineSpec::declare(r, EngineKind::gpsimd);
     DmaSpec::declare(r);
     r.declare({"chip.core.sbuf.partitions", ParamType::integer, "SBUF partitions", "128", "[NKI-ARCH1]", {}, 1, 4096});
-    r.declare({"chip.core.sbuf.partition_size", ParamType::bytes, "SBUF bytes per partition", std::nullopt, "", {}, 1,
+    r.declare(
+        {"chip.core.sbuf.partition_size", ParamType::bytes, "SBUF bytes per partition", std::nullopt, "", {}, 1, 1e12});
+    r.declare({"chip.core.psum.banks",
+               ParamType::integer,
+               "PSUM banks (concurrent accumulation groups)",
+               "8",
+               "[NKI-ARCH1]",
+               {},
+               1,
+               1024});
+    r.declare({"chip.core.psum.partition_size",
+               ParamType::bytes,
+               "PSUM bytes per partition",
+               "16KiB",
+               "[NKI-ARCH1]",
+               {},
+               1,
                1e12});
-    r.declare({"chip.core.psum.banks", ParamType::integer, "PSUM banks (concurrent accumulation groups)", "8",
-               "[NKI-ARCH1]", {}, 1, 1024});
-    r.declare({"chip.core.psum.partition_size", ParamType::bytes, "PSUM bytes per partition", "16KiB", "[NKI-ARCH1]",
-               {}, 1, 1e12});
 }
 
 NeuronCoreSpec NeuronCoreSpec::from_config(const Config& c) {
@@ -35,9 +47,10 @@ NeuronCoreSpec NeuronCoreSpec::from_config(const Config& c) {
     s.psum_banks = static_cast<int>(c.get_int("chip.core.psum.banks"));
     s.psum_partition_size = c.get_bytes("chip.core.psum.partition_size");
     if (s.tensor.rows > s.sbuf_partitions) {
-        throw UserError(fmt::format("chip.core.tensor_engine.rows = {} exceeds chip.core.sbuf.partitions = {}: the "
-                                    "array reads one SBUF partition per PE row; allowed: rows <= partitions",
-                                    s.tensor.rows, s.sbuf_partitions));
+        throw UserError(
+            fmt::format("chip.core.tensor_engine.rows = {} exceeds chip.core.sbuf.partitions = {}: the "
+                        "array reads one SBUF partition per PE row; allowed: rows <= partitions",
+                        s.tensor.rows, s.sbuf_partitions));
     }
     return s;
 }
@@ -69,9 +82,10 @@ void NeuronCore::validate(const Program& p) const {
         } else {
             ++psum_buffers;
             if (b.bytes_per_partition() > bank) {
-                throw UserError(fmt::format("PSUM buffer {} needs {} B per partition, a bank holds {} B "
-                                            "(chip.core.psum.partition_size / banks)",
-                                            b.name, b.bytes_per_partition(), bank));
+                throw UserError(
+                    fmt::format("PSUM buffer {} needs {} B per partition, a bank holds {} B "
+                                "(chip.core.psum.partition_size / banks)",
+                                b.name, b.bytes_per_partition(), bank));
             }
         }
     }
@@ -105,13 +119,13 @@ MatmulShape NeuronCore::shape_of(const Instruction& ins) const {
     s.pack = buf.pack;
     s.rate = m_tensor.rate_for(buf.dtype == DType::fp32);
     switch (ins.op) {
-    case Op::load_stationary: s.c = ins.src0.cols; break;
-    case Op::multiply_moving: s.n = ins.src0.cols; break;
-    case Op::matmul_os:
-        s.r = ins.src0.cols;
-        s.c = ins.src1.cols;
-        break;
-    default: throw std::logic_error(std::string("not a tensor-engine op: ") + op_name(ins.op));
+        case Op::load_stationary: s.c = ins.src0.cols; break;
+        case Op::multiply_moving: s.n = ins.src0.cols; break;
+        case Op::matmul_os:
+            s.r = ins.src0.cols;
+            s.c = ins.src1.cols;
+            break;
+        default: throw std::logic_error(std::string("not a tensor-engine op: ") + op_name(ins.op));
     }
     return s;
 }
@@ -219,8 +233,8 @@ void NeuronCore::queue_thread(int queue) {
         x.write = ins.op == Op::dma_store;
         x.address = t.address + static_cast<std::uint64_t>(ins.dram.row0 * t.cols + ins.dram.col0) * es;
         x.partitions = (tile.rows + buf.pack - 1) / buf.pack;
-        x.bytes_per_partition = static_cast<std::uint64_t>(std::min(buf.pack, tile.rows)) *
-                                static_cast<std::uint64_t>(tile.cols) * es;
+        x.bytes_per_partition =
+            static_cast<std::uint64_t>(std::min(buf.pack, tile.rows)) * static_cast<std::uint64_t>(tile.cols) * es;
         const bool full_rows = ins.dram.col0 == 0 && ins.dram.cols == t.cols;
         x.chunks_per_partition = full_rows ? 1 : std::min(buf.pack, tile.rows);
         if (ins.dram.rows == 1 && tile.rows > 1) x.broadcast_bytes = static_cast<std::uint64_t>(tile.cols) * es;

@@ -9,14 +9,16 @@ namespace trnsim::hw {
 namespace {
 constexpr const char* k_prefix = "chip.core.tensor_engine.";
 
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+    return (a + b - 1) / b;
+}
 }  // namespace
 
 const char* to_string(Dataflow d) {
     switch (d) {
-    case Dataflow::ws: return "ws";
-    case Dataflow::os: return "os";
-    case Dataflow::is: return "is";
+        case Dataflow::ws: return "ws";
+        case Dataflow::os: return "os";
+        case Dataflow::is: return "is";
     }
     return "?";
 }
@@ -24,32 +26,68 @@ const char* to_string(Dataflow d) {
 void TensorEngineSpec::declare(ParamRegistry& r) {
     const std::string p = k_prefix;
     r.declare({p + "clock", ParamType::frequency, "TensorE clock", std::nullopt, "", {}, 1e6, 1e11});
-    r.declare({p + "rows", ParamType::integer, "PE rows (contraction / SBUF partitions)", "128", "[NKI-ARCH1]", {}, 1, 4096});
+    r.declare(
+        {p + "rows", ParamType::integer, "PE rows (contraction / SBUF partitions)", "128", "[NKI-ARCH1]", {}, 1, 4096});
     r.declare({p + "cols", ParamType::integer, "PE columns (stationary free size)", "128", "[NKI-ARCH1]", {}, 1, 4096});
-    r.declare({p + "dataflow", ParamType::choice,
+    r.declare({p + "dataflow",
+               ParamType::choice,
                "ws: rhs stationary, lhsT streams (out C^T); is: lhsT stationary, rhs streams (out C); os: output "
                "stationary",
-               "ws", "[NKI-ARCH1]", {"ws", "os", "is"}});
-    r.declare({p + "preload", ParamType::choice,
+               "ws",
+               "[NKI-ARCH1]",
+               {"ws", "os", "is"}});
+    r.declare({p + "preload",
+               ParamType::choice,
                "background: fast LoadStationary into shadow weights during compute; serial: textbook row shift-in",
-               "background", "[NKI-ARCH1]", {"background", "serial"}});
-    r.declare({p + "fold_overlap", ParamType::choice,
+               "background",
+               "[NKI-ARCH1]",
+               {"background", "serial"}});
+    r.declare({p + "fold_overlap",
+               ParamType::choice,
                "pipelined: a new stationary's MultiplyMoving follows the previous one at its initiation interval; "
                "none: it waits for the array to drain",
-               "pipelined", "[NKI-ARCH1]", {"pipelined", "none"}});
-    r.declare({p + "mm_init_latency", ParamType::integer,
+               "pipelined",
+               "[NKI-ARCH1]",
+               {"pipelined", "none"}});
+    r.declare({p + "mm_init_latency",
+               ParamType::integer,
                "MultiplyMoving minimum initiation interval, TensorE cycles (bounded by the stationary's columns)",
-               "64", "[NKI-ARCH1][NKI-ISA-OLD]", {}, 0, 1e6});
-    r.declare({p + "ls_cols_per_cycle", ParamType::integer,
-               "stationary columns written per cycle by background LoadStationary (fast LS up to 4x)", "4",
-               "[NKI-ARCH1]", {}, 1, 4096});
-    r.declare({p + "fp32_rate", ParamType::integer, "TensorE cycles per moving vector for FP32 inputs", "4",
-               "[NKI-ARCH1]", {}, 1, 64});
-    r.declare({p + "fp8_k_pack", ParamType::integer,
+               "64",
+               "[NKI-ARCH1][NKI-ISA-OLD]",
+               {},
+               0,
+               1e6});
+    r.declare({p + "ls_cols_per_cycle",
+               ParamType::integer,
+               "stationary columns written per cycle by background LoadStationary (fast LS up to 4x)",
+               "4",
+               "[NKI-ARCH1]",
+               {},
+               1,
+               4096});
+    r.declare({p + "fp32_rate",
+               ParamType::integer,
+               "TensorE cycles per moving vector for FP32 inputs",
+               "4",
+               "[NKI-ARCH1]",
+               {},
+               1,
+               64});
+    r.declare({p + "fp8_k_pack",
+               ParamType::integer,
                "FP8 contraction elements per PE row: 1 (Trn1 cFP8 at BF16 rate), 2 (Trn2 double-row), 4 (Trn3 MX quad)",
-               std::nullopt, "", {}, 1, 4});
-    r.declare({p + "moving_max", ParamType::integer,
-               "largest moving free size per MultiplyMoving (one PSUM bank of FP32)", "512", "[NKI-ARCH1]", {}, 1,
+               std::nullopt,
+               "",
+               {},
+               1,
+               4});
+    r.declare({p + "moving_max",
+               ParamType::integer,
+               "largest moving free size per MultiplyMoving (one PSUM bank of FP32)",
+               "512",
+               "[NKI-ARCH1]",
+               {},
+               1,
                1 << 20});
 }
 
@@ -119,8 +157,8 @@ std::int64_t TensorEngine::order_after_writers(int bank, std::int64_t start, int
     writers.erase(std::remove_if(writers.begin(), writers.end(), [start](const InFlight& w) { return w.end <= start; }),
                   writers.end());
     for (const auto& w : writers) {
-        const std::int64_t slower = std::max<std::int64_t>(0, static_cast<std::int64_t>(w.rate - rate) *
-                                                                  (std::min(w.n, n) - 1));
+        const std::int64_t slower =
+            std::max<std::int64_t>(0, static_cast<std::int64_t>(w.rate - rate) * (std::min(w.n, n) - 1));
         start = std::max(start, w.start + w.k_used - k_used + 1 + slower);
     }
     return start;

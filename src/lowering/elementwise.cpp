@@ -150,7 +150,8 @@ LoweredKernel lower_elementwise(const KernelRequest& r, const hw::ChipSpec& chip
     const int chunks = (C + 511) / 512;
     auto allocate = [&](const char* name, DType dtype, int cols, Live live) {
         std::vector<int> slots(static_cast<std::size_t>(live.last - live.first + 2));
-        for (std::size_t i = 0; i < slots.size(); ++i) slots[i] = b.sbuf(fmt::format("{}{}", name, i), dtype, parts, cols);
+        for (std::size_t i = 0; i < slots.size(); ++i)
+            slots[i] = b.sbuf(fmt::format("{}{}", name, i), dtype, parts, cols);
         return slots;
     };
     const std::vector<int> x = allocate("x", r.dtype, C, live_x);
@@ -162,13 +163,15 @@ LoweredKernel lower_elementwise(const KernelRequest& r, const hw::ChipSpec& chip
     }
     if (layernorm) stats = allocate("stats", DType::fp32, 3 * chunks, Live{0, 0});
     if (b.sbuf_bytes_per_partition() > core.sbuf_partition_size.count) {
-        throw UserError(fmt::format("{} with --cols {}: the pipelined row tiles need {} per SBUF partition, "
-                                    "chip.core.sbuf.partition_size is {}; allowed: fewer columns",
-                                    r.op, r.cols, to_string(Bytes{b.sbuf_bytes_per_partition()}),
-                                    to_string(core.sbuf_partition_size)));
+        throw UserError(fmt::format(
+            "{} with --cols {}: the pipelined row tiles need {} per SBUF partition, "
+            "chip.core.sbuf.partition_size is {}; allowed: fewer columns",
+            r.op, r.cols, to_string(Bytes{b.sbuf_bytes_per_partition()}), to_string(core.sbuf_partition_size)));
     }
     const auto tiles = static_cast<int>((r.rows + parts - 1) / parts);
-    auto rows_of = [&](int n) { return static_cast<int>(std::min<std::int64_t>(parts, r.rows - std::int64_t(n) * parts)); };
+    auto rows_of = [&](int n) {
+        return static_cast<int>(std::min<std::int64_t>(parts, r.rows - std::int64_t(n) * parts));
+    };
     auto slot = [](const std::vector<int>& v, int n) { return v[static_cast<std::size_t>(n) % v.size()]; };
 
     auto stage = [&](int st, int n) {

@@ -29,7 +29,9 @@ using hw::Op;
 
 namespace {
 
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+    return (a + b - 1) / b;
+}
 
 struct Plan {
     std::int64_t pb = 0;  // stationary block width
@@ -46,15 +48,17 @@ LoweredKernel lower_gemm(const KernelRequest& r, const hw::ChipSpec& chip) {
     const bool fp8 = r.dtype == DType::fp8_e4m3 || r.dtype == DType::fp8_e5m2;
     const int pack = fp8 ? te.fp8_k_pack : 1;
     if (r.dtype == DType::fp8_e5m2 && pack == 4) {
-        throw UserError("--dtype fp8_e5m2: chip.core.tensor_engine.fp8_k_pack = 4 is the MX quad mode, modelled for "
-                        "MXFP8 E4M3 only; allowed: --dtype fp8 (E4M3), bf16, fp16, fp32");
+        throw UserError(
+            "--dtype fp8_e5m2: chip.core.tensor_engine.fp8_k_pack = 4 is the MX quad mode, modelled for "
+            "MXFP8 E4M3 only; allowed: --dtype fp8 (E4M3), bf16, fp16, fp32");
     }
     const DType out_dtype = r.dtype == DType::fp32 ? DType::fp32 : DType::bf16;
     const bool os = te.dataflow == hw::Dataflow::os;
     const bool ws = te.dataflow == hw::Dataflow::ws;
-    const std::int64_t tk = static_cast<std::int64_t>(te.rows) * pack;        // contraction rows per tile
-    const std::int64_t ts = os ? te.rows : te.cols;                           // output rows per tile
-    const std::int64_t tm = os ? te.cols : std::min<std::int64_t>(te.moving_max, 512 * 1024);  // output cols per instruction
+    const std::int64_t tk = static_cast<std::int64_t>(te.rows) * pack;  // contraction rows per tile
+    const std::int64_t ts = os ? te.rows : te.cols;                     // output rows per tile
+    const std::int64_t tm =
+        os ? te.cols : std::min<std::int64_t>(te.moving_max, 512 * 1024);  // output cols per instruction
     const std::int64_t K = r.k;
     const std::int64_t P = ws ? r.n : r.m;
     const std::int64_t Q = ws ? r.m : r.n;
@@ -75,7 +79,8 @@ LoweredKernel lower_gemm(const KernelRequest& r, const hw::ChipSpec& chip) {
         Plan p;
         p.pb = std::min<std::int64_t>(P, tiles * ts);
         p.stat_slots = 2;  // double-buffered: the next block loads while this one computes
-        const std::uint64_t stat_bytes = static_cast<std::uint64_t>(p.stat_slots) * per_col * static_cast<std::uint64_t>(p.pb);
+        const std::uint64_t stat_bytes =
+            static_cast<std::uint64_t>(p.stat_slots) * per_col * static_cast<std::uint64_t>(p.pb);
         if (stat_bytes + out_bytes >= budget) continue;
         const auto max_q = static_cast<std::int64_t>((budget - stat_bytes - out_bytes) / per_col);
         if (max_q < std::min(Q, tm)) continue;
@@ -86,11 +91,14 @@ LoweredKernel lower_gemm(const KernelRequest& r, const hw::ChipSpec& chip) {
         if (best.qb == 0 || p.traffic < best.traffic) best = p;
     }
     if (best.qb == 0) {
-        const std::uint64_t need = per_col * static_cast<std::uint64_t>(std::min(Q, tm) + 2 * std::min(P, ts)) + out_bytes;
-        throw UserError(fmt::format(
-            "gemm {}x{}x{}: the smallest block (moving [K, {}] + 2 x stationary [K, {}] + PSUM staging) needs {} per SBUF "
-            "partition, chip.core.sbuf.partition_size is {}; allowed: a smaller K or a larger SBUF",
-            r.m, r.k, r.n, std::min(Q, tm), std::min(P, ts), to_string(Bytes{need}), to_string(core.sbuf_partition_size)));
+        const std::uint64_t need =
+            per_col * static_cast<std::uint64_t>(std::min(Q, tm) + 2 * std::min(P, ts)) + out_bytes;
+        throw UserError(
+            fmt::format("gemm {}x{}x{}: the smallest block (moving [K, {}] + 2 x stationary [K, {}] + PSUM staging) "
+                        "needs {} per SBUF "
+                        "partition, chip.core.sbuf.partition_size is {}; allowed: a smaller K or a larger SBUF",
+                        r.m, r.k, r.n, std::min(Q, tm), std::min(P, ts), to_string(Bytes{need}),
+                        to_string(core.sbuf_partition_size)));
     }
 
     ProgramBuilder b(core);
@@ -110,7 +118,8 @@ LoweredKernel lower_gemm(const KernelRequest& r, const hw::ChipSpec& chip) {
     for (std::int64_t kt = 0; kt < k_tiles; ++kt) {
         mov[kt] = b.sbuf(fmt::format("moving_k{}", kt), r.dtype, tkw(kt), static_cast<int>(best.qb), pack);
         for (int s = 0; s < best.stat_slots; ++s) {
-            stat[s][kt] = b.sbuf(fmt::format("stationary{}_k{}", s, kt), r.dtype, tkw(kt), static_cast<int>(best.pb), pack);
+            stat[s][kt] =
+                b.sbuf(fmt::format("stationary{}_k{}", s, kt), r.dtype, tkw(kt), static_cast<int>(best.pb), pack);
         }
     }
     std::vector<int> bank(static_cast<std::size_t>(banks));
@@ -194,15 +203,16 @@ LoweredKernel lower_gemm(const KernelRequest& r, const hw::ChipSpec& chip) {
 
     out.flops = 2.0 * static_cast<double>(r.m) * static_cast<double>(r.k) * static_cast<double>(r.n);
     out.shape = {{"m", r.m}, {"k", r.k}, {"n", r.n}};
-    out.plan = {{"k_tile", tk},
-                {"stationary_block", best.pb},
-                {"moving_block", best.qb},
-                {"moving_blocks", ceil_div(Q, best.qb)},
-                {"stationary_blocks", ceil_div(P, best.pb)},
-                {"psum_group_banks", group_banks},
-                {"expected_read_bytes", static_cast<std::int64_t>(best.traffic - static_cast<std::uint64_t>(P * Q) * oes)},
-                {"expected_write_bytes", static_cast<std::int64_t>(static_cast<std::uint64_t>(P * Q) * oes)},
-                {"sbuf_bytes_per_partition", static_cast<std::int64_t>(b.sbuf_bytes_per_partition())}};
+    out.plan = {
+        {"k_tile", tk},
+        {"stationary_block", best.pb},
+        {"moving_block", best.qb},
+        {"moving_blocks", ceil_div(Q, best.qb)},
+        {"stationary_blocks", ceil_div(P, best.pb)},
+        {"psum_group_banks", group_banks},
+        {"expected_read_bytes", static_cast<std::int64_t>(best.traffic - static_cast<std::uint64_t>(P * Q) * oes)},
+        {"expected_write_bytes", static_cast<std::int64_t>(static_cast<std::uint64_t>(P * Q) * oes)},
+        {"sbuf_bytes_per_partition", static_cast<std::int64_t>(b.sbuf_bytes_per_partition())}};
     out.program = b.take();
     return out;
 }

@@ -7,7 +7,8 @@
 namespace trnsim::lowering {
 
 const std::vector<std::string>& kernel_ops() {
-    static const std::vector<std::string> ops = {"gemm", "layernorm", "rmsnorm", "softmax", "gelu", "silu", "transpose"};
+    static const std::vector<std::string> ops = {"gemm", "layernorm", "rmsnorm",  "softmax",
+                                                 "gelu", "silu",      "transpose"};
     return ops;
 }
 
@@ -33,8 +34,8 @@ LoweredKernel lower_kernel(const KernelRequest& r, const hw::ChipSpec& chip) {
         const double bytes = static_cast<double>(dtype_bytes(r.dtype)) * (r.m * r.k + r.k * r.n) +
                              out_bytes * static_cast<double>(r.m) * static_cast<double>(r.n);
         if (bytes > static_cast<double>(chip.memory_capacity.count)) {
-            throw UserError(fmt::format("gemm {}x{}x{}: operands need {} but chip.memory.capacity is {}", r.m, r.k,
-                                        r.n, to_string(Bytes{static_cast<std::uint64_t>(bytes)}),
+            throw UserError(fmt::format("gemm {}x{}x{}: operands need {} but chip.memory.capacity is {}", r.m, r.k, r.n,
+                                        to_string(Bytes{static_cast<std::uint64_t>(bytes)}),
                                         to_string(chip.memory_capacity)));
         }
         return lower_gemm(r, chip);

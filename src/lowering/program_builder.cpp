@@ -109,6 +109,8 @@ void ProgramBuilder::emit_dma(int queue, Instruction ins) {
     m_program.dma_queues[static_cast<std::size_t>(queue)].push_back(std::move(ins));
 }
 
-hw::Program ProgramBuilder::take() { return std::move(m_program); }
+hw::Program ProgramBuilder::take() {
+    return std::move(m_program);
+}
 
 }  // namespace trnsim::lowering

@@ -80,8 +80,8 @@ std::string to_table(const runtime::KernelResult& r) {
     out += "\n";
     out += fmt::format("  {:<22}read {}  write {}  ({:.1f} GB/s)\n", "HBM", size_text(r.hbm_read_bytes),
                        size_text(r.hbm_write_bytes), r.memory_bandwidth_gbps);
-    out += fmt::format("  {:<22}{} of SBUF, {} DMA transfers\n", "on chip", size_text(r.sbuf_peak_bytes),
-                       r.dma_transfers);
+    out +=
+        fmt::format("  {:<22}{} of SBUF, {} DMA transfers\n", "on chip", size_text(r.sbuf_peak_bytes), r.dma_transfers);
     if (r.functional) out += fmt::format("  {:<22}{:.3e} (max|y-ref|/max|ref|)\n", "functional error", r.max_rel_error);
     out += fmt::format("  {:<22}{:.3f} s wall, {} events, {:.1f} MiB peak memory\n", "simulator", r.wall_s, r.events,
                        static_cast<double>(r.peak_rss_bytes) / 1048576.0);
@@ -92,13 +92,20 @@ nlohmann::json to_chrome_trace(const runtime::KernelResult& r) {
     nlohmann::json events = nlohmann::json::array();
     constexpr int k_dma_tid0 = 100;
     for (int e = 0; e < hw::k_compute_engines; ++e) {
-        events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", e},
-                          {"args", {{"name", std::string(hw::engine_name(static_cast<hw::EngineKind>(e))) + " engine"}}}});
+        events.push_back(
+            {{"name", "thread_name"},
+             {"ph", "M"},
+             {"pid", 1},
+             {"tid", e},
+             {"args", {{"name", std::string(hw::engine_name(static_cast<hw::EngineKind>(e))) + " engine"}}}});
     }
     int queues = 0;
     for (const auto& t : r.trace) queues = std::max(queues, t.dma ? t.track + 1 : 0);
     for (int q = 0; q < queues; ++q) {
-        events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", k_dma_tid0 + q},
+        events.push_back({{"name", "thread_name"},
+                          {"ph", "M"},
+                          {"pid", 1},
+                          {"tid", k_dma_tid0 + q},
                           {"args", {{"name", fmt::format("dma queue {}", q)}}}});
     }
     for (const auto& t : r.trace) {
@@ -109,20 +116,23 @@ nlohmann::json to_chrome_trace(const runtime::KernelResult& r) {
                           {"ts", static_cast<double>(t.start_fs) * 1e-9},
                           {"dur", static_cast<double>(t.end_fs - t.start_fs) * 1e-9}});
     }
-    return {{"traceEvents", events}, {"displayTimeUnit", "ns"},
+    return {{"traceEvents", events},
+            {"displayTimeUnit", "ns"},
             {"otherData", {{"op", r.op}, {"chip", r.chip}, {"dtype", r.dtype}}}};
 }
 
 void check_writable(const std::string& path, const std::string& flag) {
     namespace fs = std::filesystem;
     std::error_code ec;
-    if (fs::is_directory(path, ec)) throw UserError(fmt::format("{} {}: is a directory; allowed: a file path", flag, path));
+    if (fs::is_directory(path, ec))
+        throw UserError(fmt::format("{} {}: is a directory; allowed: a file path", flag, path));
     const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
     if (!fs::is_directory(parent, ec)) {
         throw UserError(fmt::format("{} {}: directory '{}' does not exist", flag, path, parent.string()));
     }
     if (access(parent.c_str(), W_OK) != 0) {
-        throw UserError(fmt::format("{} {}: cannot write into '{}': {}", flag, path, parent.string(), std::strerror(errno)));
+        throw UserError(
+            fmt::format("{} {}: cannot write into '{}': {}", flag, path, parent.string(), std::strerror(errno)));
     }
 }
 

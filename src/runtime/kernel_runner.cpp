@@ -7,8 +7,8 @@
 
 #include <sys/resource.h>
 
-#include <Eigen/Dense>
 #include <fmt/format.h>
+#include <Eigen/Dense>
 
 #include "trnsim/core/clock.h"
 #include "trnsim/core/error.h"
@@ -55,7 +55,9 @@ void fill_inputs(const lowering::LoweredKernel& k, const hw::ChipSpec& chip, hw:
     }
 }
 
-double gelu(double x) { return 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
+double gelu(double x) {
+    return 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+}
 
 Matrix reference(const lowering::LoweredKernel& k, const std::string& op, hw::FunctionalState& fs) {
     auto input = [&](std::size_t i) {
@@ -75,7 +77,8 @@ Matrix reference(const lowering::LoweredKernel& k, const std::string& op, hw::Fu
         if (op == "layernorm") {
             const double mean = row.mean();
             const double var = (row.array() - mean).square().mean();
-            y.row(r) = ((row.array() - mean) / std::sqrt(var + eps)) * input(1).row(0).array() + input(2).row(0).array();
+            y.row(r) =
+                ((row.array() - mean) / std::sqrt(var + eps)) * input(1).row(0).array() + input(2).row(0).array();
         } else if (op == "rmsnorm") {
             const double rms = std::sqrt(row.array().square().mean() + eps);
             y.row(r) = (row.array() / rms) * input(1).row(0).array();
@@ -101,9 +104,10 @@ KernelResult run_kernel(const KernelOptions& options, const Config& config) {
     // --functional run stays within minutes.
     constexpr double k_functional_max_flops = 1e10;
     if (options.functional && kernel.flops > k_functional_max_flops) {
-        throw UserError(fmt::format("--functional computes every value: allowed up to {:.0e} model FLOPs, this {} "
-                                    "has {:.3g}; use a smaller shape (timing alone has no such limit)",
-                                    k_functional_max_flops, options.request.op, kernel.flops));
+        throw UserError(
+            fmt::format("--functional computes every value: allowed up to {:.0e} model FLOPs, this {} "
+                        "has {:.3g}; use a smaller shape (timing alone has no such limit)",
+                        k_functional_max_flops, options.request.op, kernel.flops));
     }
 
     init_systemc();

@@ -11,7 +11,9 @@ namespace {
 
 constexpr int k_max_pack = 4;
 
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+    return (a + b - 1) / b;
+}
 
 // Static facts about one LoadStationary, plus its observed issue cycle.
 struct LsState {
@@ -77,7 +79,7 @@ struct Bank {
 class SteppedSimulator {
 public:
     SteppedSimulator(const SteppedArrayConfig& config, const std::vector<SteppedOp>& ops)
-            : m_config(config), m_ops(ops) {}
+        : m_config(config), m_ops(ops) {}
 
     SteppedResult run() {
         validate_config();
@@ -209,8 +211,7 @@ private:
     }
 
     std::size_t pe(int r, int c) const {
-        return static_cast<std::size_t>(r) * static_cast<std::size_t>(m_config.cols) +
-               static_cast<std::size_t>(c);
+        return static_cast<std::size_t>(r) * static_cast<std::size_t>(m_config.cols) + static_cast<std::size_t>(c);
     }
 
     // ---- issue ports -----------------------------------------------------------------------------
@@ -273,8 +274,8 @@ private:
             // MM streams more slowly (rate term zero for equal rates).
             const std::int64_t rate_gap =
                 mode == Interlock::per_bank
-                    ? std::max<std::int64_t>(0, static_cast<std::int64_t>(earlier.rate - mm.rate) *
-                                                    (std::min(earlier.n, mm.n) - 1))
+                    ? std::max<std::int64_t>(
+                          0, static_cast<std::int64_t>(earlier.rate - mm.rate) * (std::min(earlier.n, mm.n) - 1))
                     : 0;
             if (t + mm.k_used - 1 <= earlier.start + earlier.k_used - 1 + rate_gap) return false;
             if (mode == Interlock::previous_mm) return true;
@@ -321,8 +322,7 @@ private:
                 slot.swap = m_config.background_preload && mm.first_after_ls && slot.n == 0;
                 for (int q = 0; q < k_max_pack; ++q) {
                     const int k = mm.pack * r + q;
-                    slot.x[static_cast<std::size_t>(q)] =
-                        (q < mm.pack && k < mm.k) ? op.data(k, slot.n) : 0.0f;
+                    slot.x[static_cast<std::size_t>(q)] = (q < mm.pack && k < mm.k) ? op.data(k, slot.n) : 0.0f;
                 }
                 any = true;
             }
@@ -369,15 +369,14 @@ private:
         m_array_busy = busy;
     }
 
-    PsumReg mac(std::int64_t t, int r, int c, const MovingReg& moving, const MmState& mm,
-                const WeightReg& active) {
+    PsumReg mac(std::int64_t t, int r, int c, const MovingReg& moving, const MmState& mm, const WeightReg& active) {
         const LsState& ls = m_lss[static_cast<std::size_t>(mm.ls)];
         if (active.tag_op != ls.op || active.tag_row != r) {
             throw std::logic_error("run_stepped: hazard: PE(" + std::to_string(r) + "," + std::to_string(c) +
                                    ") at cycle " + std::to_string(t) + " holds weights of op " +
                                    std::to_string(active.tag_op) + " row " + std::to_string(active.tag_row) +
-                                   " but MM op " + std::to_string(mm.op) + " needs op " +
-                                   std::to_string(ls.op) + " row " + std::to_string(r));
+                                   " but MM op " + std::to_string(mm.op) + " needs op " + std::to_string(ls.op) +
+                                   " row " + std::to_string(r));
         }
         float p = 0.0f;
         if (r > 0) {
@@ -391,8 +390,7 @@ private:
         for (int q = 0; q < mm.pack; ++q) {
             if (mm.pack * r + q >= mm.k) break;  // padding lane of the last physical row
             // Separate rounded multiply and add (no fused multiply-add).
-            volatile float product =
-                active.w[static_cast<std::size_t>(q)] * moving.x[static_cast<std::size_t>(q)];
+            volatile float product = active.w[static_cast<std::size_t>(q)] * moving.x[static_cast<std::size_t>(q)];
             p = p + product;
         }
         if (r == mm.k_used - 1) {
@@ -420,10 +418,10 @@ private:
         if (store) {
             int& writer = bank.writer(c, n);
             if (m_config.check_psum_order && writer > mm_index) {
-                throw std::logic_error("run_stepped: PSUM write-order hazard: bank " +
-                                       std::to_string(mm.bank) + " element (" + std::to_string(c) + "," +
-                                       std::to_string(n) + ") written by MM op " + std::to_string(mm.op) +
-                                       " at cycle " + std::to_string(t) + " after a later MM (op " +
+                throw std::logic_error("run_stepped: PSUM write-order hazard: bank " + std::to_string(mm.bank) +
+                                       " element (" + std::to_string(c) + "," + std::to_string(n) +
+                                       ") written by MM op " + std::to_string(mm.op) + " at cycle " +
+                                       std::to_string(t) + " after a later MM (op " +
                                        std::to_string(m_mms[static_cast<std::size_t>(writer)].op) + ")");
             }
             float& value = bank.value(c, n);

@@ -21,13 +21,13 @@ enum class ParamType { integer, real, boolean, text, choice, frequency, bandwidt
 const char* param_type_name(ParamType t);
 
 struct ParamDecl {
-    std::string key;                        // dotted path, e.g. "chip.core.tensor_engine.rows"
+    std::string key;  // dotted path, e.g. "chip.core.tensor_engine.rows"
     ParamType type = ParamType::integer;
-    std::string doc;                        // one line: what it is, its unit when not in the value
+    std::string doc;                           // one line: what it is, its unit when not in the value
     std::optional<std::string> default_value;  // nullopt: a preset or the user must give it
-    std::string default_source;             // where the default comes from (source tag or "assumption")
-    std::vector<std::string> choices;       // for ParamType::choice
-    double min = -1e300;                    // inclusive range on the value in base units
+    std::string default_source;                // where the default comes from (source tag or "assumption")
+    std::vector<std::string> choices;          // for ParamType::choice
+    double min = -1e300;                       // inclusive range on the value in base units
     double max = 1e300;
 };
 

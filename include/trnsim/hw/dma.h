@@ -14,9 +14,9 @@
 #include <memory>
 #include <vector>
 
+#include <tlm_utils/simple_initiator_socket.h>
 #include <systemc>
 #include <tlm>
-#include <tlm_utils/simple_initiator_socket.h>
 
 #include "trnsim/core/config.h"
 #include "trnsim/core/units.h"
@@ -38,11 +38,11 @@ struct DmaSpec {
 // One DMA transfer as issued by a queue.
 struct DmaTransfer {
     int queue = 0;
-    bool write = false;              // SBUF -> memory
-    std::uint64_t address = 0;       // memory address of the first byte
-    int partitions = 0;              // SBUF partitions touched
+    bool write = false;         // SBUF -> memory
+    std::uint64_t address = 0;  // memory address of the first byte
+    int partitions = 0;         // SBUF partitions touched
     std::uint64_t bytes_per_partition = 0;
-    int chunks_per_partition = 1;    // contiguous pieces per partition
+    int chunks_per_partition = 1;       // contiguous pieces per partition
     std::uint64_t broadcast_bytes = 0;  // > 0: every partition reads the same bytes
 };
 

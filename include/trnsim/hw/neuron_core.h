@@ -57,9 +57,9 @@ struct CoreStats {
     std::int64_t tensor_last_cycle = 0;    // last PSUM write (exclusive)
     std::uint64_t end_fs = 0;              // last completion of anything
     std::uint64_t wakeups = 0;
-    std::uint64_t sbuf_bytes = 0;          // statically allocated SBUF
+    std::uint64_t sbuf_bytes = 0;  // statically allocated SBUF
     std::uint64_t psum_bytes = 0;
-    std::uint64_t macs = 0;                // multiply-accumulates issued to the tensor engine
+    std::uint64_t macs = 0;  // multiply-accumulates issued to the tensor engine
 };
 
 // One interval of the instruction timeline: an engine's issue-port busy period, or a DMA transfer from

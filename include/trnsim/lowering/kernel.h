@@ -14,7 +14,7 @@
 namespace trnsim::lowering {
 
 struct KernelRequest {
-    std::string op;  // gemm | layernorm | rmsnorm | softmax | gelu | silu | transpose
+    std::string op;                    // gemm | layernorm | rmsnorm | softmax | gelu | silu | transpose
     std::int64_t m = 0, k = 0, n = 0;  // gemm
     std::int64_t rows = 0, cols = 0;   // the others
     DType dtype = DType::bf16;
@@ -22,12 +22,12 @@ struct KernelRequest {
 
 struct LoweredKernel {
     hw::Program program;
-    double flops = 0;                           // model FLOPs of the operator
+    double flops = 0;                                         // model FLOPs of the operator
     std::vector<std::pair<std::string, std::int64_t>> shape;  // (m, k, n) or (rows, cols), in that order
-    std::map<std::string, std::int64_t> plan;   // tiling decisions, for reports and tests
-    std::vector<int> inputs;                    // DRAM tensors the host fills
-    int output = -1;                            // DRAM tensor the kernel writes
-    bool output_transposed = false;             // gemm ws: the output is C^T
+    std::map<std::string, std::int64_t> plan;                 // tiling decisions, for reports and tests
+    std::vector<int> inputs;                                  // DRAM tensors the host fills
+    int output = -1;                                          // DRAM tensor the kernel writes
+    bool output_transposed = false;                           // gemm ws: the output is C^T
 };
 
 const std::vector<std::string>& kernel_ops();

@@ -39,11 +39,11 @@ struct KernelResult {
     std::uint64_t hbm_write_bytes = 0;
     std::uint64_t dma_transfers = 0;
     std::uint64_t sbuf_peak_bytes = 0;
-    std::uint64_t program_read_bytes = 0;   // what the program's DMA instructions ask for
+    std::uint64_t program_read_bytes = 0;  // what the program's DMA instructions ask for
     std::uint64_t program_write_bytes = 0;
-    double memory_bandwidth_gbps = 0;       // achieved HBM bandwidth of this core
+    double memory_bandwidth_gbps = 0;  // achieved HBM bandwidth of this core
     bool functional = false;
-    double max_rel_error = 0;               // max |y - ref| / max |ref|
+    double max_rel_error = 0;  // max |y - ref| / max |ref|
     double wall_s = 0;
     std::uint64_t events = 0;
     std::uint64_t peak_rss_bytes = 0;  // of the whole process, after the simulation
