@@ -240,11 +240,18 @@ TEST_CASE("An unknown choice is rejected with the allowed choices", "[cli]") {
                         {"chip.core.tensor_engine.dataflow", "xs", "ws", "os", "is"});
 }
 
-TEST_CASE("A zero GEMM size is rejected", "[cli]") {
-    // Names the option and what it allows (positive integers / the range).
-    const RunResult r = expect_kernel_error({"gemm", "--m", "0", "--k", "128", "--n", "128"}, {"--m"});
-    INFO(r.err);
-    CHECK((r.err.find("positive") != std::string::npos || r.err.find("1..") != std::string::npos));
+TEST_CASE("A zero GEMM size is rejected with the allowed range", "[cli]") {
+    expect_kernel_error({"gemm", "--m", "0", "--k", "128", "--n", "128"}, {"--m 0", "allowed 1.."});
+}
+
+TEST_CASE("An array wider or taller than the SBUF partitions is rejected", "[cli]") {
+    expect_kernel_error(small_gemm({"--set", "chip.core.tensor_engine.cols=256"}),
+                        {"chip.core.tensor_engine.rows x cols", "chip.core.sbuf.partitions", "allowed"});
+}
+
+TEST_CASE("A value with a unit outside its range is rejected with the range in that unit", "[cli]") {
+    expect_kernel_error(small_gemm({"--set", "chip.core.tensor_engine.clock=2.4Hz"}),
+                        {"chip.core.tensor_engine.clock", "out of range", "from 1MHz to 100GHz"});
 }
 
 TEST_CASE("A negative GEMM size is rejected with the allowed range", "[cli]") {

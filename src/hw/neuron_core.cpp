@@ -46,11 +46,13 @@ NeuronCoreSpec NeuronCoreSpec::from_config(const Config& c) {
     s.sbuf_partition_size = c.get_bytes("chip.core.sbuf.partition_size");
     s.psum_banks = static_cast<int>(c.get_int("chip.core.psum.banks"));
     s.psum_partition_size = c.get_bytes("chip.core.psum.partition_size");
-    if (s.tensor.rows > s.sbuf_partitions) {
+    // The array reads one SBUF partition per PE row and writes one PSUM partition per PE column.
+    if (s.tensor.rows > s.sbuf_partitions || s.tensor.cols > s.sbuf_partitions) {
         throw UserError(
-            fmt::format("chip.core.tensor_engine.rows = {} exceeds chip.core.sbuf.partitions = {}: the "
-                        "array reads one SBUF partition per PE row; allowed: rows <= partitions",
-                        s.tensor.rows, s.sbuf_partitions));
+            fmt::format("chip.core.tensor_engine.rows x cols = {} x {} exceeds chip.core.sbuf.partitions = {}: "
+                        "the array reads one SBUF partition per PE row and writes one PSUM partition per PE "
+                        "column; allowed: rows and cols <= partitions (raise chip.core.sbuf.partitions too)",
+                        s.tensor.rows, s.tensor.cols, s.sbuf_partitions));
     }
     return s;
 }
