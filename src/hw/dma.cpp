@@ -135,23 +135,34 @@ void DmaSubsystem::engine_thread(int index) {
         trans.set_streaming_width(static_cast<unsigned int>(part.bytes));
         trans.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
         timing.accept_delay = sc_core::SC_ZERO_TIME;
+        // The part is done when both the engine has moved its bytes and the memory has delivered them.
+        const std::uint64_t engine_end = now + engine_fs;
+        const std::uint64_t transfer = part.transfer;
+        timing.on_done = [this, transfer, engine_end](std::uint64_t memory_done) {
+            finish_part(transfer, std::max(engine_end, memory_done));
+        };
         sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
-        memory_port->b_transport(trans, delay);
-        const std::uint64_t busy = std::max<std::uint64_t>(engine_fs, timing.accept_delay.value());
-        const std::uint64_t done = now + std::max<std::uint64_t>(engine_fs, delay.value());
-        m_stats.busy_fs += busy;
+        memory_port->b_transport(trans, delay);  // may wait while the memory's queues are full
+        const std::uint64_t accepted = sc_core::sc_time_stamp().value() + timing.accept_delay.value();
+        const std::uint64_t busy_until = std::max(engine_end, accepted);
+        m_stats.busy_fs += busy_until - now;
         ++m_stats.descriptors;
         (part.write ? m_stats.write_bytes : m_stats.read_bytes) += part.bytes;
-        Pending& pending = m_pending[part.transfer];
-        pending.done_fs = std::max(pending.done_fs, done);
-        if (--pending.parts_left == 0) {
-            ++m_stats.completed;
-            pending.on_complete(pending.done_fs);
-            pending.on_complete = nullptr;
+        const std::uint64_t after = sc_core::sc_time_stamp().value();
+        if (busy_until > after) {
+            sc_core::wait(sc_core::sc_time::from_value(busy_until - after));
+            ++m_stats.wakeups;
         }
-        sc_core::wait(sc_core::sc_time::from_value(busy));
-        ++m_stats.wakeups;
     }
 }
 
+void DmaSubsystem::finish_part(std::uint64_t transfer, std::uint64_t done_fs) {
+    Pending& pending = m_pending[transfer];
+    pending.done_fs = std::max(pending.done_fs, done_fs);
+    if (--pending.parts_left == 0) {
+        ++m_stats.completed;
+        pending.on_complete(pending.done_fs);
+        pending.on_complete = nullptr;
+    }
+}
 }  // namespace trnsim::hw

@@ -42,11 +42,12 @@ void IdealMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time&
         m_stats.write_bytes += bytes;
     else
         m_stats.read_bytes += bytes;
-    if (auto* timing = trans.get_extension<MemoryTiming>()) {
-        timing->accept_delay = sc_core::sc_time::from_value(m_free_fs - now);
-    }
     delay = sc_core::sc_time::from_value(m_free_fs + m_latency_fs - now);
     trans.set_response_status(tlm::TLM_OK_RESPONSE);
+    if (auto* timing = trans.get_extension<MemoryTiming>()) {
+        timing->accept_delay = sc_core::sc_time::from_value(m_free_fs - now);
+        if (timing->on_done) timing->on_done(m_free_fs + m_latency_fs);
+    }
 }
 
 void register_ideal_memory() {

@@ -93,6 +93,7 @@ private:
     };
 
     void engine_thread(int index);
+    void finish_part(std::uint64_t transfer, std::uint64_t done_fs);
     bool pick(Engine& engine, std::uint64_t now, Part& out, std::uint64_t& earliest_ready);
 
     DmaSpec m_spec;

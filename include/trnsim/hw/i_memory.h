@@ -1,9 +1,13 @@
 #pragma once
 // Memory behind the DMA engines. A memory model is an sc_module with a TLM-2.0 target socket; DMA engines
-// call b_transport (loosely timed) with a generic payload (address, length, read/write; no data pointer:
-// values move in the functional model). The returned delay is when the last byte is delivered; the
-// MemoryTiming extension says when the memory accepted the last byte, i.e. when the initiator may
-// send its next request (so latency is pipelined across requests).
+// call b_transport with a generic payload (address, length, read/write; no data pointer: values move in
+// the functional model) carrying a MemoryTiming extension:
+// - b_transport returns when the memory has accepted the request; it may wait in simulated time while the
+//   memory's queues are full (back-pressure). `accept_delay` (relative to the return) says when the
+//   initiator may send its next request.
+// - the memory calls `on_done(fs)` exactly once with the absolute time the last byte was delivered; it may
+//   do so from inside b_transport (a model that knows the time at once) or later (a queued model), so the
+//   latency of one request overlaps the next ones.
 // Models are a family chosen by name (`chip.memory.model`): "ideal" here; "hbm" plugs in the same way.
 
 #include <cstdint>
@@ -21,10 +25,13 @@
 namespace trnsim::hw {
 
 struct MemoryTiming : tlm::tlm_extension<MemoryTiming> {
-    sc_core::sc_time accept_delay;  // relative to the call, like the b_transport delay
+    sc_core::sc_time accept_delay;                  // set by the memory, relative to b_transport's return
+    std::function<void(std::uint64_t)> on_done;     // set by the initiator: called with the completion time
     tlm::tlm_extension_base* clone() const override { return new MemoryTiming(*this); }
     void copy_from(const tlm::tlm_extension_base& other) override {
-        accept_delay = static_cast<const MemoryTiming&>(other).accept_delay;
+        const auto& o = static_cast<const MemoryTiming&>(other);
+        accept_delay = o.accept_delay;
+        on_done = o.on_done;
     }
 };
 
