@@ -20,6 +20,7 @@ struct ChipOptions {
 // Each returns the function to run when its subcommand was chosen; it returns the exit code.
 std::function<int()> add_kernel_command(CLI::App& app);
 std::function<int()> add_presets_command(CLI::App& app);
+std::function<int()> add_mem_command(CLI::App& app);
 std::function<int()> add_describe_command(CLI::App& app);
 
 // The default simulation run by `trnsim` without a subcommand.

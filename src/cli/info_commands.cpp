@@ -17,6 +17,12 @@ std::function<int()> add_presets_command(CLI::App& app) {
             const std::string desc = node["description"] ? node["description"].as<std::string>() : "";
             std::printf("  %-8s %s\n", name.c_str(), desc.c_str());
         }
+        std::printf("HBM parts (--memory, or --set chip.memory.hbm.part=NAME):\n");
+        for (const auto& name : preset_names("memory")) {
+            const YAML::Node node = YAML::Load(find_preset("memory", name)->text);
+            const std::string desc = node["description"] ? node["description"].as<std::string>() : "";
+            std::printf("  %-17s %s\n", name.c_str(), desc.c_str());
+        }
         return 0;
     };
 }

@@ -24,6 +24,8 @@ const char* param_type_name(ParamType t) {
         case ParamType::bandwidth: return "bandwidth";
         case ParamType::bytes: return "size";
         case ParamType::duration: return "duration";
+        case ParamType::energy: return "energy";
+        case ParamType::power: return "power";
     }
     return "?";
 }
@@ -81,6 +83,8 @@ std::string unit_range_text(const ParamDecl& d) {
         case ParamType::bandwidth: show = [](double v) { return to_string(Bandwidth{v}); }; break;
         case ParamType::bytes: show = [](double v) { return to_string(Bytes{static_cast<std::uint64_t>(v)}); }; break;
         case ParamType::duration: show = [](double v) { return to_string(Duration{v}); }; break;
+        case ParamType::energy: show = [](double v) { return to_string(Energy{v}); }; break;
+        case ParamType::power: show = [](double v) { return to_string(Power{v}); }; break;
         default: return "";
     }
     if (d.min > 0 && d.max < 1e300) return " from " + show(d.min) + " to " + show(d.max);
@@ -110,6 +114,9 @@ std::string allowed_text(const ParamDecl& d) {
         case ParamType::bytes: return std::string("a size with a unit (") + bytes_units() + ")" + unit_range_text(d);
         case ParamType::duration:
             return std::string("a duration with a unit (") + duration_units() + ")" + unit_range_text(d);
+        case ParamType::energy:
+            return std::string("an energy with a unit (") + energy_units() + ")" + unit_range_text(d);
+        case ParamType::power: return std::string("a power with a unit (") + power_units() + ")" + unit_range_text(d);
     }
     return "?";
 }
@@ -213,7 +220,9 @@ void Config::validate(const ParamDecl& d, const std::string& text, const std::st
         case ParamType::frequency:
         case ParamType::bandwidth:
         case ParamType::bytes:
-        case ParamType::duration: {
+        case ParamType::duration:
+        case ParamType::energy:
+        case ParamType::power: {
             double v = 0;
             try {
                 v = base_value(d, text);
@@ -224,7 +233,9 @@ void Config::validate(const ParamDecl& d, const std::string& text, const std::st
                                             range.empty() ? "" : "; allowed values" + range));
             }
             if (v < d.min || v > d.max) fail("out of range");
-            if (v <= 0 && d.type != ParamType::duration && d.type != ParamType::bytes) fail("must be positive");
+            const bool zero_allowed = d.type == ParamType::duration || d.type == ParamType::bytes ||
+                                      d.type == ParamType::energy || d.type == ParamType::power;
+            if (v <= 0 && !zero_allowed) fail("must be positive");
             return;
         }
     }
@@ -359,6 +370,12 @@ Bytes Config::get_bytes(const std::string& key) const {
 Duration Config::get_duration(const std::string& key) const {
     return parse_duration(raw(key).text);
 }
+Energy Config::get_energy(const std::string& key) const {
+    return parse_energy(raw(key).text);
+}
+Power Config::get_power(const std::string& key) const {
+    return parse_power(raw(key).text);
+}
 
 const EmbeddedPreset* find_preset(const std::string& kind, const std::string& name) {
     const std::string full = kind + "/" + name;
@@ -398,7 +415,10 @@ void apply_layer(Config& config, const std::string& kind, const std::string& nam
         origin = name_or_path;
     } else {
         throw UserError(fmt::format("unknown {} preset '{}'; allowed: {} (or a path to a .yaml file)",
-                                    kind == "chips" ? "chip" : kind, name_or_path, join(preset_names(kind))));
+                                    kind == "chips"    ? "chip"
+                                    : kind == "memory" ? "memory (HBM part)"
+                                                       : kind,
+                                    name_or_path, join(preset_names(kind))));
     }
     YAML::Node root;
     try {

@@ -79,7 +79,42 @@ std::string format_with(double v, const std::array<UnitScale, N>& units, std::st
     return format_number(v) + std::string(fallback);
 }
 
+constexpr std::array<UnitScale, 6> k_energy = {
+    {{"mJ", 1e-3}, {"uJ", 1e-6}, {"nJ", 1e-9}, {"pJ", 1e-12}, {"fJ", 1e-15}, {"J", 1.0}}};
+constexpr std::array<UnitScale, 4> k_power = {{{"kW", 1e3}, {"mW", 1e-3}, {"uW", 1e-6}, {"W", 1.0}}};
+
 }  // namespace
+
+const char* energy_units() {
+    return "J, mJ, uJ, nJ, pJ, fJ";
+}
+const char* power_units() {
+    return "W, kW, mW, uW";
+}
+
+Energy parse_energy(std::string_view text) {
+    return {parse_with(text, k_energy, "energy", energy_units())};
+}
+Power parse_power(std::string_view text) {
+    return {parse_with(text, k_power, "power", power_units())};
+}
+
+std::string to_string(Energy e) {
+    static constexpr std::array<UnitScale, 5> units = {
+        {{"J", 1.0}, {"mJ", 1e-3}, {"uJ", 1e-6}, {"nJ", 1e-9}, {"pJ", 1e-12}}};
+    if (e.joules == 0) return "0J";
+    for (const auto& u : units)
+        if (std::fabs(e.joules) >= u.scale) return format_number(e.joules / u.scale) + std::string(u.suffix);
+    return format_number(e.joules / 1e-15) + "fJ";
+}
+
+std::string to_string(Power p) {
+    static constexpr std::array<UnitScale, 4> units = {{{"kW", 1e3}, {"W", 1.0}, {"mW", 1e-3}, {"uW", 1e-6}}};
+    if (p.watts == 0) return "0W";
+    for (const auto& u : units)
+        if (std::fabs(p.watts) >= u.scale) return format_number(p.watts / u.scale) + std::string(u.suffix);
+    return format_number(p.watts) + "W";
+}
 
 const char* frequency_units() {
     return "Hz, kHz, MHz, GHz";

@@ -1,5 +1,6 @@
 #include "trnsim/hw/chip.h"
 
+#include "trnsim/hw/hbm_memory.h"
 #include "trnsim/hw/i_memory.h"
 #include "trnsim/hw/ideal_memory.h"
 
@@ -10,6 +11,7 @@ void declare_hw_params(ParamRegistry& r) {
     r.declare({"chip.cores", ParamType::integer, "NeuronCores per chip", std::nullopt, "", {}, 1, 1024});
     NeuronCoreSpec::declare(r);
     register_ideal_memory();
+    register_hbm_memory();
     r.declare({"chip.memory.model", ParamType::choice, "memory model behind the DMA engines", "ideal", "",
                memory_model_names()});
     r.declare({"chip.memory.bandwidth",
@@ -24,6 +26,7 @@ void declare_hw_params(ParamRegistry& r) {
         {"chip.memory.capacity", ParamType::bytes, "HBM capacity of the whole chip", std::nullopt, "", {}, 1, 1e15});
     r.declare({"chip.memory.stacks", ParamType::integer, "HBM stacks", std::nullopt, "", {}, 1, 64});
     IdealMemorySpec::declare(r);
+    HbmSpec::declare(r);
 }
 
 const ParamRegistry& hw_param_registry() {
@@ -37,11 +40,21 @@ const ParamRegistry& hw_param_registry() {
 
 Config resolve_chip_config(const std::string& chip, const std::vector<std::string>& files,
                            const std::vector<std::string>& overrides) {
+    // The HBM part is itself a preset layer under the chip's: find which part the chip, files and
+    // overrides name, then resolve defaults -> part -> chip -> files -> overrides.
+    auto upper_layers = [&](Config& c) {
+        apply_preset_or_file(c, "chips", chip);
+        for (const auto& f : files) c.apply_yaml_file(f);
+        for (const auto& o : overrides) c.apply_override(o);
+    };
+    Config probe(hw_param_registry());
+    probe.apply_defaults();
+    upper_layers(probe);
+    const std::string part = probe.get_text("chip.memory.hbm.part");
     Config config(hw_param_registry());
     config.apply_defaults();
-    apply_preset_or_file(config, "chips", chip);
-    for (const auto& f : files) config.apply_yaml_file(f);
-    for (const auto& o : overrides) config.apply_override(o);
+    apply_preset_or_file(config, "memory", part);
+    upper_layers(config);
     std::string layers = "chip '" + chip + "'";
     for (const auto& f : files) layers += " + " + f;
     config.check_complete(layers);

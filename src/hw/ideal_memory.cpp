@@ -18,7 +18,8 @@ void IdealMemorySpec::declare(ParamRegistry& r) {
 
 IdealMemorySpec IdealMemorySpec::from_config(const Config& c, const MemoryContext& ctx) {
     IdealMemorySpec s;
-    s.bandwidth = Bandwidth{c.get_bandwidth("chip.memory.bandwidth").bytes_per_s / ctx.cores_sharing};
+    const double chip = c.get_bandwidth("chip.memory.bandwidth").bytes_per_s;
+    s.bandwidth = Bandwidth{ctx.whole_chip ? chip : chip / ctx.cores_sharing};
     s.latency = c.get_duration("chip.memory.ideal.latency");
     return s;
 }
@@ -46,6 +47,7 @@ void IdealMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time&
     trans.set_response_status(tlm::TLM_OK_RESPONSE);
     if (auto* timing = trans.get_extension<MemoryTiming>()) {
         timing->accept_delay = sc_core::sc_time::from_value(m_free_fs - now);
+        timing->arrival_fs = request;
         if (timing->on_done) timing->on_done(m_free_fs + m_latency_fs);
     }
 }

@@ -38,9 +38,12 @@ nlohmann::json to_json(const runtime::KernelResult& r) {
     j["utilization"] = r.utilization;
     j["instructions"] = r.instructions;
     j["tensor_engine"] = {{"cycles", r.tensor_engine_cycles}, {"macs", r.tensor_macs}};
-    j["hbm"] = {{"read_bytes", r.hbm_read_bytes},
+    j["hbm"] = {{"model", r.memory_model},
+                {"read_bytes", r.hbm_read_bytes},
                 {"write_bytes", r.hbm_write_bytes},
-                {"bandwidth_gbps", r.memory_bandwidth_gbps}};
+                {"bandwidth_gbps", r.memory_bandwidth_gbps},
+                {"peak_gbps", r.memory_peak_gbps}};
+    for (const auto& [k, v] : r.memory_summary) j["hbm"][k] = v;
     j["dma"] = {{"transfers", r.dma_transfers},
                 {"program_read_bytes", r.program_read_bytes},
                 {"program_write_bytes", r.program_write_bytes}};
@@ -78,8 +81,14 @@ std::string to_table(const runtime::KernelResult& r) {
         out += fmt::format("{} {:.1f}%  ", e, 100.0 * r.utilization.at(e));
     }
     out += "\n";
-    out += fmt::format("  {:<22}read {}  write {}  ({:.1f} GB/s)\n", "HBM", size_text(r.hbm_read_bytes),
-                       size_text(r.hbm_write_bytes), r.memory_bandwidth_gbps);
+    out += fmt::format("  {:<22}read {}  write {}  ({:.1f} of {:.1f} GB/s, {} model)\n", "HBM",
+                       size_text(r.hbm_read_bytes), size_text(r.hbm_write_bytes), r.memory_bandwidth_gbps,
+                       r.memory_peak_gbps, r.memory_model);
+    if (r.memory_summary.count("energy_pj_per_bit")) {
+        out += fmt::format("  {:<22}{:.1f}% row hits, {:.2f} pJ/bit, {:.1f}% of the time refreshing\n", "",
+                           100 * r.memory_summary.at("row_hit_rate"), r.memory_summary.at("energy_pj_per_bit"),
+                           100 * r.memory_summary.at("refresh_share"));
+    }
     out +=
         fmt::format("  {:<22}{} of SBUF, {} DMA transfers\n", "on chip", size_text(r.sbuf_peak_bytes), r.dma_transfers);
     if (r.functional) out += fmt::format("  {:<22}{:.3e} (max|y-ref|/max|ref|)\n", "functional error", r.max_rel_error);

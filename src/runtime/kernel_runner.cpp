@@ -125,6 +125,7 @@ KernelResult run_kernel(const KernelOptions& options, const Config& config) {
     const auto wall_start = std::chrono::steady_clock::now();
     run_simulation();
     core.check_finished();
+    memory->finish();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
 
     const auto& st = core.stats();
@@ -159,6 +160,12 @@ KernelResult run_kernel(const KernelOptions& options, const Config& config) {
     r.program_read_bytes = program.dma_read_bytes();
     r.program_write_bytes = program.dma_write_bytes();
     r.memory_bandwidth_gbps = static_cast<double>(r.hbm_read_bytes + r.hbm_write_bytes) / r.time_s * 1e-9;
+    r.memory_model = chip.memory_model;
+    r.memory_peak_gbps = memory->peak_bytes_per_s() * 1e-9;
+    r.memory_summary = memory->summary();
+    if (r.memory_summary.count("timing_violations") && r.memory_summary.at("timing_violations") > 0) {
+        throw std::logic_error("HBM timing checker found violations (chip.memory.hbm.check_timing)");
+    }
     r.wall_s = wall;
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);

@@ -16,7 +16,7 @@
 
 namespace trnsim {
 
-enum class ParamType { integer, real, boolean, text, choice, frequency, bandwidth, bytes, duration };
+enum class ParamType { integer, real, boolean, text, choice, frequency, bandwidth, bytes, duration, energy, power };
 
 const char* param_type_name(ParamType t);
 
@@ -76,6 +76,8 @@ public:
     Bandwidth get_bandwidth(const std::string& key) const;
     Bytes get_bytes(const std::string& key) const;
     Duration get_duration(const std::string& key) const;
+    Energy get_energy(const std::string& key) const;
+    Power get_power(const std::string& key) const;
 
 private:
     const ParamDecl& decl_for(const std::string& key, const std::string& origin) const;

@@ -26,23 +26,37 @@ struct Duration {
     double seconds = 0;
 };
 
+struct Energy {
+    double joules = 0;
+};
+
+struct Power {
+    double watts = 0;
+};
+
 // Each parser throws UnitError naming the accepted units when the text is not "<number><unit>".
 Frequency parse_frequency(std::string_view text);
 Bandwidth parse_bandwidth(std::string_view text);
 Bytes parse_bytes(std::string_view text);
 Duration parse_duration(std::string_view text);
+Energy parse_energy(std::string_view text);
+Power parse_power(std::string_view text);
 
 // Accepted unit spellings, for error messages and docs.
 const char* frequency_units();
 const char* bandwidth_units();
 const char* bytes_units();
 const char* duration_units();
+const char* energy_units();
+const char* power_units();
 
 // Canonical, round-trippable text: picks the largest unit that keeps the mantissa >= 1.
 std::string to_string(Frequency f);
 std::string to_string(Bandwidth b);  // decimal prefixes (GB/s = 1e9 B/s)
 std::string to_string(Bytes b);      // binary prefixes when exact, else bytes
 std::string to_string(Duration d);
+std::string to_string(Energy e);
+std::string to_string(Power p);
 
 // Shortest decimal text that parses back to the same double.
 std::string format_number(double v);

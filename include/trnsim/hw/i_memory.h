@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,12 +26,14 @@
 namespace trnsim::hw {
 
 struct MemoryTiming : tlm::tlm_extension<MemoryTiming> {
-    sc_core::sc_time accept_delay;                  // set by the memory, relative to b_transport's return
-    std::function<void(std::uint64_t)> on_done;     // set by the initiator: called with the completion time
+    sc_core::sc_time accept_delay;               // set by the memory, relative to b_transport's return
+    std::uint64_t arrival_fs = 0;                // set by the memory: when the request entered its queues
+    std::function<void(std::uint64_t)> on_done;  // set by the initiator: called with the completion time
     tlm::tlm_extension_base* clone() const override { return new MemoryTiming(*this); }
     void copy_from(const tlm::tlm_extension_base& other) override {
         const auto& o = static_cast<const MemoryTiming&>(other);
         accept_delay = o.accept_delay;
+        arrival_fs = o.arrival_fs;
         on_done = o.on_done;
     }
 };
@@ -53,11 +56,16 @@ public:
     virtual const MemoryStats& stats() const = 0;
     // Peak bandwidth this model can deliver to its initiators, bytes per second.
     virtual double peak_bytes_per_s() const = 0;
+    // Called once after the simulation: bring internal state up to the current time.
+    virtual void finish() {}
+    // Model-specific results (energy, row-buffer hit rate, ...) by name, for reports.
+    virtual std::map<std::string, double> summary() const { return {}; }
 };
 
 // How many NeuronCores share the chip's memory: a per-core model gets 1/cores of the chip's resources.
 struct MemoryContext {
     int cores_sharing = 1;
+    bool whole_chip = false;  // model the whole chip's memory (trnsim mem) instead of one core's share
 };
 
 using MemoryFactory =

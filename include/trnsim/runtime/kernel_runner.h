@@ -42,6 +42,9 @@ struct KernelResult {
     std::uint64_t program_read_bytes = 0;  // what the program's DMA instructions ask for
     std::uint64_t program_write_bytes = 0;
     double memory_bandwidth_gbps = 0;  // achieved HBM bandwidth of this core
+    std::string memory_model;
+    double memory_peak_gbps = 0;                   // what the modelled memory can deliver
+    std::map<std::string, double> memory_summary;  // model-specific (HBM: energy, row hits, refresh)
     bool functional = false;
     double max_rel_error = 0;  // max |y - ref| / max |ref|
     double wall_s = 0;

@@ -1,0 +1,49 @@
+#pragma once
+// Physical address -> (stack, channel, pseudo-channel, SID, bank group, bank, row, column) of an HBM system.
+// Mixed-radix decoding of the burst index (address / burst_bytes), fields from least to most significant:
+// - ro_ba_bg_ra_co_ch: channel, pseudo-channel, stack, column, SID ("rank"), bank group, bank, row. Consecutive
+//   bursts go to consecutive channels first, then pseudo-channels, then stacks; the columns of one row of a
+//   pseudo-channel are channels * pseudo_channels * stacks bursts apart.
+// - xor_hashed: the same order, then the channel, bank-group and bank fields are permuted by the low row
+//   bits (permutation-based interleaving, Zhang, Zhu and Zhang, MICRO 2000): field XOR row slice for
+//   power-of-two field sizes, (field + row slice) mod size otherwise, so decode stays a bijection. Successive
+//   rows of one bank land in different banks/channels, spreading row conflicts of strided traffic.
+// Any field size works (not only powers of two); power-of-two sizes decode with shifts.
+
+#include <cstdint>
+
+#include "trnsim/hw/dram_timing.h"
+
+namespace trnsim::hw::dram {
+
+struct Decoded {
+    int stack, channel, pseudo_channel, sid, bank_group, bank, row, column;
+};
+
+enum class MapScheme { ro_ba_bg_ra_co_ch, xor_hashed };
+
+class AddressMap {
+public:
+    // Throws std::invalid_argument for stacks < 1 or an invalid organization.
+    AddressMap(const Organization& org, int stacks, MapScheme scheme);
+
+    // `address`: any byte of a burst (the offset within the burst is ignored). Throws std::out_of_range at
+    // or beyond capacity_bytes().
+    Decoded decode(std::uint64_t address) const;
+    // Inverse of decode: the first byte of the burst. Throws std::out_of_range for a field out of range.
+    std::uint64_t encode(const Decoded& d) const;
+    std::uint64_t capacity_bytes() const { return m_bursts * static_cast<std::uint64_t>(m_org.burst_bytes); }
+    MapScheme scheme() const { return m_scheme; }
+
+private:
+    enum Field { channel, pseudo_channel, stack, column, sid, bank_group, bank, row, kFields };
+    Organization m_org;
+    int m_stacks;
+    MapScheme m_scheme;
+    std::uint64_t m_radix[kFields];
+    int m_shift[kFields];  // log2(radix) when every radix is a power of two, else -1
+    bool m_pow2 = true;
+    std::uint64_t m_bursts = 1;
+};
+
+}  // namespace trnsim::hw::dram

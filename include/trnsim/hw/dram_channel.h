@@ -1,0 +1,244 @@
+#pragma once
+// One HBM pseudo-channel: its banks (state machines with earliest-issue times per command) and its
+// controller (read/write queues, FR-FCFS, write-drain watermarks, page policy, refresh), plus stats and
+// the command counts an energy model multiplies by per-command energies. Plain C++; the SystemC/TLM
+// wrapper converts times and drives run_until().
+//
+// What is modelled, per controller tick (the command timeline is exact):
+// - Every constraint of TimingChecker (dram_timing.h) is held as earliest-issue times per bank, bank
+//   group, SID and pseudo-channel, plus the last four ACTs (tFAW) and the row/column command buses.
+// - At each tick t: requests with arrival <= t join their queue; the drain mode is updated (enter write
+//   mode when writes >= write_high, or no reads but some writes; leave it when writes <= write_low and
+//   reads are waiting, or no writes are left); refreshes falling due are queued; then
+//   1. column bus: the oldest request of the served queue whose row is open and whose RD/WR may issue
+//      at t (FR-FCFS "first ready, column first, oldest first"); closed page issues RDA/WRA when no other
+//      queued request (either queue) hits that row;
+//   2. row bus: a due refresh first (all-bank: PREA if a bank is open, then REFab; per-bank: PRE of the
+//      target bank if open, then REFpb; each bank in turn, one every REFIpb); otherwise the oldest request
+//      of the served queue whose next command may issue at t: ACT if its bank is closed, PRE if another row
+//      is open and no request of the served queue hits that row (row hits are served before a conflict
+//      closes the row). A pending REFab holds every request command; a pending REFpb holds its bank.
+//   With a single command bus the same two steps share one bus.
+// - Abstracted away: data values, power-down and self-refresh, refresh postponing/pulling-in beyond
+//   "as soon as the banks allow", RFM, ECC, the TSV/PHY latency outside CL.
+// Events are not simulated tick by tick: the controller jumps from one decision tick to the next,
+// computing the earliest legal tick of the best candidate per bus from the stored earliest-issue times.
+
+#include <cstdint>
+#include <vector>
+
+#include "trnsim/hw/dram_timing.h"
+
+namespace trnsim::hw::dram {
+
+struct Request {
+    std::uint64_t id;
+    bool write;
+    int sid, bank_group, bank, row, column;
+    std::uint64_t arrival;  // controller tick at which the request is in the queue
+};
+
+// read: tick of the last data beat returned (RD + CL + BL); write: last beat written (WR + CWL + BL).
+struct Completion {
+    std::uint64_t id;
+    std::uint64_t tick;
+};
+
+enum class PagePolicy { open, closed };  // closed: RDA/WRA when no other queued request hits the row
+enum class RefreshMode { all_bank, per_bank, off };
+
+struct ControllerSpec {
+    int read_queue = 64, write_queue = 64;
+    int write_high = 48, write_low = 16;  // write-drain watermarks (queued writes)
+    PagePolicy page = PagePolicy::open;
+    RefreshMode refresh = RefreshMode::all_bank;
+
+    // Throws std::invalid_argument: queues >= 1, 0 <= write_low < write_high <= write_queue.
+    void validate() const;
+};
+
+struct ChannelStats {
+    std::uint64_t reads = 0, writes = 0;                            // requests served (RD/RDA, WR/WRA issued)
+    std::uint64_t row_hits = 0, row_misses = 0, row_conflicts = 0;  // per request, at its first command
+    std::uint64_t acts = 0;
+    std::uint64_t pres = 0;             // PRE commands (requests and per-bank refresh)
+    std::uint64_t preas = 0;            // PREA commands (all-bank refresh)
+    std::uint64_t auto_pres = 0;        // RDA + WRA
+    std::uint64_t bank_precharges = 0;  // banks closed by PRE, PREA or auto-precharge
+    std::uint64_t refs_ab = 0, refs_pb = 0;
+    std::uint64_t data_bus_busy_ticks = 0;  // BL per RD/WR
+    std::uint64_t refresh_ticks = 0;        // ticks during which a bank or the channel is blocked by refresh
+    std::uint64_t refresh_bank_ticks = 0;   // sum over banks of ticks blocked by refresh (RFC x banks, RFCpb)
+    std::uint64_t active_ticks = 0;         // ticks with at least one bank open (until auto-precharge ends)
+    std::uint64_t precharged_ticks = 0;     // ticks with every bank precharged
+    std::uint64_t ticks = 0;                // ticks simulated (= the channel's current tick)
+    std::uint64_t write_drains = 0;         // entries into write mode
+    double latency_sum = 0;                 // ticks from arrival to completion, summed over served requests
+    std::uint64_t latency_max = 0;
+};
+
+class PseudoChannel {
+public:
+    PseudoChannel(const Organization& org, const Timing& timing, const ControllerSpec& spec);
+
+    bool can_accept(bool write) const;  // queue space (requests not yet served, arrived or not)
+    // r.arrival >= the current tick (an earlier arrival is taken as arriving now, its latency still
+    // counted from r.arrival). Throws std::logic_error when the queue is full, std::out_of_range for a
+    // field outside the organization.
+    void enqueue(const Request& r);
+    // Issues every command whose tick is < `until`; appends the requests completing before `until`, in
+    // completion order. Afterwards the current tick is max(current, until).
+    // With stop_when_slot_frees, stops instead after the first tick t < until at which a request left its
+    // queue (its RD/WR issued): the current tick is then t + 1 and completions before t + 1 are appended.
+    // Returns true if it stopped so. (A driver keeping the queues full refills at now(); this is
+    // exactly per-event stepping, without a call per ACT/PRE.)
+    bool run_until(std::uint64_t until, std::vector<Completion>& done, bool stop_when_slot_frees = false);
+    // Earliest tick at which the channel will do something (issue a command or complete a request), or
+    // UINT64_MAX when idle with nothing queued and refresh off. Never in the past. Exact, except that a
+    // request enqueued for a future arrival tick makes that tick an event.
+    std::uint64_t next_event_tick() const;
+    void set_command_log(std::vector<IssuedCommand>* log) { m_log = log; }  // nullptr = off
+    const ChannelStats& stats() const { return m_stats; }
+
+    std::uint64_t now() const { return m_now; }  // every tick < now() has been simulated
+    bool write_mode() const { return m_write_mode; }
+    int queued(bool write) const { return m_queued[write]; }  // arrived, not yet served
+    const Organization& organization() const { return m_org; }
+    const Timing& timing() const { return m_t; }
+    const ControllerSpec& spec() const { return m_spec; }
+
+private:
+    static constexpr std::uint64_t kNone = ~std::uint64_t{0};
+
+    struct Slot {
+        std::uint64_t id, arrival, seq;
+        int bank, row, column;
+        int bank_prev, bank_next;  // age-ordered list of the bank's requests in this queue
+        int age_prev, age_next;    // age-ordered list of the queue's requests
+        int group, group_next;     // FIFO of the requests to the same (bank, row) in this queue
+        bool write, classified;
+    };
+    struct Group {  // queued requests of one queue to one row of one bank
+        int row, head, tail, count, next;
+    };
+    struct BankQueue {  // one bank's requests in one queue
+        int head = -1, tail = -1, count = 0;
+        int groups = -1;      // list of row groups
+        int open_group = -1;  // group of the open row, -1 if none
+    };
+    struct Best {  // best candidate of a bus: (earliest legal tick, age)
+        std::uint64_t tick = kNone, seq = kNone;
+        int bank = -1;
+    };
+    struct Done {
+        std::uint64_t tick, order, id;
+    };
+    struct DoneQueue {  // completions in tick order (reads and writes each complete in issue order)
+        std::vector<Done> items;
+        std::size_t head = 0;
+        bool empty() const { return head == items.size(); }
+        const Done& front() const { return items[head]; }
+        void pop();
+    };
+
+    BankQueue& bank_queue(int q, int b) { return m_bq[static_cast<std::size_t>(q * m_banks + b)]; }
+    const BankQueue& bank_queue(int q, int b) const { return m_bq[static_cast<std::size_t>(q * m_banks + b)]; }
+    int active_queue() const { return m_write_mode ? 1 : 0; }
+
+    void admit(int slot);
+    void update_mode();
+    int find_group(const BankQueue& bq, int row) const;
+    void open_bank(int b, int row);
+    void close_bank(int b);
+    void update_act_x(int b);
+    void update_bg_act_x(int b);  // every bank of b's bank group
+
+    // Candidates.
+    void clean() const;
+    void rescan_col() const;
+    void rescan_row() const;
+    void consider_col(int b) const;
+    void consider_row(int b) const;
+    std::uint64_t col_tick(int q, int b) const;
+    std::uint64_t row_tick(int b) const;
+    std::uint64_t faw_ready() const { return m_act_count >= 4 ? m_faw[m_act_count & 3] + m_t.FAW : 0; }
+    // Earliest tick of the pending refresh's next command, kNone if none.
+    std::uint64_t refresh_tick() const { return (m_refab_pending | m_refpb_count) ? pending_refresh_tick() : kNone; }
+    std::uint64_t pending_refresh_tick() const;
+    void recompute_blocked();
+
+    // Issue.
+    void issue_cas(int b, std::uint64_t t);
+    void issue_act(int b, std::uint64_t t);
+    void issue_pre(int b, std::uint64_t t, bool for_request);
+    void issue_prea(std::uint64_t t);
+    void issue_refab(std::uint64_t t);
+    void issue_refpb(int b, std::uint64_t t);
+    void issue_refresh(std::uint64_t t);
+    void row_bus_used(std::uint64_t t, int occupancy);
+    void account(std::uint64_t t);  // active/precharged ticks up to t
+    void add_refresh_ticks(std::uint64_t t, std::uint64_t duration);
+    void log(std::uint64_t t, Command c, int b, int row);
+
+    Organization m_org;
+    Timing m_t;
+    ControllerSpec m_spec;
+    int m_banks;
+    std::uint64_t m_bank_mask;
+    int m_wr_to_pre, m_rd_done, m_wr_done;
+    std::vector<int> m_sid_of, m_bg_of;  // per bank: SID, flat bank group (sid * bank_groups + bg)
+
+    // Earliest-issue times (ticks) per scope and command kind.
+    std::vector<std::uint64_t> m_bank_act, m_bank_pre, m_bank_rd, m_bank_wr;
+    std::vector<std::uint64_t> m_bg_act, m_bg_rd, m_bg_wr;
+    std::vector<std::uint64_t> m_sid_rd, m_sid_wr;
+    std::uint64_t m_pc_act = 0, m_pc_pre = 0, m_pc_prea = 0, m_pc_rd = 0, m_pc_wr = 0, m_pc_refab = 0, m_pc_refpb = 0;
+    std::uint64_t m_faw[4] = {0, 0, 0, 0};
+    std::uint64_t m_act_count = 0;
+    std::uint64_t m_row_bus = 0, m_col_bus = 0;  // free from
+    std::vector<int> m_open_row;                 // -1: precharged
+    int m_open_banks = 0;
+    std::uint64_t m_closed = 0;  // mask of precharged banks
+    // Dense copies for the candidate scans: per bank max(bank ACT, bank-group ACT) earliest tick; per queue
+    // and bank the age of the oldest request and of the oldest request to the open row (kNone if none).
+    std::uint64_t m_act_x[64] = {};
+    std::uint64_t m_head_seq[2][64];
+    std::uint64_t m_hit_seq[2][64];
+
+    // Queues.
+    std::vector<Slot> m_slots;
+    int m_free_slot = -1;
+    std::vector<Group> m_groups;
+    int m_free_group = -1;
+    std::vector<BankQueue> m_bq;  // [queue][bank]
+    int m_queued[2] = {0, 0};     // arrived, not served
+    int m_age_head[2] = {-1, -1}, m_age_tail[2] = {-1, -1};
+    int m_waiting[2] = {0, 0};             // enqueued for a future arrival
+    std::uint64_t m_req_mask[2] = {0, 0};  // banks with requests in the queue
+    std::uint64_t m_cas_mask[2] = {0, 0};  // banks whose open row has requests in the queue
+    std::vector<int> m_future;             // slots waiting for their arrival tick, in arrival order
+    std::size_t m_future_head = 0;
+    std::uint64_t m_seq = 0;
+    bool m_write_mode = false;
+
+    // Refresh.
+    std::uint64_t m_ref_due = kNone;
+    std::uint64_t m_ref_interval = 0;
+    int m_refab_pending = 0;
+    std::vector<int> m_refpb_pending;  // ring of target banks
+    int m_refpb_head = 0, m_refpb_count = 0, m_ref_next_bank = 0;
+    std::uint64_t m_blocked = 0;  // banks held by a pending refresh
+
+    mutable Best m_col, m_row;
+    mutable bool m_col_dirty = true, m_row_dirty = true;
+
+    DoneQueue m_done[2];
+    std::uint64_t m_cas_order = 0;
+
+    std::uint64_t m_now = 0;
+    std::uint64_t m_accounted = 0, m_auto_close = 0, m_refresh_until = 0;
+    ChannelStats m_stats;
+    std::vector<IssuedCommand>* m_log = nullptr;
+};
+
+}  // namespace trnsim::hw::dram

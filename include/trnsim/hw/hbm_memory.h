@@ -1,0 +1,88 @@
+#pragma once
+// HBM memory model ("hbm" in the memory family): stacks -> channels -> pseudo-channels, each pseudo-channel
+// a dram::PseudoChannel (bank state machines, FR-FCFS controller, refresh; every JEDEC constraint of
+// memory.md), behind a TLM-2.0 target socket. A request is split into bursts of the access granularity,
+// each routed by the address map to its pseudo-channel; b_transport waits while a target queue is full,
+// and the request completes (MemoryTiming::on_done) when its last burst has. The pseudo-channels run in
+// their own tick domain (CK x tick_multiplier) and are advanced event by event: the model wakes only at
+// ticks where some pseudo-channel issues a command or completes a request.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "trnsim/core/clock.h"
+#include "trnsim/hw/hbm_spec.h"
+#include "trnsim/hw/i_memory.h"
+
+namespace trnsim::hw {
+
+// Totals over every pseudo-channel, with energy.
+struct HbmReport {
+    std::uint64_t reads = 0, writes = 0;
+    std::uint64_t row_hits = 0, row_misses = 0, row_conflicts = 0;
+    std::uint64_t acts = 0, refreshes = 0;
+    double refresh_share = 0;  // mean over pseudo-channels of the time refresh blocked the channel
+    double mean_latency_ns = 0;
+    double energy_j = 0;  // commands + I/O + background
+    double energy_background_j = 0;
+    double energy_refresh_j = 0;
+    double bytes = 0;
+    double pj_per_bit() const { return bytes > 0 ? energy_j * 1e12 / (bytes * 8) : 0; }
+    double row_hit_rate() const {
+        const double n = static_cast<double>(row_hits + row_misses + row_conflicts);
+        return n > 0 ? static_cast<double>(row_hits) / n : 0;
+    }
+    std::uint64_t timing_violations = 0;
+    std::vector<std::string> violation_samples;  // the first few, when check_timing is on
+};
+
+class HbmMemory : public IMemory {
+public:
+    HbmMemory(const sc_core::sc_module_name& name, const HbmSpec& spec);
+
+    void b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) override;
+    const MemoryStats& stats() const override { return m_stats; }
+    double peak_bytes_per_s() const override { return m_spec.peak_bytes_per_s(); }
+
+    const HbmSpec& spec() const { return m_spec; }
+    // Brings every pseudo-channel up to the current time (refreshes while idle included): call once the
+    // simulation has ended, before report().
+    void finish() override;
+    std::map<std::string, double> summary() const override;
+    // Totals and energy up to the current time; runs the timing checker when check_timing is on.
+    HbmReport report() const;
+
+private:
+    struct Transaction {
+        int bursts_left = 0;
+        std::uint64_t done_fs = 0;
+        std::function<void(std::uint64_t)> on_done;
+    };
+
+    void on_wake();
+    void advance(std::size_t channel, std::uint64_t until_tick);
+    void schedule_wake();
+
+    HbmSpec m_spec;
+    dram::AddressMap m_map;
+    ClockDomain m_ticks;
+    std::vector<std::unique_ptr<dram::PseudoChannel>> m_channels;
+    // Bursts enqueued and not yet completed, per pseudo-channel. Only channels with work schedule wake-ups:
+    // an idle channel's refreshes are simulated when it is next advanced, so that the simulation ends.
+    std::vector<std::uint64_t> m_outstanding;
+    std::vector<std::vector<dram::IssuedCommand>> m_logs;  // when check_timing
+    std::vector<Transaction> m_transactions;
+    std::vector<std::uint64_t> m_free_transactions;
+    std::vector<dram::Completion> m_done;
+    MemoryStats m_stats;
+    sc_core::sc_event m_wake;
+    sc_core::sc_event m_space;  // a queue entry was freed
+    std::uint64_t m_wake_tick = UINT64_MAX;
+};
+
+// Registers "hbm" with the memory-model family.
+void register_hbm_memory();
+
+}  // namespace trnsim::hw

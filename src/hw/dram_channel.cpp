@@ -1,0 +1,768 @@
+#include "trnsim/hw/dram_channel.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace trnsim::hw::dram {
+
+namespace {
+
+inline void raise(std::uint64_t& v, std::uint64_t t) {
+    if (t > v) v = t;
+}
+inline std::uint64_t max2(std::uint64_t a, std::uint64_t b) {
+    return a > b ? a : b;
+}
+// Branch-free max for the candidate scans, whose comparisons are unpredictable.
+inline std::uint64_t max_nb(std::uint64_t a, std::uint64_t b) {
+    return a ^ ((a ^ b) & (std::uint64_t{0} - static_cast<std::uint64_t>(b > a)));
+}
+inline std::uint64_t min_nb(std::uint64_t a, std::uint64_t b) {
+    return a ^ ((a ^ b) & (std::uint64_t{0} - static_cast<std::uint64_t>(b < a)));
+}
+inline int lowest_bit(std::uint64_t m) {
+    return __builtin_ctzll(m);
+}
+inline std::uint64_t bit(int b) {
+    return std::uint64_t{1} << b;
+}
+
+}  // namespace
+
+void ControllerSpec::validate() const {
+    if (read_queue < 1 || write_queue < 1)
+        throw std::invalid_argument("dram controller: queues must hold >= 1 request");
+    if (write_low < 0 || write_low >= write_high || write_high > write_queue)
+        throw std::invalid_argument("dram controller: need 0 <= write_low < write_high <= write_queue");
+}
+
+void PseudoChannel::DoneQueue::pop() {
+    if (++head == items.size()) {
+        items.clear();
+        head = 0;
+    } else if (head >= 4096 && head * 2 >= items.size()) {
+        items.erase(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(head));
+        head = 0;
+    }
+}
+
+PseudoChannel::PseudoChannel(const Organization& org, const Timing& timing, const ControllerSpec& spec)
+    : m_org(org), m_t(timing), m_spec(spec) {
+    m_org.validate();
+    m_t.validate();
+    m_spec.validate();
+    m_banks = m_org.banks();
+    m_bank_mask = m_banks == 64 ? ~std::uint64_t{0} : bit(m_banks) - 1;
+    m_wr_to_pre = m_t.CWL + m_t.BL + m_t.WR;
+    m_rd_done = m_t.CL + m_t.BL;
+    m_wr_done = m_t.CWL + m_t.BL;
+    for (int s = 0; s < m_org.sids; ++s)
+        for (int g = 0; g < m_org.bank_groups; ++g)
+            for (int b = 0; b < m_org.banks_per_group; ++b) {
+                m_sid_of.push_back(s);
+                m_bg_of.push_back(s * m_org.bank_groups + g);
+            }
+    const auto banks = static_cast<std::size_t>(m_banks);
+    const auto groups = static_cast<std::size_t>(m_org.sids * m_org.bank_groups);
+    m_bank_act.assign(banks, 0);
+    m_bank_pre.assign(banks, 0);
+    m_bank_rd.assign(banks, 0);
+    m_bank_wr.assign(banks, 0);
+    m_bg_act.assign(groups, 0);
+    m_bg_rd.assign(groups, 0);
+    m_bg_wr.assign(groups, 0);
+    m_sid_rd.assign(static_cast<std::size_t>(m_org.sids), 0);
+    m_sid_wr.assign(static_cast<std::size_t>(m_org.sids), 0);
+    m_open_row.assign(banks, -1);
+    m_closed = m_bank_mask;
+    m_bq.resize(2 * banks);
+    for (int q = 0; q < 2; ++q) {
+        std::fill(std::begin(m_head_seq[q]), std::end(m_head_seq[q]), kNone);
+        std::fill(std::begin(m_hit_seq[q]), std::end(m_hit_seq[q]), kNone);
+    }
+
+    const int capacity = m_spec.read_queue + m_spec.write_queue;
+    m_slots.resize(static_cast<std::size_t>(capacity));
+    m_groups.resize(static_cast<std::size_t>(capacity));
+    for (int i = 0; i < capacity; ++i) {
+        m_slots[static_cast<std::size_t>(i)].bank_next = i + 1 < capacity ? i + 1 : -1;
+        m_groups[static_cast<std::size_t>(i)].next = i + 1 < capacity ? i + 1 : -1;
+    }
+    m_free_slot = 0;
+    m_free_group = 0;
+    m_future.reserve(static_cast<std::size_t>(capacity));
+    m_done[0].items.reserve(static_cast<std::size_t>(capacity) * 2);
+    m_done[1].items.reserve(static_cast<std::size_t>(capacity) * 2);
+
+    if (m_spec.refresh == RefreshMode::all_bank) {
+        m_ref_interval = static_cast<std::uint64_t>(m_t.REFI);
+    } else if (m_spec.refresh == RefreshMode::per_bank) {
+        m_ref_interval = static_cast<std::uint64_t>(m_t.REFIpb);
+        m_refpb_pending.assign(2 * banks + 2, 0);
+    }
+    m_ref_due = m_spec.refresh == RefreshMode::off ? kNone : m_ref_interval;
+}
+
+bool PseudoChannel::can_accept(bool write) const {
+    const int q = write ? 1 : 0;
+    return m_queued[q] + m_waiting[q] < (write ? m_spec.write_queue : m_spec.read_queue);
+}
+
+void PseudoChannel::enqueue(const Request& r) {
+    if (!can_accept(r.write)) throw std::logic_error("dram pseudo-channel: enqueue into a full queue");
+    if (r.sid < 0 || r.sid >= m_org.sids || r.bank_group < 0 || r.bank_group >= m_org.bank_groups || r.bank < 0 ||
+        r.bank >= m_org.banks_per_group || r.row < 0 || r.row >= m_org.rows || r.column < 0 ||
+        r.column >= m_org.columns)
+        throw std::out_of_range("dram pseudo-channel: request " + std::to_string(r.id) +
+                                " addresses no bank/row/column of the organization");
+    const int s = m_free_slot;
+    Slot& x = m_slots[static_cast<std::size_t>(s)];
+    m_free_slot = x.bank_next;
+    x.id = r.id;
+    x.arrival = r.arrival;
+    x.bank = m_org.bank_index(r.sid, r.bank_group, r.bank);
+    x.row = r.row;
+    x.column = r.column;
+    x.write = r.write;
+    x.classified = false;
+    if (r.arrival <= m_now) {
+        admit(s);
+        return;
+    }
+    ++m_waiting[r.write ? 1 : 0];
+    if (m_future_head == m_future.size() || m_slots[static_cast<std::size_t>(m_future.back())].arrival <= r.arrival) {
+        m_future.push_back(s);
+    } else {
+        auto it = std::upper_bound(
+            m_future.begin() + static_cast<std::ptrdiff_t>(m_future_head), m_future.end(), r.arrival,
+            [this](std::uint64_t a, int slot) { return a < m_slots[static_cast<std::size_t>(slot)].arrival; });
+        m_future.insert(it, s);
+    }
+}
+
+int PseudoChannel::find_group(const BankQueue& bq, int row) const {
+    for (int g = bq.groups; g >= 0; g = m_groups[static_cast<std::size_t>(g)].next) {
+        if (m_groups[static_cast<std::size_t>(g)].row == row) return g;
+    }
+    return -1;
+}
+
+void PseudoChannel::admit(int s) {
+    Slot& x = m_slots[static_cast<std::size_t>(s)];
+    x.seq = m_seq++;
+    const int q = x.write ? 1 : 0;
+    const int b = x.bank;
+    BankQueue& bq = bank_queue(q, b);
+    const bool was_empty = bq.count == 0;
+    x.bank_prev = bq.tail;
+    x.bank_next = -1;
+    if (bq.tail >= 0) {
+        m_slots[static_cast<std::size_t>(bq.tail)].bank_next = s;
+    } else {
+        bq.head = s;
+        m_head_seq[q][b] = x.seq;
+    }
+    bq.tail = s;
+    ++bq.count;
+    x.age_prev = m_age_tail[q];
+    x.age_next = -1;
+    if (m_age_tail[q] >= 0)
+        m_slots[static_cast<std::size_t>(m_age_tail[q])].age_next = s;
+    else
+        m_age_head[q] = s;
+    m_age_tail[q] = s;
+    int g = find_group(bq, x.row);
+    if (g < 0) {
+        g = m_free_group;
+        Group& fresh = m_groups[static_cast<std::size_t>(g)];
+        m_free_group = fresh.next;
+        fresh = Group{x.row, -1, -1, 0, bq.groups};
+        bq.groups = g;
+        if (m_open_row[static_cast<std::size_t>(b)] == x.row) bq.open_group = g;
+    }
+    Group& G = m_groups[static_cast<std::size_t>(g)];
+    x.group = g;
+    x.group_next = -1;
+    if (G.tail >= 0)
+        m_slots[static_cast<std::size_t>(G.tail)].group_next = s;
+    else
+        G.head = s;
+    G.tail = s;
+    ++G.count;
+    ++m_queued[q];
+    m_req_mask[q] |= bit(b);
+    const bool new_hits = bq.open_group == g && G.count == 1;
+    if (new_hits) {
+        m_cas_mask[q] |= bit(b);
+        m_hit_seq[q][b] = x.seq;
+    }
+    if (q == active_queue()) {
+        if (new_hits) {
+            consider_col(b);
+            // The bank's PRE candidate (if any) is withdrawn: hits come first.
+            if (!was_empty && m_row.bank == b) m_row_dirty = true;
+        } else if (was_empty) {
+            consider_row(b);
+        }
+    }
+    update_mode();
+}
+
+void PseudoChannel::update_mode() {
+    const int reads = m_queued[0], writes = m_queued[1];
+    bool write_mode = m_write_mode;
+    if (!write_mode) {
+        if (writes >= m_spec.write_high || (reads == 0 && writes > 0)) write_mode = true;
+    } else if ((writes <= m_spec.write_low && reads > 0) || writes == 0) {
+        write_mode = false;
+    }
+    if (write_mode != m_write_mode) {
+        m_write_mode = write_mode;
+        m_col_dirty = m_row_dirty = true;
+        if (write_mode) ++m_stats.write_drains;
+    }
+}
+
+void PseudoChannel::open_bank(int b, int row) {
+    m_open_row[static_cast<std::size_t>(b)] = row;
+    ++m_open_banks;
+    m_closed &= ~bit(b);
+    for (int q = 0; q < 2; ++q) {
+        BankQueue& bq = bank_queue(q, b);
+        bq.open_group = find_group(bq, row);
+        if (bq.open_group >= 0) {
+            m_cas_mask[q] |= bit(b);
+            m_hit_seq[q][b] =
+                m_slots[static_cast<std::size_t>(m_groups[static_cast<std::size_t>(bq.open_group)].head)].seq;
+        }
+    }
+}
+
+void PseudoChannel::close_bank(int b) {
+    m_open_row[static_cast<std::size_t>(b)] = -1;
+    --m_open_banks;
+    m_closed |= bit(b);
+    for (int q = 0; q < 2; ++q) {
+        bank_queue(q, b).open_group = -1;
+        m_cas_mask[q] &= ~bit(b);
+        m_hit_seq[q][b] = kNone;
+    }
+}
+
+void PseudoChannel::update_act_x(int b) {
+    const auto i = static_cast<std::size_t>(b);
+    m_act_x[b] = max2(m_bank_act[i], m_bg_act[static_cast<std::size_t>(m_bg_of[i])]);
+}
+
+void PseudoChannel::update_bg_act_x(int b) {
+    const int first = b - b % m_org.banks_per_group;
+    for (int o = first; o < first + m_org.banks_per_group; ++o) update_act_x(o);
+}
+
+// ---- candidates ----------------------------------------------------------------------------------------
+
+std::uint64_t PseudoChannel::col_tick(int q, int b) const {
+    const auto s = static_cast<std::size_t>(m_sid_of[static_cast<std::size_t>(b)]);
+    const auto g = static_cast<std::size_t>(m_bg_of[static_cast<std::size_t>(b)]);
+    const auto i = static_cast<std::size_t>(b);
+    if (q) return max2(max2(max2(m_bank_wr[i], m_bg_wr[g]), max2(m_sid_wr[s], m_pc_wr)), max2(m_col_bus, m_now));
+    return max2(max2(max2(m_bank_rd[i], m_bg_rd[g]), max2(m_sid_rd[s], m_pc_rd)), max2(m_col_bus, m_now));
+}
+
+std::uint64_t PseudoChannel::row_tick(int b) const {
+    const auto i = static_cast<std::size_t>(b);
+    if (m_open_row[i] < 0) return max2(max2(m_act_x[b], max2(m_pc_act, faw_ready())), max2(m_row_bus, m_now));
+    return max2(max2(m_bank_pre[i], m_pc_pre), max2(m_row_bus, m_now));
+}
+
+void PseudoChannel::consider_col(int b) const {
+    const int q = active_queue();
+    if (m_col_dirty || !((m_cas_mask[q] & ~m_blocked) >> b & 1)) return;
+    const std::uint64_t tick = col_tick(q, b);
+    const std::uint64_t seq = m_hit_seq[q][b];
+    if (tick < m_col.tick || (tick == m_col.tick && seq < m_col.seq)) m_col = Best{tick, seq, b};
+}
+
+void PseudoChannel::consider_row(int b) const {
+    const int q = active_queue();
+    if (m_row_dirty || !((m_req_mask[q] & ~m_cas_mask[q] & ~m_blocked) >> b & 1)) return;
+    const std::uint64_t tick = row_tick(b);
+    const std::uint64_t seq = m_head_seq[q][b];
+    if (tick < m_row.tick || (tick == m_row.tick && seq < m_row.seq)) m_row = Best{tick, seq, b};
+}
+
+namespace {
+
+// Candidate keys packed into one word so that one unsigned min gives the earliest tick, then the oldest:
+// (tick - now) << 40 | (seq - oldest seq) << 6 | bank. Ticks fit: every earliest-issue time is an issue
+// tick <= now plus a sum of timing values, each < 2^20 (Timing::validate); seq offsets below 2^34 are
+// checked by the caller.
+constexpr int kSeqShift = 6, kTickShift = 40;
+constexpr std::uint64_t kSeqSpan = std::uint64_t{1} << (kTickShift - kSeqShift);
+
+inline std::uint64_t scan_class(std::uint64_t mask, std::uint64_t common, std::uint64_t now, std::uint64_t base,
+                                const std::uint64_t* x, const std::uint64_t* seq, std::uint64_t best) {
+    for (; mask; mask &= mask - 1) {
+        const int b = lowest_bit(mask);
+        const std::uint64_t key =
+            (max_nb(x[b], common) - now) << kTickShift | (seq[b] - base) << kSeqShift | static_cast<std::uint64_t>(b);
+        best = min_nb(key, best);
+    }
+    return best;
+}
+
+}  // namespace
+
+void PseudoChannel::rescan_col() const {
+    m_col_dirty = false;
+    const int q = active_queue();
+    std::uint64_t mask = m_cas_mask[q] & ~m_blocked;
+    if (!mask) {
+        m_col = Best{};
+        return;
+    }
+    const std::uint64_t common = max2(max2(q ? m_pc_wr : m_pc_rd, m_col_bus), m_now);
+    const std::uint64_t* bank_t = q ? m_bank_wr.data() : m_bank_rd.data();
+    const std::uint64_t* bg_t = q ? m_bg_wr.data() : m_bg_rd.data();
+    const std::uint64_t* sid_t = q ? m_sid_wr.data() : m_sid_rd.data();
+    const std::uint64_t* seqs = m_hit_seq[q];
+    const std::uint64_t base = m_slots[static_cast<std::size_t>(m_age_head[q])].seq;
+    if (m_seq - base >= kSeqSpan) {  // a request older than 2^34 admissions: compare unpacked
+        Best best;
+        for (; mask; mask &= mask - 1) {
+            const int b = lowest_bit(mask);
+            const std::uint64_t tick = col_tick(q, b), seq = seqs[b];
+            if (tick < best.tick || (tick == best.tick && seq < best.seq)) best = Best{tick, seq, b};
+        }
+        m_col = best;
+        return;
+    }
+    std::uint64_t key = ~std::uint64_t{0};
+    for (; mask; mask &= mask - 1) {
+        const int b = lowest_bit(mask);
+        const auto i = static_cast<std::size_t>(b);
+        const std::uint64_t tick = max_nb(max_nb(common, bank_t[i]), max_nb(bg_t[m_bg_of[i]], sid_t[m_sid_of[i]]));
+        const std::uint64_t k =
+            (tick - m_now) << kTickShift | (seqs[b] - base) << kSeqShift | static_cast<std::uint64_t>(b);
+        key = min_nb(k, key);
+    }
+    m_col = Best{m_now + (key >> kTickShift), base + ((key >> kSeqShift) & (kSeqSpan - 1)), static_cast<int>(key & 63)};
+}
+
+void PseudoChannel::rescan_row() const {
+    m_row_dirty = false;
+    const int q = active_queue();
+    const std::uint64_t mask = m_req_mask[q] & ~m_cas_mask[q] & ~m_blocked;
+    if (!mask) {
+        m_row = Best{};
+        return;
+    }
+    const std::uint64_t act_common = max2(max2(m_pc_act, faw_ready()), max2(m_row_bus, m_now));
+    const std::uint64_t pre_common = max2(m_pc_pre, max2(m_row_bus, m_now));
+    const std::uint64_t base = m_slots[static_cast<std::size_t>(m_age_head[q])].seq;
+    if (m_seq - base >= kSeqSpan) {  // a request older than 2^34 admissions: compare unpacked
+        Best best;
+        for (std::uint64_t m = mask; m; m &= m - 1) {
+            const int b = lowest_bit(m);
+            const std::uint64_t tick = row_tick(b), seq = m_head_seq[q][b];
+            if (tick < best.tick || (tick == best.tick && seq < best.seq)) best = Best{tick, seq, b};
+        }
+        m_row = best;
+        return;
+    }
+    std::uint64_t key = ~std::uint64_t{0};
+    key = scan_class(mask & m_closed, act_common, m_now, base, m_act_x, m_head_seq[q], key);
+    key = scan_class(mask & ~m_closed, pre_common, m_now, base, m_bank_pre.data(), m_head_seq[q], key);
+    m_row = Best{m_now + (key >> kTickShift), base + ((key >> kSeqShift) & (kSeqSpan - 1)), static_cast<int>(key & 63)};
+}
+
+void PseudoChannel::clean() const {
+    if (m_col_dirty) rescan_col();
+    if (m_row_dirty) rescan_row();
+}
+
+std::uint64_t PseudoChannel::pending_refresh_tick() const {
+    if (m_refab_pending > 0) {
+        if (m_open_banks > 0) return max2(max2(m_pc_prea, m_pc_pre), max2(m_row_bus, m_now));
+        return max2(m_pc_refab, max2(m_row_bus, m_now));
+    }
+    const auto b = static_cast<std::size_t>(m_refpb_pending[static_cast<std::size_t>(m_refpb_head)]);
+    if (m_open_row[b] >= 0) return max2(max2(m_bank_pre[b], m_pc_pre), max2(m_row_bus, m_now));
+    return max2(max2(m_bank_act[b], m_pc_refpb), max2(m_row_bus, m_now));
+}
+
+void PseudoChannel::recompute_blocked() {
+    if (m_refab_pending > 0) {
+        m_blocked = m_bank_mask;
+        return;
+    }
+    m_blocked = 0;
+    const int n = static_cast<int>(m_refpb_pending.size());
+    for (int i = 0; i < m_refpb_count; ++i)
+        m_blocked |= bit(m_refpb_pending[static_cast<std::size_t>((m_refpb_head + i) % n)]);
+}
+
+std::uint64_t PseudoChannel::next_event_tick() const {
+    clean();
+    std::uint64_t t = std::min({m_col.tick, m_row.tick, refresh_tick(), m_ref_due});
+    if (m_future_head < m_future.size())
+        t = std::min(t, max2(m_slots[static_cast<std::size_t>(m_future[m_future_head])].arrival, m_now));
+    for (const auto& d : m_done) {
+        if (!d.empty()) t = std::min(t, d.front().tick);
+    }
+    return t;
+}
+
+// ---- issue ---------------------------------------------------------------------------------------------
+
+void PseudoChannel::log(std::uint64_t t, Command c, int b, int row) {
+    if (!m_log) return;
+    if (b < 0) {
+        m_log->push_back(IssuedCommand{t, c, -1, -1, -1, -1});
+        return;
+    }
+    const int per_sid = m_org.bank_groups * m_org.banks_per_group;
+    m_log->push_back(
+        IssuedCommand{t, c, b / per_sid, (b % per_sid) / m_org.banks_per_group, b % m_org.banks_per_group, row});
+}
+
+void PseudoChannel::account(std::uint64_t t) {
+    if (t <= m_accounted) return;
+    std::uint64_t active = 0;
+    if (m_open_banks > 0)
+        active = t - m_accounted;
+    else if (m_auto_close > m_accounted)
+        active = std::min(t, m_auto_close) - m_accounted;
+    m_stats.active_ticks += active;
+    m_stats.precharged_ticks += (t - m_accounted) - active;
+    m_accounted = t;
+}
+
+void PseudoChannel::add_refresh_ticks(std::uint64_t t, std::uint64_t duration) {
+    const std::uint64_t end = t + duration;
+    const std::uint64_t start = max2(t, m_refresh_until);
+    if (end > start) m_stats.refresh_ticks += end - start;
+    raise(m_refresh_until, end);
+}
+
+void PseudoChannel::row_bus_used(std::uint64_t t, int occupancy) {
+    m_row_bus = t + static_cast<std::uint64_t>(occupancy);
+    if (!m_org.dual_command_bus) m_col_bus = m_row_bus;
+}
+
+void PseudoChannel::issue_cas(int b, std::uint64_t t) {
+    const int q = active_queue();
+    const bool write = q == 1;
+    BankQueue& bq = bank_queue(q, b);
+    Group& G = m_groups[static_cast<std::size_t>(bq.open_group)];
+    const int s = G.head;
+    Slot& x = m_slots[static_cast<std::size_t>(s)];
+
+    G.head = x.group_next;
+    if (G.head < 0) G.tail = -1;
+    if (--G.count == 0) {
+        const int g = bq.open_group;
+        if (bq.groups == g) {
+            bq.groups = G.next;
+        } else {
+            int p = bq.groups;
+            while (m_groups[static_cast<std::size_t>(p)].next != g) p = m_groups[static_cast<std::size_t>(p)].next;
+            m_groups[static_cast<std::size_t>(p)].next = G.next;
+        }
+        G.next = m_free_group;
+        m_free_group = g;
+        bq.open_group = -1;
+        m_cas_mask[q] &= ~bit(b);
+        m_hit_seq[q][b] = kNone;
+    } else {
+        m_hit_seq[q][b] = m_slots[static_cast<std::size_t>(G.head)].seq;
+    }
+    if (x.bank_prev >= 0)
+        m_slots[static_cast<std::size_t>(x.bank_prev)].bank_next = x.bank_next;
+    else
+        bq.head = x.bank_next;
+    if (x.bank_next >= 0)
+        m_slots[static_cast<std::size_t>(x.bank_next)].bank_prev = x.bank_prev;
+    else
+        bq.tail = x.bank_prev;
+    if (--bq.count == 0) m_req_mask[q] &= ~bit(b);
+    m_head_seq[q][b] = bq.head >= 0 ? m_slots[static_cast<std::size_t>(bq.head)].seq : kNone;
+    if (x.age_prev >= 0)
+        m_slots[static_cast<std::size_t>(x.age_prev)].age_next = x.age_next;
+    else
+        m_age_head[q] = x.age_next;
+    if (x.age_next >= 0)
+        m_slots[static_cast<std::size_t>(x.age_next)].age_prev = x.age_prev;
+    else
+        m_age_tail[q] = x.age_prev;
+    --m_queued[q];
+    if (!x.classified) ++m_stats.row_hits;
+
+    const bool auto_pre = m_spec.page == PagePolicy::closed && bq.open_group < 0 && bank_queue(1 - q, b).open_group < 0;
+    const Command cmd = write ? (auto_pre ? Command::WRA : Command::WR) : (auto_pre ? Command::RDA : Command::RD);
+    account(t);
+
+    const auto i = static_cast<std::size_t>(b);
+    const auto sid = static_cast<std::size_t>(m_sid_of[i]);
+    const auto g = static_cast<std::size_t>(m_bg_of[i]);
+    const auto T = [t](int v) { return t + static_cast<std::uint64_t>(v); };
+    if (!write) {
+        raise(m_pc_rd, T(m_t.BL));
+        raise(m_pc_wr, T(m_t.RTW));
+        raise(m_pc_prea, T(m_t.RTP));
+        for (std::size_t o = 0; o < m_sid_rd.size(); ++o) {
+            if (o != sid) raise(m_sid_rd[o], T(m_t.CCDR));
+        }
+        raise(m_bank_pre[i], T(m_t.RTP));
+    } else {
+        raise(m_pc_wr, T(m_t.BL));
+        raise(m_pc_rd, T(m_t.CWL + m_t.BL + m_t.WTRS));
+        raise(m_pc_prea, T(m_wr_to_pre));
+        raise(m_bank_pre[i], T(m_wr_to_pre));
+    }
+    raise(m_sid_rd[sid], T(m_t.CCDS));
+    raise(m_sid_wr[sid], T(m_t.CCDS));
+    raise(m_bg_rd[g], T(write ? std::max(m_t.CCDL, m_t.CWL + m_t.BL + m_t.WTRL) : m_t.CCDL));
+    raise(m_bg_wr[g], T(m_t.CCDL));
+    m_col_bus = T(m_t.col_bus);
+    if (!m_org.dual_command_bus) m_row_bus = m_col_bus;
+
+    log(t, cmd, b, x.row);
+    if (auto_pre) {
+        const int recovery = write ? m_wr_to_pre : m_t.RTP;
+        raise(m_bank_act[i], T(recovery + m_t.RP));
+        raise(m_pc_refab, T(recovery + m_t.RP));
+        raise(m_auto_close, T(recovery));
+        update_act_x(b);
+        close_bank(b);
+        ++m_stats.auto_pres;
+        ++m_stats.bank_precharges;
+    }
+
+    const std::uint64_t done = T(write ? m_wr_done : m_rd_done);
+    m_done[q].items.push_back(Done{done, m_cas_order++, x.id});
+    if (write)
+        ++m_stats.writes;
+    else
+        ++m_stats.reads;
+    m_stats.data_bus_busy_ticks += static_cast<std::uint64_t>(m_t.BL);
+    const std::uint64_t latency = done - x.arrival;
+    m_stats.latency_sum += static_cast<double>(latency);
+    raise(m_stats.latency_max, latency);
+
+    x.bank_next = m_free_slot;
+    m_free_slot = s;
+
+    m_col_dirty = true;
+    if (!m_org.dual_command_bus)
+        m_row_dirty = true;
+    else
+        consider_row(b);
+}
+
+void PseudoChannel::issue_act(int b, std::uint64_t t) {
+    const int q = active_queue();
+    Slot& x = m_slots[static_cast<std::size_t>(bank_queue(q, b).head)];
+    account(t);
+    const auto i = static_cast<std::size_t>(b);
+    const auto T = [t](int v) { return t + static_cast<std::uint64_t>(v); };
+    raise(m_bank_act[i], T(m_t.RC));
+    raise(m_bank_rd[i], T(m_t.RCDRD));
+    raise(m_bank_wr[i], T(m_t.RCDWR));
+    raise(m_bank_pre[i], T(m_t.RAS));
+    raise(m_bg_act[static_cast<std::size_t>(m_bg_of[i])], T(m_t.RRDL));
+    raise(m_pc_act, T(m_t.RRDS));
+    raise(m_pc_prea, T(m_t.RAS));
+    raise(m_pc_refab, T(m_t.RC));
+    update_bg_act_x(b);
+    m_faw[m_act_count & 3] = t;
+    ++m_act_count;
+    row_bus_used(t, m_t.act_bus);
+    open_bank(b, x.row);
+    if (!x.classified) {
+        x.classified = true;
+        ++m_stats.row_misses;
+    }
+    ++m_stats.acts;
+    log(t, Command::ACT, b, x.row);
+    m_row_dirty = true;
+    if (!m_org.dual_command_bus)
+        m_col_dirty = true;
+    else
+        consider_col(b);
+}
+
+void PseudoChannel::issue_pre(int b, std::uint64_t t, bool for_request) {
+    account(t);
+    const auto i = static_cast<std::size_t>(b);
+    raise(m_bank_act[i], t + static_cast<std::uint64_t>(m_t.RP));
+    update_act_x(b);
+    raise(m_pc_pre, t + static_cast<std::uint64_t>(m_t.PPD));
+    raise(m_pc_refab, t + static_cast<std::uint64_t>(m_t.RP));
+    row_bus_used(t, m_t.pre_bus);
+    if (for_request) {
+        Slot& x = m_slots[static_cast<std::size_t>(bank_queue(active_queue(), b).head)];
+        if (!x.classified) {
+            x.classified = true;
+            ++m_stats.row_conflicts;
+        }
+    }
+    log(t, Command::PRE, b, m_open_row[i]);
+    close_bank(b);
+    ++m_stats.pres;
+    ++m_stats.bank_precharges;
+    m_row_dirty = true;
+    if (!m_org.dual_command_bus) m_col_dirty = true;
+}
+
+void PseudoChannel::issue_prea(std::uint64_t t) {
+    account(t);
+    raise(m_pc_act, t + static_cast<std::uint64_t>(m_t.RP));
+    raise(m_pc_pre, t + static_cast<std::uint64_t>(m_t.PPD));
+    raise(m_pc_refab, t + static_cast<std::uint64_t>(m_t.RP));
+    raise(m_pc_refpb, t + static_cast<std::uint64_t>(m_t.RP));
+    row_bus_used(t, m_t.pre_bus);
+    log(t, Command::PREA, -1, -1);
+    for (int b = 0; b < m_banks; ++b) {
+        if (m_open_row[static_cast<std::size_t>(b)] >= 0) {
+            close_bank(b);
+            ++m_stats.bank_precharges;
+        }
+    }
+    ++m_stats.preas;
+    m_row_dirty = true;
+    if (!m_org.dual_command_bus) m_col_dirty = true;
+}
+
+void PseudoChannel::issue_refab(std::uint64_t t) {
+    account(t);
+    const std::uint64_t end = t + static_cast<std::uint64_t>(m_t.RFC);
+    raise(m_pc_act, end);
+    raise(m_pc_pre, end);
+    raise(m_pc_refab, end);
+    raise(m_pc_refpb, end);
+    row_bus_used(t, m_t.pre_bus);
+    log(t, Command::REFab, -1, -1);
+    ++m_stats.refs_ab;
+    add_refresh_ticks(t, static_cast<std::uint64_t>(m_t.RFC));
+    m_stats.refresh_bank_ticks += static_cast<std::uint64_t>(m_t.RFC) * static_cast<std::uint64_t>(m_banks);
+    --m_refab_pending;
+    recompute_blocked();
+    m_col_dirty = m_row_dirty = true;
+}
+
+void PseudoChannel::issue_refpb(int b, std::uint64_t t) {
+    account(t);
+    raise(m_bank_act[static_cast<std::size_t>(b)], t + static_cast<std::uint64_t>(m_t.RFCpb));
+    update_act_x(b);
+    raise(m_pc_refab, t + static_cast<std::uint64_t>(m_t.RFCpb));
+    raise(m_pc_act, t + static_cast<std::uint64_t>(m_t.RREFD));
+    raise(m_pc_refpb, t + static_cast<std::uint64_t>(m_t.RREFD));
+    row_bus_used(t, m_t.pre_bus);
+    log(t, Command::REFpb, b, -1);
+    ++m_stats.refs_pb;
+    add_refresh_ticks(t, static_cast<std::uint64_t>(m_t.RFCpb));
+    m_stats.refresh_bank_ticks += static_cast<std::uint64_t>(m_t.RFCpb);
+    m_refpb_head = (m_refpb_head + 1) % static_cast<int>(m_refpb_pending.size());
+    --m_refpb_count;
+    recompute_blocked();
+    m_col_dirty = m_row_dirty = true;
+}
+
+void PseudoChannel::issue_refresh(std::uint64_t t) {
+    if (m_refab_pending > 0) {
+        if (m_open_banks > 0)
+            issue_prea(t);
+        else
+            issue_refab(t);
+        return;
+    }
+    const int b = m_refpb_pending[static_cast<std::size_t>(m_refpb_head)];
+    if (m_open_row[static_cast<std::size_t>(b)] >= 0)
+        issue_pre(b, t, false);
+    else
+        issue_refpb(b, t);
+}
+
+// ---- the decision loop ---------------------------------------------------------------------------------
+
+bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done, bool stop_when_slot_frees) {
+    bool freed = false;
+    while (!freed) {
+        clean();
+        std::uint64_t t = std::min({m_col.tick, m_row.tick, refresh_tick(), m_ref_due});
+        if (m_future_head < m_future.size())
+            t = std::min(t, max2(m_slots[static_cast<std::size_t>(m_future[m_future_head])].arrival, m_now));
+        if (t >= until) break;
+        m_now = t;
+
+        // Start of tick t: arrivals, then refreshes falling due.
+        while (m_future_head < m_future.size() &&
+               m_slots[static_cast<std::size_t>(m_future[m_future_head])].arrival <= t) {
+            const int s = m_future[m_future_head++];
+            --m_waiting[m_slots[static_cast<std::size_t>(s)].write ? 1 : 0];
+            admit(s);
+        }
+        if (m_future_head == m_future.size()) {
+            m_future.clear();
+            m_future_head = 0;
+        }
+        while (m_ref_due <= t) {
+            if (m_spec.refresh == RefreshMode::all_bank) {
+                ++m_refab_pending;
+            } else {
+                const int n = static_cast<int>(m_refpb_pending.size());
+                if (m_refpb_count == n) throw std::logic_error("dram pseudo-channel: per-bank refresh starved");
+                m_refpb_pending[static_cast<std::size_t>((m_refpb_head + m_refpb_count) % n)] = m_ref_next_bank;
+                ++m_refpb_count;
+                m_ref_next_bank = (m_ref_next_bank + 1) % m_banks;
+            }
+            m_ref_due += m_ref_interval;
+            recompute_blocked();
+            m_col_dirty = m_row_dirty = true;
+        }
+
+        // Column bus, then row bus.
+        if (m_col_dirty) rescan_col();
+        if (m_col.tick == t) {
+            issue_cas(m_col.bank, t);
+            freed = stop_when_slot_frees;
+        }
+        if (m_row_dirty) rescan_row();
+        if (refresh_tick() == t) {
+            issue_refresh(t);
+        } else if (m_row.tick == t) {
+            const int b = m_row.bank;
+            if (m_open_row[static_cast<std::size_t>(b)] < 0)
+                issue_act(b, t);
+            else
+                issue_pre(b, t, true);
+        }
+        m_now = t + 1;
+        update_mode();
+    }
+    if (freed)
+        until = m_now;
+    else if (until > m_now)
+        m_now = until;
+    account(m_now);
+    m_stats.ticks = m_now;
+
+    while ((!m_done[0].empty() && m_done[0].front().tick < until) ||
+           (!m_done[1].empty() && m_done[1].front().tick < until)) {
+        DoneQueue* first = nullptr;
+        for (auto& d : m_done) {
+            if (d.empty() || d.front().tick >= until) continue;
+            if (!first || d.front().tick < first->front().tick ||
+                (d.front().tick == first->front().tick && d.front().order < first->front().order))
+                first = &d;
+        }
+        if (!first) break;
+        done.push_back(Completion{first->front().id, first->front().tick});
+        first->pop();
+    }
+    return freed;
+}
+
+}  // namespace trnsim::hw::dram

@@ -1,0 +1,201 @@
+#include "trnsim/hw/hbm_memory.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "trnsim/core/error.h"
+
+namespace trnsim::hw {
+
+HbmMemory::HbmMemory(const sc_core::sc_module_name& name, const HbmSpec& spec)
+    : IMemory(name), m_spec(spec), m_map(spec.org, spec.stacks, spec.map), m_ticks(spec.tick_hz()) {
+    const int n = spec.pseudo_channels_total();
+    m_logs.resize(spec.check_timing ? static_cast<std::size_t>(n) : 0);
+    m_outstanding.assign(static_cast<std::size_t>(n), 0);
+    for (int i = 0; i < n; ++i) {
+        m_channels.push_back(std::make_unique<dram::PseudoChannel>(spec.org, spec.timing, spec.controller));
+        if (spec.check_timing) m_channels.back()->set_command_log(&m_logs[static_cast<std::size_t>(i)]);
+    }
+    SC_HAS_PROCESS(HbmMemory);
+    SC_METHOD(on_wake);
+    sensitive << m_wake;
+    dont_initialize();
+}
+
+void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
+    auto& channel = *m_channels[c];
+    if (channel.now() >= until_tick) return;
+    m_done.clear();
+    const bool was_full = !channel.can_accept(false) || !channel.can_accept(true);
+    channel.run_until(until_tick, m_done);
+    m_outstanding[c] -= m_done.size();
+    for (const auto& d : m_done) {
+        Transaction& t = m_transactions[d.id];
+        t.done_fs = std::max(t.done_fs, m_ticks.edge_fs(static_cast<std::int64_t>(d.tick)));
+        if (--t.bursts_left == 0) {
+            auto callback = std::move(t.on_done);
+            const std::uint64_t done = t.done_fs;
+            t.on_done = nullptr;
+            m_free_transactions.push_back(d.id);
+            if (callback) callback(done);
+        }
+    }
+    if (was_full && channel.can_accept(false) && channel.can_accept(true))
+        m_space.notify(sc_core::SC_ZERO_TIME);
+    else if (!m_done.empty())
+        m_space.notify(sc_core::SC_ZERO_TIME);
+}
+
+void HbmMemory::schedule_wake() {
+    std::uint64_t next = UINT64_MAX;
+    for (std::size_t c = 0; c < m_channels.size(); ++c) {
+        if (m_outstanding[c] > 0) next = std::min(next, m_channels[c]->next_event_tick());
+    }
+    if (next == UINT64_MAX || next >= m_wake_tick) return;
+    m_wake_tick = next;
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    const std::uint64_t at = m_ticks.edge_fs(static_cast<std::int64_t>(next));
+    m_wake.notify(sc_core::sc_time::from_value(at > now ? at - now : 0));
+}
+
+void HbmMemory::on_wake() {
+    const std::uint64_t now_tick =
+        static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
+    m_wake_tick = UINT64_MAX;
+    // Everything due at or before this tick.
+    for (std::size_t c = 0; c < m_channels.size(); ++c) {
+        if (m_outstanding[c] > 0 && m_channels[c]->next_event_tick() <= now_tick) advance(c, now_tick + 1);
+    }
+    schedule_wake();
+}
+
+void HbmMemory::finish() {
+    const auto now_tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
+    for (std::size_t c = 0; c < m_channels.size(); ++c) advance(c, now_tick);
+}
+
+void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
+    const bool write = trans.is_write();
+    const std::uint64_t bytes = trans.get_data_length();
+    const std::uint64_t burst = static_cast<std::uint64_t>(m_spec.org.burst_bytes);
+    const std::uint64_t capacity = m_map.capacity_bytes();
+    auto* timing = trans.get_extension<MemoryTiming>();
+
+    std::uint64_t id;
+    if (!m_free_transactions.empty()) {
+        id = m_free_transactions.back();
+        m_free_transactions.pop_back();
+    } else {
+        id = m_transactions.size();
+        m_transactions.emplace_back();
+    }
+    const std::uint64_t first = trans.get_address() / burst * burst;
+    const std::uint64_t end = trans.get_address() + std::max<std::uint64_t>(bytes, 1);
+    const auto bursts = static_cast<int>((end - first + burst - 1) / burst);
+    {
+        Transaction& t = m_transactions[id];
+        t.bursts_left = bursts;
+        t.done_fs = 0;
+        t.on_done = timing ? timing->on_done : nullptr;
+    }
+    std::uint64_t arrival_tick = 0;
+    for (std::uint64_t a = first; a < end; a += burst) {
+        // Addresses beyond the modelled capacity wrap: the map covers the organisation's bytes.
+        const dram::Decoded d = m_map.decode(a % capacity);
+        const std::size_t c = static_cast<std::size_t>(
+            (d.stack * m_spec.org.channels + d.channel) * m_spec.org.pseudo_channels + d.pseudo_channel);
+        auto& channel = *m_channels[c];
+        for (;;) {
+            const auto tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
+            advance(c, tick);
+            if (channel.can_accept(write)) {
+                // A tick whose decisions the controller has made already is over for this request.
+                const std::uint64_t arrival = std::max(tick, channel.now());
+                channel.enqueue({id, write, d.sid, d.bank_group, d.bank, d.row, d.column, arrival});
+                arrival_tick = std::max(arrival_tick, arrival);
+                ++m_outstanding[c];
+                break;
+            }
+            schedule_wake();
+            sc_core::wait(m_space);  // back-pressure: the queue is full
+        }
+    }
+    schedule_wake();
+    ++m_stats.requests;
+    (write ? m_stats.write_bytes : m_stats.read_bytes) += bytes;
+    if (timing) {
+        timing->accept_delay = sc_core::SC_ZERO_TIME;
+        timing->arrival_fs = m_ticks.edge_fs(static_cast<std::int64_t>(arrival_tick));
+    }
+    delay = sc_core::SC_ZERO_TIME;
+    trans.set_response_status(tlm::TLM_OK_RESPONSE);
+}
+
+HbmReport HbmMemory::report() const {
+    HbmReport r;
+    const double tick_s = 1.0 / m_spec.tick_hz();
+    const auto& e = m_spec.energy;
+    double latency_sum = 0;
+    const auto end_tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
+    for (std::size_t c = 0; c < m_channels.size(); ++c) {
+        const auto& s = m_channels[c]->stats();
+        r.reads += s.reads;
+        r.writes += s.writes;
+        r.row_hits += s.row_hits;
+        r.row_misses += s.row_misses;
+        r.row_conflicts += s.row_conflicts;
+        r.acts += s.acts;
+        r.refreshes += s.refs_ab + s.refs_pb;
+        latency_sum += s.latency_sum;
+        const double ticks = static_cast<double>(std::max<std::uint64_t>(end_tick, 1));
+        r.refresh_share += static_cast<double>(s.refresh_ticks) / ticks;
+        const double refresh =
+            static_cast<double>(s.refs_ab) * e.ref_ab_j + static_cast<double>(s.refs_pb) * e.ref_pb_j;
+        const double background = static_cast<double>(s.active_ticks) * tick_s * e.active_standby_w +
+                                  static_cast<double>(s.precharged_ticks) * tick_s * e.precharge_standby_w;
+        const double commands = static_cast<double>(s.acts) * e.act_j + static_cast<double>(s.reads) * e.rd_j +
+                                static_cast<double>(s.writes) * e.wr_j;
+        const double io = static_cast<double>(s.reads + s.writes) * m_spec.org.burst_bytes * 8 * e.io_per_bit_j;
+        r.energy_j += refresh + background + commands + io;
+        r.energy_refresh_j += refresh;
+        r.energy_background_j += background;
+    }
+    r.refresh_share /= static_cast<double>(std::max<std::size_t>(m_channels.size(), 1));
+    const double served = static_cast<double>(r.reads + r.writes);
+    r.bytes = served * m_spec.org.burst_bytes;
+    r.mean_latency_ns = served > 0 ? latency_sum / served * tick_s * 1e9 : 0;
+    if (m_spec.check_timing) {
+        const dram::TimingChecker checker(m_spec.org, m_spec.timing);
+        for (std::size_t c = 0; c < m_logs.size(); ++c) {
+            const auto v = checker.check(m_logs[c]);
+            r.timing_violations += v.size();
+            for (const auto& msg : v) {
+                if (r.violation_samples.size() < 5) r.violation_samples.push_back(fmt::format("pc {}: {}", c, msg));
+            }
+        }
+    }
+    return r;
+}
+
+std::map<std::string, double> HbmMemory::summary() const {
+    const HbmReport r = report();
+    return {{"energy_j", r.energy_j},
+            {"energy_pj_per_bit", r.pj_per_bit()},
+            {"row_hit_rate", r.row_hit_rate()},
+            {"refresh_share", r.refresh_share},
+            {"mean_latency_ns", r.mean_latency_ns},
+            {"activates", static_cast<double>(r.acts)},
+            {"timing_violations", static_cast<double>(r.timing_violations)}};
+}
+
+void register_hbm_memory() {
+    register_memory_model("hbm", [](const sc_core::sc_module_name& n, const Config& c, const MemoryContext& ctx) {
+        // A kernel's core reaches its local stacks: stacks / cores sharing, at least one.
+        const int stacks = static_cast<int>(c.get_int("chip.memory.stacks"));
+        const int local = std::max(1, stacks / std::max(1, ctx.cores_sharing));
+        return std::make_unique<HbmMemory>(n, HbmSpec::from_config(c, ctx.whole_chip ? stacks : local));
+    });
+}
+
+}  // namespace trnsim::hw

@@ -1,0 +1,153 @@
+#include "trnsim/runtime/mem_runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <queue>
+#include <random>
+#include <vector>
+
+#include <fmt/format.h>
+#include <tlm_utils/simple_initiator_socket.h>
+
+#include "trnsim/core/error.h"
+#include "trnsim/core/sim_context.h"
+#include "trnsim/hw/dram_address.h"
+#include "trnsim/hw/hbm_spec.h"
+#include "trnsim/hw/i_memory.h"
+
+namespace trnsim::runtime {
+
+MemResult run_mem(const MemOptions& o, const Config& config) {
+    if (o.requests == 0) throw UserError("--requests 0: allowed at least 1");
+    if (o.read_ratio < 0 || o.read_ratio > 1)
+        throw UserError(fmt::format("--read-ratio {}: allowed 0..1", o.read_ratio));
+    if (o.outstanding == 0) throw UserError("--outstanding 0: allowed at least 1");
+    if (o.pattern != "stream" && o.pattern != "random" && o.pattern != "strided") {
+        throw UserError(fmt::format("--pattern {}: allowed stream, random, strided", o.pattern));
+    }
+    const std::string model = config.get_text("chip.memory.model");
+    const auto granularity =
+        model == "hbm" ? static_cast<std::uint64_t>(config.get_int("chip.memory.hbm.burst_bytes")) : 1;
+    if (o.request_bytes == 0 || o.request_bytes % granularity != 0) {
+        throw UserError(
+            fmt::format("--request-bytes {}: allowed a positive multiple of the access granularity, {} B "
+                        "(chip.memory.hbm.burst_bytes)",
+                        o.request_bytes, granularity));
+    }
+    if (o.pattern == "strided" && (o.stride == 0 || o.stride % granularity != 0)) {
+        throw UserError(fmt::format("--stride {}: allowed a positive multiple of {} B", o.stride, granularity));
+    }
+
+    init_systemc();
+    auto memory = hw::make_memory(model, "memory", config, hw::MemoryContext{1, true});
+    std::uint64_t capacity = config.get_bytes("chip.memory.capacity").count;
+    if (model == "hbm") {
+        const auto spec = hw::HbmSpec::from_config(config, static_cast<int>(config.get_int("chip.memory.stacks")));
+        capacity = hw::dram::AddressMap(spec.org, spec.stacks, spec.map).capacity_bytes();
+    }
+    const std::uint64_t slots = std::max<std::uint64_t>(1, capacity / o.request_bytes);
+
+    std::vector<std::uint64_t> arrival_fs(o.requests, 0), done_fs(o.requests, 0);
+    std::uint64_t first_issue = UINT64_MAX, last_done = 0, completed = 0, in_flight = 0;
+    sc_core::sc_event slot_free;
+    std::priority_queue<std::uint64_t, std::vector<std::uint64_t>, std::greater<std::uint64_t>> retire;
+
+    struct Generator : sc_core::sc_module {
+        tlm_utils::simple_initiator_socket<Generator> port;
+        explicit Generator(const sc_core::sc_module_name& n) : sc_core::sc_module(n), port("port") {}
+    } generator("generator");
+    generator.port.bind(memory->socket);
+
+    sc_core::sc_spawn([&] {
+        std::mt19937_64 rng(o.seed);
+        std::uniform_real_distribution<double> coin(0.0, 1.0);
+        std::uniform_int_distribution<std::uint64_t> slot(0, slots - 1);
+        tlm::tlm_generic_payload trans;
+        auto* timing = new hw::MemoryTiming;  // owned by the payload
+        trans.set_extension(timing);
+        std::uint64_t address = 0;
+        for (std::uint64_t i = 0; i < o.requests; ++i) {
+            // A request counts as in flight until its data arrive (a model may report that time early).
+            for (;;) {
+                const std::uint64_t now = sc_core::sc_time_stamp().value();
+                while (!retire.empty() && retire.top() <= now) {
+                    retire.pop();
+                    --in_flight;
+                }
+                if (in_flight < o.outstanding) break;
+                if (retire.empty())
+                    sc_core::wait(slot_free);
+                else
+                    sc_core::wait(sc_core::sc_time::from_value(retire.top() - now), slot_free);
+            }
+            if (o.pattern == "random") address = slot(rng) * o.request_bytes;
+            const bool write = o.read_ratio < 1.0 && coin(rng) >= o.read_ratio;
+            trans.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
+            trans.set_address(address % (slots * o.request_bytes));
+            trans.set_data_ptr(nullptr);
+            trans.set_data_length(static_cast<unsigned int>(o.request_bytes));
+            trans.set_streaming_width(static_cast<unsigned int>(o.request_bytes));
+            first_issue = std::min<std::uint64_t>(first_issue, sc_core::sc_time_stamp().value());
+            ++in_flight;
+            // Latency runs from the request's arrival at the controller (set by the memory) to its data.
+            timing->on_done = [&, i](std::uint64_t done) {
+                done_fs[i] = done;
+                last_done = std::max(last_done, done);
+                ++completed;
+                retire.push(done);
+                slot_free.notify(sc_core::SC_ZERO_TIME);
+            };
+            sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
+            generator.port->b_transport(trans, delay);
+            arrival_fs[i] = timing->arrival_fs;
+            if (timing->accept_delay > sc_core::SC_ZERO_TIME) sc_core::wait(timing->accept_delay);
+            if (o.pattern == "stream") address += o.request_bytes;
+            if (o.pattern == "strided") address += o.stride;
+        }
+    });
+
+    const auto wall_start = std::chrono::steady_clock::now();
+    run_simulation();
+    memory->finish();
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+    if (completed != o.requests) {
+        throw std::logic_error(fmt::format("mem: {} of {} requests completed", completed, o.requests));
+    }
+
+    MemResult r;
+    r.part = model == "hbm" ? config.get_text("chip.memory.hbm.part") : "ideal";
+    r.memory_model = model;
+    r.stacks = static_cast<int>(config.get_int("chip.memory.stacks"));
+    r.pattern = o.pattern;
+    r.requests = o.requests;
+    r.request_bytes = o.request_bytes;
+    r.read_ratio = o.read_ratio;
+    r.outstanding = o.outstanding;
+    r.time_s = static_cast<double>(last_done - first_issue) * 1e-15;
+    r.bandwidth_gbps = static_cast<double>(o.requests * o.request_bytes) / r.time_s * 1e-9;
+    r.peak_gbps = memory->peak_bytes_per_s() * 1e-9;
+    std::vector<double> latency_ns(o.requests);
+    for (std::size_t i = 0; i < latency_ns.size(); ++i)
+        latency_ns[i] = static_cast<double>(done_fs[i] - arrival_fs[i]) * 1e-6;
+    double sum = 0;
+    for (double v : latency_ns) sum += v;
+    r.latency_mean_ns = sum / static_cast<double>(o.requests);
+    std::vector<double> sorted = latency_ns;
+    auto quantile = [&](double q) {
+        const auto k = static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1));
+        std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(k), sorted.end());
+        return sorted[k];
+    };
+    r.latency_p50_ns = quantile(0.5);
+    r.latency_p99_ns = quantile(0.99);
+    r.latency_max_ns = *std::max_element(sorted.begin(), sorted.end());
+    r.summary = memory->summary();
+    if (r.summary.count("timing_violations") && r.summary.at("timing_violations") > 0) {
+        throw std::logic_error("HBM timing checker found violations (chip.memory.hbm.check_timing)");
+    }
+    r.wall_s = wall;
+    r.config = config.values();
+    return r;
+}
+
+}  // namespace trnsim::runtime
