@@ -582,3 +582,64 @@ TEST_CASE("Two identical runs give identical JSON apart from the simulator's own
     }
     CHECK(results[0].dump() == results[1].dump());
 }
+
+// ---- trnsim mem ------------------------------------------------------------------------------------------
+
+namespace {
+RunResult expect_mem_error(std::vector<std::string> args, std::initializer_list<std::string> needles) {
+    TempDir dir;
+    args.insert(args.begin(), "mem");
+    args.push_back("--json");
+    args.push_back(dir.file("out.json"));
+    const RunResult r = run_trnsim(args, dir.path());
+    check_user_error(r, needles);
+    INFO(show(r));
+    CHECK(dir.entries().empty());
+    return r;
+}
+}  // namespace
+
+TEST_CASE("mem with an unknown HBM part lists the parts", "[cli][mem]") {
+    expect_mem_error({"--memory", "hbm9", "--requests", "10"}, {"hbm9", "hbm3-6400", "hbm2-2400"});
+}
+
+TEST_CASE("mem rejects a request size that is not a multiple of the access granularity", "[cli][mem]") {
+    expect_mem_error({"--memory", "hbm3-6400", "--request-bytes", "48", "--requests", "10"},
+                     {"--request-bytes 48", "multiple", "32 B"});
+}
+
+TEST_CASE("mem rejects zero requests", "[cli][mem]") {
+    expect_mem_error({"--memory", "hbm3-6400", "--requests", "0"}, {"--requests 0", "at least 1"});
+}
+
+TEST_CASE("mem rejects a stack count out of range", "[cli][mem]") {
+    expect_mem_error({"--memory", "hbm3-6400", "--stacks", "0", "--requests", "10"}, {"--stacks 0", "1..64"});
+    expect_mem_error({"--memory", "hbm3-6400", "--stacks", "65", "--requests", "10"}, {"--stacks 65", "1..64"});
+}
+
+TEST_CASE("mem rejects an unknown pattern", "[cli][mem]") {
+    expect_mem_error({"--memory", "hbm3-6400", "--pattern", "zigzag", "--requests", "10"},
+                     {"--pattern zigzag", "stream", "random", "strided"});
+}
+
+TEST_CASE("mem --json writes a trnsim.mem/1 object with the documented keys", "[cli][mem]") {
+    TempDir dir;
+    const RunResult r = run_trnsim({"mem", "--memory", "hbm3-6400", "--pattern", "random", "--request-bytes", "32",
+                                    "--requests", "2000", "--json", dir.file("m.json")},
+                                   dir.path());
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    std::ifstream in(dir.file("m.json"));
+    const nlohmann::json j = nlohmann::json::parse(in);
+    CHECK(j["schema"] == "trnsim.mem/1");
+    for (const char* key : {"bandwidth_gbps", "peak_gbps", "row_hit_rate", "energy_pj_per_bit", "config"}) {
+        INFO(key);
+        CHECK(j.contains(key));
+    }
+    CHECK(j["latency_ns"].contains("mean"));
+    CHECK(j["latency_ns"].contains("p50"));
+    CHECK(j["latency_ns"].contains("p99"));
+    CHECK(j["sim"].contains("wall_s"));
+    CHECK(j["peak_gbps"].get<double>() == Approx(819.2));
+    CHECK(j["config"]["chip.memory.hbm.part"]["value"] == "hbm3-6400");
+}
