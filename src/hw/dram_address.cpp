@@ -28,9 +28,12 @@ AddressMap::AddressMap(const Organization& org, int stacks, MapScheme scheme)
     m_radix[bank_group] = static_cast<std::uint64_t>(org.bank_groups);
     m_radix[bank] = static_cast<std::uint64_t>(org.banks_per_group);
     m_radix[row] = static_cast<std::uint64_t>(org.rows);
+    int offset = 0;
     for (int f = 0; f < kFields; ++f) {
         m_shift[f] = log2_exact(m_radix[f]);
         if (m_shift[f] < 0) m_pow2 = false;
+        m_offset[f] = offset;
+        offset += m_shift[f];
         m_bursts *= m_radix[f];
     }
 }
@@ -43,10 +46,7 @@ Decoded AddressMap::decode(std::uint64_t address) const {
     std::uint64_t v[kFields];
     std::uint64_t x = burst;
     if (m_pow2) {
-        for (int f = 0; f < kFields; ++f) {
-            v[f] = x & (m_radix[f] - 1);
-            x >>= m_shift[f];
-        }
+        for (int f = 0; f < kFields; ++f) v[f] = (x >> m_offset[f]) & (m_radix[f] - 1);
     } else {
         for (int f = 0; f < kFields; ++f) {
             v[f] = x % m_radix[f];

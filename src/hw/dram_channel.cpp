@@ -52,6 +52,10 @@ PseudoChannel::PseudoChannel(const Organization& org, const Timing& timing, cons
     m_org.validate();
     m_t.validate();
     m_spec.validate();
+    if (m_spec.refresh == RefreshMode::all_bank && m_t.REFI == 0)
+        throw std::invalid_argument("dram pseudo-channel: all-bank refresh needs REFI");
+    if (m_spec.refresh == RefreshMode::per_bank && m_t.REFIpb == 0)
+        throw std::invalid_argument("dram pseudo-channel: per-bank refresh needs REFIpb");
     m_banks = m_org.banks();
     m_bank_mask = m_banks == 64 ? ~std::uint64_t{0} : bit(m_banks) - 1;
     m_wr_to_pre = m_t.CWL + m_t.BL + m_t.WR;
@@ -126,6 +130,7 @@ void PseudoChannel::enqueue(const Request& r) {
     x.column = r.column;
     x.write = r.write;
     x.classified = false;
+    m_next_valid = false;
     if (r.arrival <= m_now) {
         admit(s);
         return;
@@ -177,7 +182,8 @@ void PseudoChannel::admit(int s) {
         g = m_free_group;
         Group& fresh = m_groups[static_cast<std::size_t>(g)];
         m_free_group = fresh.next;
-        fresh = Group{x.row, -1, -1, 0, bq.groups};
+        fresh = Group{x.row, -1, -1, 0, -1, bq.groups};
+        if (bq.groups >= 0) m_groups[static_cast<std::size_t>(bq.groups)].prev = g;
         bq.groups = g;
         if (m_open_row[static_cast<std::size_t>(b)] == x.row) bq.open_group = g;
     }
@@ -201,7 +207,7 @@ void PseudoChannel::admit(int s) {
         if (new_hits) {
             consider_col(b);
             // The bank's PRE candidate (if any) is withdrawn: hits come first.
-            if (!was_empty && m_row.bank == b) m_row_dirty = true;
+            if (!was_empty && m_rc[1].bank == b) m_rc_dirty[1] = true;
         } else if (was_empty) {
             consider_row(b);
         }
@@ -209,9 +215,11 @@ void PseudoChannel::admit(int s) {
     update_mode();
 }
 
+// The drain mode of a tick follows from the previous tick's mode and the queues at the start of the tick
+// (after that tick's arrivals): always evaluated from m_prev_mode, so several arrivals in one tick count once.
 void PseudoChannel::update_mode() {
     const int reads = m_queued[0], writes = m_queued[1];
-    bool write_mode = m_write_mode;
+    bool write_mode = m_prev_mode;
     if (!write_mode) {
         if (writes >= m_spec.write_high || (reads == 0 && writes > 0)) write_mode = true;
     } else if ((writes <= m_spec.write_low && reads > 0) || writes == 0) {
@@ -219,18 +227,26 @@ void PseudoChannel::update_mode() {
     }
     if (write_mode != m_write_mode) {
         m_write_mode = write_mode;
-        m_col_dirty = m_row_dirty = true;
-        if (write_mode) ++m_stats.write_drains;
+        m_col_dirty = true;
+        dirty_row();
     }
 }
 
-void PseudoChannel::open_bank(int b, int row) {
+void PseudoChannel::skip_to(std::uint64_t t) {
+    if (t <= m_now) return;
+    // Ticks m_now .. t-1 had no arrivals and no commands: their mode is m_write_mode.
+    if (m_write_mode && !m_prev_mode) ++m_stats.write_drains;
+    m_prev_mode = m_write_mode;
+    m_now = t;
+}
+
+void PseudoChannel::open_bank(int b, int row, int known_group) {
     m_open_row[static_cast<std::size_t>(b)] = row;
     ++m_open_banks;
     m_closed &= ~bit(b);
     for (int q = 0; q < 2; ++q) {
         BankQueue& bq = bank_queue(q, b);
-        bq.open_group = find_group(bq, row);
+        bq.open_group = q == active_queue() ? known_group : find_group(bq, row);
         if (bq.open_group >= 0) {
             m_cas_mask[q] |= bit(b);
             m_hit_seq[q][b] =
@@ -286,10 +302,27 @@ void PseudoChannel::consider_col(int b) const {
 
 void PseudoChannel::consider_row(int b) const {
     const int q = active_queue();
-    if (m_row_dirty || !((m_req_mask[q] & ~m_cas_mask[q] & ~m_blocked) >> b & 1)) return;
+    if (!((m_req_mask[q] & ~m_cas_mask[q] & ~m_blocked) >> b & 1)) return;
+    const int c = (m_closed >> b & 1) ? 0 : 1;
+    if (m_rc_dirty[c]) return;
     const std::uint64_t tick = row_tick(b);
     const std::uint64_t seq = m_head_seq[q][b];
-    if (tick < m_row.tick || (tick == m_row.tick && seq < m_row.seq)) m_row = Best{tick, seq, b};
+    if (tick < m_rc[c].tick || (tick == m_rc[c].tick && seq < m_rc[c].seq)) m_rc[c] = Best{tick, seq, b};
+}
+
+std::uint64_t PseudoChannel::act_common() const {
+    return max2(max2(m_pc_act, faw_ready()), max2(m_row_bus, m_now));
+}
+
+std::uint64_t PseudoChannel::pre_common() const {
+    return max2(m_pc_pre, max2(m_row_bus, m_now));
+}
+
+// A class's best stays the best when its common terms rise but not above its tick: every member's earliest
+// tick max(common, own) is unchanged for those at or above the old best.
+void PseudoChannel::revalidate_row_class(int c) const {
+    if (m_rc_dirty[c] || m_rc[c].tick == kNone) return;
+    if (m_rc[c].tick < (c == 0 ? act_common() : pre_common())) m_rc_dirty[c] = true;
 }
 
 namespace {
@@ -350,36 +383,44 @@ void PseudoChannel::rescan_col() const {
     m_col = Best{m_now + (key >> kTickShift), base + ((key >> kSeqShift) & (kSeqSpan - 1)), static_cast<int>(key & 63)};
 }
 
-void PseudoChannel::rescan_row() const {
-    m_row_dirty = false;
+// Row candidates of one class: ACT (precharged banks) or PRE (open banks whose row no request of the served
+// queue hits); each bank's key packs its earliest tick and its head request's age.
+void PseudoChannel::rescan_row_class(int c) const {
+    m_rc_dirty[c] = false;
     const int q = active_queue();
-    const std::uint64_t mask = m_req_mask[q] & ~m_cas_mask[q] & ~m_blocked;
+    const std::uint64_t mask = m_req_mask[q] & ~m_cas_mask[q] & ~m_blocked & (c == 0 ? m_closed : ~m_closed);
     if (!mask) {
-        m_row = Best{};
+        m_rc[c] = Best{};
         return;
     }
-    const std::uint64_t act_common = max2(max2(m_pc_act, faw_ready()), max2(m_row_bus, m_now));
-    const std::uint64_t pre_common = max2(m_pc_pre, max2(m_row_bus, m_now));
+    const std::uint64_t common = c == 0 ? act_common() : pre_common();
+    const std::uint64_t* own = c == 0 ? m_act_x : m_bank_pre.data();
     const std::uint64_t base = m_slots[static_cast<std::size_t>(m_age_head[q])].seq;
     if (m_seq - base >= kSeqSpan) {  // a request older than 2^34 admissions: compare unpacked
         Best best;
         for (std::uint64_t m = mask; m; m &= m - 1) {
             const int b = lowest_bit(m);
-            const std::uint64_t tick = row_tick(b), seq = m_head_seq[q][b];
+            const std::uint64_t tick = max2(common, own[b]), seq = m_head_seq[q][b];
             if (tick < best.tick || (tick == best.tick && seq < best.seq)) best = Best{tick, seq, b};
         }
-        m_row = best;
+        m_rc[c] = best;
         return;
     }
-    std::uint64_t key = ~std::uint64_t{0};
-    key = scan_class(mask & m_closed, act_common, m_now, base, m_act_x, m_head_seq[q], key);
-    key = scan_class(mask & ~m_closed, pre_common, m_now, base, m_bank_pre.data(), m_head_seq[q], key);
-    m_row = Best{m_now + (key >> kTickShift), base + ((key >> kSeqShift) & (kSeqSpan - 1)), static_cast<int>(key & 63)};
+    const std::uint64_t key = scan_class(mask, common, m_now, base, own, m_head_seq[q], ~std::uint64_t{0});
+    m_rc[c] =
+        Best{m_now + (key >> kTickShift), base + ((key >> kSeqShift) & (kSeqSpan - 1)), static_cast<int>(key & 63)};
+}
+
+void PseudoChannel::clean_row() const {
+    if (m_rc_dirty[0]) rescan_row_class(0);
+    if (m_rc_dirty[1]) rescan_row_class(1);
+    const bool pre = m_rc[1].tick < m_rc[0].tick || (m_rc[1].tick == m_rc[0].tick && m_rc[1].seq < m_rc[0].seq);
+    m_row = m_rc[pre ? 1 : 0];
 }
 
 void PseudoChannel::clean() const {
     if (m_col_dirty) rescan_col();
-    if (m_row_dirty) rescan_row();
+    clean_row();
 }
 
 std::uint64_t PseudoChannel::pending_refresh_tick() const {
@@ -403,11 +444,20 @@ void PseudoChannel::recompute_blocked() {
         m_blocked |= bit(m_refpb_pending[static_cast<std::size_t>((m_refpb_head + i) % n)]);
 }
 
-std::uint64_t PseudoChannel::next_event_tick() const {
+// Earliest tick at which a command may issue, a refresh falls due or a request arrives.
+std::uint64_t PseudoChannel::next_decision_tick() const {
+    if (m_next_valid) return m_next_tick;
     clean();
     std::uint64_t t = std::min({m_col.tick, m_row.tick, refresh_tick(), m_ref_due});
     if (m_future_head < m_future.size())
         t = std::min(t, max2(m_slots[static_cast<std::size_t>(m_future[m_future_head])].arrival, m_now));
+    m_next_tick = t;
+    m_next_valid = true;
+    return t;
+}
+
+std::uint64_t PseudoChannel::next_event_tick() const {
+    std::uint64_t t = next_decision_tick();
     for (const auto& d : m_done) {
         if (!d.empty()) t = std::min(t, d.front().tick);
     }
@@ -463,13 +513,11 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
     if (G.head < 0) G.tail = -1;
     if (--G.count == 0) {
         const int g = bq.open_group;
-        if (bq.groups == g) {
+        if (G.prev >= 0)
+            m_groups[static_cast<std::size_t>(G.prev)].next = G.next;
+        else
             bq.groups = G.next;
-        } else {
-            int p = bq.groups;
-            while (m_groups[static_cast<std::size_t>(p)].next != g) p = m_groups[static_cast<std::size_t>(p)].next;
-            m_groups[static_cast<std::size_t>(p)].next = G.next;
-        }
+        if (G.next >= 0) m_groups[static_cast<std::size_t>(G.next)].prev = G.prev;
         G.next = m_free_group;
         m_free_group = g;
         bq.open_group = -1;
@@ -555,10 +603,11 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
     m_free_slot = s;
 
     m_col_dirty = true;
-    if (!m_org.dual_command_bus)
-        m_row_dirty = true;
-    else
-        consider_row(b);
+    if (!m_org.dual_command_bus) {  // the shared bus: the row classes' common terms rose
+        revalidate_row_class(0);
+        revalidate_row_class(1);
+    }
+    consider_row(b);
 }
 
 void PseudoChannel::issue_act(int b, std::uint64_t t) {
@@ -579,14 +628,15 @@ void PseudoChannel::issue_act(int b, std::uint64_t t) {
     m_faw[m_act_count & 3] = t;
     ++m_act_count;
     row_bus_used(t, m_t.act_bus);
-    open_bank(b, x.row);
+    open_bank(b, x.row, x.group);
     if (!x.classified) {
         x.classified = true;
         ++m_stats.row_misses;
     }
     ++m_stats.acts;
     log(t, Command::ACT, b, x.row);
-    m_row_dirty = true;
+    m_rc_dirty[0] = true;
+    revalidate_row_class(1);
     if (!m_org.dual_command_bus)
         m_col_dirty = true;
     else
@@ -612,7 +662,13 @@ void PseudoChannel::issue_pre(int b, std::uint64_t t, bool for_request) {
     close_bank(b);
     ++m_stats.pres;
     ++m_stats.bank_precharges;
-    m_row_dirty = true;
+    if (for_request) {
+        m_rc_dirty[1] = true;
+        revalidate_row_class(0);
+        consider_row(b);
+    } else {
+        dirty_row();
+    }
     if (!m_org.dual_command_bus) m_col_dirty = true;
 }
 
@@ -631,7 +687,7 @@ void PseudoChannel::issue_prea(std::uint64_t t) {
         }
     }
     ++m_stats.preas;
-    m_row_dirty = true;
+    dirty_row();
     if (!m_org.dual_command_bus) m_col_dirty = true;
 }
 
@@ -649,7 +705,8 @@ void PseudoChannel::issue_refab(std::uint64_t t) {
     m_stats.refresh_bank_ticks += static_cast<std::uint64_t>(m_t.RFC) * static_cast<std::uint64_t>(m_banks);
     --m_refab_pending;
     recompute_blocked();
-    m_col_dirty = m_row_dirty = true;
+    m_col_dirty = true;
+    dirty_row();
 }
 
 void PseudoChannel::issue_refpb(int b, std::uint64_t t) {
@@ -667,7 +724,8 @@ void PseudoChannel::issue_refpb(int b, std::uint64_t t) {
     m_refpb_head = (m_refpb_head + 1) % static_cast<int>(m_refpb_pending.size());
     --m_refpb_count;
     recompute_blocked();
-    m_col_dirty = m_row_dirty = true;
+    m_col_dirty = true;
+    dirty_row();
 }
 
 void PseudoChannel::issue_refresh(std::uint64_t t) {
@@ -690,12 +748,10 @@ void PseudoChannel::issue_refresh(std::uint64_t t) {
 bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done, bool stop_when_slot_frees) {
     bool freed = false;
     while (!freed) {
-        clean();
-        std::uint64_t t = std::min({m_col.tick, m_row.tick, refresh_tick(), m_ref_due});
-        if (m_future_head < m_future.size())
-            t = std::min(t, max2(m_slots[static_cast<std::size_t>(m_future[m_future_head])].arrival, m_now));
+        const std::uint64_t t = next_decision_tick();
         if (t >= until) break;
-        m_now = t;
+        m_next_valid = false;
+        skip_to(t);
 
         // Start of tick t: arrivals, then refreshes falling due.
         while (m_future_head < m_future.size() &&
@@ -720,7 +776,8 @@ bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done
             }
             m_ref_due += m_ref_interval;
             recompute_blocked();
-            m_col_dirty = m_row_dirty = true;
+            m_col_dirty = true;
+            dirty_row();
         }
 
         // Column bus, then row bus.
@@ -729,7 +786,7 @@ bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done
             issue_cas(m_col.bank, t);
             freed = stop_when_slot_frees;
         }
-        if (m_row_dirty) rescan_row();
+        clean_row();
         if (refresh_tick() == t) {
             issue_refresh(t);
         } else if (m_row.tick == t) {
@@ -739,13 +796,15 @@ bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done
             else
                 issue_pre(b, t, true);
         }
+        if (m_write_mode && !m_prev_mode) ++m_stats.write_drains;
+        m_prev_mode = m_write_mode;
         m_now = t + 1;
         update_mode();
     }
     if (freed)
         until = m_now;
-    else if (until > m_now)
-        m_now = until;
+    else
+        skip_to(until);
     account(m_now);
     m_stats.ticks = m_now;
 

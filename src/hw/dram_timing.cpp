@@ -138,13 +138,14 @@ void Timing::validate() const {
     }
     require(BL >= 1, "dram timing: BL must be >= 1");
     require(act_bus >= 1 && pre_bus >= 1 && col_bus >= 1, "dram timing: command bus occupancies must be >= 1");
-    require(REFI > RFC, "dram timing: REFI must exceed RFC");
-    require(REFIpb >= 1, "dram timing: REFIpb must be >= 1");
+    require(REFI == 0 || REFI > RFC, "dram timing: REFI must exceed RFC");
+    require(REFIpb == 0 || REFIpb > RREFD, "dram timing: REFIpb must exceed RREFD");
 }
 
 TimingChecker::TimingChecker(const Organization& org, const Timing& timing)
     : m_org(org), m_t(timing), m_rules(rules<Rule>(timing)) {
     m_org.validate();
+    m_t.validate();
     reset(m_history);
 }
 

@@ -149,7 +149,9 @@ HbmReport HbmMemory::report() const {
         r.refreshes += s.refs_ab + s.refs_pb;
         latency_sum += s.latency_sum;
         const double ticks = static_cast<double>(std::max<std::uint64_t>(end_tick, 1));
-        r.refresh_share += static_cast<double>(s.refresh_ticks) / ticks;
+        // Share of bank time blocked by refresh (all-bank: tRFC/tREFI; per-bank: tRFCpb/tREFIpb per bank).
+        const double banks = static_cast<double>(m_spec.org.sids * m_spec.org.bank_groups * m_spec.org.banks_per_group);
+        r.refresh_share += static_cast<double>(s.refresh_bank_ticks) / (ticks * banks);
         const double refresh =
             static_cast<double>(s.refs_ab) * e.ref_ab_j + static_cast<double>(s.refs_pb) * e.ref_pb_j;
         const double background = static_cast<double>(s.active_ticks) * tick_s * e.active_standby_w +

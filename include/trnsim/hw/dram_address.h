@@ -41,7 +41,8 @@ private:
     int m_stacks;
     MapScheme m_scheme;
     std::uint64_t m_radix[kFields];
-    int m_shift[kFields];  // log2(radix) when every radix is a power of two, else -1
+    int m_shift[kFields];   // log2(radix) when the radix is a power of two, else -1
+    int m_offset[kFields];  // bit offset of the field in the burst index (all radices powers of two)
     bool m_pow2 = true;
     std::uint64_t m_bursts = 1;
 };

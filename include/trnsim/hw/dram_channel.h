@@ -7,22 +7,25 @@
 // What is modelled, per controller tick (the command timeline is exact):
 // - Every constraint of TimingChecker (dram_timing.h) is held as earliest-issue times per bank, bank
 //   group, SID and pseudo-channel, plus the last four ACTs (tFAW) and the row/column command buses.
-// - At each tick t: requests with arrival <= t join their queue; the drain mode is updated (enter write
-//   mode when writes >= write_high, or no reads but some writes; leave it when writes <= write_low and
-//   reads are waiting, or no writes are left); refreshes falling due are queued; then
+// - At each tick t: requests with arrival <= t join their queue; the drain mode of tick t follows from
+//   the mode of tick t-1 and the queues now (enter write mode when writes >= write_high, or no reads but
+//   some writes; leave it when writes <= write_low and reads are waiting, or no writes are left);
+//   refreshes falling due are queued (REFab every REFI; REFpb every REFIpb, to each bank in turn); then
 //   1. column bus: the oldest request of the served queue whose row is open and whose RD/WR may issue
-//      at t (FR-FCFS "first ready, column first, oldest first"); closed page issues RDA/WRA when no other
+//      at t (FR-FCFS: first ready, column first, oldest first); closed page issues RDA/WRA when no other
 //      queued request (either queue) hits that row;
-//   2. row bus: a due refresh first (all-bank: PREA if a bank is open, then REFab; per-bank: PRE of the
-//      target bank if open, then REFpb; each bank in turn, one every REFIpb); otherwise the oldest request
-//      of the served queue whose next command may issue at t: ACT if its bank is closed, PRE if another row
-//      is open and no request of the served queue hits that row (row hits are served before a conflict
-//      closes the row). A pending REFab holds every request command; a pending REFpb holds its bank.
-//   With a single command bus the same two steps share one bus.
-// - Abstracted away: data values, power-down and self-refresh, refresh postponing/pulling-in beyond
-//   "as soon as the banks allow", RFM, ECC, the TSV/PHY latency outside CL.
-// Events are not simulated tick by tick: the controller jumps from one decision tick to the next,
-// computing the earliest legal tick of the best candidate per bus from the stored earliest-issue times.
+//   2. row bus: a due refresh first, once its next command may issue (all-bank: PREA if a bank is open,
+//      then REFab; per-bank: PRE of the target bank if open, then REFpb); otherwise the oldest request of
+//      the served queue whose next command may issue at t: ACT if its bank is precharged, PRE if another
+//      row is open and no request of the served queue hits that row (row hits are served before a
+//      conflict closes the row). A pending REFab holds every request command; a pending REFpb its bank.
+//   With a single command bus both steps share one bus (one command per tick at most).
+// - A request is a row hit, miss or conflict by the bank state when the first command for it issues.
+// - Abstracted away: data values, power-down and self-refresh, refresh postponing beyond "as soon as the
+//   banks allow", RFM, ECC, the PHY/TSV latency outside tCL.
+// Ticks are not stepped one by one: the controller keeps the best candidate per bus (earliest legal tick,
+// then oldest) and jumps from one decision tick to the next; tests check that the timeline equals a naive
+// tick-by-tick controller's.
 
 #include <cstdint>
 #include <vector>
@@ -100,8 +103,8 @@ public:
     void set_command_log(std::vector<IssuedCommand>* log) { m_log = log; }  // nullptr = off
     const ChannelStats& stats() const { return m_stats; }
 
-    std::uint64_t now() const { return m_now; }  // every tick < now() has been simulated
-    bool write_mode() const { return m_write_mode; }
+    std::uint64_t now() const { return m_now; }               // every tick < now() has been simulated
+    bool write_mode() const { return m_write_mode; }          // drain mode of tick now(), given the requests so far
     int queued(bool write) const { return m_queued[write]; }  // arrived, not yet served
     const Organization& organization() const { return m_org; }
     const Timing& timing() const { return m_t; }
@@ -119,7 +122,7 @@ private:
         bool write, classified;
     };
     struct Group {  // queued requests of one queue to one row of one bank
-        int row, head, tail, count, next;
+        int row, head, tail, count, prev, next;
     };
     struct BankQueue {  // one bank's requests in one queue
         int head = -1, tail = -1, count = 0;
@@ -147,16 +150,22 @@ private:
 
     void admit(int slot);
     void update_mode();
+    void skip_to(std::uint64_t t);  // advance m_now over ticks without events
     int find_group(const BankQueue& bq, int row) const;
-    void open_bank(int b, int row);
+    void open_bank(int b, int row, int known_group);  // known_group: the served queue's group of `row`
     void close_bank(int b);
     void update_act_x(int b);
     void update_bg_act_x(int b);  // every bank of b's bank group
 
     // Candidates.
     void clean() const;
+    void clean_row() const;
     void rescan_col() const;
-    void rescan_row() const;
+    void rescan_row_class(int c) const;
+    void revalidate_row_class(int c) const;
+    void dirty_row() const { m_rc_dirty[0] = m_rc_dirty[1] = true; }
+    std::uint64_t act_common() const;
+    std::uint64_t pre_common() const;
     void consider_col(int b) const;
     void consider_row(int b) const;
     std::uint64_t col_tick(int q, int b) const;
@@ -219,7 +228,8 @@ private:
     std::vector<int> m_future;             // slots waiting for their arrival tick, in arrival order
     std::size_t m_future_head = 0;
     std::uint64_t m_seq = 0;
-    bool m_write_mode = false;
+    bool m_write_mode = false;  // drain mode of tick m_now (from m_prev_mode and the queues as they are now)
+    bool m_prev_mode = false;   // drain mode of tick m_now - 1
 
     // Refresh.
     std::uint64_t m_ref_due = kNone;
@@ -229,8 +239,15 @@ private:
     int m_refpb_head = 0, m_refpb_count = 0, m_ref_next_bank = 0;
     std::uint64_t m_blocked = 0;  // banks held by a pending refresh
 
-    mutable Best m_col, m_row;
-    mutable bool m_col_dirty = true, m_row_dirty = true;
+    // Best candidates, kept between decisions: the column bus; the row bus per class (0: ACT to a precharged
+    // bank, 1: PRE of an open bank) and overall. A class stays valid while its best tick is not below the
+    // class's common terms (row bus, tRRD/tFAW or tPPD): banks entering it are merged, anything else rescans.
+    mutable Best m_col, m_row, m_rc[2];
+    mutable bool m_col_dirty = true, m_rc_dirty[2] = {true, true};
+    // The next decision tick, once computed and until a request arrives or a tick is processed.
+    mutable std::uint64_t m_next_tick = 0;
+    mutable bool m_next_valid = false;
+    std::uint64_t next_decision_tick() const;
 
     DoneQueue m_done[2];
     std::uint64_t m_cas_order = 0;

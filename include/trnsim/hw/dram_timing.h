@@ -48,8 +48,8 @@ struct Timing {
     int pre_bus = 1;  // PRE/PREA/REFab/REFpb occupancy of the row bus
     int col_bus = 1;  // RD/WR/RDA/WRA occupancy of the column bus
 
-    // Throws std::invalid_argument naming the first bad field (negative values, BL or bus occupancy < 1,
-    // REFI <= RFC, REFIpb < 1).
+    // Throws std::invalid_argument naming the first bad field: values outside [0, 2^20) ticks, BL or a bus
+    // occupancy < 1, REFI <= RFC or REFIpb <= RREFD (REFI, REFIpb 0: not given; refresh modes need them).
     void validate() const;
 };
 
@@ -77,7 +77,7 @@ inline bool is_pc_wide(Command c) {
 struct IssuedCommand {
     std::uint64_t tick;
     Command cmd;
-    int sid, bank_group, bank, row;  // row: the row opened (ACT) or accessed (RD/WR...); -1 otherwise
+    int sid, bank_group, bank, row;  // row opened (ACT), accessed (RD/WR...) or closed (PRE); -1 otherwise
 };
 
 // Verifies a command log of one pseudo-channel: every constraint of the table (per PC, per SID, sibling
