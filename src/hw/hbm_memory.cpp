@@ -13,6 +13,7 @@ HbmMemory::HbmMemory(const sc_core::sc_module_name& name, const HbmSpec& spec)
     const int n = spec.pseudo_channels_total();
     m_logs.resize(spec.check_timing ? static_cast<std::size_t>(n) : 0);
     m_outstanding.assign(static_cast<std::size_t>(n), 0);
+    m_next.assign(static_cast<std::size_t>(n), UINT64_MAX);
     for (int i = 0; i < n; ++i) {
         m_channels.push_back(std::make_unique<dram::PseudoChannel>(spec.org, spec.timing, spec.controller));
         if (spec.check_timing) m_channels.back()->set_command_log(&m_logs[static_cast<std::size_t>(i)]);
@@ -29,6 +30,7 @@ void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
     m_done.clear();
     const bool was_full = !channel.can_accept(false) || !channel.can_accept(true);
     channel.run_until(until_tick, m_done);
+    m_next[c] = channel.next_event_tick();
     m_outstanding[c] -= m_done.size();
     for (const auto& d : m_done) {
         Transaction& t = m_transactions[d.id];
@@ -50,7 +52,7 @@ void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
 void HbmMemory::schedule_wake() {
     std::uint64_t next = UINT64_MAX;
     for (std::size_t c = 0; c < m_channels.size(); ++c) {
-        if (m_outstanding[c] > 0) next = std::min(next, m_channels[c]->next_event_tick());
+        if (m_outstanding[c] > 0) next = std::min(next, m_next[c]);
     }
     if (next == UINT64_MAX || next >= m_wake_tick) return;
     m_wake_tick = next;
@@ -65,7 +67,7 @@ void HbmMemory::on_wake() {
     m_wake_tick = UINT64_MAX;
     // Everything due at or before this tick.
     for (std::size_t c = 0; c < m_channels.size(); ++c) {
-        if (m_outstanding[c] > 0 && m_channels[c]->next_event_tick() <= now_tick) advance(c, now_tick + 1);
+        if (m_outstanding[c] > 0 && m_next[c] <= now_tick) advance(c, now_tick + 1);
     }
     schedule_wake();
 }
@@ -100,6 +102,7 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
         t.on_done = timing ? timing->on_done : nullptr;
     }
     std::uint64_t arrival_tick = 0;
+    auto tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
     for (std::uint64_t a = first; a < end; a += burst) {
         // Addresses beyond the modelled capacity wrap: the map covers the organisation's bytes.
         const dram::Decoded d = m_map.decode(a % capacity);
@@ -107,7 +110,6 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
             (d.stack * m_spec.org.channels + d.channel) * m_spec.org.pseudo_channels + d.pseudo_channel);
         auto& channel = *m_channels[c];
         for (;;) {
-            const auto tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
             advance(c, tick);
             if (channel.can_accept(write)) {
                 // A tick whose decisions the controller has made already is over for this request.
@@ -115,10 +117,12 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
                 channel.enqueue({id, write, d.sid, d.bank_group, d.bank, d.row, d.column, arrival});
                 arrival_tick = std::max(arrival_tick, arrival);
                 ++m_outstanding[c];
+                m_next[c] = channel.next_event_tick();
                 break;
             }
             schedule_wake();
             sc_core::wait(m_space);  // back-pressure: the queue is full
+            tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
         }
     }
     schedule_wake();

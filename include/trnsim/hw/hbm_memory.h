@@ -72,6 +72,7 @@ private:
     // Bursts enqueued and not yet completed, per pseudo-channel. Only channels with work schedule wake-ups:
     // an idle channel's refreshes are simulated when it is next advanced, so that the simulation ends.
     std::vector<std::uint64_t> m_outstanding;
+    std::vector<std::uint64_t> m_next;  // each pseudo-channel's next_event_tick(), refreshed when it changes
     std::vector<std::vector<dram::IssuedCommand>> m_logs;  // when check_timing
     std::vector<Transaction> m_transactions;
     std::vector<std::uint64_t> m_free_transactions;
