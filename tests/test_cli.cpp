@@ -169,12 +169,13 @@ void check_user_error(const RunResult& r, std::initializer_list<std::string> nee
     }
 }
 
-// Run a failing `trnsim kernel ...` command with `--json out.json` added, in an
+// Run a failing `trnsim <subcommand> ...` command with `--json out.json` added, in an
 // empty directory, check the user-error contract, and check that no file at all
 // (neither out.json nor a temporary) appeared.
-RunResult expect_kernel_error(std::vector<std::string> args, std::initializer_list<std::string> needles) {
+RunResult expect_error(const std::string& subcommand, std::vector<std::string> args,
+                       std::initializer_list<std::string> needles) {
     TempDir dir;
-    args.insert(args.begin(), "kernel");
+    args.insert(args.begin(), subcommand);
     args.push_back("--json");
     args.push_back(dir.file("out.json"));
     const RunResult r = run_trnsim(args, dir.path());
@@ -182,6 +183,10 @@ RunResult expect_kernel_error(std::vector<std::string> args, std::initializer_li
     INFO(show(r));
     CHECK(dir.entries().empty());
     return r;
+}
+
+RunResult expect_kernel_error(std::vector<std::string> args, std::initializer_list<std::string> needles) {
+    return expect_error("kernel", std::move(args), needles);
 }
 
 const std::vector<std::string> kSmallGemm = {"kernel", "gemm", "--m", "128", "--k", "128", "--n", "128"};
@@ -587,15 +592,7 @@ TEST_CASE("Two identical runs give identical JSON apart from the simulator's own
 
 namespace {
 RunResult expect_mem_error(std::vector<std::string> args, std::initializer_list<std::string> needles) {
-    TempDir dir;
-    args.insert(args.begin(), "mem");
-    args.push_back("--json");
-    args.push_back(dir.file("out.json"));
-    const RunResult r = run_trnsim(args, dir.path());
-    check_user_error(r, needles);
-    INFO(show(r));
-    CHECK(dir.entries().empty());
-    return r;
+    return expect_error("mem", std::move(args), needles);
 }
 }  // namespace
 

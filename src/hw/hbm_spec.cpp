@@ -11,13 +11,14 @@ namespace trnsim::hw {
 namespace {
 const std::string k_p = "chip.memory.hbm.";
 
-// The analog timings, as durations: key, field, doc.
-struct DurationTiming {
+// A timing parameter: its key under chip.memory.hbm.timing, the Timing field it sets, its doc.
+struct TimingKey {
     const char* key;
     int dram::Timing::*field;
     const char* doc;
 };
-const DurationTiming k_durations[] = {
+// The analog timings, as durations.
+const TimingKey k_durations[] = {
     {"cl", &dram::Timing::CL, "read latency tCL (RD to first data)"},
     {"cwl", &dram::Timing::CWL, "write latency tCWL"},
     {"rcdrd", &dram::Timing::RCDRD, "ACT to RD, tRCDRD"},
@@ -38,12 +39,8 @@ const DurationTiming k_durations[] = {
     {"refi", &dram::Timing::REFI, "refresh interval tREFI"},
     {"rrefd", &dram::Timing::RREFD, "per-bank refresh to ACT/REFpb of another bank, tRREFD"},
 };
-struct CkTiming {
-    const char* key;
-    int dram::Timing::*field;
-    const char* doc;
-};
-const CkTiming k_cks[] = {
+// The data-bus and column timings, in CK.
+const TimingKey k_cks[] = {
     {"bl", &dram::Timing::BL, "burst length on the data bus, CK"},
     {"ccds", &dram::Timing::CCDS, "column to column, different bank group, tCCD_S in CK"},
     {"ccdl", &dram::Timing::CCDL, "column to column, same bank group, tCCD_L in CK"},
