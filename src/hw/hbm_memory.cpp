@@ -61,6 +61,15 @@ void HbmMemory::schedule_wake() {
     m_wake.notify(sc_core::sc_time::from_value(at > now ? at - now : 0));
 }
 
+void HbmMemory::wake_for(std::size_t c) {
+    // Only an earlier wake-up than the one pending needs a notification; on_wake rescans every channel.
+    if (m_outstanding[c] == 0 || m_next[c] >= m_wake_tick) return;
+    m_wake_tick = m_next[c];
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    const std::uint64_t at = m_ticks.edge_fs(static_cast<std::int64_t>(m_wake_tick));
+    m_wake.notify(sc_core::sc_time::from_value(at > now ? at - now : 0));
+}
+
 void HbmMemory::on_wake() {
     const std::uint64_t now_tick =
         static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
@@ -99,7 +108,8 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
         Transaction& t = m_transactions[id];
         t.bursts_left = bursts;
         t.done_fs = 0;
-        t.on_done = timing ? timing->on_done : nullptr;
+        // Taken, not copied: an initiator sets on_done afresh for every request.
+        t.on_done = timing ? std::move(timing->on_done) : nullptr;
     }
     std::uint64_t arrival_tick = 0;
     auto tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
@@ -118,6 +128,7 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
                 arrival_tick = std::max(arrival_tick, arrival);
                 ++m_outstanding[c];
                 m_next[c] = channel.next_event_tick();
+                wake_for(c);
                 break;
             }
             schedule_wake();
@@ -125,7 +136,6 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
             tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
         }
     }
-    schedule_wake();
     ++m_stats.requests;
     (write ? m_stats.write_bytes : m_stats.read_bytes) += bytes;
     if (timing) {

@@ -63,7 +63,8 @@ private:
 
     void on_wake();
     void advance(std::size_t channel, std::uint64_t until_tick);
-    void schedule_wake();
+    void schedule_wake();          // after advancing channels: the earliest event of any busy channel
+    void wake_for(std::size_t c);  // after enqueuing into channel c: wake earlier if it needs it
 
     HbmSpec m_spec;
     dram::AddressMap m_map;
