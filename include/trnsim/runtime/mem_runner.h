@@ -17,7 +17,7 @@ struct MemOptions {
     std::uint64_t request_bytes = 64;
     std::uint64_t requests = 100000;
     double read_ratio = 1.0;
-    std::uint64_t outstanding = 512;
+    std::uint64_t outstanding = 8192;  // enough to cover bandwidth x latency of several stacks
     std::uint32_t seed = 1;
 };
 
