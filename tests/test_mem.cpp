@@ -114,3 +114,12 @@ TEST_CASE("the timing checker finds no violation on random mixed traffic for eve
         }
     }
 }
+
+TEST_CASE("the same traffic simulated twice gives the same result", "[mem]") {
+    runtime::MemOptions o = traffic("random", 20000, 512);
+    o.read_ratio = 0.7;
+    json a = mem("hbm3-6400", o);
+    json b = mem("hbm3-6400", o);
+    for (json* j : {&a, &b}) (*j).erase("sim");
+    CHECK(a.dump() == b.dump());
+}
