@@ -53,19 +53,25 @@ Decoded AddressMap::decode(std::uint64_t address) const {
             x /= m_radix[f];
         }
     }
-    if (m_scheme == MapScheme::xor_hashed) {
-        // Row slices: channel from the lowest row digits, then bank group, then bank.
-        std::uint64_t r = v[row];
-        for (const int f : {channel, bank_group, bank}) {
-            const std::uint64_t n = m_radix[f];
-            const std::uint64_t h = m_shift[f] >= 0 ? (r & (n - 1)) : r % n;
-            r = m_shift[f] >= 0 ? r >> m_shift[f] : r / n;
-            v[f] = m_shift[f] >= 0 ? (v[f] ^ h) : (v[f] + h) % n;
-        }
-    }
+    if (m_scheme == MapScheme::xor_hashed) permute(v, false);
     return Decoded{static_cast<int>(v[stack]), static_cast<int>(v[channel]),    static_cast<int>(v[pseudo_channel]),
                    static_cast<int>(v[sid]),   static_cast<int>(v[bank_group]), static_cast<int>(v[bank]),
                    static_cast<int>(v[row]),   static_cast<int>(v[column])};
+}
+
+// Row slices permute the channel (lowest row digits), then the bank group, then the bank: XOR for
+// power-of-two fields, addition modulo the field size otherwise; `inverse` undoes it.
+void AddressMap::permute(std::uint64_t (&v)[kFields], bool inverse) const {
+    std::uint64_t r = v[row];
+    for (const int f : {channel, bank_group, bank}) {
+        const std::uint64_t n = m_radix[f];
+        const std::uint64_t h = m_shift[f] >= 0 ? (r & (n - 1)) : r % n;
+        r = m_shift[f] >= 0 ? r >> m_shift[f] : r / n;
+        if (m_shift[f] >= 0)
+            v[f] ^= h;
+        else
+            v[f] = inverse ? (v[f] + n - h) % n : (v[f] + h) % n;
+    }
 }
 
 std::uint64_t AddressMap::encode(const Decoded& d) const {
@@ -76,15 +82,7 @@ std::uint64_t AddressMap::encode(const Decoded& d) const {
             throw std::out_of_range("dram address map: encode of a field out of range");
         v[f] = static_cast<std::uint64_t>(in[f]);
     }
-    if (m_scheme == MapScheme::xor_hashed) {
-        std::uint64_t r = v[row];
-        for (const int f : {channel, bank_group, bank}) {
-            const std::uint64_t n = m_radix[f];
-            const std::uint64_t h = m_shift[f] >= 0 ? (r & (n - 1)) : r % n;
-            r = m_shift[f] >= 0 ? r >> m_shift[f] : r / n;
-            v[f] = m_shift[f] >= 0 ? (v[f] ^ h) : (v[f] + n - h) % n;
-        }
-    }
+    if (m_scheme == MapScheme::xor_hashed) permute(v, true);
     std::uint64_t x = 0;
     for (int f = kFields - 1; f >= 0; --f) x = x * m_radix[f] + v[f];
     return x * static_cast<std::uint64_t>(m_org.burst_bytes);

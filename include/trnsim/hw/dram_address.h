@@ -37,6 +37,7 @@ public:
 
 private:
     enum Field { channel, pseudo_channel, stack, column, sid, bank_group, bank, row, kFields };
+    void permute(std::uint64_t (&v)[kFields], bool inverse) const;  // the xor_hashed scheme
     Organization m_org;
     int m_stacks;
     MapScheme m_scheme;
