@@ -28,7 +28,8 @@ void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
     auto& channel = *m_channels[c];
     if (channel.now() >= until_tick) return;
     m_done.clear();
-    const bool was_full = !channel.can_accept(false) || !channel.can_accept(true);
+    const bool reads_full = !channel.can_accept(false);
+    const bool writes_full = !channel.can_accept(true);
     channel.run_until(until_tick, m_done);
     m_next[c] = channel.next_event_tick();
     m_outstanding[c] -= m_done.size();
@@ -43,10 +44,10 @@ void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
             if (callback) callback(done);
         }
     }
-    if (was_full && channel.can_accept(false) && channel.can_accept(true))
+    // Senders wait only on a full queue: wake them when one of those gained room.
+    if ((reads_full && channel.can_accept(false)) || (writes_full && channel.can_accept(true))) {
         m_space.notify(sc_core::SC_ZERO_TIME);
-    else if (!m_done.empty())
-        m_space.notify(sc_core::SC_ZERO_TIME);
+    }
 }
 
 void HbmMemory::schedule_wake() {
