@@ -257,6 +257,32 @@ private:
         return false;
     }
 
+    // Each bank once per round; first in round-robin order from the last target among: idle (no queued
+    // request) and precharged banks, else idle banks, else the banks left in the round.
+    int refresh_target() {
+        const int n = m_org.banks();
+        if (static_cast<int>(m_round.size()) == n) m_round.clear();
+        auto idle = [&](int b) {
+            for (const auto& q : m_queue)
+                for (const auto& e : q)
+                    if (e.bank == b) return false;
+            return true;
+        };
+        for (int tier = 0; tier < 3; ++tier) {
+            for (int i = 0; i < n; ++i) {
+                const int b = (m_next_bank + i) % n;
+                if (m_round.count(b)) continue;
+                if (tier < 2 && !idle(b)) continue;
+                if (tier == 0 && m_open[static_cast<std::size_t>(b)] >= 0) continue;
+                m_round.insert(b);
+                m_next_bank = (b + 1) % n;
+                return b;
+            }
+        }
+        FAIL("no refresh target");
+        return -1;
+    }
+
     void step(std::uint64_t t) {
         const int reads = static_cast<int>(m_queue[0].size()), writes = static_cast<int>(m_queue[1].size());
         if (!m_write_mode) {
@@ -268,7 +294,7 @@ private:
             if (m_spec.refresh == RefreshMode::all_bank)
                 ++m_refab;
             else
-                m_refpb.push_back(m_next_bank++ % m_org.banks());
+                m_refpb.push_back(refresh_target());
             m_due += m_interval;
         }
         const int q = m_write_mode ? 1 : 0;
@@ -346,6 +372,7 @@ private:
     std::uint64_t m_now = 0, m_interval = 0, m_due = kForever;
     int m_refab = 0, m_next_bank = 0;
     std::deque<int> m_refpb;
+    std::set<int> m_round;  // banks given a REFpb in the current round
     std::vector<Completion> m_done;
 };
 

@@ -1,5 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <random>
+
+#include "trnsim/core/clock.h"
 #include "trnsim/core/error.h"
 #include "trnsim/core/units.h"
 
@@ -54,4 +58,30 @@ TEST_CASE("quantities print in a unit that parses back to the same value", "[uni
     CHECK(to_string(Bytes{1000}) == "1000B");
     CHECK(to_string(parse_bandwidth("2.9TB/s")) == "2.9TB/s");
     CHECK(to_string(Duration{1.3e-6}) == "1.3us");
+}
+
+TEST_CASE("clock edges are exact: ceil(cycle * 1e15 / hz) fs, and cycle_at_or_after inverts them", "[units][clock]") {
+    // 800 MHz: a whole-femtosecond period; 2.4 GHz and 1.12 GHz: not (416666.67 fs, 892857.14 fs).
+    CHECK(ClockDomain(800e6).edge_fs(3) == 3750000);
+    CHECK(ClockDomain(2.4e9).edge_fs(1) == 416667);
+    CHECK(ClockDomain(2.4e9).edge_fs(3) == 1250000);
+    CHECK(ClockDomain(2.4e9).edge_fs(1000000000000LL) == 416666666666666667ULL);  // beyond 64-bit products
+    CHECK(ClockDomain(parse_frequency("1.12GHz").hz).edge_fs(7) == 6250000);
+    std::mt19937_64 rng(7);
+    for (const double hz : {800e6, 1.6e9, 2.4e9, 1.12e9, 1.4e9, 2.8e9, 3e9, 1e9 / 3}) {
+        const ClockDomain clock(hz);
+        for (int i = 0; i < 2000; ++i) {
+            const auto c = static_cast<std::int64_t>(rng() % (std::uint64_t{1} << (i % 2 ? 20 : 40)));
+            const std::uint64_t e = clock.edge_fs(c);
+            if (hz != 1e9 / 3) {  // integral: e is the least femtosecond with e * hz >= c * 1e15
+                const auto f = static_cast<unsigned __int128>(std::llround(hz));
+                const auto target = static_cast<unsigned __int128>(c) * 1000000000000000ULL;
+                CHECK(static_cast<unsigned __int128>(e) * f >= target);
+                if (e > 0) CHECK(static_cast<unsigned __int128>(e - 1) * f < target);
+            }
+            CHECK(clock.cycle_at_or_after(e) == c);
+            CHECK(clock.cycle_at_or_after(e + 1) == c + 1);
+            if (c > 0) CHECK(clock.edge_fs(c - 1) < e);
+        }
+    }
 }

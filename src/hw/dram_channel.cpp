@@ -433,6 +433,24 @@ std::uint64_t PseudoChannel::pending_refresh_tick() const {
     return max2(max2(m_bank_act[b], m_pc_refpb), max2(m_row_bus, m_now));
 }
 
+int PseudoChannel::refresh_target() {
+    // Each bank once per round; within a round the controller picks: an idle precharged bank (no queued
+    // request, no PRE needed), else an idle bank, else any, first in round-robin order from the last target.
+    if ((m_ref_round & m_bank_mask) == m_bank_mask) m_ref_round = 0;
+    const std::uint64_t left = m_bank_mask & ~m_ref_round;
+    const std::uint64_t idle = left & ~(m_req_mask[0] | m_req_mask[1]);
+    const std::uint64_t tiers[3] = {idle & m_closed, idle, left};
+    for (const std::uint64_t m : tiers) {
+        if (m == 0) continue;
+        // First set bit at or after m_ref_next_bank, wrapping.
+        const std::uint64_t upper = m & ~(bit(m_ref_next_bank) - 1);
+        const int b = lowest_bit(upper ? upper : m);
+        m_ref_round |= bit(b);
+        return b;
+    }
+    throw std::logic_error("dram pseudo-channel: no refresh target");
+}
+
 void PseudoChannel::recompute_blocked() {
     if (m_refab_pending > 0) {
         m_blocked = m_bank_mask;
@@ -770,9 +788,10 @@ bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done
             } else {
                 const int n = static_cast<int>(m_refpb_pending.size());
                 if (m_refpb_count == n) throw std::logic_error("dram pseudo-channel: per-bank refresh starved");
-                m_refpb_pending[static_cast<std::size_t>((m_refpb_head + m_refpb_count) % n)] = m_ref_next_bank;
+                const int b = refresh_target();
+                m_refpb_pending[static_cast<std::size_t>((m_refpb_head + m_refpb_count) % n)] = b;
                 ++m_refpb_count;
-                m_ref_next_bank = (m_ref_next_bank + 1) % m_banks;
+                m_ref_next_bank = (b + 1) % m_banks;
             }
             m_ref_due += m_ref_interval;
             recompute_blocked();

@@ -10,7 +10,9 @@
 // - At each tick t: requests with arrival <= t join their queue; the drain mode of tick t follows from
 //   the mode of tick t-1 and the queues now (enter write mode when writes >= write_high, or no reads but
 //   some writes; leave it when writes <= write_low and reads are waiting, or no writes are left);
-//   refreshes falling due are queued (REFab every REFI; REFpb every REFIpb, to each bank in turn); then
+//   refreshes falling due are queued (REFab every REFI; REFpb every REFIpb, each bank once per round of
+//   `banks` REFpb, the target chosen when it falls due: the first bank in round-robin order that is idle
+//   (no queued request in either queue) and precharged, else idle, else any bank left in the round); then
 //   1. column bus: the oldest request of the served queue whose row is open and whose RD/WR may issue
 //      at t (FR-FCFS: first ready, column first, oldest first); closed page issues RDA/WRA when no other
 //      queued request (either queue) hits that row;
@@ -175,6 +177,7 @@ private:
     std::uint64_t refresh_tick() const { return (m_refab_pending | m_refpb_count) ? pending_refresh_tick() : kNone; }
     std::uint64_t pending_refresh_tick() const;
     void recompute_blocked();
+    int refresh_target();  // the bank of a REFpb falling due now (see the class comment)
 
     // Issue.
     void issue_cas(int b, std::uint64_t t);
@@ -237,7 +240,8 @@ private:
     int m_refab_pending = 0;
     std::vector<int> m_refpb_pending;  // ring of target banks
     int m_refpb_head = 0, m_refpb_count = 0, m_ref_next_bank = 0;
-    std::uint64_t m_blocked = 0;  // banks held by a pending refresh
+    std::uint64_t m_ref_round = 0;  // banks given a REFpb target in the current round
+    std::uint64_t m_blocked = 0;    // banks held by a pending refresh
 
     // Best candidates, kept between decisions: the column bus; the row bus per class (0: ACT to a precharged
     // bank, 1: PRE of an open bank) and overall. A class stays valid while its best tick is not below the
