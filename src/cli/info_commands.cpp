@@ -23,6 +23,12 @@ std::function<int()> add_presets_command(CLI::App& app) {
             const std::string desc = node["description"] ? node["description"].as<std::string>() : "";
             std::printf("  %-17s %s\n", name.c_str(), desc.c_str());
         }
+        std::printf("clusters (trnsim collective --cluster):\n");
+        for (const auto& name : preset_names("clusters")) {
+            const YAML::Node node = YAML::Load(find_preset("clusters", name)->text);
+            const std::string desc = node["description"] ? node["description"].as<std::string>() : "";
+            std::printf("  %-21s %s\n", name.c_str(), desc.c_str());
+        }
         return 0;
     };
 }

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     std::vector<CLI::App*> subs;
     runners.push_back(trnsim::cli::add_kernel_command(app));
     runners.push_back(trnsim::cli::add_mem_command(app));
+    runners.push_back(trnsim::cli::add_collective_command(app));
     runners.push_back(trnsim::cli::add_presets_command(app));
     runners.push_back(trnsim::cli::add_describe_command(app));
     try {

@@ -1,0 +1,98 @@
+#pragma once
+// One direction of a point-to-point link (a NeuronLink lane group, a switch port, an EFA NIC path).
+//
+// Modelled: packets are serialized at `bandwidth`; each byte reaches the far end `latency` after it left
+// (per-hop latency: wire, SerDes, the receiving port's pipeline). Packets wait in one FIFO per flow (a flow
+// is one message); the link serves the flows round-robin, one packet at a time, among those whose packet
+// head has arrived. Forwarding is virtual cut-through at packet granularity: a packet may start on the
+// next hop as soon as its head arrives there (start + latency), and cannot finish there before its tail
+// has arrived (end + latency). So a message over H uncontended hops of equal bandwidth takes
+// H x latency + bytes / bandwidth, and packet k can be on hop 2 while packet k+1 is on hop 1.
+// Abstracted away: flits, credits and finite buffers (queues are unbounded, so there is no back-pressure
+// across hops), link-level retries, packet headers (a packet carries payload only).
+// Events: one SystemC method activation per packet per hop (plus one when an idle link receives work).
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <systemc>
+
+#include "trnsim/core/units.h"
+
+namespace trnsim::hw {
+
+struct LinkSpec {
+    Bandwidth bandwidth;  // one direction
+    Duration latency;     // per hop
+};
+
+struct Packet;
+
+// Anything that accepts packets: a link's input, or a chip endpoint at the end of a route.
+class PacketSink {
+public:
+    virtual ~PacketSink() = default;
+    // Called at the current simulated time; `p.head_fs` / `p.tail_fs` say when the packet's first and last
+    // byte are available at this sink's input (both >= now).
+    virtual void accept(Packet* p) = 0;
+};
+
+// A route: the sinks a packet visits in order; the last one is the destination endpoint.
+using Route = std::vector<PacketSink*>;
+
+struct Packet {
+    std::uint64_t flow = 0;  // arbitration flow: one per message
+    std::uint64_t bytes = 0;
+    std::uint64_t head_fs = 0;  // first byte available at the current sink's input
+    std::uint64_t tail_fs = 0;  // last byte available there
+    const Route* route = nullptr;
+    std::size_t hop = 0;      // index in *route of the sink the packet is at
+    void* message = nullptr;  // owner's bookkeeping (the endpoint's message)
+};
+
+// Passes a packet to the next sink of its route.
+inline void forward(Packet* p) {
+    ++p->hop;
+    (*p->route)[p->hop]->accept(p);
+}
+
+struct LinkStats {
+    std::uint64_t bytes = 0;
+    std::uint64_t packets = 0;
+    std::uint64_t busy_fs = 0;    // time serializing (or streaming a packet whose tail arrives later)
+    std::uint64_t max_flows = 0;  // most flows waiting at once
+};
+
+class Link : public sc_core::sc_module, public PacketSink {
+public:
+    Link(const sc_core::sc_module_name& name, const LinkSpec& spec);
+
+    void accept(Packet* p) override;
+
+    const LinkSpec& spec() const { return m_spec; }
+    const LinkStats& stats() const { return m_stats; }
+    // Serialization time of `bytes` on this link, fs.
+    std::uint64_t serialization_fs(std::uint64_t bytes) const;
+
+private:
+    struct Flow {
+        std::deque<Packet*> packets;
+        bool in_rotation = false;
+    };
+
+    void on_wake();
+
+    LinkSpec m_spec;
+    double m_fs_per_byte;
+    std::uint64_t m_latency_fs;
+    LinkStats m_stats;
+    sc_core::sc_event m_wake;
+    std::uint64_t m_busy_until = 0;
+    std::map<std::uint64_t, Flow> m_flows;  // by flow id (deterministic order)
+    std::deque<std::uint64_t> m_rotation;   // round-robin order of flows with queued packets
+};
+
+}  // namespace trnsim::hw

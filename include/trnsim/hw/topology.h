@@ -1,0 +1,227 @@
+#pragma once
+// The network of a cluster and the chips at its ends.
+//
+// - `Topology` (a family chosen by `cluster.topology`'s kind, registry below): builds the links and
+//   switches of every node, the inter-node EFA network, and routes: a route from chip a to chip b is the
+//   list of links (and switch ports) a packet crosses, ending at b's endpoint. Tori route in dimension
+//   order, each dimension the short way round (ties: the + direction). It also publishes the facts that
+//   topology-aware collective algorithms need (dimensions, coordinates, a Hamiltonian ring order).
+// - `ChipEndpoint`: the chip's side of its links. It reads what it sends from the chip's memory with a
+//   pool of DMA rings and writes what it receives into that memory, reducing on the vector engine when
+//   asked (docs/hw/interconnect.md, "Chip endpoint").
+// - `Cluster`: the chips' memories (by name through the memory registry), their endpoints, and the topology.
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include <tlm_utils/simple_initiator_socket.h>
+#include <systemc>
+#include <tlm>
+
+#include "trnsim/core/config.h"
+#include "trnsim/hw/cluster_spec.h"
+#include "trnsim/hw/compute_engine.h"
+#include "trnsim/hw/i_memory.h"
+#include "trnsim/hw/link.h"
+#include "trnsim/hw/network_switch.h"
+
+namespace trnsim::hw {
+
+// A link as reports name it.
+struct NamedLink {
+    std::string name;  // e.g. "n0.c3.x+", "n0.c3.up", "n0.l1g2.port1", "efa.port17"
+    const Link* link = nullptr;
+};
+
+class Topology {
+public:
+    explicit Topology(const ClusterSpec& spec);
+    virtual ~Topology() = default;
+    Topology(const Topology&) = delete;
+    Topology& operator=(const Topology&) = delete;
+
+    // Creates every link and switch; `endpoints[c]` is chip c's endpoint (chips numbered node-major).
+    void build(const std::vector<PacketSink*>& endpoints);
+    // The route from chip `src` to chip `dst` (cached); empty when src == dst.
+    const Route& route(int src, int dst);
+    const std::vector<NamedLink>& links() const { return m_links; }
+
+    int nodes() const { return m_spec.nodes; }
+    int chips_per_node() const { return m_spec.chips_per_node(); }
+    int chips() const { return m_spec.chips(); }
+    const std::string& kind() const { return m_spec.topology.kind; }
+    // Torus (or ring) dimensions of one node; empty for the switched and fully connected kinds.
+    virtual std::vector<int> torus_dims() const { return {}; }
+    // Coordinates of a chip within its node (torus kinds), dimension 0 first.
+    std::vector<int> coords(int local_chip) const;
+    // Local chips of one node in an order where consecutive chips are neighbours (a Hamiltonian path; a
+    // cycle when the last is also a neighbour of the first). Identity for the switched kinds.
+    virtual std::vector<int> ring_order() const;
+
+protected:
+    // Builds node `node`'s links; `first_chip` is its chip 0.
+    virtual void build_node(int node, int first_chip) = 0;
+    // Appends the hops from local chip `a` to local chip `b` of node `node` (a != b).
+    virtual void intra_route(int node, int a, int b, Route& out) const = 0;
+    Link& add_link(const std::string& name, const LinkSpec& spec);
+    NetworkSwitch& add_switch(const std::string& name, const SwitchSpec& spec);
+    void add_switch_ports(const std::string& name, const NetworkSwitch& sw);
+
+    ClusterSpec m_spec;
+
+private:
+    std::vector<PacketSink*> m_endpoints;
+    std::vector<std::unique_ptr<Link>> m_owned_links;
+    std::vector<std::unique_ptr<NetworkSwitch>> m_switches;
+    std::vector<NamedLink> m_links;
+    std::vector<Link*> m_nic;  // per chip: uplink to the EFA network (nodes > 1)
+    NetworkSwitch* m_efa = nullptr;
+    std::vector<std::unique_ptr<Route>> m_routes;  // src * chips + dst
+};
+
+using TopologyFactory = std::function<std::unique_ptr<Topology>(const ClusterSpec&)>;
+void register_topology(const std::string& kind, TopologyFactory factory);
+// Registers the built-in kinds (ring, torus2d, torus3d, full, switch, switch2) on first use.
+std::unique_ptr<Topology> make_topology(const ClusterSpec& spec);
+std::vector<std::string> topology_kinds();
+
+// What the endpoint needs from the chip's config: its DMA engines and its vector engine.
+struct EndpointSpec {
+    int dma_rings = 1;         // chip.cores: one ring of DMA engines per NeuronCore
+    int engines_per_ring = 1;  // chip.core.dma.engines
+    Bandwidth engine_bandwidth;
+    Duration descriptor_cost;   // per packet (one DMA buffer per engine)
+    Duration transfer_latency;  // per message, before its first packet moves
+    ComputeEngineSpec vector;   // reductions
+    int partitions = 128;       // chip.core.sbuf.partitions: vector lanes
+    std::uint64_t packet_bytes = 65536;
+
+    static EndpointSpec from_config(const Config& config);
+    // Vector-engine time to add `bytes` of received data of `elem_bytes`-byte elements into the local
+    // data: a tensor_tensor add, max(min_ii, ceil(2 N / elems_per_cycle)) + start_overhead cycles with
+    // N = ceil(elements / partitions), fs.
+    std::uint64_t reduce_fs(std::uint64_t bytes, std::size_t elem_bytes) const;
+};
+
+// One point-to-point transfer between chips (or within one chip, when `route` is empty).
+struct Message {
+    std::uint64_t id = 0;  // unique: the flow links arbitrate on
+    int src_chip = 0;
+    int dst_chip = 0;
+    std::uint64_t bytes = 0;
+    bool reduce = false;  // the receiver adds the data into its own (a reduce-scatter step)
+    std::size_t elem_bytes = 4;
+    const Route* route = nullptr;
+    std::function<void(std::uint64_t)> on_done;  // called at the time the last byte is in memory (reduced)
+    // Endpoint bookkeeping.
+    std::uint64_t ready_fs = 0;
+    std::uint64_t unsent = 0;
+    std::uint64_t packets_left = 0;
+    std::uint64_t done_fs = 0;
+    int ring = 0;
+};
+
+struct EndpointStats {
+    std::uint64_t messages_sent = 0;
+    std::uint64_t bytes_sent = 0;
+    std::uint64_t bytes_received = 0;
+    std::uint64_t bytes_reduced = 0;
+    std::uint64_t packets_sent = 0;
+    std::uint64_t dma_busy_fs = 0;     // summed over rings
+    std::uint64_t vector_busy_fs = 0;  // summed over cores
+};
+
+class PacketPool {
+public:
+    Packet* get();
+    void put(Packet* p) { m_free.push_back(p); }
+
+private:
+    std::deque<Packet> m_storage;
+    std::vector<Packet*> m_free;
+};
+
+class ChipEndpoint : public sc_core::sc_module, public PacketSink {
+public:
+    tlm_utils::simple_initiator_socket<ChipEndpoint> memory_port;
+
+    ChipEndpoint(const sc_core::sc_module_name& name, const EndpointSpec& spec, PacketPool& pool);
+
+    // Starts a message at the current time: after transfer_latency its packets are read from memory by
+    // one of the chip's DMA rings (round-robin between the messages on that ring) and injected into the
+    // route's first link.
+    void send(Message* m);
+    // A packet arriving at this chip (head and tail times at the chip).
+    void accept(Packet* p) override;
+
+    const EndpointStats& stats() const { return m_stats; }
+    const EndpointSpec& spec() const { return m_spec; }
+
+private:
+    struct Ring {
+        std::deque<Message*> pending;  // waiting for transfer_latency, in ready order
+        std::deque<Message*> active;   // round-robin, one packet each
+        sc_core::sc_event wake;
+        std::uint64_t busy_until = 0;
+    };
+    struct Work {
+        std::uint64_t at_fs;
+        std::uint64_t seq;
+        int kind;  // 0: packet tail arrived, 1: reduced data ready to write, 2: message complete
+        Packet* packet;
+        Message* message;
+        bool operator>(const Work& o) const { return at_fs != o.at_fs ? at_fs > o.at_fs : seq > o.seq; }
+    };
+
+    void ring_wake(int r);
+    void on_work();
+    void schedule(const Work& w);
+    void packet_done(Message* m, std::uint64_t done_fs);
+    // Issues one memory access at the current time; returns when its data are delivered, and in
+    // `accept_fs` when the memory can take the next request.
+    std::uint64_t memory_access(bool write, std::uint64_t bytes, std::uint64_t* accept_fs = nullptr);
+
+    EndpointSpec m_spec;
+    PacketPool& m_pool;
+    std::vector<std::unique_ptr<Ring>> m_rings;
+    int m_next_ring = 0;
+    double m_ring_fs_per_byte;
+    std::uint64_t m_descriptor_fs;
+    std::uint64_t m_transfer_fs;
+    std::vector<std::uint64_t> m_vector_free;  // per core
+    std::priority_queue<Work, std::vector<Work>, std::greater<Work>> m_work;
+    std::uint64_t m_seq = 0;
+    sc_core::sc_event m_work_event;
+    tlm::tlm_generic_payload m_request;
+    MemoryTiming* m_timing = nullptr;  // owned by m_request
+    std::uint64_t m_last_done = 0;
+    EndpointStats m_stats;
+};
+
+class Cluster : public sc_core::sc_module {
+public:
+    Cluster(const sc_core::sc_module_name& name, const ClusterSpec& spec, const Config& config);
+
+    const ClusterSpec& spec() const { return m_spec; }
+    Topology& topology() { return *m_topology; }
+    const Topology& topology() const { return *m_topology; }
+    ChipEndpoint& endpoint(int chip) { return *m_endpoints.at(static_cast<std::size_t>(chip)); }
+    const ChipEndpoint& endpoint(int chip) const { return *m_endpoints.at(static_cast<std::size_t>(chip)); }
+    const IMemory& memory(int chip) const { return *m_memories.at(static_cast<std::size_t>(chip)); }
+    int chips() const { return m_spec.chips(); }
+
+private:
+    ClusterSpec m_spec;
+    PacketPool m_pool;
+    std::vector<std::unique_ptr<IMemory>> m_memories;
+    std::vector<std::unique_ptr<ChipEndpoint>> m_endpoints;
+    std::unique_ptr<Topology> m_topology;
+};
+
+}  // namespace trnsim::hw

@@ -1,0 +1,525 @@
+#include "trnsim/hw/topology.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "trnsim/core/error.h"
+
+namespace trnsim::hw {
+
+// ---------------------------------------------------------------------------------------------------
+// Topology: common part (nodes, EFA, route cache)
+
+Topology::Topology(const ClusterSpec& spec) : m_spec(spec) {}
+
+Link& Topology::add_link(const std::string& name, const LinkSpec& spec) {
+    m_owned_links.push_back(std::make_unique<Link>(sc_core::sc_gen_unique_name("link"), spec));
+    m_links.push_back({name, m_owned_links.back().get()});
+    return *m_owned_links.back();
+}
+
+NetworkSwitch& Topology::add_switch(const std::string& name, const SwitchSpec& spec) {
+    m_switches.push_back(std::make_unique<NetworkSwitch>(sc_core::sc_gen_unique_name("switch"), spec));
+    add_switch_ports(name, *m_switches.back());
+    return *m_switches.back();
+}
+
+void Topology::add_switch_ports(const std::string& name, const NetworkSwitch& sw) {
+    for (int i = 0; i < sw.spec().ports; ++i) m_links.push_back({fmt::format("{}.port{}", name, i), &sw.output(i)});
+}
+
+void Topology::build(const std::vector<PacketSink*>& endpoints) {
+    m_endpoints = endpoints;
+    const int per_node = chips_per_node();
+    for (int n = 0; n < nodes(); ++n) build_node(n, n * per_node);
+    if (nodes() > 1) {
+        for (int c = 0; c < chips(); ++c) {
+            m_nic.push_back(&add_link(fmt::format("n{}.c{}.nic", c / per_node, c % per_node),
+                                      LinkSpec{m_spec.efa.bandwidth, Duration{0}}));
+        }
+        m_efa = &add_switch("efa", SwitchSpec{chips(), m_spec.efa.bandwidth, m_spec.efa.latency});
+    }
+    m_routes.resize(static_cast<std::size_t>(chips()) * static_cast<std::size_t>(chips()));
+}
+
+const Route& Topology::route(int src, int dst) {
+    auto& slot =
+        m_routes[static_cast<std::size_t>(src) * static_cast<std::size_t>(chips()) + static_cast<std::size_t>(dst)];
+    if (slot) return *slot;
+    slot = std::make_unique<Route>();
+    if (src != dst) {
+        const int per_node = chips_per_node();
+        if (src / per_node == dst / per_node) {
+            intra_route(src / per_node, src % per_node, dst % per_node, *slot);
+        } else {
+            slot->push_back(m_nic[static_cast<std::size_t>(src)]);
+            slot->push_back(&m_efa->output(dst));
+        }
+        slot->push_back(m_endpoints[static_cast<std::size_t>(dst)]);
+    }
+    return *slot;
+}
+
+std::vector<int> Topology::coords(int local_chip) const {
+    std::vector<int> c;
+    for (int d : torus_dims()) {
+        c.push_back(local_chip % d);
+        local_chip /= d;
+    }
+    return c;
+}
+
+std::vector<int> Topology::ring_order() const {
+    std::vector<int> order(static_cast<std::size_t>(chips_per_node()));
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+    return order;
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------
+// ring:N, torus2d:AxB, torus3d:AxBxC: each chip links to its two neighbours in every dimension (one when
+// the dimension has size 2), both directions. Dimensions 0 and 1 use cluster.link, dimension 2
+// cluster.zlink (trn2-ultraserver: the ring of 4 across instances).
+
+class TorusTopology : public Topology {
+public:
+    explicit TorusTopology(const ClusterSpec& spec) : Topology(spec), m_dims(spec.topology.dims) {}
+
+    std::vector<int> torus_dims() const override { return m_dims; }
+
+    // Reflected mixed-radix Gray order (boustrophedon): consecutive chips differ by one step in one
+    // dimension; with an even size in the last dimension of size > 1 the last chip neighbours the first.
+    std::vector<int> ring_order() const override {
+        std::vector<std::vector<int>> seq{{}};
+        for (int size : m_dims) {
+            std::vector<std::vector<int>> next;
+            for (int v = 0; v < size; ++v) {
+                for (std::size_t i = 0; i < seq.size(); ++i) {
+                    auto c = v % 2 == 0 ? seq[i] : seq[seq.size() - 1 - i];
+                    c.push_back(v);
+                    next.push_back(std::move(c));
+                }
+            }
+            seq = std::move(next);
+        }
+        std::vector<int> order;
+        for (const auto& c : seq) order.push_back(index(c));
+        return order;
+    }
+
+protected:
+    int index(const std::vector<int>& c) const {
+        int idx = 0, stride = 1;
+        for (std::size_t d = 0; d < m_dims.size(); ++d) {
+            idx += c[d] * stride;
+            stride *= m_dims[d];
+        }
+        return idx;
+    }
+
+    void build_node(int node, int first_chip) override {
+        const int per_node = chips_per_node();
+        const std::size_t nd = m_dims.size();
+        if (m_dir.empty()) m_dir.resize(static_cast<std::size_t>(chips()) * nd * 2, nullptr);
+        static const char* axis = "xyz";
+        for (int local = 0; local < per_node; ++local) {
+            const auto c = coords(local);
+            for (std::size_t d = 0; d < nd; ++d) {
+                const int size = m_dims[d];
+                if (size == 1) continue;
+                const LinkSpec& spec = d >= 2 ? m_spec.zlink : m_spec.link;
+                Link* plus = &add_link(fmt::format("n{}.c{}.{}+", node, local, axis[d]), spec);
+                Link* minus = size == 2 ? plus : &add_link(fmt::format("n{}.c{}.{}-", node, local, axis[d]), spec);
+                m_dir[slot(first_chip + local, d, 0)] = plus;
+                m_dir[slot(first_chip + local, d, 1)] = minus;
+            }
+        }
+    }
+
+    void intra_route(int node, int a, int b, Route& out) const override {
+        auto cur = coords(a);
+        const auto dst = coords(b);
+        const int base = node * chips_per_node();
+        for (std::size_t d = 0; d < m_dims.size(); ++d) {
+            const int size = m_dims[d];
+            const int delta = (dst[d] - cur[d] + size) % size;
+            if (delta == 0) continue;
+            const bool plus = 2 * delta <= size;
+            const int steps = plus ? delta : size - delta;
+            for (int s = 0; s < steps; ++s) {
+                out.push_back(m_dir[slot(base + index(cur), d, plus ? 0 : 1)]);
+                cur[d] = (cur[d] + (plus ? 1 : size - 1)) % size;
+            }
+        }
+    }
+
+private:
+    std::size_t slot(int chip, std::size_t d, int dir) const {
+        return (static_cast<std::size_t>(chip) * m_dims.size() + d) * 2 + static_cast<std::size_t>(dir);
+    }
+
+    std::vector<int> m_dims;
+    std::vector<Link*> m_dir;  // (chip, dimension, +/-) -> link leaving the chip
+};
+
+// full:N: a dedicated cluster.link from every chip to every other chip.
+class FullTopology : public Topology {
+public:
+    using Topology::Topology;
+
+protected:
+    void build_node(int node, int first_chip) override {
+        const int n = chips_per_node();
+        if (m_links.empty()) m_links.resize(static_cast<std::size_t>(chips()) * static_cast<std::size_t>(n), nullptr);
+        for (int a = 0; a < n; ++a) {
+            for (int b = 0; b < n; ++b) {
+                if (a == b) continue;
+                m_links[static_cast<std::size_t>(first_chip + a) * static_cast<std::size_t>(n) +
+                        static_cast<std::size_t>(b)] = &add_link(fmt::format("n{}.c{}->c{}", node, a, b), m_spec.link);
+            }
+        }
+    }
+    void intra_route(int node, int a, int b, Route& out) const override {
+        const int n = chips_per_node();
+        out.push_back(m_links[static_cast<std::size_t>(node * n + a) * static_cast<std::size_t>(n) +
+                              static_cast<std::size_t>(b)]);
+    }
+
+private:
+    std::vector<Link*> m_links;
+};
+
+// switch:N -- one switch per node (cluster.switch.l1); switch2:GxC -- per node, G first-level switches of
+// C ports (one per group of C chips, cluster.switch.l1) and one second-level switch over all G x C chips
+// (cluster.switch.l2). Each chip has an uplink to each level it is attached to, at that level's port
+// bandwidth with cluster.link.latency. Within a group packets cross the first level, between groups the
+// second: two hops either way.
+class SwitchedTopology : public Topology {
+public:
+    SwitchedTopology(const ClusterSpec& spec, bool two_level) : Topology(spec), m_two_level(two_level) {}
+
+protected:
+    void build_node(int node, int first_chip) override {
+        const int n = chips_per_node();
+        const int group = m_two_level ? m_spec.topology.dims[1] : n;
+        const int groups = n / group;
+        if (m_up1.empty()) {
+            m_up1.resize(static_cast<std::size_t>(chips()), nullptr);
+            m_up2.resize(static_cast<std::size_t>(chips()), nullptr);
+        }
+        NodeSwitches sw;
+        for (int g = 0; g < groups; ++g) {
+            SwitchSpec s = m_spec.l1;
+            s.ports = group;
+            sw.l1.push_back(
+                &add_switch(m_two_level ? fmt::format("n{}.l1g{}", node, g) : fmt::format("n{}.sw", node), s));
+        }
+        if (m_two_level) {
+            SwitchSpec s = m_spec.l2;
+            s.ports = n;
+            sw.l2 = &add_switch(fmt::format("n{}.l2", node), s);
+        }
+        for (int c = 0; c < n; ++c) {
+            m_up1[static_cast<std::size_t>(first_chip + c)] =
+                &add_link(fmt::format("n{}.c{}.up{}", node, c, m_two_level ? "1" : ""),
+                          LinkSpec{m_spec.l1.port_bandwidth, m_spec.link.latency});
+            if (m_two_level) {
+                m_up2[static_cast<std::size_t>(first_chip + c)] = &add_link(
+                    fmt::format("n{}.c{}.up2", node, c), LinkSpec{m_spec.l2.port_bandwidth, m_spec.link.latency});
+            }
+        }
+        m_nodes.push_back(std::move(sw));
+    }
+
+    void intra_route(int node, int a, int b, Route& out) const override {
+        const int n = chips_per_node();
+        const int group = m_two_level ? m_spec.topology.dims[1] : n;
+        const auto& sw = m_nodes[static_cast<std::size_t>(node)];
+        const std::size_t src = static_cast<std::size_t>(node * n + a);
+        if (a / group == b / group) {
+            out.push_back(m_up1[src]);
+            out.push_back(&sw.l1[static_cast<std::size_t>(a / group)]->output(b % group));
+        } else {
+            out.push_back(m_up2[src]);
+            out.push_back(&sw.l2->output(b));
+        }
+    }
+
+private:
+    struct NodeSwitches {
+        std::vector<NetworkSwitch*> l1;
+        NetworkSwitch* l2 = nullptr;
+    };
+    bool m_two_level;
+    std::vector<Link*> m_up1, m_up2;
+    std::vector<NodeSwitches> m_nodes;
+};
+
+std::map<std::string, TopologyFactory>& topology_factories() {
+    static std::map<std::string, TopologyFactory> f = [] {
+        std::map<std::string, TopologyFactory> m;
+        auto torus = [](const ClusterSpec& s) { return std::make_unique<TorusTopology>(s); };
+        m["ring"] = torus;
+        m["torus2d"] = torus;
+        m["torus3d"] = torus;
+        m["full"] = [](const ClusterSpec& s) { return std::make_unique<FullTopology>(s); };
+        m["switch"] = [](const ClusterSpec& s) { return std::make_unique<SwitchedTopology>(s, false); };
+        m["switch2"] = [](const ClusterSpec& s) { return std::make_unique<SwitchedTopology>(s, true); };
+        return m;
+    }();
+    return f;
+}
+
+}  // namespace
+
+void register_topology(const std::string& kind, TopologyFactory factory) {
+    topology_factories()[kind] = std::move(factory);
+}
+
+std::vector<std::string> topology_kinds() {
+    std::vector<std::string> out;
+    for (const auto& kv : topology_factories()) out.push_back(kv.first);
+    return out;
+}
+
+std::unique_ptr<Topology> make_topology(const ClusterSpec& spec) {
+    auto it = topology_factories().find(spec.topology.kind);
+    if (it == topology_factories().end()) {
+        std::string allowed;
+        for (const auto& k : topology_kinds()) allowed += (allowed.empty() ? "" : ", ") + k;
+        throw UserError(fmt::format("cluster.topology = '{}': unknown kind; allowed: {}", spec.topology.text, allowed));
+    }
+    return it->second(spec);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Chip endpoint
+
+EndpointSpec EndpointSpec::from_config(const Config& c) {
+    EndpointSpec s;
+    s.dma_rings = static_cast<int>(c.get_int("chip.cores"));
+    s.engines_per_ring = static_cast<int>(c.get_int("chip.core.dma.engines"));
+    s.engine_bandwidth = c.get_bandwidth("chip.core.dma.engine_bandwidth");
+    s.descriptor_cost = c.get_duration("chip.core.dma.descriptor_cost");
+    s.transfer_latency = c.get_duration("chip.core.dma.transfer_latency");
+    s.vector = ComputeEngineSpec::from_config(c, EngineKind::vector);
+    s.partitions = static_cast<int>(c.get_int("chip.core.sbuf.partitions"));
+    s.packet_bytes = c.get_bytes("cluster.link.packet").count;
+    return s;
+}
+
+std::uint64_t EndpointSpec::reduce_fs(std::uint64_t bytes, std::size_t elem_bytes) const {
+    const std::uint64_t elems = (bytes + elem_bytes - 1) / elem_bytes;
+    const std::uint64_t n =
+        (elems + static_cast<std::uint64_t>(partitions) - 1) / static_cast<std::uint64_t>(partitions);
+    const auto epc =
+        static_cast<std::uint64_t>(elem_bytes <= 2 ? vector.elems_per_cycle_16bit : vector.elems_per_cycle_32bit);
+    const std::uint64_t cycles =
+        static_cast<std::uint64_t>(vector.start_overhead) +
+        std::max<std::uint64_t>(static_cast<std::uint64_t>(vector.min_ii), (2 * n + epc - 1) / epc);
+    return static_cast<std::uint64_t>(std::llround(static_cast<double>(cycles) * 1e15 / vector.clock.hz));
+}
+
+Packet* PacketPool::get() {
+    if (m_free.empty()) {
+        m_storage.emplace_back();
+        return &m_storage.back();
+    }
+    Packet* p = m_free.back();
+    m_free.pop_back();
+    return p;
+}
+
+ChipEndpoint::ChipEndpoint(const sc_core::sc_module_name& name, const EndpointSpec& spec, PacketPool& pool)
+    : sc_core::sc_module(name),
+      memory_port("memory_port"),
+      m_spec(spec),
+      m_pool(pool),
+      m_ring_fs_per_byte(1e15 / (spec.engine_bandwidth.bytes_per_s * spec.engines_per_ring)),
+      m_descriptor_fs(static_cast<std::uint64_t>(std::llround(spec.descriptor_cost.seconds * 1e15))),
+      m_transfer_fs(static_cast<std::uint64_t>(std::llround(spec.transfer_latency.seconds * 1e15))),
+      m_vector_free(static_cast<std::size_t>(spec.dma_rings), 0) {
+    m_timing = new MemoryTiming;
+    m_request.set_extension(m_timing);
+    for (int r = 0; r < spec.dma_rings; ++r) {
+        m_rings.push_back(std::make_unique<Ring>());
+        sc_core::sc_spawn_options opts;
+        opts.spawn_method();
+        opts.set_sensitivity(&m_rings.back()->wake);
+        opts.dont_initialize();
+        sc_core::sc_spawn([this, r] { ring_wake(r); }, sc_core::sc_gen_unique_name("dma_ring"), &opts);
+    }
+    sc_core::sc_spawn_options opts;
+    opts.spawn_method();
+    opts.set_sensitivity(&m_work_event);
+    opts.dont_initialize();
+    sc_core::sc_spawn([this] { on_work(); }, sc_core::sc_gen_unique_name("receive"), &opts);
+}
+
+std::uint64_t ChipEndpoint::memory_access(bool write, std::uint64_t bytes, std::uint64_t* accept_fs) {
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    m_request.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
+    m_request.set_address(0);
+    m_request.set_data_ptr(nullptr);
+    m_request.set_data_length(static_cast<unsigned int>(bytes));
+    m_request.set_streaming_width(static_cast<unsigned int>(bytes));
+    bool done = false;
+    std::uint64_t done_fs = 0;
+    m_timing->on_done = [&done, &done_fs](std::uint64_t t) {
+        done = true;
+        done_fs = t;
+    };
+    sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
+    memory_port->b_transport(m_request, delay);
+    m_timing->on_done = nullptr;
+    if (!done) {
+        throw std::logic_error(
+            "chip endpoint: the memory model did not report completion within b_transport; collectives need a model "
+            "that does (cluster.memory_model, docs/adr/0004)");
+    }
+    if (accept_fs != nullptr) *accept_fs = now + m_timing->accept_delay.value();
+    return done_fs;
+}
+
+void ChipEndpoint::send(Message* m) {
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    m->ready_fs = now + m_transfer_fs;
+    m->unsent = m->bytes;
+    m->packets_left = (m->bytes + m_spec.packet_bytes - 1) / m_spec.packet_bytes;
+    m->done_fs = 0;
+    m->ring = m_next_ring;
+    m_next_ring = (m_next_ring + 1) % m_spec.dma_rings;
+    ++m_stats.messages_sent;
+    if (m->bytes == 0) {  // a semaphore-only message: done when the transfer would have started
+        schedule({m->ready_fs, 0, 2, nullptr, m});
+        return;
+    }
+    Ring& g = *m_rings[static_cast<std::size_t>(m->ring)];
+    g.pending.push_back(m);
+    g.wake.notify(sc_core::sc_time::from_value(std::max(m->ready_fs, g.busy_until) - now));
+}
+
+void ChipEndpoint::ring_wake(int r) {
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    Ring& g = *m_rings[static_cast<std::size_t>(r)];
+    if (g.busy_until > now) {
+        g.wake.notify(sc_core::sc_time::from_value(g.busy_until - now));
+        return;
+    }
+    while (!g.pending.empty() && g.pending.front()->ready_fs <= now) {
+        g.active.push_back(g.pending.front());
+        g.pending.pop_front();
+    }
+    if (g.active.empty()) {
+        if (!g.pending.empty()) g.wake.notify(sc_core::sc_time::from_value(g.pending.front()->ready_fs - now));
+        return;
+    }
+    Message* m = g.active.front();
+    g.active.pop_front();
+    const std::uint64_t bytes = std::min(m_spec.packet_bytes, m->unsent);
+    m->unsent -= bytes;
+    std::uint64_t accept_fs = now;
+    const std::uint64_t read_done = memory_access(false, bytes, &accept_fs);
+    // The ring's engines share the packet (one DMA buffer each): descriptor cost plus the bytes at the
+    // ring's bandwidth; the packet is handed to the link once it is read.
+    const std::uint64_t dma_fs =
+        m_descriptor_fs + static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * m_ring_fs_per_byte));
+    const std::uint64_t ready = std::max(now + dma_fs, read_done);
+    Packet* p = m_pool.get();
+    p->flow = m->id;
+    p->bytes = bytes;
+    p->head_fs = ready;
+    p->tail_fs = ready;
+    p->route = m->route;
+    p->hop = 0;
+    p->message = m;
+    ++m_stats.packets_sent;
+    m_stats.bytes_sent += bytes;
+    if (m->unsent > 0) g.active.push_back(m);
+    const std::uint64_t busy = std::max(dma_fs, accept_fs - now);
+    m_stats.dma_busy_fs += busy;
+    g.busy_until = now + busy;
+    g.wake.notify(sc_core::sc_time::from_value(busy));
+    if (m->route->empty())
+        accept(p);
+    else
+        (*m->route)[0]->accept(p);
+}
+
+void ChipEndpoint::accept(Packet* p) {
+    schedule({p->tail_fs, 0, 0, p, static_cast<Message*>(p->message)});
+}
+
+void ChipEndpoint::schedule(const Work& w) {
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    Work x = w;
+    x.seq = m_seq++;
+    m_work.push(x);
+    m_work_event.notify(sc_core::sc_time::from_value(std::max(x.at_fs, now) - now));
+}
+
+void ChipEndpoint::packet_done(Message* m, std::uint64_t done_fs) {
+    m->done_fs = std::max(m->done_fs, done_fs);
+    if (--m->packets_left == 0) schedule({m->done_fs, 0, 2, nullptr, m});
+}
+
+void ChipEndpoint::on_work() {
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    while (!m_work.empty() && m_work.top().at_fs <= now) {
+        const Work w = m_work.top();
+        m_work.pop();
+        Message* m = w.message;
+        if (w.kind == 0) {
+            m_stats.bytes_received += w.packet->bytes;
+            if (m->reduce) {
+                // Read-add-write: the local operand is read from memory, the vector engine of the core
+                // serving this message adds the arrived packet to it, the sum is written back.
+                const std::uint64_t read_done = memory_access(false, w.packet->bytes);
+                auto& free =
+                    m_vector_free[static_cast<std::size_t>(m->id % static_cast<std::uint64_t>(m_spec.dma_rings))];
+                const std::uint64_t start = std::max(read_done, free);
+                const std::uint64_t busy = m_spec.reduce_fs(w.packet->bytes, m->elem_bytes);
+                free = start + busy;
+                m_stats.vector_busy_fs += busy;
+                m_stats.bytes_reduced += w.packet->bytes;
+                schedule({free, 0, 1, w.packet, m});
+            } else {
+                const std::uint64_t write_done = memory_access(true, w.packet->bytes);
+                m_pool.put(w.packet);
+                packet_done(m, write_done);
+            }
+        } else if (w.kind == 1) {
+            const std::uint64_t write_done = memory_access(true, w.packet->bytes);
+            m_pool.put(w.packet);
+            packet_done(m, write_done);
+        } else {
+            m->on_done(now);
+        }
+    }
+    if (!m_work.empty()) m_work_event.notify(sc_core::sc_time::from_value(m_work.top().at_fs - now));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Cluster
+
+Cluster::Cluster(const sc_core::sc_module_name& name, const ClusterSpec& spec, const Config& config)
+    : sc_core::sc_module(name), m_spec(spec) {
+    EndpointSpec es = EndpointSpec::from_config(config);
+    const int cores = static_cast<int>(config.get_int("chip.cores"));
+    std::vector<PacketSink*> sinks;
+    for (int c = 0; c < spec.chips(); ++c) {
+        m_memories.push_back(
+            make_memory(spec.memory_model, fmt::format("memory{}", c).c_str(), config, MemoryContext{cores, true}));
+        m_endpoints.push_back(std::make_unique<ChipEndpoint>(fmt::format("chip{}", c).c_str(), es, m_pool));
+        m_endpoints.back()->memory_port.bind(m_memories.back()->socket);
+        sinks.push_back(m_endpoints.back().get());
+    }
+    m_topology = make_topology(spec);
+    m_topology->build(sinks);
+}
+
+}  // namespace trnsim::hw

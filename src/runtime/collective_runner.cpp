@@ -1,0 +1,238 @@
+#include "trnsim/runtime/collective_runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <systemc>
+
+#include "trnsim/core/error.h"
+#include "trnsim/core/sim_context.h"
+#include "trnsim/hw/chip.h"
+#include "trnsim/hw/cluster_spec.h"
+#include "trnsim/hw/topology.h"
+
+namespace trnsim::runtime {
+
+std::vector<std::uint64_t> sweep_sizes(std::uint64_t lo, std::uint64_t hi) {
+    std::vector<std::uint64_t> out;
+    for (std::uint64_t s = lo; s <= hi && s != 0; s *= 2) {
+        out.push_back(s);
+        if (s > hi / 2) break;
+    }
+    return out;
+}
+
+namespace {
+
+struct Prepared {
+    CollectiveJob job;
+    RankLayout layout;
+    Schedule schedule;
+};
+
+// One job in flight: its messages and the dependency counts of its transfers.
+struct JobState {
+    const Prepared* prepared = nullptr;
+    std::vector<hw::Message> messages;
+    std::vector<int> waiting;                  // deps not yet arrived, per transfer
+    std::vector<std::vector<int>> dependents;  // per transfer
+    std::uint64_t done = 0;
+    std::uint64_t last_fs = 0;
+};
+
+RankLayout make_layout(const hw::ClusterSpec& spec, const hw::Topology& topo, const std::vector<int>& rank_chip,
+                       int ranks) {
+    RankLayout l;
+    l.ranks = ranks;
+    l.ranks_per_chip = spec.ranks_per_chip;
+    l.nodes = spec.nodes;
+    l.chips_per_node = spec.chips_per_node();
+    l.total_ranks = static_cast<int>(rank_chip.size());
+    l.topology = spec.topology.text;
+    l.torus_dims = topo.torus_dims();
+    std::vector<int> per_node(static_cast<std::size_t>(spec.nodes), 0);
+    for (int r = 0; r < ranks; ++r) {
+        const int chip = rank_chip[static_cast<std::size_t>(r)];
+        const int node = chip / spec.chips_per_node();
+        l.chip_of_rank.push_back(chip);
+        l.node_of_rank.push_back(node);
+        l.position_in_node.push_back(per_node[static_cast<std::size_t>(node)]++);
+        l.coords_of_rank.push_back(topo.coords(chip % spec.chips_per_node()));
+    }
+    return l;
+}
+
+}  // namespace
+
+CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob>>& batches, const Config& config) {
+    const hw::ClusterSpec spec = hw::ClusterSpec::from_config(config);
+    (void)hw::ChipSpec::from_config(config);  // cross-key checks of the chip
+    auto layout_topology = hw::make_topology(spec);
+    // Ranks along the cluster's ring order: each node's Hamiltonian order, node after node.
+    std::vector<int> rank_chip;
+    const auto order = layout_topology->ring_order();
+    for (int n = 0; n < spec.nodes; ++n)
+        for (int local : order)
+            for (int k = 0; k < spec.ranks_per_chip; ++k) rank_chip.push_back(n * spec.chips_per_node() + local);
+    const int total = static_cast<int>(rank_chip.size());
+
+    // Validate and schedule every job before anything is simulated.
+    std::vector<std::vector<Prepared>> prepared;
+    for (const auto& batch : batches) {
+        prepared.emplace_back();
+        for (const auto& job : batch) {
+            if (job.bytes == 0) throw UserError("--bytes 0: allowed a positive size with its unit, e.g. 1KiB, 512MiB");
+            const int ranks = job.ranks == 0 ? total : job.ranks;
+            if (ranks < 2 || ranks > total) {
+                throw UserError(fmt::format(
+                    "--ranks {}: allowed 2..{} (cluster {}: {} node(s) x {} chips ({}) x {} rank(s) per chip)", ranks,
+                    total, spec.name, spec.nodes, spec.chips_per_node(), spec.topology.text, spec.ranks_per_chip));
+            }
+            if (job.root < 0 || job.root >= ranks)
+                throw UserError(fmt::format("--root {}: allowed 0..{}", job.root, ranks - 1));
+            Prepared p;
+            p.job = job;
+            p.layout = make_layout(spec, *layout_topology, rank_chip, ranks);
+            CollectiveRequest q;
+            q.op = job.op;
+            q.bytes = job.bytes;
+            q.dtype = job.dtype;
+            q.root = job.root;
+            q.auto_mesh_max = spec.auto_mesh_max.count;
+            q.auto_rdh_max = spec.auto_rdh_max.count;
+            p.schedule = collective_algorithm(job.algorithm).build(q, p.layout);
+            prepared.back().push_back(std::move(p));
+        }
+    }
+
+    init_systemc();
+    const auto wall_start = std::chrono::steady_clock::now();
+    hw::Cluster cluster("cluster", spec, config);
+    const auto& links = cluster.topology().links();
+
+    CollectiveRun run;
+    run.cluster = {spec.name,           spec.chip,         spec.topology.text, spec.nodes, spec.chips(),
+                   spec.ranks_per_chip, spec.memory_model, spec.packet.count,  {}};
+    for (const auto& l : links) run.cluster.link_names.push_back(l.name);
+
+    std::uint64_t next_id = 0;
+    sc_core::sc_event batch_done;
+    std::size_t jobs_left = 0;
+    std::size_t batches_done = 0;
+
+    sc_core::sc_spawn([&] {
+        for (const auto& batch : prepared) {
+            const std::uint64_t start = sc_core::sc_time_stamp().value();
+            std::vector<std::uint64_t> bytes0, busy0;
+            for (const auto& l : links) {
+                bytes0.push_back(l.link->stats().bytes);
+                busy0.push_back(l.link->stats().busy_fs);
+            }
+            std::uint64_t received0 = 0, reduced0 = 0;
+            for (int c = 0; c < cluster.chips(); ++c) {
+                received0 += cluster.endpoint(c).stats().bytes_received;
+                reduced0 += cluster.endpoint(c).stats().bytes_reduced;
+            }
+            std::vector<std::unique_ptr<JobState>> states;
+            jobs_left = batch.size();
+            for (const auto& p : batch) {
+                auto st = std::make_unique<JobState>();
+                st->prepared = &p;
+                const auto& tr = p.schedule.transfers;
+                st->messages.resize(tr.size());
+                st->waiting.resize(tr.size());
+                st->dependents.resize(tr.size());
+                for (std::size_t i = 0; i < tr.size(); ++i) {
+                    st->waiting[i] = static_cast<int>(tr[i].deps.size());
+                    for (int d : tr[i].deps) st->dependents[static_cast<std::size_t>(d)].push_back(static_cast<int>(i));
+                }
+                states.push_back(std::move(st));
+            }
+            // Starts transfer i of job st at the current time.
+            std::function<void(JobState*, std::size_t)> submit = [&](JobState* st, std::size_t i) {
+                const Transfer& t = st->prepared->schedule.transfers[i];
+                const RankLayout& l = st->prepared->layout;
+                hw::Message& m = st->messages[i];
+                m.id = next_id++;
+                m.src_chip = l.chip_of_rank[static_cast<std::size_t>(t.src)];
+                m.dst_chip = l.chip_of_rank[static_cast<std::size_t>(t.dst)];
+                m.bytes = t.bytes;
+                m.reduce = t.reduce;
+                m.elem_bytes = dtype_bytes(st->prepared->job.dtype);
+                m.route = &cluster.topology().route(m.src_chip, m.dst_chip);
+                m.on_done = [&, st, i](std::uint64_t fs) {
+                    st->last_fs = std::max(st->last_fs, fs);
+                    for (int d : st->dependents[i])
+                        if (--st->waiting[static_cast<std::size_t>(d)] == 0) submit(st, static_cast<std::size_t>(d));
+                    if (++st->done == st->messages.size() && --jobs_left == 0) batch_done.notify(sc_core::SC_ZERO_TIME);
+                };
+                cluster.endpoint(m.src_chip).send(&m);
+            };
+            for (auto& st : states)
+                for (std::size_t i = 0; i < st->messages.size(); ++i)
+                    if (st->waiting[i] == 0) submit(st.get(), i);
+            sc_core::wait(batch_done);
+            const std::uint64_t end = sc_core::sc_time_stamp().value();
+
+            BatchResult br;
+            br.time_s = static_cast<double>(end - start) * 1e-15;
+            for (const auto& st : states) {
+                const Prepared& p = *st->prepared;
+                JobResult jr;
+                jr.job = p.job;
+                jr.algorithm = p.schedule.algorithm;
+                jr.ranks = p.layout.ranks;
+                jr.steps = p.schedule.steps;
+                jr.transfers = p.schedule.transfers.size();
+                for (const auto& t : p.schedule.transfers) jr.transfer_bytes += t.bytes;
+                jr.time_s = static_cast<double>(st->last_fs - start) * 1e-15;
+                jr.algbw_gbps = static_cast<double>(p.job.bytes) / jr.time_s * 1e-9;
+                jr.busbw_gbps = jr.algbw_gbps * busbw_factor(p.job.op, jr.ranks);
+                br.jobs.push_back(jr);
+            }
+            LinkSummary& s = br.links;
+            s.links = static_cast<int>(links.size());
+            std::vector<LinkUse> uses;
+            double util_sum = 0;
+            for (std::size_t k = 0; k < links.size(); ++k) {
+                const std::uint64_t b = links[k].link->stats().bytes - bytes0[k];
+                const std::uint64_t busy = links[k].link->stats().busy_fs - busy0[k];
+                br.link_bytes.push_back(b);
+                if (b == 0) continue;
+                const double u = end > start ? static_cast<double>(busy) / static_cast<double>(end - start) : 0.0;
+                ++s.used;
+                s.bytes += b;
+                s.utilization_max = std::max(s.utilization_max, u);
+                util_sum += u;
+                uses.push_back({links[k].name, b, u});
+            }
+            s.utilization_mean_used = s.used > 0 ? util_sum / s.used : 0.0;
+            std::stable_sort(uses.begin(), uses.end(), [](const LinkUse& a, const LinkUse& b) {
+                return a.bytes != b.bytes ? a.bytes > b.bytes : a.name < b.name;
+            });
+            if (uses.size() > 4) uses.resize(4);
+            s.busiest = uses;
+            for (int c = 0; c < cluster.chips(); ++c) {
+                br.bytes_delivered += cluster.endpoint(c).stats().bytes_received;
+                br.bytes_reduced += cluster.endpoint(c).stats().bytes_reduced;
+            }
+            br.bytes_delivered -= received0;
+            br.bytes_reduced -= reduced0;
+            run.batches.push_back(std::move(br));
+            ++batches_done;
+        }
+    });
+
+    run_simulation();
+    run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+    if (batches_done != prepared.size()) {
+        throw std::logic_error(fmt::format("collective: {} of {} batches completed", batches_done, prepared.size()));
+    }
+    run.config = config.values();
+    return run;
+}
+
+}  // namespace trnsim::runtime
