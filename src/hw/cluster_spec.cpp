@@ -126,6 +126,15 @@ void ClusterSpec::declare(ParamRegistry& r) {
                {},
                64,
                1 << 30});
+    r.declare({"cluster.link.credits",
+               ParamType::integer,
+               "packets of one message a DMA ring may have waiting at the message's first link (the ring reads the "
+               "next packet from memory when one starts)",
+               "2",
+               "assumption: double buffering, enough to keep the link busy when the DMA is faster",
+               {},
+               1,
+               1 << 20});
     r.declare({"cluster.zlink.bandwidth",
                ParamType::bandwidth,
                "torus3d: bandwidth of a third-dimension link, one direction",

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 namespace trnsim::hw {
 
@@ -19,20 +18,41 @@ Link::Link(const sc_core::sc_module_name& name, const LinkSpec& spec)
 }
 
 std::uint64_t Link::serialization_fs(std::uint64_t bytes) const {
-    return static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * m_fs_per_byte));
+    return static_cast<std::uint64_t>(static_cast<double>(bytes) * m_fs_per_byte + 0.5);
 }
 
 void Link::accept(Packet* p) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
-    Flow& flow = m_flows[p->flow];
-    flow.packets.push_back(p);
-    if (!flow.in_rotation) {
-        flow.in_rotation = true;
-        m_rotation.push_back(p->flow);
-        m_stats.max_flows = std::max<std::uint64_t>(m_stats.max_flows, m_rotation.size());
-    }
+    m_arriving.push({p->head_fs, m_seq++, p});
     // A busy link wakes when its current packet ends; an idle one when this packet's head arrives.
     if (m_busy_until <= now) m_wake.notify(sc_core::sc_time::from_value(std::max(p->head_fs, now) - now));
+}
+
+void Link::admit(std::uint64_t now) {
+    while (!m_arriving.empty() && m_arriving.top().head_fs <= now) {
+        Packet* p = m_arriving.top().packet;
+        m_arriving.pop();
+        p->next = nullptr;
+        std::int32_t& slot = p->flow_slots[p->hop];
+        if (slot < 0) {
+            if (m_free_slots.empty()) {
+                slot = static_cast<std::int32_t>(m_flows.size());
+                m_flows.emplace_back();
+            } else {
+                slot = m_free_slots.back();
+                m_free_slots.pop_back();
+            }
+            Flow& f = m_flows[static_cast<std::size_t>(slot)];
+            f.head = f.tail = p;
+            f.owner = &slot;
+            m_rotation.push_back(slot);
+            m_stats.max_flows = std::max<std::uint64_t>(m_stats.max_flows, m_rotation.size());
+        } else {
+            Flow& f = m_flows[static_cast<std::size_t>(slot)];
+            f.tail->next = p;
+            f.tail = p;
+        }
+    }
 }
 
 void Link::on_wake() {
@@ -41,37 +61,35 @@ void Link::on_wake() {
         m_wake.notify(sc_core::sc_time::from_value(m_busy_until - now));
         return;
     }
-    // Round-robin over the flows with queued packets; a flow whose head has not arrived keeps its turn
-    // for later and goes to the back.
-    std::uint64_t earliest = std::numeric_limits<std::uint64_t>::max();
-    for (std::size_t i = 0, n = m_rotation.size(); i < n; ++i) {
-        const std::uint64_t id = m_rotation.front();
-        m_rotation.pop_front();
-        auto it = m_flows.find(id);
-        Packet* p = it->second.packets.front();
-        if (p->head_fs > now) {
-            earliest = std::min(earliest, p->head_fs);
-            m_rotation.push_back(id);
-            continue;
-        }
-        it->second.packets.pop_front();
-        if (it->second.packets.empty())
-            m_flows.erase(it);
-        else
-            m_rotation.push_back(id);
-        const std::uint64_t end = std::max(now + serialization_fs(p->bytes), p->tail_fs);
-        m_busy_until = end;
-        m_stats.busy_fs += end - now;
-        m_stats.bytes += p->bytes;
-        ++m_stats.packets;
-        p->head_fs = now + m_latency_fs;
-        p->tail_fs = end + m_latency_fs;
-        forward(p);
-        m_wake.notify(sc_core::sc_time::from_value(end - now));
+    admit(now);
+    if (m_rotation.empty()) {
+        if (!m_arriving.empty()) m_wake.notify(sc_core::sc_time::from_value(m_arriving.top().head_fs - now));
         return;
     }
-    if (earliest != std::numeric_limits<std::uint64_t>::max())
-        m_wake.notify(sc_core::sc_time::from_value(earliest - now));
+    // Round-robin over the flows with a packet whose head has arrived: the front flow sends one packet and
+    // goes to the back while it has more.
+    const std::int32_t slot = m_rotation.front();
+    m_rotation.pop_front();
+    Flow& flow = m_flows[static_cast<std::size_t>(slot)];
+    Packet* p = flow.head;
+    flow.head = p->next;
+    if (flow.head == nullptr) {
+        *flow.owner = -1;
+        flow.tail = nullptr;
+        m_free_slots.push_back(slot);
+    } else {
+        m_rotation.push_back(slot);
+    }
+    const std::uint64_t end = std::max(now + serialization_fs(p->bytes), p->tail_fs);
+    m_busy_until = end;
+    m_stats.busy_fs += end - now;
+    m_stats.bytes += p->bytes;
+    ++m_stats.packets;
+    p->head_fs = now + m_latency_fs;
+    p->tail_fs = end + m_latency_fs;
+    if (p->hop == 0 && p->source != nullptr) p->source->on_first_hop_start(p);
+    forward(p);
+    m_wake.notify(sc_core::sc_time::from_value(end - now));
 }
 
 }  // namespace trnsim::hw

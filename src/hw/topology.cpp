@@ -309,6 +309,7 @@ EndpointSpec EndpointSpec::from_config(const Config& c) {
     s.vector = ComputeEngineSpec::from_config(c, EngineKind::vector);
     s.partitions = static_cast<int>(c.get_int("chip.core.sbuf.partitions"));
     s.packet_bytes = c.get_bytes("cluster.link.packet").count;
+    s.credits = static_cast<int>(c.get_int("cluster.link.credits"));
     return s;
 }
 
@@ -344,6 +345,10 @@ ChipEndpoint::ChipEndpoint(const sc_core::sc_module_name& name, const EndpointSp
       m_transfer_fs(static_cast<std::uint64_t>(std::llround(spec.transfer_latency.seconds * 1e15))),
       m_vector_free(static_cast<std::size_t>(spec.dma_rings), 0) {
     m_timing = new MemoryTiming;
+    m_timing->on_done = [this](std::uint64_t t) {
+        m_memory_done = true;
+        m_memory_done_fs = t;
+    };
     m_request.set_extension(m_timing);
     for (int r = 0; r < spec.dma_rings; ++r) {
         m_rings.push_back(std::make_unique<Ring>());
@@ -367,22 +372,16 @@ std::uint64_t ChipEndpoint::memory_access(bool write, std::uint64_t bytes, std::
     m_request.set_data_ptr(nullptr);
     m_request.set_data_length(static_cast<unsigned int>(bytes));
     m_request.set_streaming_width(static_cast<unsigned int>(bytes));
-    bool done = false;
-    std::uint64_t done_fs = 0;
-    m_timing->on_done = [&done, &done_fs](std::uint64_t t) {
-        done = true;
-        done_fs = t;
-    };
+    m_memory_done = false;
     sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
     memory_port->b_transport(m_request, delay);
-    m_timing->on_done = nullptr;
-    if (!done) {
+    if (!m_memory_done) {
         throw std::logic_error(
             "chip endpoint: the memory model did not report completion within b_transport; collectives need a model "
             "that does (cluster.memory_model, docs/adr/0004)");
     }
     if (accept_fs != nullptr) *accept_fs = now + m_timing->accept_delay.value();
-    return done_fs;
+    return m_memory_done_fs;
 }
 
 void ChipEndpoint::send(Message* m) {
@@ -391,6 +390,9 @@ void ChipEndpoint::send(Message* m) {
     m->unsent = m->bytes;
     m->packets_left = (m->bytes + m_spec.packet_bytes - 1) / m_spec.packet_bytes;
     m->done_fs = 0;
+    m->in_window = 0;
+    m->parked = false;
+    m->flow_slots.assign(m->route->size(), -1);
     m->ring = m_next_ring;
     m_next_ring = (m_next_ring + 1) % m_spec.dma_rings;
     ++m_stats.messages_sent;
@@ -410,6 +412,10 @@ void ChipEndpoint::ring_wake(int r) {
         g.wake.notify(sc_core::sc_time::from_value(g.busy_until - now));
         return;
     }
+    ring_step(g, now);
+}
+
+void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
     while (!g.pending.empty() && g.pending.front()->ready_fs <= now) {
         g.active.push_back(g.pending.front());
         g.pending.pop_front();
@@ -427,7 +433,7 @@ void ChipEndpoint::ring_wake(int r) {
     // The ring's engines share the packet (one DMA buffer each): descriptor cost plus the bytes at the
     // ring's bandwidth; the packet is handed to the link once it is read.
     const std::uint64_t dma_fs =
-        m_descriptor_fs + static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * m_ring_fs_per_byte));
+        m_descriptor_fs + static_cast<std::uint64_t>(static_cast<double>(bytes) * m_ring_fs_per_byte + 0.5);
     const std::uint64_t ready = std::max(now + dma_fs, read_done);
     Packet* p = m_pool.get();
     p->flow = m->id;
@@ -437,17 +443,46 @@ void ChipEndpoint::ring_wake(int r) {
     p->route = m->route;
     p->hop = 0;
     p->message = m;
+    p->source = m->route->empty() ? nullptr : this;
+    p->flow_slots = m->flow_slots.data();
     ++m_stats.packets_sent;
     m_stats.bytes_sent += bytes;
-    if (m->unsent > 0) g.active.push_back(m);
+    if (p->source != nullptr) ++m->in_window;
+    if (m->unsent > 0) {
+        if (m->in_window < m_spec.credits)
+            g.active.push_back(m);
+        else
+            m->parked = true;
+    }
     const std::uint64_t busy = std::max(dma_fs, accept_fs - now);
     m_stats.dma_busy_fs += busy;
     g.busy_until = now + busy;
-    g.wake.notify(sc_core::sc_time::from_value(busy));
+    // Wake for the next packet only when there is one to move; a parked message wakes the ring with its
+    // credit.
+    if (!g.active.empty()) {
+        g.wake.notify(sc_core::sc_time::from_value(busy));
+    } else if (!g.pending.empty()) {
+        g.wake.notify(sc_core::sc_time::from_value(std::max(g.busy_until, g.pending.front()->ready_fs) - now));
+    }
     if (m->route->empty())
         accept(p);
     else
         (*m->route)[0]->accept(p);
+}
+
+void ChipEndpoint::on_first_hop_start(Packet* p) {
+    auto* m = static_cast<Message*>(p->message);
+    --m->in_window;
+    if (!m->parked) return;
+    m->parked = false;
+    Ring& g = *m_rings[static_cast<std::size_t>(m->ring)];
+    g.active.push_back(m);
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    // An idle ring moves the next packet at once (inside the link's activation: no event of its own).
+    if (g.busy_until <= now)
+        ring_step(g, now);
+    else
+        g.wake.notify(sc_core::sc_time::from_value(g.busy_until - now));
 }
 
 void ChipEndpoint::accept(Packet* p) {

@@ -8,13 +8,14 @@
 // next hop as soon as its head arrives there (start + latency), and cannot finish there before its tail
 // has arrived (end + latency). So a message over H uncontended hops of equal bandwidth takes
 // H x latency + bytes / bandwidth, and packet k can be on hop 2 while packet k+1 is on hop 1.
-// Abstracted away: flits, credits and finite buffers (queues are unbounded, so there is no back-pressure
-// across hops), link-level retries, packet headers (a packet carries payload only).
+// Abstracted away: flits, link-level credits and finite buffers between hops (those queues are unbounded,
+// so there is no back-pressure across hops; only the sender is held back, by `PacketSource` credits at
+// the first link), link-level retries, packet headers (a packet carries payload only).
 // Events: one SystemC method activation per packet per hop (plus one when an idle link receives work).
 
 #include <cstdint>
 #include <deque>
-#include <map>
+#include <queue>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,14 @@ public:
     virtual void accept(Packet* p) = 0;
 };
 
+// The sender of a packet, told when its packet starts on the first link of its route (a credit: the
+// sender may queue another).
+class PacketSource {
+public:
+    virtual ~PacketSource() = default;
+    virtual void on_first_hop_start(Packet* p) = 0;
+};
+
 // A route: the sinks a packet visits in order; the last one is the destination endpoint.
 using Route = std::vector<PacketSink*>;
 
@@ -51,6 +60,11 @@ struct Packet {
     const Route* route = nullptr;
     std::size_t hop = 0;      // index in *route of the sink the packet is at
     void* message = nullptr;  // owner's bookkeeping (the endpoint's message)
+    PacketSource* source = nullptr;
+    // One entry per hop of the route, -1 initially, shared by the packets of a flow: the index of the
+    // flow's queue at that hop's link while it has one (so a link finds a flow's queue without a lookup).
+    std::int32_t* flow_slots = nullptr;
+    Packet* next = nullptr;  // the link's queue of this flow
 };
 
 // Passes a packet to the next sink of its route.
@@ -79,11 +93,20 @@ public:
 
 private:
     struct Flow {
-        std::deque<Packet*> packets;
-        bool in_rotation = false;
+        Packet* head = nullptr;  // heads arrived, in order, linked through Packet::next
+        Packet* tail = nullptr;
+        std::int32_t* owner = nullptr;  // the flow's entry in Packet::flow_slots for this hop
+    };
+    struct Arrival {
+        std::uint64_t head_fs;
+        std::uint64_t seq;
+        Packet* packet;
+        bool operator>(const Arrival& o) const { return head_fs != o.head_fs ? head_fs > o.head_fs : seq > o.seq; }
     };
 
     void on_wake();
+    // Moves the packets whose head has arrived by `now` into their flows' queues.
+    void admit(std::uint64_t now);
 
     LinkSpec m_spec;
     double m_fs_per_byte;
@@ -91,8 +114,12 @@ private:
     LinkStats m_stats;
     sc_core::sc_event m_wake;
     std::uint64_t m_busy_until = 0;
-    std::map<std::uint64_t, Flow> m_flows;  // by flow id (deterministic order)
-    std::deque<std::uint64_t> m_rotation;   // round-robin order of flows with queued packets
+    std::uint64_t m_seq = 0;
+    // Packets whose head has not arrived yet, by head time (then arrival order).
+    std::priority_queue<Arrival, std::vector<Arrival>, std::greater<Arrival>> m_arriving;
+    std::vector<Flow> m_flows;  // slots; a flow holds one while it has packets here
+    std::vector<std::int32_t> m_free_slots;
+    std::deque<std::int32_t> m_rotation;  // round-robin order of flows with ready packets
 };
 
 }  // namespace trnsim::hw

@@ -101,6 +101,7 @@ struct EndpointSpec {
     ComputeEngineSpec vector;   // reductions
     int partitions = 128;       // chip.core.sbuf.partitions: vector lanes
     std::uint64_t packet_bytes = 65536;
+    int credits = 2;  // packets of one message that may wait at its first link
 
     static EndpointSpec from_config(const Config& config);
     // Vector-engine time to add `bytes` of received data of `elem_bytes`-byte elements into the local
@@ -125,6 +126,9 @@ struct Message {
     std::uint64_t packets_left = 0;
     std::uint64_t done_fs = 0;
     int ring = 0;
+    std::vector<std::int32_t> flow_slots;  // per hop, for the links (Packet::flow_slots)
+    int in_window = 0;                     // packets handed to the first link and not yet started there
+    bool parked = false;                   // out of its ring's rotation until a credit returns
 };
 
 struct EndpointStats {
@@ -147,7 +151,7 @@ private:
     std::vector<Packet*> m_free;
 };
 
-class ChipEndpoint : public sc_core::sc_module, public PacketSink {
+class ChipEndpoint : public sc_core::sc_module, public PacketSink, public PacketSource {
 public:
     tlm_utils::simple_initiator_socket<ChipEndpoint> memory_port;
 
@@ -155,10 +159,12 @@ public:
 
     // Starts a message at the current time: after transfer_latency its packets are read from memory by
     // one of the chip's DMA rings (round-robin between the messages on that ring) and injected into the
-    // route's first link.
+    // route's first link, at most `credits` of them waiting there at a time.
     void send(Message* m);
     // A packet arriving at this chip (head and tail times at the chip).
     void accept(Packet* p) override;
+    // A packet of this chip started on its first link: its message may queue another.
+    void on_first_hop_start(Packet* p) override;
 
     const EndpointStats& stats() const { return m_stats; }
     const EndpointSpec& spec() const { return m_spec; }
@@ -180,6 +186,7 @@ private:
     };
 
     void ring_wake(int r);
+    void ring_step(Ring& g, std::uint64_t now);
     void on_work();
     void schedule(const Work& w);
     void packet_done(Message* m, std::uint64_t done_fs);
@@ -200,6 +207,8 @@ private:
     sc_core::sc_event m_work_event;
     tlm::tlm_generic_payload m_request;
     MemoryTiming* m_timing = nullptr;  // owned by m_request
+    bool m_memory_done = false;
+    std::uint64_t m_memory_done_fs = 0;
     std::uint64_t m_last_done = 0;
     EndpointStats m_stats;
 };
