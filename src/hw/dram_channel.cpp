@@ -763,6 +763,26 @@ void PseudoChannel::issue_refresh(std::uint64_t t) {
 
 // ---- the decision loop ---------------------------------------------------------------------------------
 
+void PseudoChannel::pop_completions(std::uint64_t until, std::vector<Completion>& done) {
+    // Merge the read and write queues by (tick, issue order).
+    for (;;) {
+        DoneQueue* first = nullptr;
+        for (auto& d : m_done) {
+            if (d.empty() || d.front().tick >= until) continue;
+            if (!first || d.front().tick < first->front().tick ||
+                (d.front().tick == first->front().tick && d.front().order < first->front().order))
+                first = &d;
+        }
+        if (!first) return;
+        done.push_back(Completion{first->front().id, first->front().tick});
+        first->pop();
+    }
+}
+
+void PseudoChannel::take_issued(std::vector<Completion>& done) {
+    pop_completions(kNone, done);
+}
+
 bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done, bool stop_when_slot_frees) {
     bool freed = false;
     while (!freed) {
@@ -827,19 +847,7 @@ bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done
     account(m_now);
     m_stats.ticks = m_now;
 
-    while ((!m_done[0].empty() && m_done[0].front().tick < until) ||
-           (!m_done[1].empty() && m_done[1].front().tick < until)) {
-        DoneQueue* first = nullptr;
-        for (auto& d : m_done) {
-            if (d.empty() || d.front().tick >= until) continue;
-            if (!first || d.front().tick < first->front().tick ||
-                (d.front().tick == first->front().tick && d.front().order < first->front().order))
-                first = &d;
-        }
-        if (!first) break;
-        done.push_back(Completion{first->front().id, first->front().tick});
-        first->pop();
-    }
+    pop_completions(until, done);
     return freed;
 }
 

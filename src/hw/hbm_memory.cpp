@@ -14,6 +14,7 @@ HbmMemory::HbmMemory(const sc_core::sc_module_name& name, const HbmSpec& spec)
     m_logs.resize(spec.check_timing ? static_cast<std::size_t>(n) : 0);
     m_outstanding.assign(static_cast<std::size_t>(n), 0);
     m_next.assign(static_cast<std::size_t>(n), UINT64_MAX);
+    m_waiters.assign(static_cast<std::size_t>(n), 0);
     for (int i = 0; i < n; ++i) {
         m_channels.push_back(std::make_unique<dram::PseudoChannel>(spec.org, spec.timing, spec.controller));
         if (spec.check_timing) m_channels.back()->set_command_log(&m_logs[static_cast<std::size_t>(i)]);
@@ -26,12 +27,12 @@ HbmMemory::HbmMemory(const sc_core::sc_module_name& name, const HbmSpec& spec)
 
 void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
     auto& channel = *m_channels[c];
-    if (channel.now() >= until_tick) return;
-    m_done.clear();
     const bool reads_full = !channel.can_accept(false);
     const bool writes_full = !channel.can_accept(true);
     channel.run_until(until_tick, m_done);
-    m_next[c] = channel.next_event_tick();
+    // Completions are reported as soon as their RD/WR has issued: their ticks are final then, and every
+    // initiator takes a completion time in the future (i_memory.h).
+    channel.take_issued(m_done);
     m_outstanding[c] -= m_done.size();
     for (const auto& d : m_done) {
         Transaction& t = m_transactions[d.id];
@@ -44,10 +45,23 @@ void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
             if (callback) callback(done);
         }
     }
+    m_done.clear();
+    update_next(c);
     // Senders wait only on a full queue: wake them when one of those gained room.
     if ((reads_full && channel.can_accept(false)) || (writes_full && channel.can_accept(true))) {
         m_space.notify(sc_core::SC_ZERO_TIME);
     }
+}
+
+void HbmMemory::update_next(std::size_t c) {
+    // The channel must be looked at again by the time a completion could fall due: a RD/WR issuing at the
+    // next command tick d completes at d + min(CL, CWL) + BL at the earliest, so commands up to then can be
+    // simulated in one go (nothing reaches the channel meanwhile except through b_transport, which brings
+    // it up to date first). A channel with a sender waiting for queue space is looked at on every command
+    // tick instead, since the tick a slot frees is the tick that sender's request arrives.
+    const auto& channel = *m_channels[c];
+    const std::uint64_t d = channel.next_command_tick();
+    m_next[c] = m_waiters[c] > 0 || d == UINT64_MAX ? d : d + channel.min_completion_ticks();
 }
 
 void HbmMemory::schedule_wake() {
@@ -122,18 +136,25 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
         auto& channel = *m_channels[c];
         for (;;) {
             advance(c, tick);
+            // A full queue may free a slot at this very tick; the request can take it from the next tick on,
+            // exactly as after waiting for it.
+            if (!channel.can_accept(write)) advance(c, tick + 1);
             if (channel.can_accept(write)) {
                 // A tick whose decisions the controller has made already is over for this request.
                 const std::uint64_t arrival = std::max(tick, channel.now());
                 channel.enqueue({id, write, d.sid, d.bank_group, d.bank, d.row, d.column, arrival});
                 arrival_tick = std::max(arrival_tick, arrival);
                 ++m_outstanding[c];
-                m_next[c] = channel.next_event_tick();
+                update_next(c);
                 wake_for(c);
                 break;
             }
-            schedule_wake();
-            sc_core::wait(m_space);  // back-pressure: the queue is full
+            // Back-pressure: the queue is full; wait until some queue gains room.
+            ++m_waiters[c];
+            update_next(c);
+            wake_for(c);
+            sc_core::wait(m_space);
+            --m_waiters[c];
             tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
         }
     }

@@ -47,10 +47,33 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
     }
     const std::uint64_t slots = std::max<std::uint64_t>(1, capacity / o.request_bytes);
 
-    std::vector<std::uint64_t> arrival_fs(o.requests, 0), done_fs(o.requests, 0);
-    std::uint64_t first_issue = UINT64_MAX, last_done = 0, completed = 0, in_flight = 0;
-    sc_core::sc_event slot_free;
-    std::priority_queue<std::uint64_t, std::vector<std::uint64_t>, std::greater<std::uint64_t>> retire;
+    enum class Pattern { stream, random, strided };
+    const Pattern pattern = o.pattern == "stream"   ? Pattern::stream
+                            : o.pattern == "random" ? Pattern::random
+                                                    : Pattern::strided;
+    std::vector<std::uint64_t> arrival_fs(o.requests, 0);
+    std::uint64_t first_issue = UINT64_MAX;
+
+    // Completions, as the memory reports them (possibly ahead of time: a request counts as in flight until
+    // its data arrive).
+    struct Tracker {
+        std::vector<std::uint64_t> done_fs;
+        std::uint64_t last_done = 0, completed = 0, in_flight = 0;
+        std::priority_queue<std::uint64_t, std::vector<std::uint64_t>, std::greater<std::uint64_t>> retire;
+        sc_core::sc_event slot_free;
+        std::uint64_t wake_at = UINT64_MAX;  // the generator waits for a retirement until then; MAX: not waiting
+        void complete(std::uint64_t i, std::uint64_t done) {
+            done_fs[i] = done;
+            last_done = std::max(last_done, done);
+            ++completed;
+            retire.push(done);
+            if (done < wake_at) {  // earlier than what the generator waits for
+                wake_at = done;
+                slot_free.notify(sc_core::SC_ZERO_TIME);
+            }
+        }
+    } tracker;
+    tracker.done_fs.assign(o.requests, 0);
 
     struct Generator : sc_core::sc_module {
         tlm_utils::simple_initiator_socket<Generator> port;
@@ -66,21 +89,23 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
         auto* timing = new hw::MemoryTiming;  // owned by the payload
         trans.set_extension(timing);
         std::uint64_t address = 0;
+        Tracker* const t = &tracker;
         for (std::uint64_t i = 0; i < o.requests; ++i) {
-            // A request counts as in flight until its data arrive (a model may report that time early).
             for (;;) {
                 const std::uint64_t now = sc_core::sc_time_stamp().value();
-                while (!retire.empty() && retire.top() <= now) {
-                    retire.pop();
-                    --in_flight;
+                while (!t->retire.empty() && t->retire.top() <= now) {
+                    t->retire.pop();
+                    --t->in_flight;
                 }
-                if (in_flight < o.outstanding) break;
-                if (retire.empty())
-                    sc_core::wait(slot_free);
+                if (t->in_flight < o.outstanding) break;
+                t->wake_at = t->retire.empty() ? UINT64_MAX - 1 : t->retire.top();
+                if (t->retire.empty())
+                    sc_core::wait(t->slot_free);
                 else
-                    sc_core::wait(sc_core::sc_time::from_value(retire.top() - now), slot_free);
+                    sc_core::wait(sc_core::sc_time::from_value(t->retire.top() - now), t->slot_free);
+                t->wake_at = UINT64_MAX;
             }
-            if (o.pattern == "random") address = slot(rng) * o.request_bytes;
+            if (pattern == Pattern::random) address = slot(rng) * o.request_bytes;
             const bool write = o.read_ratio < 1.0 && coin(rng) >= o.read_ratio;
             trans.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
             trans.set_address(address % (slots * o.request_bytes));
@@ -88,21 +113,15 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
             trans.set_data_length(static_cast<unsigned int>(o.request_bytes));
             trans.set_streaming_width(static_cast<unsigned int>(o.request_bytes));
             first_issue = std::min<std::uint64_t>(first_issue, sc_core::sc_time_stamp().value());
-            ++in_flight;
+            ++t->in_flight;
             // Latency runs from the request's arrival at the controller (set by the memory) to its data.
-            timing->on_done = [&, i](std::uint64_t done) {
-                done_fs[i] = done;
-                last_done = std::max(last_done, done);
-                ++completed;
-                retire.push(done);
-                slot_free.notify(sc_core::SC_ZERO_TIME);
-            };
+            timing->on_done = [t, i](std::uint64_t done) { t->complete(i, done); };
             sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
             generator.port->b_transport(trans, delay);
             arrival_fs[i] = timing->arrival_fs;
             if (timing->accept_delay > sc_core::SC_ZERO_TIME) sc_core::wait(timing->accept_delay);
-            if (o.pattern == "stream") address += o.request_bytes;
-            if (o.pattern == "strided") address += o.stride;
+            if (pattern == Pattern::stream) address += o.request_bytes;
+            if (pattern == Pattern::strided) address += o.stride;
         }
     });
 
@@ -110,8 +129,8 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
     run_simulation();
     memory->finish();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
-    if (completed != o.requests) {
-        throw std::logic_error(fmt::format("mem: {} of {} requests completed", completed, o.requests));
+    if (tracker.completed != o.requests) {
+        throw std::logic_error(fmt::format("mem: {} of {} requests completed", tracker.completed, o.requests));
     }
 
     MemResult r;
@@ -123,12 +142,12 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
     r.request_bytes = o.request_bytes;
     r.read_ratio = o.read_ratio;
     r.outstanding = o.outstanding;
-    r.time_s = static_cast<double>(last_done - first_issue) * 1e-15;
+    r.time_s = static_cast<double>(tracker.last_done - first_issue) * 1e-15;
     r.bandwidth_gbps = static_cast<double>(o.requests * o.request_bytes) / r.time_s * 1e-9;
     r.peak_gbps = memory->peak_bytes_per_s() * 1e-9;
     std::vector<double> latency_ns(o.requests);
     for (std::size_t i = 0; i < latency_ns.size(); ++i)
-        latency_ns[i] = static_cast<double>(done_fs[i] - arrival_fs[i]) * 1e-6;
+        latency_ns[i] = static_cast<double>(tracker.done_fs[i] - arrival_fs[i]) * 1e-6;
     double sum = 0;
     for (double v : latency_ns) sum += v;
     r.latency_mean_ns = sum / static_cast<double>(o.requests);

@@ -29,6 +29,7 @@
 // then oldest) and jumps from one decision tick to the next; tests check that the timeline equals a naive
 // tick-by-tick controller's.
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -102,6 +103,15 @@ public:
     // UINT64_MAX when idle with nothing queued and refresh off. Never in the past. Exact, except that a
     // request enqueued for a future arrival tick makes that tick an event.
     std::uint64_t next_event_tick() const;
+    // Appends every request whose RD/WR has issued and that run_until has not returned yet, with its
+    // completion tick (possibly >= now()), in completion order. A driver may report completions this early:
+    // their ticks are final once the command has issued.
+    void take_issued(std::vector<Completion>& done);
+    // Earliest tick at which the controller may issue a command (or a refresh falls due or a request
+    // arrives), ignoring completions; never in the past. No RD/WR issues before it.
+    std::uint64_t next_command_tick() const { return next_decision_tick(); }
+    // Fewest ticks from a RD/WR to its completion: min(CL, CWL) + BL.
+    std::uint64_t min_completion_ticks() const { return static_cast<std::uint64_t>(std::min(m_rd_done, m_wr_done)); }
     void set_command_log(std::vector<IssuedCommand>* log) { m_log = log; }  // nullptr = off
     const ChannelStats& stats() const { return m_stats; }
 
@@ -177,6 +187,7 @@ private:
     std::uint64_t refresh_tick() const { return (m_refab_pending | m_refpb_count) ? pending_refresh_tick() : kNone; }
     std::uint64_t pending_refresh_tick() const;
     void recompute_blocked();
+    void pop_completions(std::uint64_t until, std::vector<Completion>& done);  // ticks < until
     int refresh_target();  // the bank of a REFpb falling due now (see the class comment)
 
     // Issue.

@@ -5,7 +5,8 @@
 // each routed by the address map to its pseudo-channel; b_transport waits while a target queue is full,
 // and the request completes (MemoryTiming::on_done) when its last burst has. The pseudo-channels run in
 // their own tick domain (CK x tick_multiplier) and are advanced event by event: the model wakes only at
-// ticks where some pseudo-channel issues a command or completes a request.
+// ticks where a completion could fall due (or, for a channel a sender waits on, where a command may issue):
+// commands in between are simulated in one go, and completions are reported as soon as their RD/WR issues.
 
 #include <cstdint>
 #include <functional>
@@ -63,6 +64,7 @@ private:
 
     void on_wake();
     void advance(std::size_t channel, std::uint64_t until_tick);
+    void update_next(std::size_t c);
     void schedule_wake();          // after advancing channels: the earliest event of any busy channel
     void wake_for(std::size_t c);  // after enqueuing into channel c: wake earlier if it needs it
 
@@ -73,7 +75,8 @@ private:
     // Bursts enqueued and not yet completed, per pseudo-channel. Only channels with work schedule wake-ups:
     // an idle channel's refreshes are simulated when it is next advanced, so that the simulation ends.
     std::vector<std::uint64_t> m_outstanding;
-    std::vector<std::uint64_t> m_next;  // each pseudo-channel's next_event_tick(), refreshed when it changes
+    std::vector<std::uint64_t> m_next;  // per pseudo-channel: the tick it must be advanced at (update_next)
+    std::vector<int> m_waiters;         // per pseudo-channel: senders waiting for room in its queues
     std::vector<std::vector<dram::IssuedCommand>> m_logs;  // when check_timing
     std::vector<Transaction> m_transactions;
     std::vector<std::uint64_t> m_free_transactions;
