@@ -1,0 +1,359 @@
+// Collectives on the link models against the alpha-beta closed forms of reference/collectives.md,
+// contention, conservation of bytes, and `auto`'s choices over a size sweep.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "support/isolated.h"
+#include "trnsim/core/error.h"
+#include "trnsim/hw/cluster_spec.h"
+#include "trnsim/report/collective_report.h"
+#include "trnsim/runtime/collective_runner.h"
+
+using namespace trnsim;
+using nlohmann::json;
+using runtime::CollectiveJob;
+using runtime::CollectiveOp;
+
+namespace {
+
+// Memory, DMA and vector engine much faster than the links, so only the links and the fixed costs show:
+// alpha = the DMA transfer latency (chip.core.dma.transfer_latency, 1.3 us) + the route's hop latencies.
+std::vector<std::string> fast_chip(std::vector<std::string> extra) {
+    std::vector<std::string> o = {"chip.core.dma.engine_bandwidth=500TB/s", "chip.core.dma.descriptor_cost=0ns",
+                                  "chip.memory.bandwidth=5000TB/s", "chip.memory.ideal.latency=0ns",
+                                  "chip.core.vector_engine.clock=100GHz"};
+    o.insert(o.end(), extra.begin(), extra.end());
+    return o;
+}
+
+const double k_dma = 1.3e-6;
+
+json batch_json(const runtime::BatchResult& b) {
+    json j;
+    j["time_s"] = b.time_s;
+    j["link_bytes"] = b.link_bytes;
+    j["delivered"] = b.bytes_delivered;
+    j["reduced"] = b.bytes_reduced;
+    j["used"] = b.links.used;
+    j["util_max"] = b.links.utilization_max;
+    j["jobs"] = json::array();
+    for (const auto& r : b.jobs) {
+        j["jobs"].push_back({{"time_s", r.time_s},
+                             {"algorithm", r.algorithm},
+                             {"steps", r.steps},
+                             {"transfer_bytes", r.transfer_bytes},
+                             {"busbw", r.busbw_gbps},
+                             {"algbw", r.algbw_gbps}});
+    }
+    return j;
+}
+
+// Runs batches in one simulation (in a child process); returns one JSON object per batch.
+json run(const std::vector<std::vector<CollectiveJob>>& batches, const std::vector<std::string>& overrides,
+         const std::string& cluster = "trn2.48xlarge") {
+    const std::string out = testing::run_isolated([&] {
+        const Config c = hw::resolve_cluster_config(cluster, {}, overrides);
+        const auto r = runtime::run_collective_batches(batches, c);
+        json j = json::array();
+        for (const auto& b : r.batches) j.push_back(batch_json(b));
+        return j.dump();
+    });
+    INFO(out.substr(0, 400));
+    REQUIRE(out.rfind("error:", 0) != 0);
+    return json::parse(out);
+}
+
+// The error message of running one job, or "" when it runs.
+std::string error_of(const CollectiveJob& job, const std::vector<std::string>& overrides,
+                     const std::string& cluster = "trn2.48xlarge") {
+    return testing::run_isolated([&] {
+        try {
+            const Config c = hw::resolve_cluster_config(cluster, {}, overrides);
+            (void)runtime::run_collective_batches({{job}}, c);
+        } catch (const UserError& e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    });
+}
+
+CollectiveJob job(CollectiveOp op, std::uint64_t bytes, const std::string& algorithm, int ranks = 0) {
+    CollectiveJob j;
+    j.op = op;
+    j.bytes = bytes;
+    j.algorithm = algorithm;
+    j.ranks = ranks;
+    return j;
+}
+
+double time_of(const json& batches, std::size_t b = 0, std::size_t k = 0) {
+    return batches[b]["jobs"][k]["time_s"].get<double>();
+}
+
+const double k_B = 100.0 * (1ull << 30);  // 100 GiB/s
+const double k_lat = 500e-9;
+
+}  // namespace
+
+TEST_CASE("ring all-reduce on a ring of p chips takes 2(p-1) alpha + 2(p-1)/p N/B", "[collective]") {
+    for (int p : {4, 8}) {
+        for (std::uint64_t n : {64ull << 10, 64ull << 20}) {
+            INFO("p = " << p << ", N = " << n);
+            const json r = run({{job(CollectiveOp::all_reduce, n, "ring")}},
+                               fast_chip({fmt::format("cluster.topology=ring:{}", p), "cluster.link.bandwidth=100GiB/s",
+                                          "cluster.link.latency=500ns"}));
+            const double alpha = k_dma + k_lat;
+            const double expect = 2 * (p - 1) * alpha + 2.0 * (p - 1) / p * static_cast<double>(n) / k_B;
+            CHECK(time_of(r) == Approx(expect).epsilon(0.01));
+            CHECK(r[0]["jobs"][0]["steps"].get<int>() == 2 * (p - 1));
+        }
+    }
+}
+
+TEST_CASE("ring-bidir halves the bandwidth term: 2(p-1) alpha + (p-1)/p N/B", "[collective]") {
+    const int p = 8;
+    const std::uint64_t n = 64ull << 20;
+    const json r =
+        run({{job(CollectiveOp::all_reduce, n, "ring-bidir")}},
+            fast_chip({"cluster.topology=ring:8", "cluster.link.bandwidth=100GiB/s", "cluster.link.latency=500ns"}));
+    const double expect = 2 * (p - 1) * (k_dma + k_lat) + 1.0 * (p - 1) / p * static_cast<double>(n) / k_B;
+    CHECK(time_of(r) == Approx(expect).epsilon(0.01));
+}
+
+TEST_CASE("rdh all-reduce on the 4x4 torus (the 4-cube) takes 2 log2(p) alpha + 2(p-1)/p N/B", "[collective]") {
+    for (std::uint64_t n : {1ull << 20, 64ull << 20}) {
+        INFO("N = " << n);
+        const json r = run({{job(CollectiveOp::all_reduce, n, "rdh")}},
+                           fast_chip({"cluster.link.bandwidth=100GiB/s", "cluster.link.latency=500ns"}));
+        const double expect = 2 * 4 * (k_dma + k_lat) + 2.0 * 15 / 16 * static_cast<double>(n) / k_B;
+        CHECK(time_of(r) == Approx(expect).epsilon(0.01));
+        CHECK(r[0]["jobs"][0]["steps"].get<int>() == 8);
+    }
+}
+
+TEST_CASE("rdh on a ring of 8 shares links (partners 4 and 2 hops away) and is slower than its closed form",
+          "[collective]") {
+    const std::uint64_t n = 64ull << 20;
+    const json r =
+        run({{job(CollectiveOp::all_reduce, n, "rdh")}},
+            fast_chip({"cluster.topology=ring:8", "cluster.link.bandwidth=100GiB/s", "cluster.link.latency=500ns"}));
+    const double closed = 2 * 3 * (k_dma + k_lat) + 2.0 * 7 / 8 * static_cast<double>(n) / k_B;
+    CHECK(time_of(r) > 1.2 * closed);
+}
+
+TEST_CASE("mesh all-reduce on fully connected chips takes 2 alpha + 2 (N/p) / B", "[collective]") {
+    const int p = 8;
+    for (std::uint64_t n : {64ull << 10, 64ull << 20}) {
+        INFO("N = " << n);
+        const json r = run(
+            {{job(CollectiveOp::all_reduce, n, "mesh")}},
+            fast_chip({"cluster.topology=full:8", "cluster.link.bandwidth=100GiB/s", "cluster.link.latency=500ns"}));
+        const double expect = 2 * (k_dma + k_lat) + 2.0 * static_cast<double>(n) / p / k_B;
+        CHECK(time_of(r) == Approx(expect).epsilon(0.01));
+    }
+}
+
+TEST_CASE("mesh all-reduce through one switch: each hop is two links, each port carries (p-1)/p N per phase",
+          "[collective]") {
+    const int p = 8;
+    const std::uint64_t n = 64ull << 20;
+    const json r = run({{job(CollectiveOp::all_reduce, n, "mesh")}},
+                       fast_chip({"cluster.topology=switch:8", "cluster.switch.l1.port_bandwidth=100GiB/s",
+                                  "cluster.switch.l1.latency=200ns", "cluster.link.latency=500ns"}));
+    const double expect = 2 * (k_dma + k_lat + 200e-9) + 2.0 * (p - 1) / p * static_cast<double>(n) / k_B;
+    CHECK(time_of(r) == Approx(expect).epsilon(0.01));
+}
+
+TEST_CASE("torus2d all-reduce on an a x b torus matches the hierarchical 2D closed form", "[collective]") {
+    for (auto [a, b] : {std::pair{4, 4}, std::pair{4, 2}}) {
+        INFO(a << "x" << b);
+        const std::uint64_t n = 64ull << 20;
+        const json r = run({{job(CollectiveOp::all_reduce, n, "torus2d")}},
+                           fast_chip({fmt::format("cluster.topology=torus2d:{}x{}", a, b),
+                                      "cluster.link.bandwidth=100GiB/s", "cluster.link.latency=500ns"}));
+        const double alpha = k_dma + k_lat, N = static_cast<double>(n);
+        const double expect =
+            2 * (a - 1) * alpha + 2.0 * (a - 1) / a * N / k_B + 2 * (b - 1) * alpha + 2.0 * (b - 1) / b * (N / a) / k_B;
+        CHECK(time_of(r) == Approx(expect).epsilon(0.01));
+    }
+}
+
+TEST_CASE("hierarchical all-reduce over 2 nodes: ring inside each node, ring over EFA between them", "[collective]") {
+    const std::uint64_t n = 64ull << 20;
+    const json r =
+        run({{job(CollectiveOp::all_reduce, n, "hierarchical")}},
+            fast_chip({"cluster.topology=ring:4", "cluster.nodes=2", "cluster.link.bandwidth=100GiB/s",
+                       "cluster.link.latency=500ns", "cluster.efa.bandwidth=25GB/s", "cluster.efa.latency=15us"}));
+    const double a = 4, b = 2, N = static_cast<double>(n);
+    const double expect = 2 * (a - 1) * (k_dma + k_lat) + 2 * (a - 1) / a * N / k_B + 2 * (b - 1) * (k_dma + 15e-6) +
+                          2 * (b - 1) / b * (N / a) / 25e9;
+    CHECK(time_of(r) == Approx(expect).epsilon(0.01));
+}
+
+TEST_CASE("the ring's time follows the closed form with the reduction exposed when the vector engine is slow",
+          "[collective]") {
+    // A vector engine slower than the link: the reduce-scatter half runs at the reduction rate. trn2 vector
+    // engine at 0.96 GHz reduced to 1 MHz: 64 KiB fp32 = 16384 elements, 128 per lane, 2 x 128 / 2 = 128
+    // cycles = 128 us per packet, far slower than the link; the all-gather half is unaffected.
+    const std::uint64_t n = 8ull << 20;
+    const json fast = run({{job(CollectiveOp::reduce_scatter, n, "ring")}},
+                          fast_chip({"cluster.topology=ring:4", "cluster.link.bandwidth=100GiB/s"}));
+    const json slow = run({{job(CollectiveOp::reduce_scatter, n, "ring")}},
+                          fast_chip({"cluster.topology=ring:4", "cluster.link.bandwidth=100GiB/s",
+                                     "chip.core.vector_engine.clock=1MHz"}));
+    // Per step, each rank's chunk of 2 MiB = 32 packets, reduced by one core's vector engine back to back.
+    const double per_step = 32 * 128e-6;
+    CHECK(time_of(slow) == Approx(time_of(fast) + 3 * per_step).epsilon(0.02));
+}
+
+TEST_CASE("two all-reduces on the same ring take longer than either alone and their link bytes add up",
+          "[collective]") {
+    const std::uint64_t n = 32ull << 20;
+    const auto a = job(CollectiveOp::all_reduce, n, "ring");
+    const auto b = job(CollectiveOp::all_reduce, n / 2, "ring");
+    const json r =
+        run({{a}, {b}, {a, b}},
+            fast_chip({"cluster.topology=ring:8", "cluster.link.bandwidth=100GiB/s", "cluster.link.latency=500ns"}));
+    const double ta = time_of(r, 0), tb = time_of(r, 1);
+    const double ta2 = time_of(r, 2, 0), tb2 = time_of(r, 2, 1);
+    CHECK(ta2 > ta * 1.2);
+    CHECK(tb2 > tb * 1.2);
+    // Sharing is fair: while both run, each gets half of every link, so b (half the bytes) ends after twice
+    // its bandwidth term, and a after both bandwidth terms (alpha terms overlap).
+    const double alpha_term = 14 * (k_dma + k_lat);
+    const double beta_a = ta - alpha_term, beta_b = tb - alpha_term;
+    CHECK(tb2 == Approx(alpha_term + 2 * beta_b).epsilon(0.03));
+    CHECK(ta2 == Approx(alpha_term + beta_a + beta_b).epsilon(0.03));
+    const auto& la = r[0]["link_bytes"];
+    const auto& lb = r[1]["link_bytes"];
+    const auto& lab = r[2]["link_bytes"];
+    REQUIRE(la.size() == lab.size());
+    for (std::size_t i = 0; i < la.size(); ++i)
+        CHECK(lab[i].get<std::uint64_t>() == la[i].get<std::uint64_t>() + lb[i].get<std::uint64_t>());
+}
+
+TEST_CASE("all-gather then reduce-scatter conserve bytes", "[collective]") {
+    const int p = 8;
+    const std::uint64_t n = 8ull << 20;
+    for (const char* algo : {"ring", "mesh", "rdh"}) {
+        INFO(algo);
+        const json r = run({{job(CollectiveOp::all_gather, n, algo)}, {job(CollectiveOp::reduce_scatter, n, algo)}},
+                           fast_chip({"cluster.topology=ring:8", "cluster.link.bandwidth=100GiB/s"}));
+        for (int b = 0; b < 2; ++b) {
+            // Each rank receives the (p - 1) chunks of N / p it lacks.
+            CHECK(r[b]["delivered"].get<std::uint64_t>() == (p - 1) * n);
+            CHECK(r[b]["jobs"][0]["transfer_bytes"].get<std::uint64_t>() == (p - 1) * n);
+        }
+        CHECK(r[0]["reduced"].get<std::uint64_t>() == 0);
+        CHECK(r[1]["reduced"].get<std::uint64_t>() == (p - 1) * n);
+    }
+    // Bytes on links = bytes sent x hops: mesh all-gather on a ring of 8, chunk i -> j crosses the ring
+    // distance between them.
+    const json m = run({{job(CollectiveOp::all_gather, n, "mesh")}},
+                       fast_chip({"cluster.topology=ring:8", "cluster.link.bandwidth=100GiB/s"}));
+    std::uint64_t hops = 0;
+    for (int i = 0; i < p; ++i)
+        for (int j = 0; j < p; ++j) hops += static_cast<std::uint64_t>(std::min((j - i + p) % p, (i - j + p) % p));
+    std::uint64_t on_links = 0;
+    for (const auto& b : m[0]["link_bytes"]) on_links += b.get<std::uint64_t>();
+    CHECK(on_links == hops * (n / p));
+}
+
+TEST_CASE(
+    "a trn2.48xlarge all-reduce sweep is flat while latency-bound, then linear, with auto switching "
+    "algorithms at its thresholds",
+    "[collective]") {
+    std::vector<std::vector<CollectiveJob>> batches;
+    const auto sizes = runtime::sweep_sizes(1ull << 10, 1ull << 30);
+    REQUIRE(sizes.size() == 21);
+    for (auto s : sizes) batches.push_back({job(CollectiveOp::all_reduce, s, "auto")});
+    const json r = run(batches, {});
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+        INFO(sizes[i]);
+        const std::string algo = r[i]["jobs"][0]["algorithm"];
+        // cluster.collective.auto.mesh_max = 1 MB, rdh_max = 56 MB [CC-INTRA].
+        if (sizes[i] < 1000000)
+            CHECK(algo == "mesh");
+        else if (sizes[i] <= 56000000)
+            CHECK(algo == "rdh");
+        else
+            CHECK(algo == "ring-bidir");
+    }
+    // Latency-bound: 1 KiB to 16 KiB within 2%.
+    CHECK(time_of(r, 4) == Approx(time_of(r, 0)).epsilon(0.02));
+    // Bandwidth-bound: doubling the size doubles the time, and the bus bandwidth approaches 2 x 256 GB/s
+    // (ring-bidir uses both directions of each link).
+    CHECK(time_of(r, 20) == Approx(2 * time_of(r, 19)).epsilon(0.03));
+    CHECK(r[20]["jobs"][0]["busbw"].get<double>() > 0.9 * 512);
+    CHECK(r[20]["jobs"][0]["busbw"].get<double>() < 512);
+    // Moving the thresholds moves the switch.
+    const json t = run(
+        {{job(CollectiveOp::all_reduce, 256ull << 10, "auto")}, {job(CollectiveOp::all_reduce, 8ull << 20, "auto")}},
+        {"cluster.collective.auto.mesh_max=128KiB", "cluster.collective.auto.rdh_max=4MiB"});
+    CHECK(t[0]["jobs"][0]["algorithm"] == "rdh");
+    CHECK(t[1]["jobs"][0]["algorithm"] == "ring-bidir");
+}
+
+TEST_CASE("every op runs on every algorithm that implements it and moves the bytes it should", "[collective]") {
+    const int p = 16;
+    const std::uint64_t n = 1ull << 20;
+    struct Case {
+        CollectiveOp op;
+        const char* algo;
+        std::uint64_t delivered;
+    };
+    const std::vector<Case> cases = {
+        {CollectiveOp::all_to_all, "mesh", (p - 1) * n},   {CollectiveOp::all_to_all, "ring", (p - 1) * n},
+        {CollectiveOp::broadcast, "mesh", (p - 1) * n},    {CollectiveOp::broadcast, "rdh", (p - 1) * n},
+        {CollectiveOp::broadcast, "ring", (p - 1) * n},    {CollectiveOp::send_recv, "auto", p * n},
+        {CollectiveOp::all_reduce, "torus2d", 0},          {CollectiveOp::reduce_scatter, "torus2d", (p - 1) * n},
+        {CollectiveOp::all_gather, "torus2d", (p - 1) * n}};
+    for (const auto& c : cases) {
+        INFO(runtime::op_name(c.op) << " " << c.algo);
+        const json r = run({{job(c.op, n, c.algo)}}, {});
+        CHECK(time_of(r) > 0);
+        if (c.delivered > 0) CHECK(r[0]["delivered"].get<std::uint64_t>() == c.delivered);
+    }
+}
+
+TEST_CASE("bad collective requests are rejected naming the option and what is allowed", "[collective]") {
+    CHECK_THAT(error_of(job(CollectiveOp::all_reduce, 1 << 20, "rdh", 6), {}),
+               Catch::Contains("--algorithm rdh needs a power-of-two rank count") && Catch::Contains("6"));
+    CHECK_THAT(error_of(job(CollectiveOp::all_reduce, 1 << 20, "ring", 17), {}),
+               Catch::Contains("--ranks 17: allowed 2..16"));
+    CHECK_THAT(error_of(job(CollectiveOp::all_reduce, 1 << 20, "torus2d"), {"cluster.topology=ring:16"}),
+               Catch::Contains("--algorithm torus2d needs every rank of one 2D or 3D torus"));
+    CHECK_THAT(
+        error_of(job(CollectiveOp::all_reduce, 1 << 20, "butterfly"), {}),
+        Catch::Contains("--algorithm butterfly: unknown algorithm; allowed: auto, hierarchical, mesh, rdh, ring, "
+                        "ring-bidir, torus2d"));
+    CHECK_THAT(error_of(job(CollectiveOp::all_to_all, 1 << 20, "rdh"), {}),
+               Catch::Contains("--algorithm rdh does not implement all-to-all"));
+    CHECK_THAT(error_of(job(CollectiveOp::all_reduce, 0, "ring"), {}), Catch::Contains("--bytes 0"));
+    CHECK_THAT(error_of(job(CollectiveOp::all_reduce, 1 << 20, "ring"), {"cluster.topology=hypercube:16"}),
+               Catch::Contains("cluster.topology = 'hypercube:16': unknown topology 'hypercube'; allowed: ring:N"));
+    CHECK_THAT(error_of(job(CollectiveOp::all_reduce, 1 << 20, "ring"), {"cluster.topology=torus2d:4"}),
+               Catch::Contains("torus2d takes 2 sizes"));
+    CHECK_THAT(error_of(job(CollectiveOp::all_reduce, 1 << 20, "ring"), {}, "trn9.huge"),
+               Catch::Contains("--cluster 'trn9.huge': unknown cluster preset; allowed: trn1.32xlarge"));
+}
+
+TEST_CASE("the same collective simulated twice gives the same JSON apart from the wall time", "[collective]") {
+    auto once = [] {
+        return testing::run_isolated([] {
+            const Config c = hw::resolve_cluster_config("trn2.48xlarge", {}, {});
+            json j = report::to_json(
+                runtime::run_collective_batches({{job(CollectiveOp::all_reduce, 8ull << 20, "auto")}}, c));
+            j.erase("sim");
+            return j.dump();
+        });
+    };
+    const std::string a = once();
+    CHECK(a.find("trnsim.collective/1") != std::string::npos);
+    CHECK(a == once());
+}
