@@ -28,6 +28,7 @@ AddressMap::AddressMap(const Organization& org, int stacks, MapScheme scheme)
     m_radix[bank_group] = static_cast<std::uint64_t>(org.bank_groups);
     m_radix[bank] = static_cast<std::uint64_t>(org.banks_per_group);
     m_radix[row] = static_cast<std::uint64_t>(org.rows);
+    m_burst_shift = log2_exact(static_cast<std::uint64_t>(org.burst_bytes));
     int offset = 0;
     for (int f = 0; f < kFields; ++f) {
         m_shift[f] = log2_exact(m_radix[f]);
@@ -39,7 +40,8 @@ AddressMap::AddressMap(const Organization& org, int stacks, MapScheme scheme)
 }
 
 Decoded AddressMap::decode(std::uint64_t address) const {
-    const std::uint64_t burst = address / static_cast<std::uint64_t>(m_org.burst_bytes);
+    const std::uint64_t burst =
+        m_burst_shift >= 0 ? address >> m_burst_shift : address / static_cast<std::uint64_t>(m_org.burst_bytes);
     if (burst >= m_bursts)
         throw std::out_of_range("dram address map: address " + std::to_string(address) + " beyond capacity " +
                                 std::to_string(capacity_bytes()) + " B");

@@ -108,11 +108,6 @@ PseudoChannel::PseudoChannel(const Organization& org, const Timing& timing, cons
     m_ref_due = m_spec.refresh == RefreshMode::off ? kNone : m_ref_interval;
 }
 
-bool PseudoChannel::can_accept(bool write) const {
-    const int q = write ? 1 : 0;
-    return m_queued[q] + m_waiting[q] < (write ? m_spec.write_queue : m_spec.read_queue);
-}
-
 void PseudoChannel::enqueue(const Request& r) {
     if (!can_accept(r.write)) throw std::logic_error("dram pseudo-channel: enqueue into a full queue");
     if (r.sid < 0 || r.sid >= m_org.sids || r.bank_group < 0 || r.bank_group >= m_org.bank_groups || r.bank < 0 ||
@@ -766,6 +761,14 @@ void PseudoChannel::issue_refresh(std::uint64_t t) {
 void PseudoChannel::pop_completions(std::uint64_t until, std::vector<Completion>& done) {
     // Merge the read and write queues by (tick, issue order).
     for (;;) {
+        if (m_done[1].empty() || m_done[0].empty()) {  // one queue: in order already
+            DoneQueue& d = m_done[m_done[0].empty() ? 1 : 0];
+            while (!d.empty() && d.front().tick < until) {
+                done.push_back(Completion{d.front().id, d.front().tick});
+                d.pop();
+            }
+            return;
+        }
         DoneQueue* first = nullptr;
         for (auto& d : m_done) {
             if (d.empty() || d.front().tick >= until) continue;

@@ -27,6 +27,7 @@ HbmMemory::HbmMemory(const sc_core::sc_module_name& name, const HbmSpec& spec)
 
 void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
     auto& channel = *m_channels[c];
+    if (channel.now() >= until_tick) return;  // up to date: every issued RD/WR has been reported
     const bool reads_full = !channel.can_accept(false);
     const bool writes_full = !channel.can_accept(true);
     channel.run_until(until_tick, m_done);
@@ -130,7 +131,7 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
     auto tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
     for (std::uint64_t a = first; a < end; a += burst) {
         // Addresses beyond the modelled capacity wrap: the map covers the organisation's bytes.
-        const dram::Decoded d = m_map.decode(a % capacity);
+        const dram::Decoded d = m_map.decode(a < capacity ? a : a % capacity);
         const std::size_t c = static_cast<std::size_t>(
             (d.stack * m_spec.org.channels + d.channel) * m_spec.org.pseudo_channels + d.pseudo_channel);
         auto& channel = *m_channels[c];

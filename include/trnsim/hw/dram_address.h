@@ -45,6 +45,7 @@ private:
     int m_shift[kFields];   // log2(radix) when the radix is a power of two, else -1
     int m_offset[kFields];  // bit offset of the field in the burst index (all radices powers of two)
     bool m_pow2 = true;
+    int m_burst_shift = -1;  // log2(burst_bytes) when a power of two
     std::uint64_t m_bursts = 1;
 };
 

@@ -87,7 +87,10 @@ class PseudoChannel {
 public:
     PseudoChannel(const Organization& org, const Timing& timing, const ControllerSpec& spec);
 
-    bool can_accept(bool write) const;  // queue space (requests not yet served, arrived or not)
+    bool can_accept(bool write) const {  // queue space (requests not yet served, arrived or not)
+        const int q = write ? 1 : 0;
+        return m_queued[q] + m_waiting[q] < (write ? m_spec.write_queue : m_spec.read_queue);
+    }
     // r.arrival >= the current tick (an earlier arrival is taken as arriving now, its latency still
     // counted from r.arrival). Throws std::logic_error when the queue is full, std::out_of_range for a
     // field outside the organization.
