@@ -357,3 +357,12 @@ TEST_CASE("the same collective simulated twice gives the same JSON apart from th
     CHECK(a.find("trnsim.collective/1") != std::string::npos);
     CHECK(a == once());
 }
+
+TEST_CASE("a point of a sweep gives the same result as the same collective run alone", "[collective]") {
+    const json sweep =
+        run({{job(CollectiveOp::all_reduce, 1ull << 20, "auto")}, {job(CollectiveOp::all_reduce, 64ull << 20, "auto")}},
+            {});
+    const json alone = run({{job(CollectiveOp::all_reduce, 64ull << 20, "auto")}}, {});
+    CHECK(time_of(sweep, 1) == time_of(alone, 0));
+    CHECK(sweep[1]["link_bytes"] == alone[0]["link_bytes"]);
+}

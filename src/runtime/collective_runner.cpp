@@ -136,6 +136,9 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
                 received0 += cluster.endpoint(c).stats().bytes_received;
                 reduced0 += cluster.endpoint(c).stats().bytes_reduced;
             }
+            // Each batch starts from the same assignment state (message ids pick the reducing core).
+            next_id = 0;
+            for (int c = 0; c < cluster.chips(); ++c) cluster.endpoint(c).restart_assignment();
             std::vector<std::unique_ptr<JobState>> states;
             jobs_left = batch.size();
             for (const auto& p : batch) {

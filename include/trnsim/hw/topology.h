@@ -163,6 +163,9 @@ public:
     void send(Message* m);
     // A packet arriving at this chip (head and tail times at the chip).
     void accept(Packet* p) override;
+    // Restarts the round-robin assignment of messages to DMA rings: called between independent
+    // collectives so that a result does not depend on what ran before.
+    void restart_assignment() { m_next_ring = 0; }
     // A packet of this chip started on its first link: its message may queue another.
     void on_first_hop_start(Packet* p) override;
 
