@@ -63,10 +63,13 @@ public:
         : m_deps(static_cast<std::size_t>(ranks)), m_received(static_cast<std::size_t>(ranks)) {
         m_schedule.algorithm = std::move(algorithm);
     }
-    void send(int src, int dst, std::uint64_t bytes, bool reduce) {
+    // Returns the transfer's index; `after` adds a dependency on another transfer (-1: none).
+    int send(int src, int dst, std::uint64_t bytes, bool reduce, int after = -1) {
         const int id = static_cast<int>(m_schedule.transfers.size());
         m_schedule.transfers.push_back({src, dst, bytes, reduce, m_deps[static_cast<std::size_t>(src)]});
+        if (after >= 0) m_schedule.transfers.back().deps.push_back(after);
         m_received[static_cast<std::size_t>(dst)].push_back(id);
+        return id;
     }
     void next_step() {
         for (std::size_t r = 0; r < m_received.size(); ++r) {
@@ -168,14 +171,16 @@ public:
             case CollectiveOp::all_gather: ring_phase(b, lanes, false); break;
             case CollectiveOp::broadcast: {
                 // Pipelined chain from the root: the buffer in p chunks, chunk c leaves the rank at distance
-                // d from the root at step c + d.
+                // d from the root at step c + d; the root sends chunk c + 1 when chunk c has arrived.
                 const int p = l.ranks;
+                int previous = -1;
                 for (int s = 0; s < 2 * p - 2; ++s) {
                     for (int d = 0; d < p - 1; ++d) {
                         const int c = s - d;
                         if (c < 0 || c >= p) continue;
                         const int src = (q.root + d) % p;
-                        b.send(src, (src + 1) % p, chunk(q.bytes, p, c), false);
+                        const int id = b.send(src, (src + 1) % p, chunk(q.bytes, p, c), false, d == 0 ? previous : -1);
+                        if (d == 0) previous = id;
                     }
                     b.next_step();
                 }
