@@ -35,7 +35,7 @@ run_case() {  # run_case NAME TARGET_S TARGET_MB ARGS...
 run_case textbook_ws_1024x4096x4096 1 - kernel gemm --chip trn2 --m 1024 --k 4096 --n 4096 \
     --set chip.core.tensor_engine.preload=serial --set chip.core.tensor_engine.fold_overlap=none \
     --set chip.core.tensor_engine.mm_init_latency=0 \
-    --set chip.memory.bandwidth=1000TB/s --set chip.core.dma.engine_bandwidth=100TB/s \
+    --set chip.memory.model=ideal --set chip.memory.bandwidth=1000TB/s --set chip.core.dma.engine_bandwidth=100TB/s \
     --set chip.core.dma.transfer_latency=0s --set chip.core.dma.descriptor_cost=0s --set chip.memory.ideal.latency=0s
 echo "  fold formula: 1024 folds x (2*128 + 128 + 1024 - 2) = 1439744 TE cycles"
 run_case trn1_gemm_4096x8192x8192 2 500 kernel gemm --chip trn1 --m 4096 --k 8192 --n 8192

@@ -55,8 +55,8 @@ Run gemm(const std::string& chip, std::int64_t m, std::int64_t k, std::int64_t n
 
 // Memory and DMA that never stall the tensor engine ("ideal memory" for the textbook comparison).
 const std::vector<std::string> k_unlimited_memory = {
-    "chip.memory.bandwidth=1000TB/s", "chip.core.dma.engine_bandwidth=100TB/s", "chip.core.dma.transfer_latency=0s",
-    "chip.core.dma.descriptor_cost=0s", "chip.memory.ideal.latency=0s"};
+    "chip.memory.model=ideal",           "chip.memory.bandwidth=1000TB/s",   "chip.core.dma.engine_bandwidth=100TB/s",
+    "chip.core.dma.transfer_latency=0s", "chip.core.dma.descriptor_cost=0s", "chip.memory.ideal.latency=0s"};
 
 const std::vector<std::string> k_textbook = {"chip.core.tensor_engine.preload=serial",
                                              "chip.core.tensor_engine.fold_overlap=none",

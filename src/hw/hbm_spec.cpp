@@ -143,8 +143,9 @@ void HbmSpec::declare(ParamRegistry& r) {
     r.declare({k_p + "controller.read_queue",
                ParamType::integer,
                "read queue entries per pseudo-channel",
-               "64",
-               "assumption (Ramulator 2 default 32, DRAMsim3 32-64)",
+               "128",
+               "assumption: covers one pseudo-channel's bandwidth x (tRP + tRCD + tCL) about twice at 9.6 Gb/s, "
+               "so that streams open the next rows in time (Ramulator 2 default 32, DRAMsim3 32-64)",
                {},
                1,
                4096});
@@ -180,9 +181,10 @@ void HbmSpec::declare(ParamRegistry& r) {
                {"open", "closed"}});
     r.declare({k_p + "controller.refresh",
                ParamType::choice,
-               "refresh mode",
-               "all_bank",
-               "[JESD238]",
+               "refresh mode: all_bank (REFab every tREFI), per_bank (REFpb every tREFI/banks, each bank once "
+               "per round, idle banks first), off",
+               "per_bank",
+               "assumption: per-bank refresh ([JESD235]/[JESD238] REFpb), as HBM controllers use under load",
                {"all_bank", "per_bank", "off"}});
     r.declare({k_p + "controller.address_map",
                ParamType::choice,
