@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <queue>
+#include <deque>
 #include <random>
 #include <vector>
 
@@ -59,14 +59,18 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
     struct Tracker {
         std::vector<std::uint64_t> done_fs;
         std::uint64_t last_done = 0, completed = 0, in_flight = 0;
-        std::priority_queue<std::uint64_t, std::vector<std::uint64_t>, std::greater<std::uint64_t>> retire;
+        // Done times not yet passed, ascending. Memories report in nearly ascending order (a queued memory by
+        // completion tick per channel), so an insertion walks back a few entries at most.
+        std::deque<std::uint64_t> retire;
         sc_core::sc_event slot_free;
         std::uint64_t wake_at = UINT64_MAX;  // the generator waits for a retirement until then; MAX: not waiting
         void complete(std::uint64_t i, std::uint64_t done) {
             done_fs[i] = done;
             last_done = std::max(last_done, done);
             ++completed;
-            retire.push(done);
+            auto at = retire.end();
+            while (at != retire.begin() && *(at - 1) > done) --at;
+            retire.insert(at, done);
             if (done < wake_at) {  // earlier than what the generator waits for
                 wake_at = done;
                 slot_free.notify(sc_core::SC_ZERO_TIME);
@@ -93,16 +97,16 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
         for (std::uint64_t i = 0; i < o.requests; ++i) {
             for (;;) {
                 const std::uint64_t now = sc_core::sc_time_stamp().value();
-                while (!t->retire.empty() && t->retire.top() <= now) {
-                    t->retire.pop();
+                while (!t->retire.empty() && t->retire.front() <= now) {
+                    t->retire.pop_front();
                     --t->in_flight;
                 }
                 if (t->in_flight < o.outstanding) break;
-                t->wake_at = t->retire.empty() ? UINT64_MAX - 1 : t->retire.top();
+                t->wake_at = t->retire.empty() ? UINT64_MAX - 1 : t->retire.front();
                 if (t->retire.empty())
                     sc_core::wait(t->slot_free);
                 else
-                    sc_core::wait(sc_core::sc_time::from_value(t->retire.top() - now), t->slot_free);
+                    sc_core::wait(sc_core::sc_time::from_value(t->retire.front() - now), t->slot_free);
                 t->wake_at = UINT64_MAX;
             }
             if (pattern == Pattern::random) address = slot(rng) * o.request_bytes;
