@@ -97,8 +97,9 @@ void HbmMemory::on_wake() {
     schedule_wake();
 }
 
-void HbmMemory::finish() {
-    const auto now_tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
+void HbmMemory::finish(std::uint64_t end_fs) {
+    m_end_fs = std::min<std::uint64_t>(end_fs, sc_core::sc_time_stamp().value());
+    const auto now_tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(m_end_fs));
     for (std::size_t c = 0; c < m_channels.size(); ++c) advance(c, now_tick);
 }
 
@@ -174,7 +175,8 @@ HbmReport HbmMemory::report() const {
     const double tick_s = 1.0 / m_spec.tick_hz();
     const auto& e = m_spec.energy;
     double latency_sum = 0;
-    const auto end_tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
+    const auto end_tick = static_cast<std::uint64_t>(
+        m_ticks.cycle_at_or_after(std::min<std::uint64_t>(m_end_fs, sc_core::sc_time_stamp().value())));
     for (std::size_t c = 0; c < m_channels.size(); ++c) {
         const auto& s = m_channels[c]->stats();
         r.reads += s.reads;

@@ -131,7 +131,7 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
 
     const auto wall_start = std::chrono::steady_clock::now();
     run_simulation();
-    memory->finish();
+    memory->finish(sc_core::sc_time_stamp().value());
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
     if (tracker.completed != o.requests) {
         throw std::logic_error(fmt::format("mem: {} of {} requests completed", tracker.completed, o.requests));

@@ -48,9 +48,9 @@ public:
     double peak_bytes_per_s() const override { return m_spec.peak_bytes_per_s(); }
 
     const HbmSpec& spec() const { return m_spec; }
-    // Brings every pseudo-channel up to the current time (refreshes while idle included): call once the
-    // simulation has ended, before report().
-    void finish() override;
+    // Brings every pseudo-channel up to `end_fs` (refreshes while idle included): call once the simulation
+    // has ended, before report(); report() integrates time-based energy up to there.
+    void finish(std::uint64_t end_fs) override;
     std::map<std::string, double> summary() const override;
     // Totals and energy up to the current time; runs the timing checker when check_timing is on.
     HbmReport report() const;
@@ -85,6 +85,7 @@ private:
     sc_core::sc_event m_wake;
     sc_core::sc_event m_space;  // a queue entry was freed
     std::uint64_t m_wake_tick = UINT64_MAX;
+    std::uint64_t m_end_fs = UINT64_MAX;  // set by finish(); until then reports run to the current time
 };
 
 // Registers "hbm" with the memory-model family.

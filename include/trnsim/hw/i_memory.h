@@ -56,8 +56,9 @@ public:
     virtual const MemoryStats& stats() const = 0;
     // Peak bandwidth this model can deliver to its initiators, bytes per second.
     virtual double peak_bytes_per_s() const = 0;
-    // Called once after the simulation: bring internal state up to the current time.
-    virtual void finish() {}
+    // Called once after the simulation: bring internal state (and time-integrated statistics such as
+    // background energy) up to `end_fs`, the end of the initiator's work (at most the current time).
+    virtual void finish(std::uint64_t end_fs) {}
     // Model-specific results (energy, row-buffer hit rate, ...) by name, for reports.
     virtual std::map<std::string, double> summary() const { return {}; }
 };
