@@ -72,7 +72,7 @@ std::string to_table(const runtime::KernelResult& r) {
     std::string out;
     out += fmt::format("trnsim kernel {} on {} ({}), {}\n", r.op, r.chip, r.dtype, shape);
     out += fmt::format("  {:<22}{} cycles (tensor-engine clock)\n", "time", r.cycles);
-    out += fmt::format("  {:<22}{}\n", "", to_string(Duration{r.time_s}));
+    out += fmt::format("  {:<22}{:.3f} us\n", "", r.time_s * 1e6);
     out += fmt::format("  {:<22}{:.2f} TFLOPS of {:.2f} peak ({:.1f}%)\n", "throughput", r.achieved_tflops,
                        r.peak_tflops, 100.0 * r.achieved_tflops / r.peak_tflops);
     out += fmt::format("  {:<22}{} cycles, {} MACs\n", "tensor engine", r.tensor_engine_cycles, r.tensor_macs);
