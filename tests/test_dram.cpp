@@ -1031,3 +1031,19 @@ TEST_CASE("consecutive bursts go to consecutive channels first, then pseudo-chan
     }
     CHECK(places.size() == 16);
 }
+
+TEST_CASE("requests are admitted in enqueue order, whether enqueued for a future tick or for now", "[dram]") {
+    const auto p = parts()[0];
+    PseudoChannel pc(p.org, p.t, controller(RefreshMode::off));
+    std::vector<Completion> done;
+    // A is enqueued ahead of its arrival; the channel then reaches that tick (not yet decided) and B is
+    // enqueued for it too: same bank and row, so FR-FCFS serves the older first, and that is A.
+    pc.enqueue(req(1, false, 0, 0, 0, 7, 0, 10));
+    pc.run_until(10, done);
+    REQUIRE(pc.now() == 10);
+    pc.enqueue(req(2, false, 0, 0, 0, 7, 1, 10));
+    while (done.size() < 2) pc.run_until(pc.next_event_tick() + 1, done);
+    CHECK(done[0].id == 1);
+    CHECK(done[1].id == 2);
+    CHECK(done[0].tick < done[1].tick);
+}

@@ -127,6 +127,8 @@ void PseudoChannel::enqueue(const Request& r) {
     x.classified = false;
     m_next_valid = false;
     if (r.arrival <= m_now) {
+        // Requests enqueued earlier for this tick (or before) come first: admission follows enqueue order.
+        admit_arrived(m_now);
         admit(s);
         return;
     }
@@ -212,6 +214,18 @@ void PseudoChannel::admit(int s) {
 
 // The drain mode of a tick follows from the previous tick's mode and the queues at the start of the tick
 // (after that tick's arrivals): always evaluated from m_prev_mode, so several arrivals in one tick count once.
+void PseudoChannel::admit_arrived(std::uint64_t t) {
+    while (m_future_head < m_future.size() && m_slots[static_cast<std::size_t>(m_future[m_future_head])].arrival <= t) {
+        const int s = m_future[m_future_head++];
+        --m_waiting[m_slots[static_cast<std::size_t>(s)].write ? 1 : 0];
+        admit(s);
+    }
+    if (m_future_head == m_future.size()) {
+        m_future.clear();
+        m_future_head = 0;
+    }
+}
+
 void PseudoChannel::update_mode() {
     const int reads = m_queued[0], writes = m_queued[1];
     bool write_mode = m_prev_mode;
@@ -795,16 +809,7 @@ bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done
         skip_to(t);
 
         // Start of tick t: arrivals, then refreshes falling due.
-        while (m_future_head < m_future.size() &&
-               m_slots[static_cast<std::size_t>(m_future[m_future_head])].arrival <= t) {
-            const int s = m_future[m_future_head++];
-            --m_waiting[m_slots[static_cast<std::size_t>(s)].write ? 1 : 0];
-            admit(s);
-        }
-        if (m_future_head == m_future.size()) {
-            m_future.clear();
-            m_future_head = 0;
-        }
+        admit_arrived(t);
         while (m_ref_due <= t) {
             if (m_spec.refresh == RefreshMode::all_bank) {
                 ++m_refab_pending;

@@ -164,6 +164,7 @@ private:
     int active_queue() const { return m_write_mode ? 1 : 0; }
 
     void admit(int slot);
+    void admit_arrived(std::uint64_t t);  // requests waiting in m_future with arrival <= t, in order
     void update_mode();
     void skip_to(std::uint64_t t);  // advance m_now over ticks without events
     int find_group(const BankQueue& bq, int row) const;
