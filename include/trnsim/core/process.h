@@ -1,0 +1,20 @@
+#pragma once
+// Process-level helpers. SystemC elaborates once per process (docs/adr/0001), so a simulation that must run
+// next to another one in the same program runs in a forked child; and results that outlive a process are
+// keyed by a stable content hash.
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace trnsim {
+
+// Runs `body` in a forked child and returns the string it produced (e.g. a JSON result). The child's
+// copy of the process state is discarded. An exception in the child comes back as "error: <what>"; a child
+// that dies otherwise throws std::runtime_error in the parent.
+std::string run_isolated(const std::function<std::string()>& body);
+
+// 128-bit FNV-1a of `text` as 32 hex digits: the same on every machine and run.
+std::string stable_hash(std::string_view text);
+
+}  // namespace trnsim

@@ -1,0 +1,59 @@
+#pragma once
+// Kernel timings for the training-step scheduler, memoized by content: the operator, its shape and dtype,
+// every resolved `chip.*` parameter, and the simulator's model revision (DESIGN.md section 4). Misses are
+// simulated together in one forked child process (one SystemC elaboration per process, ADR 0001; each
+// kernel on its own core and memory, run_kernels), hits come from memory or, with a cache directory, from
+// one JSON file per key that other processes (sweep workers) share.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "trnsim/core/config.h"
+#include "trnsim/lowering/kernel.h"
+
+namespace trnsim::runtime {
+
+// What a scheduler needs from one kernel simulation.
+struct KernelTiming {
+    double time_s = 0;
+    double flops = 0;
+    std::uint64_t tensor_macs = 0;
+    std::uint64_t hbm_read_bytes = 0, hbm_write_bytes = 0;
+    double memory_energy_j = 0;  // HBM commands, I/O and background over the kernel (0 for the ideal memory)
+    std::uint64_t sbuf_peak_bytes = 0;
+    std::map<std::string, double> utilization;  // tensor, vector, scalar, gpsimd, dma
+};
+
+// Bump when a change to the NeuronCore, lowering or memory models changes kernel timings: cached results
+// of an older revision are then simulated again.
+extern const char* const k_kernel_model_revision;
+
+class KernelCache {
+public:
+    // `directory` empty: memory only. Otherwise created if missing; unwritable -> UserError naming it.
+    explicit KernelCache(std::string directory = "");
+
+    // The content key of one kernel under `config` (32 hex digits).
+    static std::string key(const lowering::KernelRequest& request, const Config& config);
+
+    // Timings of every request, in order. Simulates the missing ones (deduplicated) in one child process;
+    // lowering errors come back as UserError naming the kernel.
+    std::vector<KernelTiming> time(const std::vector<lowering::KernelRequest>& requests, const Config& config);
+
+    std::uint64_t hits() const { return m_hits; }
+    std::uint64_t misses() const { return m_misses; }
+    double simulate_wall_s() const { return m_wall_s; }  // spent in child simulations
+
+private:
+    bool load(const std::string& key, KernelTiming& out) const;
+    void store(const std::string& key, const KernelTiming& t) const;
+
+    std::string m_directory;
+    std::map<std::string, KernelTiming> m_memory;
+    std::uint64_t m_hits = 0, m_misses = 0;
+    double m_wall_s = 0;
+};
+
+}  // namespace trnsim::runtime

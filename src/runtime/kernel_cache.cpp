@@ -1,0 +1,165 @@
+#include "trnsim/runtime/kernel_cache.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "trnsim/core/error.h"
+#include "trnsim/core/process.h"
+#include "trnsim/runtime/kernel_runner.h"
+
+namespace trnsim::runtime {
+
+const char* const k_kernel_model_revision = "trnsim-0.1.0/kernel-model-2026-11-25";
+
+namespace {
+
+nlohmann::json to_json(const KernelTiming& t) {
+    return {{"time_s", t.time_s},
+            {"flops", t.flops},
+            {"tensor_macs", t.tensor_macs},
+            {"hbm_read_bytes", t.hbm_read_bytes},
+            {"hbm_write_bytes", t.hbm_write_bytes},
+            {"memory_energy_j", t.memory_energy_j},
+            {"sbuf_peak_bytes", t.sbuf_peak_bytes},
+            {"utilization", t.utilization}};
+}
+
+KernelTiming from_json(const nlohmann::json& j) {
+    KernelTiming t;
+    t.time_s = j.at("time_s").get<double>();
+    t.flops = j.at("flops").get<double>();
+    t.tensor_macs = j.at("tensor_macs").get<std::uint64_t>();
+    t.hbm_read_bytes = j.at("hbm_read_bytes").get<std::uint64_t>();
+    t.hbm_write_bytes = j.at("hbm_write_bytes").get<std::uint64_t>();
+    t.memory_energy_j = j.at("memory_energy_j").get<double>();
+    t.sbuf_peak_bytes = j.at("sbuf_peak_bytes").get<std::uint64_t>();
+    t.utilization = j.at("utilization").get<std::map<std::string, double>>();
+    return t;
+}
+
+std::string describe(const lowering::KernelRequest& r) {
+    if (r.op == "gemm") return fmt::format("gemm m={} k={} n={} {}", r.m, r.k, r.n, dtype_name(r.dtype));
+    return fmt::format("{} rows={} cols={} {}", r.op, r.rows, r.cols, dtype_name(r.dtype));
+}
+
+}  // namespace
+
+KernelCache::KernelCache(std::string directory) : m_directory(std::move(directory)) {
+    if (m_directory.empty()) return;
+    std::error_code ec;
+    std::filesystem::create_directories(m_directory, ec);
+    if (ec || !std::filesystem::is_directory(m_directory)) {
+        throw UserError(fmt::format("--cache {}: cannot create or use this directory ({})", m_directory,
+                                    ec ? ec.message() : "not a directory"));
+    }
+}
+
+std::string KernelCache::key(const lowering::KernelRequest& r, const Config& config) {
+    std::string text = fmt::format("{}\nop={}\nm={}\nk={}\nn={}\nrows={}\ncols={}\ndtype={}\n", k_kernel_model_revision,
+                                   r.op, r.m, r.k, r.n, r.rows, r.cols, dtype_name(r.dtype));
+    for (const auto& [k, v] : config.values()) {  // std::map: sorted, the same order everywhere
+        if (k.rfind("chip.", 0) == 0) text += k + "=" + v.text + "\n";
+    }
+    return stable_hash(text);
+}
+
+bool KernelCache::load(const std::string& key, KernelTiming& out) const {
+    if (m_directory.empty()) return false;
+    std::ifstream in(std::filesystem::path(m_directory) / (key + ".json"));
+    if (!in) return false;
+    try {
+        const nlohmann::json j = nlohmann::json::parse(in);
+        if (j.value("revision", "") != k_kernel_model_revision) return false;
+        out = from_json(j.at("timing"));
+        return true;
+    } catch (const std::exception&) {
+        return false;  // a damaged entry is simulated again and rewritten
+    }
+}
+
+void KernelCache::store(const std::string& key, const KernelTiming& t) const {
+    if (m_directory.empty()) return;
+    const auto path = std::filesystem::path(m_directory) / (key + ".json");
+    // Written whole, then renamed: a reader (another sweep worker) sees the old file, none, or the new one.
+    const auto tmp = path.string() + fmt::format(".tmp{}", static_cast<long>(::getpid()));
+    {
+        std::ofstream out(tmp);
+        out << nlohmann::json{{"revision", k_kernel_model_revision}, {"timing", to_json(t)}}.dump() << "\n";
+        if (!out) throw UserError(fmt::format("--cache {}: cannot write {}", m_directory, tmp));
+    }
+    std::filesystem::rename(tmp, path);
+}
+
+std::vector<KernelTiming> KernelCache::time(const std::vector<lowering::KernelRequest>& requests,
+                                            const Config& config) {
+    std::vector<std::string> keys;
+    std::vector<std::size_t> missing;  // index of the first request of each missing key
+    std::map<std::string, std::size_t> pending;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+        keys.push_back(key(requests[i], config));
+        const std::string& k = keys.back();
+        if (m_memory.count(k) || pending.count(k)) continue;
+        KernelTiming t;
+        if (load(k, t)) {
+            m_memory.emplace(k, t);
+            continue;
+        }
+        pending.emplace(k, i);
+        missing.push_back(i);
+    }
+    m_misses += missing.size();
+    m_hits += requests.size() - missing.size();
+
+    if (!missing.empty()) {
+        const auto start = std::chrono::steady_clock::now();
+        const std::string out = run_isolated([&] {
+            std::vector<KernelOptions> batch;
+            for (const std::size_t i : missing) {
+                KernelOptions o;
+                o.request = requests[i];
+                batch.push_back(o);
+            }
+            nlohmann::json all = nlohmann::json::array();
+            for (const KernelResult& r : run_kernels(batch, config)) {
+                KernelTiming t;
+                t.time_s = r.time_s;
+                t.flops = r.flops;
+                t.tensor_macs = r.tensor_macs;
+                t.hbm_read_bytes = r.hbm_read_bytes;
+                t.hbm_write_bytes = r.hbm_write_bytes;
+                const auto e = r.memory_summary.find("energy_j");
+                t.memory_energy_j = e == r.memory_summary.end() ? 0.0 : e->second;
+                t.sbuf_peak_bytes = r.sbuf_peak_bytes;
+                t.utilization = r.utilization;
+                all.push_back(to_json(t));
+            }
+            return all.dump();
+        });
+        m_wall_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (out.rfind("error: ", 0) == 0) {
+            std::string names;
+            for (const std::size_t i : missing) names += (names.empty() ? "" : "; ") + describe(requests[i]);
+            throw UserError(fmt::format("kernel simulation failed ({}): {}", names, out.substr(7)));
+        }
+        const nlohmann::json all = nlohmann::json::parse(out);
+        for (std::size_t j = 0; j < missing.size(); ++j) {
+            const KernelTiming t = from_json(all.at(j));
+            m_memory.emplace(keys[missing[j]], t);
+            store(keys[missing[j]], t);
+        }
+    }
+
+    std::vector<KernelTiming> result;
+    result.reserve(requests.size());
+    for (const auto& k : keys) result.push_back(m_memory.at(k));
+    return result;
+}
+
+}  // namespace trnsim::runtime

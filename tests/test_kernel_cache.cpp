@@ -1,0 +1,123 @@
+// Kernel timings memoized by content, simulated in a child process, shared through a cache directory.
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "support/isolated.h"
+#include "trnsim/core/error.h"
+#include "trnsim/hw/chip.h"
+#include "trnsim/runtime/kernel_cache.h"
+#include "trnsim/runtime/kernel_runner.h"
+
+using namespace trnsim;
+
+namespace {
+
+lowering::KernelRequest gemm(std::int64_t m, std::int64_t k, std::int64_t n, DType dtype = DType::bf16) {
+    lowering::KernelRequest r;
+    r.op = "gemm";
+    r.m = m;
+    r.k = k;
+    r.n = n;
+    r.dtype = dtype;
+    return r;
+}
+
+lowering::KernelRequest rowwise(const std::string& op, std::int64_t rows, std::int64_t cols) {
+    lowering::KernelRequest r;
+    r.op = op;
+    r.rows = rows;
+    r.cols = cols;
+    return r;
+}
+
+std::filesystem::path fresh_dir(const std::string& name) {
+    const auto dir = std::filesystem::temp_directory_path() / ("trnsim_test_" + name + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    return dir;
+}
+
+}  // namespace
+
+TEST_CASE("a kernel's cache key changes with the operator, its shape, its dtype and any chip parameter",
+          "[kernel_cache]") {
+    const Config trn2 = hw::resolve_chip_config("trn2", {}, {});
+    const std::string k = runtime::KernelCache::key(gemm(512, 1024, 768), trn2);
+    CHECK(k.size() == 32);
+    CHECK(runtime::KernelCache::key(gemm(512, 1024, 768), hw::resolve_chip_config("trn2", {}, {})) == k);
+    CHECK(runtime::KernelCache::key(gemm(512, 1024, 769), trn2) != k);
+    CHECK(runtime::KernelCache::key(gemm(512, 1024, 768, DType::fp8_e4m3), trn2) != k);
+    CHECK(runtime::KernelCache::key(rowwise("rmsnorm", 512, 1024), trn2) != k);
+    CHECK(runtime::KernelCache::key(gemm(512, 1024, 768), hw::resolve_chip_config("trn3", {}, {})) != k);
+    CHECK(runtime::KernelCache::key(gemm(512, 1024, 768),
+                                    hw::resolve_chip_config("trn2", {}, {"chip.memory.hbm.timing.rp=17ns"})) != k);
+}
+
+TEST_CASE("kernel timings come from the NeuronCore model, once per distinct kernel", "[kernel_cache]") {
+    const Config trn2 = hw::resolve_chip_config("trn2", {}, {});
+    runtime::KernelCache cache;
+    const std::vector<lowering::KernelRequest> requests = {gemm(512, 1024, 768), rowwise("rmsnorm", 1024, 2048),
+                                                           gemm(512, 1024, 768)};
+    const auto t = cache.time(requests, trn2);
+    REQUIRE(t.size() == 3);
+    CHECK(cache.misses() == 2);
+    CHECK(cache.hits() == 1);
+    CHECK(t[0].time_s == t[2].time_s);
+    CHECK(t[0].flops == 2.0 * 512 * 1024 * 768);
+    CHECK(t[0].tensor_macs == 512ull * 1024 * 768);
+    // The same as a kernel simulated on its own.
+    for (std::size_t i = 0; i < 2; ++i) {
+        const std::string alone = testing::run_isolated([&] {
+            runtime::KernelOptions o;
+            o.request = requests[i];
+            const auto r = runtime::run_kernel(o, trn2);
+            return nlohmann::json{{"time_s", r.time_s}, {"read", r.hbm_read_bytes}}.dump();
+        });
+        const auto j = nlohmann::json::parse(alone);
+        CHECK(t[i].time_s == j["time_s"].get<double>());
+        CHECK(t[i].hbm_read_bytes == j["read"].get<std::uint64_t>());
+    }
+    // A second call is served from memory.
+    const auto again = cache.time({requests[1]}, trn2);
+    CHECK(again[0].time_s == t[1].time_s);
+    CHECK(cache.misses() == 2);
+}
+
+TEST_CASE("a cache directory serves later processes and survives a damaged entry", "[kernel_cache]") {
+    const Config trn2 = hw::resolve_chip_config("trn2", {}, {});
+    const auto dir = fresh_dir("kcache");
+    const std::vector<lowering::KernelRequest> requests = {gemm(256, 512, 512), rowwise("gelu", 256, 1024)};
+    double first = 0;
+    {
+        runtime::KernelCache cache(dir.string());
+        first = cache.time(requests, trn2)[0].time_s;
+        CHECK(cache.misses() == 2);
+    }
+    {
+        runtime::KernelCache cache(dir.string());
+        CHECK(cache.time(requests, trn2)[0].time_s == first);
+        CHECK(cache.misses() == 0);
+        CHECK(cache.hits() == 2);
+    }
+    std::ofstream(dir / (runtime::KernelCache::key(requests[0], trn2) + ".json")) << "{ not json";
+    {
+        runtime::KernelCache cache(dir.string());
+        CHECK(cache.time(requests, trn2)[0].time_s == first);
+        CHECK(cache.misses() == 1);
+    }
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("an unusable cache directory or an impossible kernel is a clear error", "[kernel_cache]") {
+    const auto file = fresh_dir("kcache_file");
+    std::ofstream(file.string()) << "x";
+    CHECK_THROWS_AS(runtime::KernelCache(file.string()), UserError);
+    std::filesystem::remove(file);
+    runtime::KernelCache cache;
+    CHECK_THROWS_WITH(cache.time({gemm(0, 512, 512)}, hw::resolve_chip_config("trn2", {}, {})),
+                      Catch::Contains("gemm m=0 k=512 n=512"));
+}
