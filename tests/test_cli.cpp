@@ -636,6 +636,9 @@ TEST_CASE("mem --json writes a trnsim.mem/1 object with the documented keys", "[
     CHECK(j["latency_ns"].contains("mean"));
     CHECK(j["latency_ns"].contains("p50"));
     CHECK(j["latency_ns"].contains("p99"));
+    // Reads alone (all of them here): the same figures.
+    CHECK(j["read_latency_ns"]["reads"] == 2000);
+    CHECK(j["read_latency_ns"]["mean"] == j["latency_ns"]["mean"]);
     CHECK(j["sim"].contains("wall_s"));
     CHECK(j["peak_gbps"].get<double>() == Approx(819.2));
     CHECK(j["config"]["chip.memory.hbm.part"]["value"] == "hbm3-6400");

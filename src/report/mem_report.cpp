@@ -20,6 +20,11 @@ nlohmann::json to_json(const runtime::MemResult& r) {
     j["peak_gbps"] = r.peak_gbps;
     j["latency_ns"] = {
         {"mean", r.latency_mean_ns}, {"p50", r.latency_p50_ns}, {"p99", r.latency_p99_ns}, {"max", r.latency_max_ns}};
+    j["read_latency_ns"] = {{"mean", r.read_latency_mean_ns},
+                            {"p50", r.read_latency_p50_ns},
+                            {"p99", r.read_latency_p99_ns},
+                            {"max", r.read_latency_max_ns},
+                            {"reads", r.reads}};
     auto get = [&](const char* k) { return r.summary.count(k) ? r.summary.at(k) : 0.0; };
     j["row_hit_rate"] = get("row_hit_rate");
     j["refresh_share"] = get("refresh_share");
@@ -40,6 +45,10 @@ std::string to_table(const runtime::MemResult& r) {
                        r.peak_gbps, 100 * r.bandwidth_gbps / r.peak_gbps);
     out += fmt::format("  {:<20}mean {:.1f} ns, p50 {:.1f} ns, p99 {:.1f} ns, max {:.1f} ns\n", "latency",
                        r.latency_mean_ns, r.latency_p50_ns, r.latency_p99_ns, r.latency_max_ns);
+    if (r.reads > 0 && r.reads < r.requests) {
+        out += fmt::format("  {:<20}mean {:.1f} ns, p50 {:.1f} ns, p99 {:.1f} ns, max {:.1f} ns\n", "read latency",
+                           r.read_latency_mean_ns, r.read_latency_p50_ns, r.read_latency_p99_ns, r.read_latency_max_ns);
+    }
     if (r.summary.count("row_hit_rate")) {
         out += fmt::format("  {:<20}{:.1f}% row hits, {:.1f}% of the time refreshing\n", "DRAM",
                            100 * r.summary.at("row_hit_rate"), 100 * r.summary.at("refresh_share"));

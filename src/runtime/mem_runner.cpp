@@ -52,6 +52,7 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
                             : o.pattern == "random" ? Pattern::random
                                                     : Pattern::strided;
     std::vector<std::uint64_t> arrival_fs(o.requests, 0);
+    std::vector<bool> is_write(o.requests, false);
     std::uint64_t first_issue = UINT64_MAX;
 
     // Completions, as the memory reports them (possibly ahead of time: a request counts as in flight until
@@ -111,6 +112,7 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
             }
             if (pattern == Pattern::random) address = slot(rng) * o.request_bytes;
             const bool write = o.read_ratio < 1.0 && coin(rng) >= o.read_ratio;
+            is_write[i] = write;
             trans.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
             trans.set_address(address % (slots * o.request_bytes));
             trans.set_data_ptr(nullptr);
@@ -149,21 +151,45 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
     r.time_s = static_cast<double>(tracker.last_done - first_issue) * 1e-15;
     r.bandwidth_gbps = static_cast<double>(o.requests * o.request_bytes) / r.time_s * 1e-9;
     r.peak_gbps = memory->peak_bytes_per_s() * 1e-9;
-    std::vector<double> latency_ns(o.requests);
-    for (std::size_t i = 0; i < latency_ns.size(); ++i)
-        latency_ns[i] = static_cast<double>(tracker.done_fs[i] - arrival_fs[i]) * 1e-6;
-    double sum = 0;
-    for (double v : latency_ns) sum += v;
-    r.latency_mean_ns = sum / static_cast<double>(o.requests);
-    std::vector<double> sorted = latency_ns;
-    auto quantile = [&](double q) {
-        const auto k = static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1));
-        std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(k), sorted.end());
-        return sorted[k];
+    // Latency statistics over every request, and over reads alone (writes complete when their data are
+    // written: WR + CWL + BL).
+    struct Stats {
+        double mean = 0, p50 = 0, p99 = 0, max = 0;
+        std::uint64_t count = 0;
     };
-    r.latency_p50_ns = quantile(0.5);
-    r.latency_p99_ns = quantile(0.99);
-    r.latency_max_ns = *std::max_element(sorted.begin(), sorted.end());
+    auto stats_of = [](std::vector<double> v) {
+        Stats st;
+        st.count = v.size();
+        if (v.empty()) return st;
+        double sum = 0;
+        for (double x : v) sum += x;
+        st.mean = sum / static_cast<double>(v.size());
+        auto quantile = [&](double q) {
+            const auto k = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1));
+            std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+            return v[k];
+        };
+        st.p50 = quantile(0.5);
+        st.p99 = quantile(0.99);
+        st.max = *std::max_element(v.begin(), v.end());
+        return st;
+    };
+    std::vector<double> all_ns(o.requests), read_ns;
+    read_ns.reserve(o.requests);
+    for (std::size_t i = 0; i < all_ns.size(); ++i) {
+        all_ns[i] = static_cast<double>(tracker.done_fs[i] - arrival_fs[i]) * 1e-6;
+        if (!is_write[i]) read_ns.push_back(all_ns[i]);
+    }
+    const Stats all = stats_of(std::move(all_ns)), reads = stats_of(std::move(read_ns));
+    r.latency_mean_ns = all.mean;
+    r.latency_p50_ns = all.p50;
+    r.latency_p99_ns = all.p99;
+    r.latency_max_ns = all.max;
+    r.reads = reads.count;
+    r.read_latency_mean_ns = reads.mean;
+    r.read_latency_p50_ns = reads.p50;
+    r.read_latency_p99_ns = reads.p99;
+    r.read_latency_max_ns = reads.max;
     r.summary = memory->summary();
     if (r.summary.count("timing_violations") && r.summary.at("timing_violations") > 0) {
         throw std::logic_error("HBM timing checker found violations (chip.memory.hbm.check_timing)");

@@ -33,7 +33,9 @@ struct MemResult {
     double time_s = 0;
     double bandwidth_gbps = 0;
     double peak_gbps = 0;
-    double latency_mean_ns = 0, latency_p50_ns = 0, latency_p99_ns = 0, latency_max_ns = 0;
+    double latency_mean_ns = 0, latency_p50_ns = 0, latency_p99_ns = 0, latency_max_ns = 0;  // every request
+    std::uint64_t reads = 0;
+    double read_latency_mean_ns = 0, read_latency_p50_ns = 0, read_latency_p99_ns = 0, read_latency_max_ns = 0;
     std::map<std::string, double> summary;  // row_hit_rate, refresh_share, energy_pj_per_bit, energy_j, ...
     double wall_s = 0;
     std::map<std::string, ConfigValue> config;
