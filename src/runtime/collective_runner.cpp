@@ -13,6 +13,7 @@
 #include "trnsim/hw/chip.h"
 #include "trnsim/hw/cluster_spec.h"
 #include "trnsim/hw/topology.h"
+#include "trnsim/runtime/collective_engine.h"
 
 namespace trnsim::runtime {
 
@@ -31,16 +32,6 @@ struct Prepared {
     CollectiveJob job;
     RankLayout layout;
     Schedule schedule;
-};
-
-// One job in flight: its messages and the dependency counts of its transfers.
-struct JobState {
-    const Prepared* prepared = nullptr;
-    std::vector<hw::Message> messages;
-    std::vector<int> waiting;                  // deps not yet arrived, per transfer
-    std::vector<std::vector<int>> dependents;  // per transfer
-    std::uint64_t done = 0;
-    std::uint64_t last_fs = 0;
 };
 
 RankLayout make_layout(const hw::ClusterSpec& spec, const hw::Topology& topo, const std::vector<int>& rank_chip,
@@ -118,7 +109,7 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
                    spec.ranks_per_chip, spec.memory_model, spec.packet.count,  {}};
     for (const auto& l : links) run.cluster.link_names.push_back(l.name);
 
-    std::uint64_t next_id = 0;
+    CollectiveEngine engine(cluster);
     sc_core::sc_event batch_done;
     std::size_t jobs_left = 0;
     std::size_t batches_done = 0;
@@ -137,53 +128,22 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
                 reduced0 += cluster.endpoint(c).stats().bytes_reduced;
             }
             // Each batch starts from the same assignment state (message ids pick the reducing core).
-            next_id = 0;
-            for (int c = 0; c < cluster.chips(); ++c) cluster.endpoint(c).restart_assignment();
-            std::vector<std::unique_ptr<JobState>> states;
+            engine.restart();
+            std::vector<std::uint64_t> last_fs(batch.size(), 0);
             jobs_left = batch.size();
-            for (const auto& p : batch) {
-                auto st = std::make_unique<JobState>();
-                st->prepared = &p;
-                const auto& tr = p.schedule.transfers;
-                st->messages.resize(tr.size());
-                st->waiting.resize(tr.size());
-                st->dependents.resize(tr.size());
-                for (std::size_t i = 0; i < tr.size(); ++i) {
-                    st->waiting[i] = static_cast<int>(tr[i].deps.size());
-                    for (int d : tr[i].deps) st->dependents[static_cast<std::size_t>(d)].push_back(static_cast<int>(i));
-                }
-                states.push_back(std::move(st));
+            for (std::size_t j = 0; j < batch.size(); ++j) {
+                engine.start(batch[j].schedule, batch[j].layout, batch[j].job.dtype, [&, j](std::uint64_t fs) {
+                    last_fs[j] = fs;
+                    if (--jobs_left == 0) batch_done.notify(sc_core::SC_ZERO_TIME);
+                });
             }
-            // Starts transfer i of job st at the current time.
-            std::function<void(JobState*, std::size_t)> submit = [&](JobState* st, std::size_t i) {
-                const Transfer& t = st->prepared->schedule.transfers[i];
-                const RankLayout& l = st->prepared->layout;
-                hw::Message& m = st->messages[i];
-                m.id = next_id++;
-                m.src_chip = l.chip_of_rank[static_cast<std::size_t>(t.src)];
-                m.dst_chip = l.chip_of_rank[static_cast<std::size_t>(t.dst)];
-                m.bytes = t.bytes;
-                m.reduce = t.reduce;
-                m.elem_bytes = dtype_bytes(st->prepared->job.dtype);
-                m.route = &cluster.topology().route(m.src_chip, m.dst_chip);
-                m.on_done = [&, st, i](std::uint64_t fs) {
-                    st->last_fs = std::max(st->last_fs, fs);
-                    for (int d : st->dependents[i])
-                        if (--st->waiting[static_cast<std::size_t>(d)] == 0) submit(st, static_cast<std::size_t>(d));
-                    if (++st->done == st->messages.size() && --jobs_left == 0) batch_done.notify(sc_core::SC_ZERO_TIME);
-                };
-                cluster.endpoint(m.src_chip).send(&m);
-            };
-            for (auto& st : states)
-                for (std::size_t i = 0; i < st->messages.size(); ++i)
-                    if (st->waiting[i] == 0) submit(st.get(), i);
             sc_core::wait(batch_done);
             const std::uint64_t end = sc_core::sc_time_stamp().value();
 
             BatchResult br;
             br.time_s = static_cast<double>(end - start) * 1e-15;
-            for (const auto& st : states) {
-                const Prepared& p = *st->prepared;
+            for (std::size_t j = 0; j < batch.size(); ++j) {
+                const Prepared& p = batch[j];
                 JobResult jr;
                 jr.job = p.job;
                 jr.algorithm = p.schedule.algorithm;
@@ -191,7 +151,7 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
                 jr.steps = p.schedule.steps;
                 jr.transfers = p.schedule.transfers.size();
                 for (const auto& t : p.schedule.transfers) jr.transfer_bytes += t.bytes;
-                jr.time_s = static_cast<double>(st->last_fs - start) * 1e-15;
+                jr.time_s = static_cast<double>(last_fs[j] - start) * 1e-15;
                 jr.algbw_gbps = static_cast<double>(p.job.bytes) / jr.time_s * 1e-9;
                 jr.busbw_gbps = jr.algbw_gbps * busbw_factor(p.job.op, jr.ranks);
                 br.jobs.push_back(jr);
