@@ -1,5 +1,9 @@
 #include "trnsim/hw/chip.h"
 
+#include <fmt/format.h>
+
+#include "trnsim/core/error.h"
+
 #include "trnsim/hw/hbm_memory.h"
 #include "trnsim/hw/i_memory.h"
 #include "trnsim/hw/ideal_memory.h"
@@ -9,6 +13,14 @@ namespace trnsim::hw {
 void declare_hw_params(ParamRegistry& r) {
     r.declare({"chip.name", ParamType::text, "chip name", std::nullopt, "", {}});
     r.declare({"chip.cores", ParamType::integer, "NeuronCores per chip", std::nullopt, "", {}, 1, 1024});
+    r.declare({"chip.lnc",
+               ParamType::integer,
+               "physical NeuronCores per logical core (LNC): a training rank is one logical core",
+               "1",
+               "[LNC]",
+               {},
+               1,
+               64});
     NeuronCoreSpec::declare(r);
     register_ideal_memory();
     register_hbm_memory();
@@ -65,6 +77,10 @@ ChipSpec ChipSpec::from_config(const Config& c) {
     ChipSpec s;
     s.name = c.get_text("chip.name");
     s.cores = static_cast<int>(c.get_int("chip.cores"));
+    s.lnc = static_cast<int>(c.get_int("chip.lnc"));
+    if (s.cores % s.lnc != 0) {
+        throw UserError(fmt::format("chip.lnc {}: allowed a divisor of chip.cores ({})", s.lnc, s.cores));
+    }
     s.core = NeuronCoreSpec::from_config(c);
     s.memory_model = c.get_text("chip.memory.model");
     s.memory_bandwidth = c.get_bandwidth("chip.memory.bandwidth");

@@ -13,6 +13,7 @@ namespace trnsim::hw {
 struct ChipSpec {
     std::string name;
     int cores = 1;
+    int lnc = 1;  // physical cores per logical core (a training rank)
     NeuronCoreSpec core;
     std::string memory_model;
     Bandwidth memory_bandwidth;  // whole chip
