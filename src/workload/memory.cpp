@@ -15,7 +15,7 @@ std::string gib(double bytes) {
     return fmt::format("{:.2f} GiB", bytes / double(1ull << 30));
 }
 
-// Largest tensor one op of the list writes: a transient that must fit next to the stored activations.
+// Largest tensor one op of the list writes.
 double largest_output(const OpList& ops) {
     double out = 0;
     for (const auto& op : ops) {
@@ -112,9 +112,10 @@ MemoryFootprint memory_footprint(const ModelSpec& m, const TrainingSpec& t, cons
         f.in_flight += n;
         f.activations += n * per_mb;
         f.activations_per_microbatch += per_mb;
-        transient = std::max({transient, largest_output(c.forward), largest_output(c.backward)});
+        transient = std::max(transient, largest_output(c.backward));
     }
-    // Workspace (assumption: no allocator fragmentation, no framework buffers): the largest output of one op,
+    // Workspace (assumption: no allocator fragmentation, no framework buffers): the largest output of one
+    // backward op (a gradient such as d logits or d scores, live next to the stored activations at the peak),
     // the working set of the layer being recomputed (full: one layer's activations without recompute;
     // selective: one attention core), and one DP gradient bucket being reduced.
     TrainingSpec no_recompute = t;

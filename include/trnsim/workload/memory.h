@@ -42,7 +42,7 @@ struct MemoryFootprint {
     double activations = 0;  // stored for the backward, all micro-batches in flight
     double activations_per_microbatch = 0;  // all chunks of this stage, one micro-batch each
     int in_flight = 0;                      // micro-batches in flight summed over the chunks
-    double workspace = 0;                   // transient: largest op output + recompute working set + DP bucket
+    double workspace = 0;                   // transient: largest backward op output, recompute set, DP bucket
     double total = 0;
     std::string breakdown() const;  // "weights 1.2 GiB, gradients ..., ..."
 };
