@@ -140,6 +140,11 @@ TEST_CASE("a user model file with base: overrides a preset and the strict checks
     const auto range = write_temp(
         "range.yaml", std::string(k_valid_model).replace(std::string(k_valid_model).find("layers: 4"), 9, "layers: 0"));
     CHECK_THROWS_WITH(load_model(range), Catch::Contains("layers = '0'") && Catch::Contains("out of range"));
+    const auto rope = write_temp(
+        "rope.yaml",
+        std::string(k_valid_model).replace(std::string(k_valid_model).find("hidden: 256"), 11, "hidden: 264"));
+    CHECK_THROWS_WITH(load_model(rope), Catch::Contains("rope needs an even head dimension, hidden/heads = 33"));
+    std::remove(rope.c_str());
     CHECK_THROWS_WITH(load_model("llama9"),
                       Catch::Contains("unknown models preset 'llama9'") && Catch::Contains("llama3-8b"));
     CHECK_THROWS_WITH(load_model("/nonexistent/m.yaml"), Catch::Contains("cannot read"));
@@ -228,6 +233,19 @@ TEST_CASE("training options are validated with the flag, the reason and what is 
     TrainingSpec tf = training(128, 1, 1, 4);
     CHECK_THROWS_WITH(tf.validate(ffn), Catch::Contains("--tp 4") && Catch::Contains("ffn_hidden = 66"));
     CHECK_THROWS_WITH(build_stage_program(m, training(128, 1, 4, 1, 2), 2), Catch::Contains("allowed 0..1"));
+    TrainingSpec d = training(4096, 1, 64, 8, 4, 2);
+    d.sp = true;
+    CHECK(d.describe() ==
+          "seq 4096 mbs 1 gbs 64 dtype bf16 recompute none tp 8 pp 4 dp 2 sp on zero 0 schedule 1f1b "
+          "(grad accum 32)");
+    Recompute r;
+    PipelineSchedule sc;
+    CHECK(parse_recompute("selective", r));
+    CHECK(r == Recompute::selective);
+    CHECK(!parse_recompute("some", r));
+    CHECK(parse_schedule("interleaved", sc));
+    CHECK(sc == PipelineSchedule::interleaved);
+    CHECK(!parse_schedule("zb", sc));
 }
 
 TEST_CASE("the graph's GEMM FLOPs equal the closed form for every model preset (tp = pp = dp = 1)", "[workload]") {
@@ -638,4 +656,24 @@ TEST_CASE("symmetry groups: one class per pipeline stage with its TP peers and D
     std::set<int> all;
     for (const auto& c : classes) all.insert(c.ranks.begin(), c.ranks.end());
     CHECK(all.size() == 24);
+}
+
+TEST_CASE("fp8 runs forward GEMMs in E4M3 and gradient GEMMs in E5M2; everything else stays bf16", "[workload]") {
+    const ModelSpec m = load_model("llama3-8b");
+    TrainingSpec t = training(2048, 1, 2);
+    const auto bf = build_stage_program(m, t, 0);
+    t.dtype = DType::fp8_e4m3;
+    const auto f8 = build_stage_program(m, t, 0);
+    const Op* fwd = find_op(f8.chunks[0].forward, "L0.mlp.up.fwd");
+    const Op* dgrad = find_op(f8.chunks[0].backward, "L0.mlp.up.dgrad");
+    const Op* norm = find_op(f8.chunks[0].forward, "L0.mlp.norm.fwd");
+    REQUIRE((fwd && dgrad && norm));
+    CHECK(fwd->kernel.dtype == DType::fp8_e4m3);
+    CHECK(dgrad->kernel.dtype == DType::fp8_e5m2);
+    CHECK(norm->kernel.dtype == DType::bf16);
+    // Same FLOPs; inputs 1 B instead of 2 B, output bf16: T h + h n_up bytes less.
+    const Op* fwd_bf = find_op(bf.chunks[0].forward, "L0.mlp.up.fwd");
+    CHECK(fwd->flops == fwd_bf->flops);
+    CHECK(fwd_bf->bytes - fwd->bytes == 2048.0 * 4096 + 4096.0 * 2 * 14336);
+    CHECK(step_flops(m, t).graph_gemm == step_flops(m, training(2048, 1, 2)).graph_gemm);
 }
