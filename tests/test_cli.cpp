@@ -643,3 +643,30 @@ TEST_CASE("mem --json writes a trnsim.mem/1 object with the documented keys", "[
     CHECK(j["peak_gbps"].get<double>() == Approx(819.2));
     CHECK(j["config"]["chip.memory.hbm.part"]["value"] == "hbm3-6400");
 }
+
+TEST_CASE("run rejects parallelism that does not match the cluster, and bad options", "[cli][run]") {
+    expect_error("run", {"--tp", "3"}, {"--tp 3"});
+    expect_error("run", {"--tp", "8", "--dp", "4"}, {"--tp 8 x --pp 1 x --dp 4 = 32 ranks", "64"});
+    expect_error("run", {"--model", "llama9"}, {"llama9", "llama3-8b"});
+    expect_error("run", {"--dtype", "fp16"}, {"--dtype fp16", "bf16, fp8"});
+    expect_error("run", {"--schedule", "zigzag"}, {"--schedule zigzag", "1f1b"});
+    expect_error("run", {"--model", "llama3-70b", "--tp", "64", "--dp", "1", "--seq", "8192"}, {"--allow-oom"});
+}
+
+TEST_CASE("run --json writes a trnsim.run/1 object with the documented keys", "[cli][run]") {
+    TempDir dir;
+    const RunResult r = run_trnsim({"run", "--model", "gpt3-1.3b", "--tp", "8", "--dp", "8", "--sp", "false", "--zero",
+                                    "0", "--seq", "1024", "--gbs", "8", "--json", dir.file("r.json")},
+                                   dir.path());
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    const nlohmann::json j = read_json(dir.file("r.json"));
+    CHECK(j["schema"] == "trnsim.run/1");
+    for (const char* key : {"step_time_s", "tokens_per_s", "mfu", "breakdown", "memory", "sim", "config"}) {
+        INFO(key);
+        CHECK(j.contains(key));
+    }
+    CHECK(j["cluster"]["ranks"] == 64);
+    CHECK(j["config"]["cluster.ranks_per_chip"]["value"] == "4");
+    CHECK(j["step_time_s"].get<double>() > 0);
+}

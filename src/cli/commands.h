@@ -23,6 +23,7 @@ std::function<int()> add_presets_command(CLI::App& app);
 std::function<int()> add_mem_command(CLI::App& app);
 std::function<int()> add_describe_command(CLI::App& app);
 std::function<int()> add_collective_command(CLI::App& app);
+std::function<int()> add_run_command(CLI::App& app);
 
 // The default simulation run by `trnsim` without a subcommand.
 int run_default();

@@ -1,15 +1,24 @@
 #include "trnsim/core/process.h"
 
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
 
 namespace trnsim {
 
-std::string run_isolated(const std::function<std::string()>& body) {
+namespace {
+
+struct Child {
+    pid_t pid = -1;
+    int fd = -1;
+};
+
+Child spawn(const std::function<std::string()>& body) {
     std::fflush(nullptr);  // nothing buffered is written twice
     int fds[2];
     if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
@@ -33,18 +42,72 @@ std::string run_isolated(const std::function<std::string()>& body) {
         _exit(0);
     }
     close(fds[1]);
+    return Child{pid, fds[0]};
+}
+
+std::string collect(const Child& c) {
     std::string result;
     char buf[65536];
     for (;;) {
-        const ssize_t n = read(fds[0], buf, sizeof buf);
+        const ssize_t n = read(c.fd, buf, sizeof buf);
         if (n <= 0) break;
         result.append(buf, static_cast<std::size_t>(n));
     }
-    close(fds[0]);
+    close(c.fd);
     int status = 0;
-    waitpid(pid, &status, 0);
+    waitpid(c.pid, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("isolated child process failed");
     return result;
+}
+
+}  // namespace
+
+std::string run_isolated(const std::function<std::string()>& body) {
+    return collect(spawn(body));
+}
+
+std::vector<std::string> run_isolated_all(const std::vector<std::function<std::string()>>& bodies, int jobs) {
+    // A pool: up to `jobs` children at a time, each pipe drained as data arrive (a child blocked on a full
+    // pipe would otherwise never finish), the next child started as soon as one ends.
+    std::vector<std::string> out(bodies.size());
+    std::vector<Child> children(bodies.size());
+    std::vector<bool> open(bodies.size(), false);
+    std::size_t next = 0, running = 0;
+    const std::size_t width = static_cast<std::size_t>(std::max(1, jobs));
+    while (next < bodies.size() || running > 0) {
+        while (running < width && next < bodies.size()) {
+            children[next] = spawn(bodies[next]);
+            open[next] = true;
+            ++running;
+            ++next;
+        }
+        std::vector<pollfd> fds;
+        std::vector<std::size_t> index;
+        for (std::size_t i = 0; i < bodies.size(); ++i) {
+            if (!open[i]) continue;
+            fds.push_back(pollfd{children[i].fd, POLLIN, 0});
+            index.push_back(i);
+        }
+        if (poll(fds.data(), fds.size(), -1) < 0) throw std::runtime_error("poll failed");
+        for (std::size_t k = 0; k < fds.size(); ++k) {
+            if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            const std::size_t i = index[k];
+            char buf[65536];
+            const ssize_t n = read(children[i].fd, buf, sizeof buf);
+            if (n > 0) {
+                out[i].append(buf, static_cast<std::size_t>(n));
+                continue;
+            }
+            close(children[i].fd);
+            open[i] = false;
+            --running;
+            int status = 0;
+            waitpid(children[i].pid, &status, 0);
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                throw std::runtime_error("isolated child process failed");
+        }
+    }
+    return out;
 }
 
 std::string stable_hash(std::string_view text) {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace trnsim {
 
@@ -13,6 +14,10 @@ namespace trnsim {
 // copy of the process state is discarded. An exception in the child comes back as "error: <what>"; a child
 // that dies otherwise throws std::runtime_error in the parent.
 std::string run_isolated(const std::function<std::string()>& body);
+
+// Runs each body in its own forked child, at most `jobs` at a time, and returns their strings in order
+// (each as run_isolated would).
+std::vector<std::string> run_isolated_all(const std::vector<std::function<std::string()>>& bodies, int jobs);
 
 // 128-bit FNV-1a of `text` as 32 hex digits: the same on every machine and run.
 std::string stable_hash(std::string_view text);

@@ -1,0 +1,91 @@
+#pragma once
+// One training step of a model on a cluster (`trnsim run`), at transaction level (docs/training.md):
+//
+// 1. The workload layer builds each pipeline stage's program: per micro-batch forward and backward op lists
+//    and the ops once per step (workload/program.h).
+// 2. Every compute op is timed on the NeuronCore model (runtime/kernel_cache.h): a GEMM or row-wise op by
+//    its kernel, simulated once per distinct kernel and memoized; a memory-bound stream op by its bytes over
+//    the logical core's DMA engines.
+// 3. One simulation runs the step: a timeline per pipeline stage issues its ops in program order on its
+//    core (compute ops one after another, each for its kernel time) and starts its communication on the
+//    cluster model (links, switches, DMA rings, memories) through the CollectiveEngine as soon as the op's
+//    dependencies are done, so computation and communication overlap exactly where the program's
+//    dependencies allow; pipeline sends and receives are point-to-point transfers between the stages.
+//    The tensor-parallel peers and data-parallel replicas of a stage do the same work (placement.h): the
+//    stage's timeline stands for all of them, and each of its collectives runs for every group instance
+//    of every replica on the links (so they contend), the timeline resuming when the last has finished.
+//
+// Micro-batches: when a step has more than s + 2 micro-batches (s = max(sample_microbatches, pp), once the
+// pipeline has filled), the step is simulated with s, s + 1 and s + 2 micro-batches (each in its own child
+// process, in parallel); when the three step times lie on one line (to 1e-9), the step time (and each part
+// of the breakdown) for m micro-batches is extrapolated along it, otherwise m are simulated.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "trnsim/core/config.h"
+#include "trnsim/workload/memory.h"
+#include "trnsim/workload/model.h"
+#include "trnsim/workload/training.h"
+
+namespace trnsim::runtime {
+
+struct TrainingOptions {
+    std::string model = "llama3-8b";  // preset or YAML file
+    workload::TrainingSpec training;
+    std::string placement = "tp,pp,dp";    // innermost first (workload::Placement)
+    bool allow_oom = false;                // simulate a configuration that does not fit HBM, and flag it
+    std::string cache_dir;                 // kernel timings shared across runs (empty: this run only)
+    std::int64_t sample_microbatches = 1;  // the first sample (at least pp)
+    std::string algorithm = "auto";        // collective algorithm for every collective
+};
+
+struct TimeShare {
+    std::string name;
+    double seconds = 0;
+};
+
+struct StageBreakdown {
+    int stage = 0;
+    double busy_s = 0;                    // the core computing
+    std::vector<TimeShare> compute;       // by op class
+    std::vector<TimeShare> exposed_comm;  // the core idle waiting for a collective, by group
+    double pipeline_wait_s = 0;           // idle waiting for another stage (pipeline bubble)
+    double optimizer_s = 0;               // of busy_s: the once-per-step ops after the last micro-batch
+};
+
+struct TrainingResult {
+    std::string model;
+    std::string cluster;
+    std::string chip;
+    std::string training;  // TrainingSpec::describe()
+    std::string placement;
+    int nodes = 1, chips = 0, ranks = 0, ranks_per_chip = 1, lnc = 1;
+    double params = 0;
+    std::int64_t microbatches = 0;        // per replica per step
+    std::vector<std::int64_t> simulated;  // micro-batch counts actually simulated
+    bool extrapolated = false;
+    std::vector<double> sampled_step_s;  // the step times of `simulated`
+    double step_time_s = 0;
+    double tokens_per_s = 0;
+    double model_flops = 0;  // per step (MFU numerator)
+    double peak_flops = 0;   // the cluster's tensor-engine peak at the GEMM dtype, FLOP/s
+    double mfu = 0;
+    std::vector<StageBreakdown> stages;  // of the last simulated micro-batch count
+    std::vector<workload::MemoryFootprint> memory;
+    workload::CapacityCheck capacity;
+    std::vector<int> simulated_ranks;  // one representative per stage (symmetry classes)
+    std::uint64_t distinct_kernels = 0, kernel_cache_hits = 0, kernel_cache_misses = 0;
+    double kernel_wall_s = 0;
+    std::uint64_t collectives = 0, transfers = 0;  // started, in the last simulation
+    double wall_s = 0;
+    std::map<std::string, ConfigValue> config;
+};
+
+// `config`: a resolved cluster config (hw::resolve_cluster_config). Throws UserError for bad input (model,
+// parallelism not matching the cluster's ranks, memory over capacity without allow_oom).
+TrainingResult run_training(const TrainingOptions& options, Config config);
+
+}  // namespace trnsim::runtime

@@ -1,0 +1,120 @@
+#include "trnsim/report/training_report.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace trnsim::report {
+
+namespace {
+
+std::string gib(double bytes) {
+    return fmt::format("{:.1f} GiB", bytes / (1024.0 * 1024.0 * 1024.0));
+}
+
+std::string time_text(double s) {
+    if (s >= 1) return fmt::format("{:.3f} s", s);
+    if (s >= 1e-3) return fmt::format("{:.3f} ms", s * 1e3);
+    return fmt::format("{:.3f} us", s * 1e6);
+}
+
+nlohmann::json shares_json(const std::vector<runtime::TimeShare>& v) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& t : v) j[t.name] = t.seconds;
+    return j;
+}
+
+}  // namespace
+
+nlohmann::json to_json(const runtime::TrainingResult& r) {
+    nlohmann::json j;
+    j["schema"] = k_run_schema;
+    j["model"] = r.model;
+    j["cluster"] = {{"name", r.cluster}, {"chip", r.chip},   {"nodes", r.nodes},
+                    {"chips", r.chips},  {"ranks", r.ranks}, {"ranks_per_chip", r.ranks_per_chip},
+                    {"lnc", r.lnc}};
+    j["training"] = r.training;
+    j["placement"] = r.placement;
+    j["params"] = r.params;
+    j["microbatches"] = r.microbatches;
+    j["step_time_s"] = r.step_time_s;
+    j["tokens_per_s"] = r.tokens_per_s;
+    j["model_flops_per_step"] = r.model_flops;
+    j["peak_flops"] = r.peak_flops;
+    j["mfu"] = r.mfu;
+    nlohmann::json stages = nlohmann::json::array();
+    for (const auto& b : r.stages) {
+        stages.push_back({{"stage", b.stage},
+                          {"busy_s", b.busy_s},
+                          {"compute_s", shares_json(b.compute)},
+                          {"exposed_comm_s", shares_json(b.exposed_comm)},
+                          {"pipeline_wait_s", b.pipeline_wait_s},
+                          {"optimizer_s", b.optimizer_s}});
+    }
+    j["breakdown"] = stages;
+    nlohmann::json mem = nlohmann::json::array();
+    for (const auto& m : r.memory) {
+        mem.push_back({{"stage", m.stage},
+                       {"weights", m.weights},
+                       {"gradients", m.gradients},
+                       {"optimizer", m.optimizer},
+                       {"activations", m.activations},
+                       {"workspace", m.workspace},
+                       {"total_per_rank", m.total}});
+    }
+    j["memory"] = {{"per_stage_bytes", mem},
+                   {"per_chip_bytes", r.capacity.required},
+                   {"capacity_bytes", r.capacity.capacity},
+                   {"fits", r.capacity.fits}};
+    j["sim"] = {{"wall_s", r.wall_s},
+                {"simulated_microbatches", r.simulated},
+                {"sampled_step_s", r.sampled_step_s},
+                {"extrapolated", r.extrapolated},
+                {"simulated_ranks", r.simulated_ranks},
+                {"distinct_kernels", r.distinct_kernels},
+                {"kernel_cache_hits", r.kernel_cache_hits},
+                {"kernel_cache_misses", r.kernel_cache_misses},
+                {"kernel_wall_s", r.kernel_wall_s},
+                {"collectives", r.collectives},
+                {"transfers", r.transfers}};
+    nlohmann::json config = nlohmann::json::object();
+    for (const auto& [k, v] : r.config) config[k] = {{"value", v.text}, {"source", v.source}};
+    j["config"] = config;
+    return j;
+}
+
+std::string to_table(const runtime::TrainingResult& r) {
+    std::string out;
+    out += fmt::format("trnsim run: {} on {} ({} node(s) x {} chips, {} ranks = logical cores, LNC {})\n", r.model,
+                       r.cluster, r.nodes, r.chips / std::max(1, r.nodes), r.ranks, r.lnc);
+    out += fmt::format("  {:<22}{}, placement {}\n", "training", r.training, r.placement);
+    out += fmt::format("  {:<22}{}\n", "step time", time_text(r.step_time_s));
+    out += fmt::format("  {:<22}{:.0f} tokens/s\n", "throughput", r.tokens_per_s);
+    out += fmt::format("  {:<22}{:.1f}% ({:.3g} model FLOP per step, peak {:.3g} FLOP/s)\n", "MFU", 100.0 * r.mfu,
+                       r.model_flops, r.peak_flops);
+    out += fmt::format("  {:<22}{} per chip of {}{}\n", "memory", gib(r.capacity.required), gib(r.capacity.capacity),
+                       r.capacity.fits ? "" : "  ** DOES NOT FIT (--allow-oom) **");
+    for (const auto& b : r.stages) {
+        out += fmt::format("  stage {} breakdown     busy {}", b.stage, time_text(b.busy_s));
+        out += "\n    compute            ";
+        std::vector<runtime::TimeShare> c = b.compute;
+        std::stable_sort(c.begin(), c.end(), [](const auto& x, const auto& y) { return x.seconds > y.seconds; });
+        for (const auto& t : c) out += fmt::format(" {} {}", t.name, time_text(t.seconds));
+        out += "\n    exposed comm       ";
+        if (b.exposed_comm.empty()) out += " none";
+        for (const auto& t : b.exposed_comm) out += fmt::format(" {} {}", t.name, time_text(t.seconds));
+        out += fmt::format("\n    pipeline wait       {}\n    optimizer           {}\n", time_text(b.pipeline_wait_s),
+                           time_text(b.optimizer_s));
+    }
+    std::string sims;
+    for (auto m : r.simulated) sims += (sims.empty() ? "" : ", ") + std::to_string(m);
+    out += fmt::format("  {:<22}{} micro-batches per replica; simulated {}{}; ranks simulated: one per stage\n",
+                       "simulation", r.microbatches, sims,
+                       r.extrapolated ? ", step time extrapolated (affine, checked)" : "");
+    out += fmt::format(
+        "  {:<22}{:.2f} s wall ({} distinct kernels, {} cached, {:.2f} s simulating them; {} collectives)\n",
+        "simulator", r.wall_s, r.distinct_kernels, r.kernel_cache_hits, r.kernel_wall_s, r.collectives);
+    return out;
+}
+
+}  // namespace trnsim::report

@@ -1,0 +1,629 @@
+#include "trnsim/runtime/training_runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <systemc>
+
+#include "trnsim/core/error.h"
+#include "trnsim/core/process.h"
+#include "trnsim/core/sim_context.h"
+#include "trnsim/hw/chip.h"
+#include "trnsim/hw/cluster_spec.h"
+#include "trnsim/hw/topology.h"
+#include "trnsim/runtime/collective_engine.h"
+#include "trnsim/runtime/kernel_cache.h"
+#include "trnsim/workload/placement.h"
+#include "trnsim/workload/program.h"
+
+namespace trnsim::runtime {
+
+namespace {
+
+using workload::CommGroup;
+using workload::CommKind;
+using workload::Op;
+using workload::OpList;
+using workload::StageProgram;
+
+// Largest kernel shapes timed as one kernel: the lowering keeps a GEMM's moving block, and a row-wise op's
+// row tiles, resident in SBUF (docs/lowering.md). Larger ones are timed as equal pieces, one after another.
+constexpr std::int64_t k_max_gemm_k = 16384;
+constexpr std::int64_t k_max_row_cols = 8192;
+
+// How one compute op is timed: kernels (each `count` times, one after another) or a stream.
+struct OpCost {
+    std::vector<lowering::KernelRequest> kernels;
+    std::vector<double> counts;
+    bool stream = false;
+    std::uint64_t stream_fs = 0;
+};
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+    return (a + b - 1) / b;
+}
+
+// A logical core of `lnc` physical cores runs a kernel as `lnc` pieces side by side, each one physical
+// core's share (GEMM: the larger of M and N split; row-wise: the rows split).
+OpCost op_cost(const Op& op, const hw::ChipSpec& chip) {
+    OpCost c;
+    const workload::KernelDesc& k = op.kernel;
+    const std::int64_t lnc = chip.lnc;
+    if (k.op == "stream") {
+        c.stream = true;
+        const double bytes = k.bytes_read + k.bytes_written;
+        const double bw = static_cast<double>(lnc) * chip.core.dma.engines * chip.core.dma.engine_bandwidth.bytes_per_s;
+        c.stream_fs = static_cast<std::uint64_t>(std::llround(bytes / bw * 1e15)) +
+                      static_cast<std::uint64_t>(std::llround(chip.core.dma.transfer_latency.seconds * 1e15));
+        return c;
+    }
+    lowering::KernelRequest r;
+    r.op = k.op;
+    r.dtype = k.dtype;
+    if (k.op == "gemm") {
+        r.m = k.m;
+        r.n = k.n;
+        if (r.m >= r.n)
+            r.m = ceil_div(r.m, lnc);
+        else
+            r.n = ceil_div(r.n, lnc);
+        const std::int64_t pieces = ceil_div(k.k, k_max_gemm_k);
+        r.k = ceil_div(k.k, pieces);
+        c.kernels.push_back(r);
+        c.counts.push_back(static_cast<double>(k.batch * pieces));
+        return c;
+    }
+    r.rows = ceil_div(k.rows, lnc);
+    const std::int64_t pieces = ceil_div(k.cols, k_max_row_cols);
+    r.cols = ceil_div(k.cols, pieces);
+    c.kernels.push_back(r);
+    c.counts.push_back(static_cast<double>(k.passes * pieces));
+    return c;
+}
+
+std::string op_class(const Op& op) {
+    if (op.phase == workload::Phase::optimizer) return "optimizer";
+    const std::string& k = op.kernel.op;
+    if (k == "gemm") return op.kernel.batch > 1 ? "attention" : "gemm";
+    if (k == "softmax") return "attention";
+    if (k == "layernorm" || k == "rmsnorm") return "norm";
+    if (k == "gelu" || k == "silu") return "activation";
+    return "elementwise";
+}
+
+CollectiveOp collective_of(CommKind k) {
+    switch (k) {
+        case CommKind::all_reduce: return CollectiveOp::all_reduce;
+        case CommKind::reduce_scatter: return CollectiveOp::reduce_scatter;
+        case CommKind::all_gather: return CollectiveOp::all_gather;
+        default: throw std::logic_error("not a collective");
+    }
+}
+
+// Everything a simulation needs, prepared in the parent (no SystemC).
+struct Setup {
+    TrainingOptions options;
+    workload::ModelSpec model;
+    std::vector<StageProgram> stages;
+    workload::Placement placement{1, 1, 1};
+    // Durations (fs) and classes of every compute op: [stage][list][op]; lists per stage: chunk c forward
+    // at 2c, backward at 2c + 1, the step list last.
+    std::vector<std::vector<std::vector<std::uint64_t>>> fs;
+    std::vector<std::vector<std::vector<std::string>>> cls;
+};
+
+const OpList& list_of(const StageProgram& p, std::size_t list) {
+    if (list == 2 * p.chunks.size()) return p.step;
+    const auto& chunk = p.chunks[list / 2];
+    return list % 2 == 0 ? chunk.forward : chunk.backward;
+}
+
+std::size_t list_count(const StageProgram& p) {
+    return 2 * p.chunks.size() + 1;
+}
+
+// ---- one simulation ----------------------------------------------------------------------------------
+
+struct SimOutcome {
+    double step_s = 0;
+    std::vector<StageBreakdown> stages;
+    std::uint64_t collectives = 0, transfers = 0;
+};
+
+class StepSimulation {
+public:
+    StepSimulation(const Setup& setup, const Config& config, std::int64_t microbatches)
+        : m_setup(setup),
+          m_spec(hw::ClusterSpec::from_config(config)),
+          m_cluster("cluster", m_spec, config),
+          m_engine(m_cluster),
+          m_m(microbatches) {
+        const int pp = static_cast<int>(setup.stages.size());
+        for (int s = 0; s < pp; ++s) m_stage.emplace_back();
+        for (int s = 0; s < pp; ++s) {
+            m_stage[static_cast<std::size_t>(s)].breakdown.stage = s;
+            sc_core::sc_spawn([this, s] { stage_thread(s); });
+        }
+    }
+
+    SimOutcome outcome() const {
+        SimOutcome o;
+        std::uint64_t end = 0;
+        for (const auto& st : m_stage) end = std::max(end, st.end_fs);
+        o.step_s = static_cast<double>(end) * 1e-15;
+        for (const auto& st : m_stage) {
+            StageBreakdown b = st.breakdown;
+            for (const auto& [k, v] : st.compute_fs) b.compute.push_back({k, static_cast<double>(v) * 1e-15});
+            for (const auto& [k, v] : st.comm_fs) b.exposed_comm.push_back({k, static_cast<double>(v) * 1e-15});
+            b.pipeline_wait_s = static_cast<double>(st.pipeline_fs) * 1e-15;
+            b.busy_s = static_cast<double>(st.busy_fs) * 1e-15;
+            b.optimizer_s = static_cast<double>(st.optimizer_fs) * 1e-15;
+            o.stages.push_back(std::move(b));
+        }
+        o.collectives = m_collectives;
+        o.transfers = m_transfers;
+        return o;
+    }
+    bool finished() const {
+        return std::all_of(m_stage.begin(), m_stage.end(), [](const StageState& s) { return s.finished; });
+    }
+
+private:
+    // One execution of an op list (a micro-batch's forward or backward, or the step ops).
+    struct ListRun {
+        const OpList* ops = nullptr;
+        std::size_t list = 0;
+        std::int64_t mb = 0;
+        std::vector<char> done;
+        int pending = 0;  // communication started and not finished
+    };
+    struct StageState {
+        StageBreakdown breakdown;
+        std::map<std::string, std::uint64_t> compute_fs, comm_fs;
+        std::uint64_t busy_fs = 0, pipeline_fs = 0, optimizer_fs = 0, end_fs = 0;
+        sc_core::sc_event progress;
+        bool finished = false;
+        std::map<std::pair<int, std::int64_t>, bool> inbox;  // (list, micro-batch) whose input has arrived
+    };
+    struct Planned {
+        RankLayout layout;
+        Schedule schedule;
+    };
+
+    StageState& stage(int s) { return m_stage[static_cast<std::size_t>(s)]; }
+
+    // The order of (list, micro-batch) a stage runs: 1F1B (Narayanan et al. 2021, PipeDream-Flush) or
+    // GPipe, one model chunk per stage.
+    std::vector<std::pair<std::size_t, std::int64_t>> order(int s) const {
+        const int pp = static_cast<int>(m_setup.stages.size());
+        std::vector<std::pair<std::size_t, std::int64_t>> out;
+        if (m_setup.options.training.schedule == workload::PipelineSchedule::gpipe) {
+            for (std::int64_t i = 0; i < m_m; ++i) out.emplace_back(0, i);
+            for (std::int64_t i = 0; i < m_m; ++i) out.emplace_back(1, i);
+            return out;
+        }
+        const std::int64_t warmup = std::min<std::int64_t>(pp - s - 1, m_m);
+        for (std::int64_t i = 0; i < warmup; ++i) out.emplace_back(0, i);
+        for (std::int64_t j = 0; j < m_m - warmup; ++j) {
+            out.emplace_back(0, warmup + j);
+            out.emplace_back(1, j);
+        }
+        for (std::int64_t j = m_m - warmup; j < m_m; ++j) out.emplace_back(1, j);
+        return out;
+    }
+
+    void stage_thread(int s) {
+        StageState& st = stage(s);
+        const StageProgram& prog = m_setup.stages[static_cast<std::size_t>(s)];
+        const auto seq = order(s);
+        std::unique_ptr<ListRun> last_backward;
+        for (std::size_t k = 0; k < seq.size(); ++k) {
+            auto run = std::make_unique<ListRun>();
+            run->list = seq[k].first;
+            run->mb = seq[k].second;
+            run->ops = &list_of(prog, run->list);
+            run->done.assign(run->ops->size(), 0);
+            execute(s, *run);
+            if (k + 1 == seq.size()) last_backward = std::move(run);
+        }
+        // Once per step: gradient synchronisation, clipping, optimizer.
+        ListRun step;
+        step.list = 2 * prog.chunks.size();
+        step.mb = m_m;
+        step.ops = &prog.step;
+        step.done.assign(step.ops->size(), 0);
+        execute(s, step);
+        st.end_fs = sc_core::sc_time_stamp().value();
+        st.finished = true;
+    }
+
+    // Issues the ops in program order: each waits for its dependencies; compute ops occupy the core for
+    // their time; communication is started and completes on its own.
+    void execute(int s, ListRun& run) {
+        StageState& st = stage(s);
+        const OpList& ops = *run.ops;
+        const auto& fs = m_setup.fs[static_cast<std::size_t>(s)][run.list];
+        const auto& cls = m_setup.cls[static_cast<std::size_t>(s)][run.list];
+        for (std::size_t i = 0; i < ops.size(); ++i) {
+            const Op& op = ops[i];
+            for (const int d : op.deps) wait_done(s, run, static_cast<std::size_t>(d));
+            if (!op.is_comm) {
+                const std::uint64_t t = fs[i];
+                if (t > 0) sc_core::wait(sc_core::sc_time::from_value(t));
+                st.busy_fs += t;
+                st.compute_fs[cls[i]] += t;
+                if (op.phase == workload::Phase::optimizer) st.optimizer_fs += t;
+                run.done[i] = 1;
+                continue;
+            }
+            switch (op.comm.kind) {
+                case CommKind::send:
+                    send(s, run, op);
+                    run.done[i] = 1;
+                    break;
+                case CommKind::recv: {
+                    const auto key = std::make_pair(static_cast<int>(run.list), run.mb);
+                    const std::uint64_t t0 = sc_core::sc_time_stamp().value();
+                    while (!st.inbox[key]) sc_core::wait(st.progress);
+                    st.pipeline_fs += sc_core::sc_time_stamp().value() - t0;
+                    st.inbox.erase(key);
+                    run.done[i] = 1;
+                    break;
+                }
+                default: start_collective(s, run, i); break;
+            }
+        }
+        for (std::size_t i = 0; i < ops.size(); ++i) wait_done(s, run, i);
+    }
+
+    void wait_done(int s, ListRun& run, std::size_t d) {
+        StageState& st = stage(s);
+        if (run.done[d]) return;
+        const std::uint64_t t0 = sc_core::sc_time_stamp().value();
+        while (!run.done[d]) sc_core::wait(st.progress);
+        const Op& op = (*run.ops)[d];
+        const std::uint64_t waited = sc_core::sc_time_stamp().value() - t0;
+        if (op.is_comm) st.comm_fs[workload::comm_group_name(op.comm.group)] += waited;
+    }
+
+    // The groups of `op` that involve stage s's ranks, each in group order.
+    std::vector<std::vector<int>> instances(int s, const Op& op) const {
+        std::vector<std::vector<int>> out;
+        for (const auto& g : m_setup.placement.groups(op.comm.group)) {
+            if (g.size() < 2) continue;
+            const bool mine =
+                std::any_of(g.begin(), g.end(), [&](int r) { return m_setup.placement.coord(r).pp == s; });
+            if (mine) out.push_back(g);
+        }
+        return out;
+    }
+
+    void start_collective(int s, ListRun& run, std::size_t i) {
+        const Op& op = (*run.ops)[i];
+        auto groups = instances(s, op);
+        if (groups.empty()) {
+            run.done[i] = 1;
+            return;
+        }
+        // A group spanning several stages (embedding, world) starts when each of them has reached it.
+        std::set<int> stages;
+        for (const auto& g : groups)
+            for (int r : g) stages.insert(m_setup.placement.coord(r).pp);
+        auto finish = [this, s, &run, i] {
+            run.done[i] = 1;
+            --run.pending;
+            stage(s).progress.notify(sc_core::SC_ZERO_TIME);
+        };
+        ++run.pending;
+        if (stages.size() > 1) {
+            const std::string key = fmt::format("{}#{}", op.name, run.mb);
+            Rendezvous& rv = m_rendezvous[key];
+            rv.waiters.push_back(finish);
+            if (static_cast<std::size_t>(++rv.arrived) < stages.size()) return;
+            launch(op, groups, [this, key] {
+                for (auto& w : m_rendezvous[key].waiters) w();
+                m_rendezvous.erase(key);
+            });
+            return;
+        }
+        launch(op, groups, finish);
+    }
+
+    void launch(const Op& op, const std::vector<std::vector<int>>& groups, std::function<void()> on_all_done) {
+        auto left = std::make_shared<std::size_t>(groups.size());
+        for (const auto& g : groups) {
+            const Planned& p = plan(op, g);
+            ++m_collectives;
+            m_transfers += p.schedule.transfers.size();
+            m_engine.start(p.schedule, p.layout, op.comm.dtype, [left, on_all_done](std::uint64_t) {
+                if (--*left == 0) on_all_done();
+            });
+        }
+    }
+
+    const Planned& plan(const Op& op, const std::vector<int>& group) {
+        std::string key =
+            fmt::format("{}|{}|{}|", static_cast<int>(op.comm.kind), op.comm.bytes, static_cast<int>(op.comm.dtype));
+        for (int r : group) key += std::to_string(r) + ",";
+        auto it = m_plans.find(key);
+        if (it != m_plans.end()) return it->second;
+        Planned p;
+        p.layout = m_engine.layout(group);
+        CollectiveRequest q;
+        q.op = collective_of(op.comm.kind);
+        q.bytes = op.comm.bytes;
+        q.dtype = op.comm.dtype;
+        q.auto_mesh_max = m_spec.auto_mesh_max.count;
+        q.auto_rdh_max = m_spec.auto_rdh_max.count;
+        p.schedule = collective_algorithm(m_setup.options.algorithm).build(q, p.layout);
+        return m_plans.emplace(key, std::move(p)).first->second;
+    }
+
+    // Pipeline send: every (dp, tp) rank of stage s sends to its peer in the neighbouring stage; the peer's
+    // receive completes when all of those have arrived.
+    void send(int s, const ListRun& run, const Op& op) {
+        const int peer = op.comm.peer_stage;
+        const auto& P = m_setup.placement;
+        // The receiving list: forward goes to the next chunk's forward, backward to the previous chunk's
+        // backward (one chunk per stage).
+        const auto key = std::make_pair(static_cast<int>(run.list), run.mb);
+        auto left = std::make_shared<int>(P.dp() * P.tp());
+        for (int d = 0; d < P.dp(); ++d) {
+            for (int t = 0; t < P.tp(); ++t) {
+                const int src = P.rank({d, s, t});
+                const int dst = P.rank({d, peer, t});
+                ++m_transfers;
+                m_engine.send(src, dst, op.comm.bytes, [this, left, peer, key](std::uint64_t) {
+                    if (--*left > 0) return;
+                    stage(peer).inbox[key] = true;
+                    stage(peer).progress.notify(sc_core::SC_ZERO_TIME);
+                });
+            }
+        }
+    }
+
+    struct Rendezvous {
+        int arrived = 0;
+        std::vector<std::function<void()>> waiters;
+    };
+
+    const Setup& m_setup;
+    hw::ClusterSpec m_spec;
+    hw::Cluster m_cluster;
+    CollectiveEngine m_engine;
+    std::int64_t m_m;
+    std::deque<StageState> m_stage;  // sc_event inside: not movable
+    std::map<std::string, Planned> m_plans;
+    std::map<std::string, Rendezvous> m_rendezvous;
+    std::uint64_t m_collectives = 0, m_transfers = 0;
+};
+
+nlohmann::json to_json(const SimOutcome& o) {
+    nlohmann::json stages = nlohmann::json::array();
+    auto shares = [](const std::vector<TimeShare>& v) {
+        nlohmann::json j = nlohmann::json::array();
+        for (const auto& t : v) j.push_back({t.name, t.seconds});
+        return j;
+    };
+    for (const auto& b : o.stages) {
+        stages.push_back({{"stage", b.stage},
+                          {"busy", b.busy_s},
+                          {"compute", shares(b.compute)},
+                          {"comm", shares(b.exposed_comm)},
+                          {"pipeline", b.pipeline_wait_s},
+                          {"optimizer", b.optimizer_s}});
+    }
+    return {{"step", o.step_s}, {"stages", stages}, {"collectives", o.collectives}, {"transfers", o.transfers}};
+}
+
+SimOutcome from_json(const nlohmann::json& j) {
+    SimOutcome o;
+    o.step_s = j.at("step").get<double>();
+    o.collectives = j.at("collectives").get<std::uint64_t>();
+    o.transfers = j.at("transfers").get<std::uint64_t>();
+    auto shares = [](const nlohmann::json& a) {
+        std::vector<TimeShare> v;
+        for (const auto& e : a) v.push_back({e.at(0).get<std::string>(), e.at(1).get<double>()});
+        return v;
+    };
+    for (const auto& s : j.at("stages")) {
+        StageBreakdown b;
+        b.stage = s.at("stage").get<int>();
+        b.busy_s = s.at("busy").get<double>();
+        b.compute = shares(s.at("compute"));
+        b.exposed_comm = shares(s.at("comm"));
+        b.pipeline_wait_s = s.at("pipeline").get<double>();
+        b.optimizer_s = s.at("optimizer").get<double>();
+        o.stages.push_back(std::move(b));
+    }
+    return o;
+}
+
+// Simulates the step with each micro-batch count, each in its own child process, in parallel.
+std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const std::vector<std::int64_t>& counts) {
+    std::vector<std::function<std::string()>> bodies;
+    for (const std::int64_t m : counts) {
+        bodies.push_back([&setup, &config, m] {
+            init_systemc();
+            StepSimulation sim(setup, config, m);
+            run_simulation();
+            if (!sim.finished()) throw std::logic_error("training step: a stage did not finish (deadlock)");
+            return to_json(sim.outcome()).dump();
+        });
+    }
+    const int jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<SimOutcome> out;
+    for (const std::string& text : run_isolated_all(bodies, jobs)) {
+        if (text.rfind("error: ", 0) == 0)
+            throw std::runtime_error("training step simulation failed: " + text.substr(7));
+        out.push_back(from_json(nlohmann::json::parse(text)));
+    }
+    return out;
+}
+
+// a + b m through two samples, for every time in the outcome (names matched by position).
+SimOutcome extrapolate(const SimOutcome& o1, const SimOutcome& o2, std::int64_t m1, std::int64_t m2, std::int64_t m) {
+    const double f = static_cast<double>(m - m2) / static_cast<double>(m2 - m1);
+    auto ext = [f](double v1, double v2) { return v2 + (v2 - v1) * f; };
+    SimOutcome o = o2;
+    o.step_s = ext(o1.step_s, o2.step_s);
+    for (std::size_t s = 0; s < o.stages.size(); ++s) {
+        auto& b = o.stages[s];
+        const auto& a = o1.stages[s];
+        b.busy_s = ext(a.busy_s, b.busy_s);
+        b.pipeline_wait_s = ext(a.pipeline_wait_s, b.pipeline_wait_s);
+        b.optimizer_s = ext(a.optimizer_s, b.optimizer_s);
+        auto ext_shares = [&](std::vector<TimeShare>& v2, const std::vector<TimeShare>& v1) {
+            for (auto& t : v2) {
+                double before = 0;
+                for (const auto& u : v1)
+                    if (u.name == t.name) before = u.seconds;
+                t.seconds = ext(before, t.seconds);
+            }
+        };
+        ext_shares(b.compute, a.compute);
+        ext_shares(b.exposed_comm, a.exposed_comm);
+    }
+    return o;
+}
+
+}  // namespace
+
+TrainingResult run_training(const TrainingOptions& options, Config config) {
+    const auto wall_start = std::chrono::steady_clock::now();
+    Setup setup;
+    setup.options = options;
+    setup.model = workload::load_model(options.model);
+    const workload::TrainingSpec& tr = options.training;
+    tr.validate(setup.model);
+    if (tr.schedule == workload::PipelineSchedule::interleaved || tr.virtual_stages > 1) {
+        throw UserError("--schedule interleaved: not simulated yet; allowed 1f1b, gpipe");
+    }
+
+    // Training ranks are logical cores: chip.cores / chip.lnc per chip.
+    const hw::ChipSpec chip = hw::ChipSpec::from_config(config);
+    const int ranks_per_chip = chip.cores / chip.lnc;
+    config.set("cluster.ranks_per_chip", std::to_string(ranks_per_chip),
+               "derived: chip.cores / chip.lnc (a training rank is a logical core)");
+    const hw::ClusterSpec cluster = hw::ClusterSpec::from_config(config);
+    if (tr.ranks() != cluster.ranks()) {
+        throw UserError(fmt::format(
+            "--tp {} x --pp {} x --dp {} = {} ranks; the cluster {} has {} ({} node(s) x {} chips x {} logical "
+            "cores, chip.cores {} / chip.lnc {}); allowed: tp x pp x dp = {}",
+            tr.tp, tr.pp, tr.dp, tr.ranks(), cluster.name, cluster.ranks(), cluster.nodes, cluster.chips_per_node(),
+            ranks_per_chip, chip.cores, chip.lnc, cluster.ranks()));
+    }
+    setup.placement = workload::Placement(tr.tp, tr.pp, tr.dp, options.placement);
+    setup.stages = workload::build_all_stages(setup.model, tr);
+
+    TrainingResult r;
+    r.model = setup.model.name;
+    r.cluster = cluster.name;
+    r.chip = chip.name;
+    r.training = tr.describe();
+    r.placement = setup.placement.order();
+    r.nodes = cluster.nodes;
+    r.chips = cluster.chips();
+    r.ranks = cluster.ranks();
+    r.ranks_per_chip = ranks_per_chip;
+    r.lnc = chip.lnc;
+    r.params = workload::parameter_count(setup.model).total;
+    r.microbatches = tr.grad_accum_steps();
+
+    // Memory per chip.
+    r.memory = workload::memory_footprints(setup.model, tr);
+    r.capacity = workload::check_capacity(r.memory, ranks_per_chip, chip.memory_capacity, chip.name + " chip");
+    if (!r.capacity.fits && !options.allow_oom) throw UserError(r.capacity.message + " (--allow-oom simulates anyway)");
+
+    // Compute op times from the NeuronCore model.
+    std::vector<lowering::KernelRequest> requests;
+    std::vector<std::vector<std::vector<OpCost>>> costs(setup.stages.size());
+    for (std::size_t s = 0; s < setup.stages.size(); ++s) {
+        const StageProgram& p = setup.stages[s];
+        for (std::size_t l = 0; l < list_count(p); ++l) {
+            costs[s].emplace_back();
+            for (const Op& op : list_of(p, l)) {
+                costs[s][l].push_back(op.is_comm ? OpCost{} : op_cost(op, chip));
+                for (const auto& k : costs[s][l].back().kernels) requests.push_back(k);
+            }
+        }
+    }
+    KernelCache cache(options.cache_dir);
+    const std::vector<KernelTiming> timings = cache.time(requests, config);
+    std::map<std::string, double> time_of;
+    for (std::size_t i = 0; i < requests.size(); ++i)
+        time_of[KernelCache::key(requests[i], config)] = timings[i].time_s;
+    std::set<std::string> distinct;
+    setup.fs.resize(setup.stages.size());
+    setup.cls.resize(setup.stages.size());
+    for (std::size_t s = 0; s < setup.stages.size(); ++s) {
+        const StageProgram& p = setup.stages[s];
+        for (std::size_t l = 0; l < list_count(p); ++l) {
+            setup.fs[s].emplace_back();
+            setup.cls[s].emplace_back();
+            const OpList& ops = list_of(p, l);
+            for (std::size_t i = 0; i < ops.size(); ++i) {
+                const OpCost& c = costs[s][l][i];
+                double seconds = c.stream ? static_cast<double>(c.stream_fs) * 1e-15 : 0.0;
+                for (std::size_t k = 0; k < c.kernels.size(); ++k) {
+                    const std::string key = KernelCache::key(c.kernels[k], config);
+                    distinct.insert(key);
+                    seconds += c.counts[k] * time_of.at(key);
+                }
+                setup.fs[s][l].push_back(static_cast<std::uint64_t>(std::llround(seconds * 1e15)));
+                setup.cls[s][l].push_back(ops[i].is_comm ? "" : op_class(ops[i]));
+            }
+        }
+    }
+    r.distinct_kernels = distinct.size();
+    r.kernel_cache_hits = cache.hits();
+    r.kernel_cache_misses = cache.misses();
+    r.kernel_wall_s = cache.simulate_wall_s();
+    for (const auto& c : workload::symmetry_classes(setup.placement)) r.simulated_ranks.push_back(c.representative);
+
+    // The step, sampled and extrapolated when it has many micro-batches.
+    const std::int64_t m = r.microbatches;
+    // Samples start once the pipeline has filled (1F1B: pp - 1 warm-up forwards).
+    const std::int64_t s0 = std::max<std::int64_t>(options.sample_microbatches, tr.pp);
+    SimOutcome outcome;
+    if (m <= s0 + 2) {
+        outcome = simulate(setup, config, {m}).front();
+        r.simulated = {m};
+        r.sampled_step_s = {outcome.step_s};
+    } else {
+        const auto samples = simulate(setup, config, {s0 + 2, s0 + 1, s0});  // longest first
+        const SimOutcome &a = samples[2], &b = samples[1], &c = samples[0];
+        r.simulated = {s0, s0 + 1, s0 + 2};
+        r.sampled_step_s = {a.step_s, b.step_s, c.step_s};
+        const double d1 = b.step_s - a.step_s, d2 = c.step_s - b.step_s;
+        if (std::abs(d2 - d1) <= 1e-9 * c.step_s) {
+            outcome = extrapolate(b, c, s0 + 1, s0 + 2, m);
+            r.extrapolated = true;
+        } else {
+            outcome = simulate(setup, config, {m}).front();
+            r.simulated.push_back(m);
+            r.sampled_step_s.push_back(outcome.step_s);
+        }
+    }
+    r.step_time_s = outcome.step_s;
+    r.stages = outcome.stages;
+    r.collectives = outcome.collectives;
+    r.transfers = outcome.transfers;
+    r.tokens_per_s = static_cast<double>(tr.tokens_per_step()) / r.step_time_s;
+    r.model_flops = workload::model_flops_per_step(setup.model, tr);
+    r.peak_flops = static_cast<double>(cluster.chips()) * chip.cores * chip.core_peak_flops(tr.dtype);
+    r.mfu = r.model_flops / (r.step_time_s * r.peak_flops);
+    r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+    r.config = config.values();
+    return r;
+}
+
+}  // namespace trnsim::runtime

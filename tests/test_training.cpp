@@ -1,0 +1,116 @@
+// One training step on the cluster model (runtime/training_runner.h), on a small model and cluster.
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "trnsim/core/error.h"
+#include "trnsim/hw/cluster_spec.h"
+#include "trnsim/runtime/training_runner.h"
+
+using namespace trnsim;
+
+namespace {
+
+// A small decoder: 4 layers, h 512, GQA 8/4 heads.
+std::string tiny_model() {
+    static const std::string path = [] {
+        const auto p = std::filesystem::temp_directory_path() / ("trnsim_tiny_" + std::to_string(::getpid()) + ".yaml");
+        std::ofstream(p) << "base: llama3-8b\nname: tiny\nlayers: 4\nhidden: 512\nheads: 8\nkv_heads: 4\n"
+                            "ffn_hidden: 1536\nvocab: 8192\nmax_seq: 1024\n";
+        return p.string();
+    }();
+    return path;
+}
+
+// trn1 chips (2 ranks each, LNC 1) on a ring of 4: 8 ranks.
+Config small_cluster() {
+    return hw::resolve_cluster_config("trn1.32xlarge", {}, {"cluster.topology=ring:4"});
+}
+
+runtime::TrainingOptions options(int tp, int pp, int dp, std::int64_t gbs) {
+    runtime::TrainingOptions o;
+    o.model = tiny_model();
+    o.training.seq = 512;
+    o.training.mbs = 1;
+    o.training.gbs = gbs;
+    o.training.tp = tp;
+    o.training.pp = pp;
+    o.training.dp = dp;
+    return o;
+}
+
+double total(const std::vector<runtime::TimeShare>& v) {
+    double t = 0;
+    for (const auto& s : v) t += s.seconds;
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE("a step is at least its compute, and the core's busy time is the sum of its ops' kernel times",
+          "[training]") {
+    const auto r = runtime::run_training(options(2, 1, 4, 4), small_cluster());
+    REQUIRE(r.stages.size() == 1);
+    const auto& b = r.stages[0];
+    CHECK(r.ranks == 8);
+    CHECK(r.ranks_per_chip == 2);
+    CHECK(r.microbatches == 1);
+    CHECK(b.busy_s == Approx(total(b.compute)).epsilon(1e-12));
+    CHECK(r.step_time_s >= b.busy_s);
+    // The step is the core's busy time plus the time it waited for communication, nothing unaccounted.
+    CHECK(r.step_time_s == Approx(b.busy_s + total(b.exposed_comm) + b.pipeline_wait_s).epsilon(1e-9));
+    CHECK(r.mfu > 0);
+    CHECK(r.mfu < 1);
+    CHECK(r.tokens_per_s == Approx(4 * 512 / r.step_time_s));
+}
+
+TEST_CASE("the extrapolated step time equals simulating every micro-batch", "[training]") {
+    auto o = options(2, 1, 4, 4 * 8);  // 8 micro-batches per replica
+    o.sample_microbatches = 8;         // simulate all of them
+    const auto full = runtime::run_training(o, small_cluster());
+    REQUIRE_FALSE(full.extrapolated);
+    o.sample_microbatches = 1;  // samples of 1, 2 and 3 micro-batches, extrapolated to 8
+    const auto ext = runtime::run_training(o, small_cluster());
+    REQUIRE(ext.extrapolated);
+    CHECK(ext.simulated == std::vector<std::int64_t>{1, 2, 3});
+    CHECK(ext.step_time_s == Approx(full.step_time_s).epsilon(1e-9));
+    CHECK(ext.stages[0].busy_s == Approx(full.stages[0].busy_s).epsilon(1e-9));
+}
+
+TEST_CASE("a pipeline's stages wait for each other: 1F1B and GPipe leave the same bubble", "[training]") {
+    auto o = options(1, 2, 4, 4 * 4);  // 4 micro-batches, 2 stages
+    o.sample_microbatches = 4;
+    const auto one = runtime::run_training(o, small_cluster());
+    o.training.schedule = workload::PipelineSchedule::gpipe;
+    const auto gpipe = runtime::run_training(o, small_cluster());
+    REQUIRE(one.stages.size() == 2);
+    // Stage 1 waits for stage 0's first forward, stage 0 for stage 1's first backward.
+    CHECK(one.stages[1].pipeline_wait_s > 0);
+    CHECK(one.stages[0].pipeline_wait_s > 0);
+    // Same work per stage under either schedule.
+    CHECK(gpipe.stages[0].busy_s == Approx(one.stages[0].busy_s).epsilon(1e-12));
+    CHECK(gpipe.step_time_s == Approx(one.step_time_s).epsilon(0.02));
+    CHECK(gpipe.memory[0].activations > one.memory[0].activations);  // GPipe keeps every micro-batch
+}
+
+TEST_CASE("parallelism that does not match the cluster, or a model that does not fit, is a clear error", "[training]") {
+    CHECK_THROWS_WITH(runtime::run_training(options(2, 1, 2, 4), small_cluster()),
+                      Catch::Contains("--tp 2 x --pp 1 x --dp 2 = 4 ranks") && Catch::Contains("allowed"));
+    auto big = options(1, 1, 8, 8);
+    big.model = "llama3-70b";
+    big.training.seq = 8192;
+    CHECK_THROWS_WITH(runtime::run_training(big, small_cluster()), Catch::Contains("--allow-oom"));
+    auto inter = options(2, 1, 4, 4);
+    inter.training.schedule = workload::PipelineSchedule::interleaved;
+    CHECK_THROWS_AS(runtime::run_training(inter, small_cluster()), UserError);
+}
+
+TEST_CASE("the same step simulated twice gives the same result", "[training]") {
+    const auto a = runtime::run_training(options(2, 2, 2, 2 * 4), small_cluster());
+    const auto b = runtime::run_training(options(2, 2, 2, 2 * 4), small_cluster());
+    CHECK(a.step_time_s == b.step_time_s);
+    CHECK(a.collectives == b.collectives);
+}
