@@ -183,7 +183,10 @@ private:
         std::size_t list = 0;
         std::int64_t mb = 0;
         std::vector<char> done;
-        int pending = 0;  // communication started and not finished
+        int pending = 0;                 // communication started and not finished
+        const ListRun* after = nullptr;  // step ops: the last micro-batch's backward
+        bool complete = false;           // every op done (set by the stage thread)
+        std::uint64_t end_fs = ~std::uint64_t{0};
     };
     struct StageState {
         StageBreakdown breakdown;
@@ -224,29 +227,47 @@ private:
         StageState& st = stage(s);
         const StageProgram& prog = m_setup.stages[static_cast<std::size_t>(s)];
         const auto seq = order(s);
-        std::unique_ptr<ListRun> last_backward;
+        // The step ops (gradient synchronisation, clipping, optimizer) run once per step. Their gradient
+        // buckets may start during the last micro-batch's backward, once the op that completes their
+        // gradients has (Op::after_op, as DDP and Megatron overlap them); their compute waits for the core.
+        ListRun step;
+        step.list = 2 * prog.chunks.size();
+        step.mb = m_m;
+        step.ops = &prog.step;
+        step.done.assign(step.ops->size(), 0);
+        sc_core::sc_event step_done;
+        std::vector<std::unique_ptr<ListRun>> runs;
         for (std::size_t k = 0; k < seq.size(); ++k) {
             auto run = std::make_unique<ListRun>();
             run->list = seq[k].first;
             run->mb = seq[k].second;
             run->ops = &list_of(prog, run->list);
             run->done.assign(run->ops->size(), 0);
-            execute(s, *run);
-            if (k + 1 == seq.size()) last_backward = std::move(run);
+            ListRun* r = run.get();
+            runs.push_back(std::move(run));
+            if (k + 1 == seq.size()) {
+                step.after = r;
+                sc_core::sc_spawn([this, s, &step, &step_done] {
+                    execute(s, step);
+                    step_done.notify(sc_core::SC_ZERO_TIME);
+                });
+            }
+            execute(s, *r);
+            r->complete = true;
+            r->end_fs = sc_core::sc_time_stamp().value();
+            st.progress.notify(sc_core::SC_ZERO_TIME);
         }
-        // Once per step: gradient synchronisation, clipping, optimizer.
-        ListRun step;
-        step.list = 2 * prog.chunks.size();
-        step.mb = m_m;
-        step.ops = &prog.step;
-        step.done.assign(step.ops->size(), 0);
-        execute(s, step);
+        if (seq.empty())
+            execute(s, step);
+        else
+            sc_core::wait(step_done);
         st.end_fs = sc_core::sc_time_stamp().value();
         st.finished = true;
     }
 
     // Issues the ops in program order: each waits for its dependencies; compute ops occupy the core for
-    // their time; communication is started and completes on its own.
+    // their time; communication is started and completes on its own. With `run.after` (the step ops),
+    // an op with `after_op` also waits for that op of `after`, and compute waits for all of `after`.
     void execute(int s, ListRun& run) {
         StageState& st = stage(s);
         const OpList& ops = *run.ops;
@@ -254,14 +275,21 @@ private:
         const auto& cls = m_setup.cls[static_cast<std::size_t>(s)][run.list];
         for (std::size_t i = 0; i < ops.size(); ++i) {
             const Op& op = ops[i];
+            if (run.after && op.after_op >= 0) {
+                while (!run.after->done[static_cast<std::size_t>(op.after_op)]) sc_core::wait(st.progress);
+            }
             for (const int d : op.deps) wait_done(s, run, static_cast<std::size_t>(d));
             if (!op.is_comm) {
+                if (run.after) {
+                    while (!run.after->complete) sc_core::wait(st.progress);
+                }
                 const std::uint64_t t = fs[i];
                 if (t > 0) sc_core::wait(sc_core::sc_time::from_value(t));
                 st.busy_fs += t;
                 st.compute_fs[cls[i]] += t;
                 if (op.phase == workload::Phase::optimizer) st.optimizer_fs += t;
                 run.done[i] = 1;
+                st.progress.notify(sc_core::SC_ZERO_TIME);
                 continue;
             }
             switch (op.comm.kind) {
@@ -290,7 +318,10 @@ private:
         const std::uint64_t t0 = sc_core::sc_time_stamp().value();
         while (!run.done[d]) sc_core::wait(st.progress);
         const Op& op = (*run.ops)[d];
-        const std::uint64_t waited = sc_core::sc_time_stamp().value() - t0;
+        // Exposed: only while the core has nothing else to do (step ops: after the last backward).
+        const std::uint64_t from = run.after ? std::max(t0, run.after->end_fs) : t0;
+        const std::uint64_t now = sc_core::sc_time_stamp().value();
+        const std::uint64_t waited = now > from ? now - from : 0;
         if (op.is_comm) st.comm_fs[workload::comm_group_name(op.comm.group)] += waited;
     }
 
