@@ -9,6 +9,7 @@
 #include "trnsim/core/error.h"
 #include "trnsim/hw/cluster_spec.h"
 #include "trnsim/runtime/training_runner.h"
+#include "trnsim/workload/program.h"
 
 using namespace trnsim;
 
@@ -113,4 +114,22 @@ TEST_CASE("the same step simulated twice gives the same result", "[training]") {
     const auto b = runtime::run_training(options(2, 2, 2, 2 * 4), small_cluster());
     CHECK(a.step_time_s == b.step_time_s);
     CHECK(a.collectives == b.collectives);
+}
+
+TEST_CASE("step energy: the tensor engine's share is the graph's MACs, static power runs for the whole step",
+          "[training]") {
+    const auto o = options(2, 1, 4, 8);
+    const Config cluster = small_cluster();
+    const auto r = runtime::run_training(o, cluster);
+    const auto model = workload::load_model(o.model);
+    const double macs = workload::step_flops(model, o.training).graph_gemm / 2;
+    CHECK(r.energy.tensor_engine == Approx(macs * cluster.get_energy("chip.energy.mac_bf16").joules).epsilon(0.01));
+    CHECK(r.energy.static_energy ==
+          Approx(r.chips * cluster.get_power("chip.energy.static_power").watts * r.step_time_s).epsilon(1e-12));
+    CHECK(r.energy.hbm > 0);
+    CHECK(r.energy.sbuf > 0);
+    CHECK(r.energy.links > 0);
+    CHECK(r.link_bytes > 0);
+    CHECK(r.energy_per_token_j == Approx(r.energy.total() / (8.0 * 512)));
+    CHECK(r.energy_per_param_token_pj == Approx(r.energy.total() / (r.params * 8.0 * 512) * 1e12));
 }

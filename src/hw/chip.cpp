@@ -21,6 +21,47 @@ void declare_hw_params(ParamRegistry& r) {
                {},
                1,
                64});
+    // Energy per event and static power (issue 5): the presets give each value with its source.
+    r.declare({"chip.energy.mac_bf16",
+               ParamType::energy,
+               "one tensor-engine multiply-accumulate, BF16/FP16 inputs, FP32 accumulation",
+               std::nullopt,
+               "",
+               {},
+               0,
+               1e-9});
+    r.declare({"chip.energy.mac_fp8",
+               ParamType::energy,
+               "one multiply-accumulate with FP8 inputs",
+               std::nullopt,
+               "",
+               {},
+               0,
+               1e-9});
+    r.declare({"chip.energy.mac_fp32",
+               ParamType::energy,
+               "one multiply-accumulate with FP32 inputs",
+               std::nullopt,
+               "",
+               {},
+               0,
+               1e-9});
+    r.declare({"chip.energy.sbuf_byte",
+               ParamType::energy,
+               "one byte read from or written to SBUF or PSUM",
+               std::nullopt,
+               "",
+               {},
+               0,
+               1e-9});
+    r.declare({"chip.energy.static_power",
+               ParamType::power,
+               "power a chip draws whatever it does (leakage, clocks, uncore): charged for the whole step",
+               std::nullopt,
+               "",
+               {},
+               0,
+               1e5});
     NeuronCoreSpec::declare(r);
     register_ideal_memory();
     register_hbm_memory();

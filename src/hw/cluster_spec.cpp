@@ -199,6 +199,22 @@ void ClusterSpec::declare(ParamRegistry& r) {
                {},
                0,
                1});
+    r.declare({"cluster.link.energy_per_bit",
+               ParamType::energy,
+               "NeuronLink (and switch port) energy per bit per hop",
+               "5pJ",
+               "assumption: long-reach 100G-class SerDes, about 5 pJ/bit per hop",
+               {},
+               0,
+               1e-9});
+    r.declare({"cluster.efa.energy_per_bit",
+               ParamType::energy,
+               "inter-node energy per bit (NICs, network, optics)",
+               "25pJ",
+               "assumption: two NICs, switches and optical links",
+               {},
+               0,
+               1e-9});
     r.declare({"cluster.memory_model",
                ParamType::choice,
                "memory model behind each chip's DMA engines during collectives (docs/adr/0004)",

@@ -42,6 +42,18 @@ nlohmann::json to_json(const runtime::TrainingResult& r) {
     j["model_flops_per_step"] = r.model_flops;
     j["peak_flops"] = r.peak_flops;
     j["mfu"] = r.mfu;
+    const auto& e = r.energy;
+    j["energy"] = {{"step_j", e.total()},
+                   {"per_token_j", r.energy_per_token_j},
+                   {"per_param_j", r.energy_per_param_j},
+                   {"per_param_token_pj", r.energy_per_param_token_pj},
+                   {"breakdown_j",
+                    {{"tensor_engine", e.tensor_engine},
+                     {"sbuf", e.sbuf},
+                     {"hbm", e.hbm},
+                     {"links", e.links},
+                     {"static", e.static_energy}}}};
+    j["traffic"] = {{"link_bytes", r.link_bytes}, {"efa_bytes", r.efa_bytes}};
     nlohmann::json stages = nlohmann::json::array();
     for (const auto& b : r.stages) {
         stages.push_back({{"stage", b.stage},
@@ -92,6 +104,13 @@ std::string to_table(const runtime::TrainingResult& r) {
     out += fmt::format("  {:<22}{:.0f} tokens/s\n", "throughput", r.tokens_per_s);
     out += fmt::format("  {:<22}{:.1f}% ({:.3g} model FLOP per step, peak {:.3g} FLOP/s)\n", "MFU", 100.0 * r.mfu,
                        r.model_flops, r.peak_flops);
+    const auto& e = r.energy;
+    const double total = e.total();
+    out += fmt::format("  {:<22}{:.3g} kJ per step, {:.3g} mJ per token, {:.3g} pJ per parameter-token\n", "energy",
+                       total * 1e-3, r.energy_per_token_j * 1e3, r.energy_per_param_token_pj);
+    out += fmt::format("  {:<22}tensor engine {:.0f}%, SBUF {:.0f}%, HBM {:.0f}%, links {:.0f}%, static {:.0f}%\n", "",
+                       100 * e.tensor_engine / total, 100 * e.sbuf / total, 100 * e.hbm / total, 100 * e.links / total,
+                       100 * e.static_energy / total);
     out += fmt::format("  {:<22}{} per chip of {}{}\n", "memory", gib(r.capacity.required), gib(r.capacity.capacity),
                        r.capacity.fits ? "" : "  ** DOES NOT FIT (--allow-oom) **");
     for (const auto& b : r.stages) {

@@ -134,6 +134,7 @@ std::size_t list_count(const StageProgram& p) {
 
 struct SimOutcome {
     double step_s = 0;
+    double link_bytes = 0, efa_bytes = 0;  // summed over every link a byte crossed
     std::vector<StageBreakdown> stages;
     std::uint64_t collectives = 0, transfers = 0;
 };
@@ -170,6 +171,10 @@ public:
         }
         o.collectives = m_collectives;
         o.transfers = m_transfers;
+        for (const auto& l : m_cluster.topology().links()) {
+            const double b = static_cast<double>(l.link->stats().bytes);
+            (l.name.rfind("efa", 0) == 0 ? o.efa_bytes : o.link_bytes) += b;
+        }
         return o;
     }
     bool finished() const {
@@ -452,7 +457,8 @@ nlohmann::json to_json(const SimOutcome& o) {
                           {"pipeline", b.pipeline_wait_s},
                           {"optimizer", b.optimizer_s}});
     }
-    return {{"step", o.step_s}, {"stages", stages}, {"collectives", o.collectives}, {"transfers", o.transfers}};
+    return {{"step", o.step_s},         {"stages", stages},           {"collectives", o.collectives},
+            {"transfers", o.transfers}, {"link_bytes", o.link_bytes}, {"efa_bytes", o.efa_bytes}};
 }
 
 SimOutcome from_json(const nlohmann::json& j) {
@@ -460,6 +466,8 @@ SimOutcome from_json(const nlohmann::json& j) {
     o.step_s = j.at("step").get<double>();
     o.collectives = j.at("collectives").get<std::uint64_t>();
     o.transfers = j.at("transfers").get<std::uint64_t>();
+    o.link_bytes = j.at("link_bytes").get<double>();
+    o.efa_bytes = j.at("efa_bytes").get<double>();
     auto shares = [](const nlohmann::json& a) {
         std::vector<TimeShare> v;
         for (const auto& e : a) v.push_back({e.at(0).get<std::string>(), e.at(1).get<double>()});
@@ -506,6 +514,8 @@ SimOutcome extrapolate(const SimOutcome& o1, const SimOutcome& o2, std::int64_t 
     auto ext = [f](double v1, double v2) { return v2 + (v2 - v1) * f; };
     SimOutcome o = o2;
     o.step_s = ext(o1.step_s, o2.step_s);
+    o.link_bytes = ext(o1.link_bytes, o2.link_bytes);
+    o.efa_bytes = ext(o1.efa_bytes, o2.efa_bytes);
     for (std::size_t s = 0; s < o.stages.size(); ++s) {
         auto& b = o.stages[s];
         const auto& a = o1.stages[s];
@@ -593,6 +603,23 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     for (std::size_t i = 0; i < requests.size(); ++i)
         time_of[KernelCache::key(requests[i], config)] = timings[i].time_s;
     std::set<std::string> distinct;
+    std::map<std::string, const KernelTiming*> timing_of;
+    for (std::size_t i = 0; i < requests.size(); ++i) timing_of[KernelCache::key(requests[i], config)] = &timings[i];
+    // HBM energy per byte of this run's kernels, for stream ops (no kernel of their own).
+    double kernel_hbm_j = 0, kernel_hbm_bytes = 0;
+    for (const auto& [key, t] : timing_of) {
+        kernel_hbm_j += t->memory_energy_j;
+        kernel_hbm_bytes += static_cast<double>(t->hbm_read_bytes + t->hbm_write_bytes);
+    }
+    const double hbm_j_per_byte = kernel_hbm_bytes > 0 ? kernel_hbm_j / kernel_hbm_bytes : 0.0;
+    const double e_sbuf = config.get_energy("chip.energy.sbuf_byte").joules;
+    auto mac_energy = [&](DType d) {
+        if (d == DType::fp32) return config.get_energy("chip.energy.mac_fp32").joules;
+        if (d == DType::fp8_e4m3 || d == DType::fp8_e5m2) return config.get_energy("chip.energy.mac_fp8").joules;
+        return config.get_energy("chip.energy.mac_bf16").joules;
+    };
+    const double rows = static_cast<double>(chip.core.tensor.rows);
+    StepEnergy energy;
     setup.fs.resize(setup.stages.size());
     setup.cls.resize(setup.stages.size());
     for (std::size_t s = 0; s < setup.stages.size(); ++s) {
@@ -604,10 +631,27 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
             for (std::size_t i = 0; i < ops.size(); ++i) {
                 const OpCost& c = costs[s][l][i];
                 double seconds = c.stream ? static_cast<double>(c.stream_fs) * 1e-15 : 0.0;
+                // Executions per step of this op on one rank, and ranks doing it (the stage's class).
+                const double runs = (l == list_count(p) - 1 ? 1.0 : static_cast<double>(tr.grad_accum_steps())) *
+                                    static_cast<double>(tr.tp * tr.dp);
+                if (c.stream && !ops[i].is_comm) {
+                    energy.hbm += runs * (ops[i].kernel.bytes_read + ops[i].kernel.bytes_written) * hbm_j_per_byte;
+                }
                 for (std::size_t k = 0; k < c.kernels.size(); ++k) {
                     const std::string key = KernelCache::key(c.kernels[k], config);
                     distinct.insert(key);
                     seconds += c.counts[k] * time_of.at(key);
+                    // Energy of every piece (a logical core runs lnc of them side by side).
+                    const KernelTiming& t = *timing_of.at(key);
+                    const double n = runs * c.counts[k] * static_cast<double>(chip.lnc);
+                    const double macs = static_cast<double>(t.tensor_macs);
+                    const double dma_bytes = static_cast<double>(t.hbm_read_bytes + t.hbm_write_bytes);
+                    // SBUF: DMA writes in and reads out; the tensor engine reads its moving operand once per
+                    // array row group and accumulates FP32 partial sums in PSUM (docs/training.md).
+                    const double sbuf_bytes = 2.0 * dma_bytes + macs / rows * (dtype_bytes(c.kernels[k].dtype) + 4.0);
+                    energy.tensor_engine += n * macs * mac_energy(c.kernels[k].dtype);
+                    energy.sbuf += n * sbuf_bytes * e_sbuf;
+                    energy.hbm += n * t.memory_energy_j;
                 }
                 setup.fs[s][l].push_back(static_cast<std::uint64_t>(std::llround(seconds * 1e15)));
                 setup.cls[s][l].push_back(ops[i].is_comm ? "" : op_class(ops[i]));
@@ -652,6 +696,16 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     r.model_flops = workload::model_flops_per_step(setup.model, tr);
     r.peak_flops = static_cast<double>(cluster.chips()) * chip.cores * chip.core_peak_flops(tr.dtype);
     r.mfu = r.model_flops / (r.step_time_s * r.peak_flops);
+    r.link_bytes = outcome.link_bytes;
+    r.efa_bytes = outcome.efa_bytes;
+    energy.links = outcome.link_bytes * 8 * config.get_energy("cluster.link.energy_per_bit").joules +
+                   outcome.efa_bytes * 8 * config.get_energy("cluster.efa.energy_per_bit").joules;
+    energy.static_energy =
+        static_cast<double>(cluster.chips()) * config.get_power("chip.energy.static_power").watts * r.step_time_s;
+    r.energy = energy;
+    r.energy_per_token_j = energy.total() / static_cast<double>(tr.tokens_per_step());
+    r.energy_per_param_j = energy.total() / r.params;
+    r.energy_per_param_token_pj = energy.total() / (r.params * static_cast<double>(tr.tokens_per_step())) * 1e12;
     r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
     r.config = config.values();
     return r;

@@ -56,6 +56,16 @@ struct StageBreakdown {
     double optimizer_s = 0;               // of busy_s: the once-per-step ops after the last micro-batch
 };
 
+// Energy of one step (docs/training.md "Energy"), joules.
+struct StepEnergy {
+    double tensor_engine = 0;  // MACs x chip.energy.mac_<dtype>
+    double sbuf = 0;           // SBUF/PSUM bytes x chip.energy.sbuf_byte
+    double hbm = 0;            // the HBM model's command, I/O and background energy of the kernels; streams
+    double links = 0;          // bytes per hop x cluster.link.energy_per_bit (EFA: cluster.efa.energy_per_bit)
+    double static_energy = 0;  // chips x chip.energy.static_power x step time
+    double total() const { return tensor_engine + sbuf + hbm + links + static_energy; }
+};
+
 struct TrainingResult {
     std::string model;
     std::string cluster;
@@ -74,6 +84,9 @@ struct TrainingResult {
     double peak_flops = 0;   // the cluster's tensor-engine peak at the GEMM dtype, FLOP/s
     double mfu = 0;
     std::vector<StageBreakdown> stages;  // of the last simulated micro-batch count
+    StepEnergy energy;
+    double energy_per_token_j = 0, energy_per_param_j = 0, energy_per_param_token_pj = 0;
+    double link_bytes = 0, efa_bytes = 0;  // summed over hops, per step
     std::vector<workload::MemoryFootprint> memory;
     workload::CapacityCheck capacity;
     std::vector<int> simulated_ranks;  // one representative per stage (symmetry classes)
