@@ -19,6 +19,7 @@
 #include "trnsim/hw/chip.h"
 #include "trnsim/hw/cluster_spec.h"
 #include "trnsim/hw/topology.h"
+#include "trnsim/lowering/kernel.h"
 #include "trnsim/runtime/collective_engine.h"
 #include "trnsim/runtime/kernel_cache.h"
 #include "trnsim/workload/placement.h"
@@ -34,11 +35,6 @@ using workload::Op;
 using workload::OpList;
 using workload::StageProgram;
 
-// Largest kernel shapes timed as one kernel: the lowering keeps a GEMM's moving block, and a row-wise op's
-// row tiles, resident in SBUF (docs/lowering.md). Larger ones are timed as equal pieces, one after another.
-constexpr std::int64_t k_max_gemm_k = 16384;
-constexpr std::int64_t k_max_row_cols = 8192;
-
 // How one compute op is timed: kernels (each `count` times, one after another) or a stream.
 struct OpCost {
     std::vector<lowering::KernelRequest> kernels;
@@ -51,8 +47,26 @@ std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
     return (a + b - 1) / b;
 }
 
+// Whether the lowering can tile a kernel into this chip's SBUF and PSUM (memoized by shape).
+bool fits(const lowering::KernelRequest& r, const hw::ChipSpec& chip) {
+    static std::map<std::string, bool> known;
+    const std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}", chip.name, r.op, r.m, r.k, r.n, r.rows, r.cols,
+                                        static_cast<int>(r.dtype));
+    const auto it = known.find(key);
+    if (it != known.end()) return it->second;
+    bool ok = true;
+    try {
+        (void)lowering::lower_kernel(r, chip);
+    } catch (const UserError&) {
+        ok = false;
+    }
+    return known[key] = ok;
+}
+
 // A logical core of `lnc` physical cores runs a kernel as `lnc` pieces side by side, each one physical
-// core's share (GEMM: the larger of M and N split; row-wise: the rows split).
+// core's share (GEMM: the larger of M and N split; row-wise: the rows split). A kernel the lowering cannot
+// keep resident in SBUF (a GEMM's moving block over K, a row-wise op's row tiles over the columns) is timed
+// as the fewest equal pieces along K or the columns that fit, one after another.
 OpCost op_cost(const Op& op, const hw::ChipSpec& chip) {
     OpCost c;
     const workload::KernelDesc& k = op.kernel;
@@ -68,25 +82,26 @@ OpCost op_cost(const Op& op, const hw::ChipSpec& chip) {
     lowering::KernelRequest r;
     r.op = k.op;
     r.dtype = k.dtype;
-    if (k.op == "gemm") {
+    const bool gemm = k.op == "gemm";
+    if (gemm) {
         r.m = k.m;
         r.n = k.n;
         if (r.m >= r.n)
             r.m = ceil_div(r.m, lnc);
         else
             r.n = ceil_div(r.n, lnc);
-        const std::int64_t pieces = ceil_div(k.k, k_max_gemm_k);
-        r.k = ceil_div(k.k, pieces);
-        c.kernels.push_back(r);
-        c.counts.push_back(static_cast<double>(k.batch * pieces));
-        return c;
+    } else {
+        r.rows = ceil_div(k.rows, lnc);
     }
-    r.rows = ceil_div(k.rows, lnc);
-    const std::int64_t pieces = ceil_div(k.cols, k_max_row_cols);
-    r.cols = ceil_div(k.cols, pieces);
-    c.kernels.push_back(r);
-    c.counts.push_back(static_cast<double>(k.passes * pieces));
-    return c;
+    const std::int64_t extent = gemm ? k.k : k.cols;
+    for (std::int64_t pieces = 1;; ++pieces) {
+        (gemm ? r.k : r.cols) = ceil_div(extent, pieces);
+        if (fits(r, chip) || pieces >= extent) {
+            c.kernels.push_back(r);
+            c.counts.push_back(static_cast<double>((gemm ? k.batch : k.passes) * pieces));
+            return c;
+        }
+    }
 }
 
 std::string op_class(const Op& op) {
