@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "trnsim/hw/chip.h"
+#include "trnsim/workload/model.h"
 
 namespace trnsim::cli {
 
@@ -23,11 +24,19 @@ std::function<int()> add_presets_command(CLI::App& app) {
             const std::string desc = node["description"] ? node["description"].as<std::string>() : "";
             std::printf("  %-17s %s\n", name.c_str(), desc.c_str());
         }
-        std::printf("clusters (trnsim collective --cluster):\n");
+        std::printf("clusters (trnsim run / collective --cluster):\n");
         for (const auto& name : preset_names("clusters")) {
             const YAML::Node node = YAML::Load(find_preset("clusters", name)->text);
             const std::string desc = node["description"] ? node["description"].as<std::string>() : "";
             std::printf("  %-21s %s\n", name.c_str(), desc.c_str());
+        }
+        std::printf("models (trnsim run --model):\n");
+        for (const auto& name : workload::model_preset_names()) {
+            const auto model = workload::load_model(name);
+            const auto params = workload::parameter_count(model).total;
+            std::printf("  %-14s %6.2fB parameters, %lld layers, hidden %lld. %s\n", name.c_str(), params * 1e-9,
+                        static_cast<long long>(model.layers), static_cast<long long>(model.hidden),
+                        model.source.c_str());
         }
         return 0;
     };
