@@ -24,17 +24,22 @@ struct Run {
     std::vector<std::string> overrides;
 };
 
+runtime::KernelOptions options_of(const Run& run) {
+    runtime::KernelOptions o;
+    o.request.op = run.op;
+    o.request.m = run.m;
+    o.request.k = run.k;
+    o.request.n = run.n;
+    o.request.rows = run.rows;
+    o.request.cols = run.cols;
+    o.request.dtype = run.dtype;
+    o.functional = run.functional;
+    return o;
+}
+
 json simulate(const Run& run) {
     const std::string out = testing::run_isolated([&] {
-        runtime::KernelOptions o;
-        o.request.op = run.op;
-        o.request.m = run.m;
-        o.request.k = run.k;
-        o.request.n = run.n;
-        o.request.rows = run.rows;
-        o.request.cols = run.cols;
-        o.request.dtype = run.dtype;
-        o.functional = run.functional;
+        const runtime::KernelOptions o = options_of(run);
         const Config c = hw::resolve_chip_config(run.chip, {}, run.overrides);
         return report::to_json(runtime::run_kernel(o, c)).dump();
     });
@@ -231,17 +236,7 @@ TEST_CASE("kernels simulated together in one elaboration time exactly as each al
     runs.push_back(norm);
     const std::string out = testing::run_isolated([&] {
         std::vector<runtime::KernelOptions> batch;
-        for (const Run& run : runs) {
-            runtime::KernelOptions o;
-            o.request.op = run.op;
-            o.request.m = run.m;
-            o.request.k = run.k;
-            o.request.n = run.n;
-            o.request.rows = run.rows;
-            o.request.cols = run.cols;
-            o.request.dtype = run.dtype;
-            batch.push_back(o);
-        }
+        for (const Run& run : runs) batch.push_back(options_of(run));
         json all = json::array();
         for (const auto& r : runtime::run_kernels(batch, hw::resolve_chip_config("trn2", {}, {})))
             all.push_back(report::to_json(r));

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "trnsim/report/kernel_report.h"
+
 namespace trnsim::report {
 
 namespace {
@@ -89,9 +91,7 @@ nlohmann::json to_json(const runtime::TrainingResult& r) {
                 {"kernel_wall_s", r.kernel_wall_s},
                 {"collectives", r.collectives},
                 {"transfers", r.transfers}};
-    nlohmann::json config = nlohmann::json::object();
-    for (const auto& [k, v] : r.config) config[k] = {{"value", v.text}, {"source", v.source}};
-    j["config"] = config;
+    j["config"] = config_to_json(r.config);
     return j;
 }
 
