@@ -670,3 +670,24 @@ TEST_CASE("run --json writes a trnsim.run/1 object with the documented keys", "[
     CHECK(j["config"]["cluster.ranks_per_chip"]["value"] == "4");
     CHECK(j["step_time_s"].get<double>() > 0);
 }
+
+TEST_CASE("run --trace writes the stage timelines: the core track adds up to the core's busy time", "[cli][run]") {
+    TempDir dir;
+    const RunResult r =
+        run_trnsim({"run", "--model", "gpt3-1.3b", "--tp", "8", "--dp", "8", "--sp", "false", "--zero", "0", "--seq",
+                    "1024", "--gbs", "8", "--json", dir.file("r.json"), "--trace", dir.file("t.json")},
+                   dir.path());
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    const nlohmann::json result = read_json(dir.file("r.json"));
+    const nlohmann::json trace = read_json(dir.file("t.json"));
+    double core_us = 0;
+    int comm = 0;
+    for (const auto& e : trace["traceEvents"]) {
+        if (e["ph"] != "X") continue;
+        if (e["tid"] == 0) core_us += e["dur"].get<double>();
+        if (e["tid"] == 1) ++comm;
+    }
+    CHECK(comm > 0);
+    CHECK(core_us * 1e-6 == Approx(result["breakdown"][0]["busy_s"].get<double>()).epsilon(1e-6));
+}

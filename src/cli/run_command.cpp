@@ -23,6 +23,7 @@ struct RunArgs {
     std::string recompute = "none";
     std::string schedule = "1f1b";
     std::string json;
+    std::string trace;
 };
 
 }  // namespace
@@ -62,6 +63,8 @@ std::function<int()> add_run_command(CLI::App& app) {
     sub->add_option("--cache", a->options.cache_dir, "directory for kernel timings shared across runs");
     sub->add_flag("--allow-oom", a->options.allow_oom, "simulate even when the memory does not fit, and flag it");
     sub->add_option("--json", a->json, "write the result as JSON (schema trnsim.run/1)");
+    sub->add_option("--trace", a->trace,
+                    "write the simulated timeline (the most micro-batches simulated) as a Perfetto/Chrome trace");
     return [a, sub, nodes] {
         if (!sub->parsed()) return 2;
         auto& tr = a->options.training;
@@ -82,9 +85,12 @@ std::function<int()> add_run_command(CLI::App& app) {
         }
         const Config config = hw::resolve_cluster_config(a->cluster, a->files, overrides);
         if (!a->json.empty()) report::check_writable(a->json, "--json");
+        if (!a->trace.empty()) report::check_writable(a->trace, "--trace");
+        a->options.trace = !a->trace.empty();
         const runtime::TrainingResult result = runtime::run_training(a->options, config);
         std::fputs(report::to_table(result).c_str(), stdout);
         if (!a->json.empty()) report::write_file_atomic(a->json, report::to_json(result).dump(2) + "\n");
+        if (!a->trace.empty()) report::write_file_atomic(a->trace, report::to_chrome_trace(result).dump() + "\n");
         return 0;
     };
 }

@@ -95,6 +95,35 @@ nlohmann::json to_json(const runtime::TrainingResult& r) {
     return j;
 }
 
+nlohmann::json to_chrome_trace(const runtime::TrainingResult& r) {
+    nlohmann::json events = nlohmann::json::array();
+    static const char* const tracks[] = {"core", "communication", "pipeline wait"};
+    for (const auto& b : r.stages) {
+        for (int t = 0; t < 3; ++t) {
+            events.push_back({{"name", "thread_name"},
+                              {"ph", "M"},
+                              {"pid", 1},
+                              {"tid", b.stage * 3 + t},
+                              {"args", {{"name", fmt::format("stage {} {}", b.stage, tracks[t])}}}});
+        }
+    }
+    for (const auto& e : r.trace) {
+        events.push_back({{"name", e.name},
+                          {"ph", "X"},
+                          {"pid", 1},
+                          {"tid", e.stage * 3 + e.track},
+                          {"ts", static_cast<double>(e.start_fs) * 1e-9},
+                          {"dur", static_cast<double>(e.end_fs - e.start_fs) * 1e-9}});
+    }
+    return {{"traceEvents", events},
+            {"displayTimeUnit", "ns"},
+            {"otherData",
+             {{"model", r.model},
+              {"cluster", r.cluster},
+              {"training", r.training},
+              {"microbatches_simulated", r.simulated.empty() ? 0 : r.simulated.back()}}}};
+}
+
 std::string to_table(const runtime::TrainingResult& r) {
     std::string out;
     out += fmt::format("trnsim run: {} on {} ({} node(s) x {} chips, {} ranks = logical cores, LNC {})\n", r.model,

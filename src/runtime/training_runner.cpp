@@ -148,6 +148,7 @@ std::size_t list_count(const StageProgram& p) {
 // ---- one simulation ----------------------------------------------------------------------------------
 
 struct SimOutcome {
+    std::vector<TraceEvent> trace;
     double step_s = 0;
     double link_bytes = 0, efa_bytes = 0;  // summed over every link a byte crossed
     std::vector<StageBreakdown> stages;
@@ -156,8 +157,9 @@ struct SimOutcome {
 
 class StepSimulation {
 public:
-    StepSimulation(const Setup& setup, const Config& config, std::int64_t microbatches)
-        : m_setup(setup),
+    StepSimulation(const Setup& setup, const Config& config, std::int64_t microbatches, bool trace)
+        : m_trace_on(trace),
+          m_setup(setup),
           m_spec(hw::ClusterSpec::from_config(config)),
           m_cluster("cluster", m_spec, config),
           m_engine(m_cluster),
@@ -186,6 +188,7 @@ public:
         }
         o.collectives = m_collectives;
         o.transfers = m_transfers;
+        o.trace = m_trace;
         for (const auto& l : m_cluster.topology().links()) {
             const double b = static_cast<double>(l.link->stats().bytes);
             (l.name.rfind("efa", 0) == 0 ? o.efa_bytes : o.link_bytes) += b;
@@ -304,6 +307,7 @@ private:
                     while (!run.after->complete) sc_core::wait(st.progress);
                 }
                 const std::uint64_t t = fs[i];
+                record(s, 0, op.name, sc_core::sc_time_stamp().value(), t);
                 if (t > 0) sc_core::wait(sc_core::sc_time::from_value(t));
                 st.busy_fs += t;
                 st.compute_fs[cls[i]] += t;
@@ -322,6 +326,7 @@ private:
                     const std::uint64_t t0 = sc_core::sc_time_stamp().value();
                     while (!st.inbox[key]) sc_core::wait(st.progress);
                     st.pipeline_fs += sc_core::sc_time_stamp().value() - t0;
+                    record(s, 2, op.name, t0, sc_core::sc_time_stamp().value() - t0);
                     st.inbox.erase(key);
                     run.done[i] = 1;
                     break;
@@ -368,7 +373,9 @@ private:
         std::set<int> stages;
         for (const auto& g : groups)
             for (int r : g) stages.insert(m_setup.placement.coord(r).pp);
-        auto finish = [this, s, &run, i] {
+        const std::uint64_t started = sc_core::sc_time_stamp().value();
+        auto finish = [this, s, &run, i, started] {
+            record(s, 1, (*run.ops)[i].name, started, sc_core::sc_time_stamp().value() - started);
             run.done[i] = 1;
             --run.pending;
             stage(s).progress.notify(sc_core::SC_ZERO_TIME);
@@ -446,6 +453,13 @@ private:
         std::vector<std::function<void()>> waiters;
     };
 
+    void record(int s, int track, const std::string& name, std::uint64_t start, std::uint64_t duration) {
+        if (m_trace_on && duration > 0) m_trace.push_back({s, track, name, start, start + duration});
+    }
+
+    bool m_trace_on = false;
+    std::vector<TraceEvent> m_trace;
+
     const Setup& m_setup;
     hw::ClusterSpec m_spec;
     hw::Cluster m_cluster;
@@ -472,13 +486,21 @@ nlohmann::json to_json(const SimOutcome& o) {
                           {"pipeline", b.pipeline_wait_s},
                           {"optimizer", b.optimizer_s}});
     }
-    return {{"step", o.step_s},         {"stages", stages},           {"collectives", o.collectives},
-            {"transfers", o.transfers}, {"link_bytes", o.link_bytes}, {"efa_bytes", o.efa_bytes}};
+    nlohmann::json trace = nlohmann::json::array();
+    for (const auto& e : o.trace) trace.push_back({e.stage, e.track, e.name, e.start_fs, e.end_fs});
+    return {{"trace", trace},           {"step", o.step_s},
+            {"stages", stages},         {"collectives", o.collectives},
+            {"transfers", o.transfers}, {"link_bytes", o.link_bytes},
+            {"efa_bytes", o.efa_bytes}};
 }
 
 SimOutcome from_json(const nlohmann::json& j) {
     SimOutcome o;
     o.step_s = j.at("step").get<double>();
+    for (const auto& e : j.at("trace")) {
+        o.trace.push_back({e.at(0).get<int>(), e.at(1).get<int>(), e.at(2).get<std::string>(),
+                           e.at(3).get<std::uint64_t>(), e.at(4).get<std::uint64_t>()});
+    }
     o.collectives = j.at("collectives").get<std::uint64_t>();
     o.transfers = j.at("transfers").get<std::uint64_t>();
     o.link_bytes = j.at("link_bytes").get<double>();
@@ -502,12 +524,15 @@ SimOutcome from_json(const nlohmann::json& j) {
 }
 
 // Simulates the step with each micro-batch count, each in its own child process, in parallel.
+// The first count's simulation records the trace (when asked).
 std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const std::vector<std::int64_t>& counts) {
     std::vector<std::function<std::string()>> bodies;
-    for (const std::int64_t m : counts) {
-        bodies.push_back([&setup, &config, m] {
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+        const std::int64_t m = counts[i];
+        const bool trace = i == 0 && setup.options.trace;
+        bodies.push_back([&setup, &config, m, trace] {
             init_systemc();
-            StepSimulation sim(setup, config, m);
+            StepSimulation sim(setup, config, m, trace);
             run_simulation();
             if (!sim.finished()) throw std::logic_error("training step: a stage did not finish (deadlock)");
             return to_json(sim.outcome()).dump();
@@ -696,6 +721,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
         const double d1 = b.step_s - a.step_s, d2 = c.step_s - b.step_s;
         if (std::abs(d2 - d1) <= 1e-9 * c.step_s) {
             outcome = extrapolate(b, c, s0 + 1, s0 + 2, m);
+            outcome.trace = c.trace;
             r.extrapolated = true;
         } else {
             outcome = simulate(setup, config, {m}).front();
@@ -704,6 +730,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
         }
     }
     r.step_time_s = outcome.step_s;
+    r.trace = std::move(outcome.trace);
     r.stages = outcome.stages;
     r.collectives = outcome.collectives;
     r.transfers = outcome.transfers;

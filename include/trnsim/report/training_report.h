@@ -13,5 +13,8 @@ constexpr const char* k_run_schema = "trnsim.run/1";
 
 nlohmann::json to_json(const runtime::TrainingResult& result);
 std::string to_table(const runtime::TrainingResult& result);
+// The simulated timeline (--trace) as a Chrome/Perfetto trace: per stage a core, a communication and a
+// pipeline-wait track.
+nlohmann::json to_chrome_trace(const runtime::TrainingResult& result);
 
 }  // namespace trnsim::report

@@ -40,6 +40,16 @@ struct TrainingOptions {
     std::string cache_dir;                 // kernel timings shared across runs (empty: this run only)
     std::int64_t sample_microbatches = 1;  // the first sample (at least pp)
     std::string algorithm = "auto";        // collective algorithm for every collective
+    bool trace = false;                    // record the timeline of the largest simulated micro-batch count
+};
+
+// One interval of a stage's timeline: a compute op on its core, a collective or pipeline transfer in flight,
+// or the core waiting for another stage.
+struct TraceEvent {
+    int stage = 0;
+    int track = 0;  // 0: core (compute), 1: communication, 2: pipeline wait
+    std::string name;
+    std::uint64_t start_fs = 0, end_fs = 0;
 };
 
 struct TimeShare {
@@ -93,6 +103,7 @@ struct TrainingResult {
     std::uint64_t distinct_kernels = 0, kernel_cache_hits = 0, kernel_cache_misses = 0;
     double kernel_wall_s = 0;
     std::uint64_t collectives = 0, transfers = 0;  // started, in the last simulation
+    std::vector<TraceEvent> trace;                 // with TrainingOptions::trace: the longest simulation
     double wall_s = 0;
     std::map<std::string, ConfigValue> config;
 };
