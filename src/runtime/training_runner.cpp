@@ -206,7 +206,6 @@ private:
         std::size_t list = 0;
         std::int64_t mb = 0;
         std::vector<char> done;
-        int pending = 0;                 // communication started and not finished
         const ListRun* after = nullptr;  // step ops: the last micro-batch's backward
         bool complete = false;           // every op done (set by the stage thread)
         std::uint64_t end_fs = ~std::uint64_t{0};
@@ -350,42 +349,50 @@ private:
         if (op.is_comm) st.comm_fs[workload::comm_group_name(op.comm.group)] += waited;
     }
 
-    // The groups of `op` that involve stage s's ranks, each in group order.
-    std::vector<std::vector<int>> instances(int s, const Op& op) const {
-        std::vector<std::vector<int>> out;
-        for (const auto& g : m_setup.placement.groups(op.comm.group)) {
+    // The groups of a kind that involve stage s's ranks (each in group order), and how many stages they span.
+    struct Instances {
+        std::vector<std::vector<int>> groups;
+        std::size_t stages = 0;
+    };
+    const Instances& instances(int s, CommGroup kind) {
+        const auto key = std::make_pair(s, static_cast<int>(kind));
+        auto it = m_instances.find(key);
+        if (it != m_instances.end()) return it->second;
+        Instances in;
+        std::set<int> stages;
+        for (const auto& g : m_setup.placement.groups(kind)) {
             if (g.size() < 2) continue;
             const bool mine =
                 std::any_of(g.begin(), g.end(), [&](int r) { return m_setup.placement.coord(r).pp == s; });
-            if (mine) out.push_back(g);
+            if (!mine) continue;
+            in.groups.push_back(g);
+            for (int r : g) stages.insert(m_setup.placement.coord(r).pp);
         }
-        return out;
+        in.stages = stages.size();
+        return m_instances.emplace(key, std::move(in)).first->second;
     }
 
     void start_collective(int s, ListRun& run, std::size_t i) {
         const Op& op = (*run.ops)[i];
-        auto groups = instances(s, op);
-        if (groups.empty()) {
+        const Instances& in = instances(s, op.comm.group);
+        if (in.groups.empty()) {
             run.done[i] = 1;
             return;
         }
-        // A group spanning several stages (embedding, world) starts when each of them has reached it.
-        std::set<int> stages;
-        for (const auto& g : groups)
-            for (int r : g) stages.insert(m_setup.placement.coord(r).pp);
         const std::uint64_t started = sc_core::sc_time_stamp().value();
         auto finish = [this, s, &run, i, started] {
             record(s, 1, (*run.ops)[i].name, started, sc_core::sc_time_stamp().value() - started);
             run.done[i] = 1;
-            --run.pending;
             stage(s).progress.notify(sc_core::SC_ZERO_TIME);
         };
-        ++run.pending;
-        if (stages.size() > 1) {
+        // A group spanning several stages (embedding, world) starts when each of them has reached it.
+        const auto& groups = in.groups;
+        const std::size_t stages = in.stages;
+        if (stages > 1) {
             const std::string key = fmt::format("{}#{}", op.name, run.mb);
             Rendezvous& rv = m_rendezvous[key];
             rv.waiters.push_back(finish);
-            if (static_cast<std::size_t>(++rv.arrived) < stages.size()) return;
+            if (static_cast<std::size_t>(++rv.arrived) < stages) return;
             launch(op, groups, [this, key] {
                 for (auto& w : m_rendezvous[key].waiters) w();
                 m_rendezvous.erase(key);
@@ -468,6 +475,7 @@ private:
     std::deque<StageState> m_stage;  // sc_event inside: not movable
     std::map<std::string, Planned> m_plans;
     std::map<std::string, Rendezvous> m_rendezvous;
+    std::map<std::pair<int, int>, Instances> m_instances;
     std::uint64_t m_collectives = 0, m_transfers = 0;
 };
 
