@@ -9,13 +9,7 @@ Link::Link(const sc_core::sc_module_name& name, const LinkSpec& spec)
     : sc_core::sc_module(name),
       m_spec(spec),
       m_fs_per_byte(1e15 / spec.bandwidth.bytes_per_s),
-      m_latency_fs(static_cast<std::uint64_t>(std::llround(spec.latency.seconds * 1e15))) {
-    sc_core::sc_spawn_options opts;
-    opts.spawn_method();
-    opts.set_sensitivity(&m_wake);
-    opts.dont_initialize();
-    sc_core::sc_spawn([this] { on_wake(); }, "serializer", &opts);
-}
+      m_latency_fs(static_cast<std::uint64_t>(std::llround(spec.latency.seconds * 1e15))) {}
 
 std::uint64_t Link::serialization_fs(std::uint64_t bytes) const {
     return static_cast<std::uint64_t>(static_cast<double>(bytes) * m_fs_per_byte + 0.5);
@@ -25,7 +19,7 @@ void Link::accept(Packet* p) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     m_arriving.push({p->head_fs, m_seq++, p});
     // A busy link wakes when its current packet ends; an idle one when this packet's head arrives.
-    if (m_busy_until <= now) m_wake.notify(sc_core::sc_time::from_value(std::max(p->head_fs, now) - now));
+    if (m_busy_until <= now) m_wake.notify(std::max(p->head_fs, now) - now);
 }
 
 void Link::admit(std::uint64_t now) {
@@ -58,12 +52,12 @@ void Link::admit(std::uint64_t now) {
 void Link::on_wake() {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     if (m_busy_until > now) {
-        m_wake.notify(sc_core::sc_time::from_value(m_busy_until - now));
+        m_wake.notify(m_busy_until - now);
         return;
     }
     admit(now);
     if (m_rotation.empty()) {
-        if (!m_arriving.empty()) m_wake.notify(sc_core::sc_time::from_value(m_arriving.top().head_fs - now));
+        if (!m_arriving.empty()) m_wake.notify(m_arriving.top().head_fs - now);
         return;
     }
     // Round-robin over the flows with a packet whose head has arrived: the front flow sends one packet and
@@ -89,7 +83,7 @@ void Link::on_wake() {
     p->tail_fs = end + m_latency_fs;
     if (p->hop == 0 && p->source != nullptr) p->source->on_first_hop_start(p);
     forward(p);
-    m_wake.notify(sc_core::sc_time::from_value(end - now));
+    m_wake.notify(end - now);
 }
 
 }  // namespace trnsim::hw

@@ -352,17 +352,8 @@ ChipEndpoint::ChipEndpoint(const sc_core::sc_module_name& name, const EndpointSp
     m_request.set_extension(m_timing);
     for (int r = 0; r < spec.dma_rings; ++r) {
         m_rings.push_back(std::make_unique<Ring>());
-        sc_core::sc_spawn_options opts;
-        opts.spawn_method();
-        opts.set_sensitivity(&m_rings.back()->wake);
-        opts.dont_initialize();
-        sc_core::sc_spawn([this, r] { ring_wake(r); }, sc_core::sc_gen_unique_name("dma_ring"), &opts);
+        m_rings.back()->wake = std::make_unique<Wakeup>([this, r] { ring_wake(r); });
     }
-    sc_core::sc_spawn_options opts;
-    opts.spawn_method();
-    opts.set_sensitivity(&m_work_event);
-    opts.dont_initialize();
-    sc_core::sc_spawn([this] { on_work(); }, sc_core::sc_gen_unique_name("receive"), &opts);
 }
 
 std::uint64_t ChipEndpoint::memory_access(bool write, std::uint64_t bytes, std::uint64_t* accept_fs) {
@@ -402,14 +393,14 @@ void ChipEndpoint::send(Message* m) {
     }
     Ring& g = *m_rings[static_cast<std::size_t>(m->ring)];
     g.pending.push_back(m);
-    g.wake.notify(sc_core::sc_time::from_value(std::max(m->ready_fs, g.busy_until) - now));
+    g.wake->notify(std::max(m->ready_fs, g.busy_until) - now);
 }
 
 void ChipEndpoint::ring_wake(int r) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     Ring& g = *m_rings[static_cast<std::size_t>(r)];
     if (g.busy_until > now) {
-        g.wake.notify(sc_core::sc_time::from_value(g.busy_until - now));
+        g.wake->notify(g.busy_until - now);
         return;
     }
     ring_step(g, now);
@@ -421,7 +412,7 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
         g.pending.pop_front();
     }
     if (g.active.empty()) {
-        if (!g.pending.empty()) g.wake.notify(sc_core::sc_time::from_value(g.pending.front()->ready_fs - now));
+        if (!g.pending.empty()) g.wake->notify(g.pending.front()->ready_fs - now);
         return;
     }
     Message* m = g.active.front();
@@ -460,9 +451,9 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
     // Wake for the next packet only when there is one to move; a parked message wakes the ring with its
     // credit.
     if (!g.active.empty()) {
-        g.wake.notify(sc_core::sc_time::from_value(busy));
+        g.wake->notify(busy);
     } else if (!g.pending.empty()) {
-        g.wake.notify(sc_core::sc_time::from_value(std::max(g.busy_until, g.pending.front()->ready_fs) - now));
+        g.wake->notify(std::max(g.busy_until, g.pending.front()->ready_fs) - now);
     }
     if (m->route->empty())
         accept(p);
@@ -482,7 +473,7 @@ void ChipEndpoint::on_first_hop_start(Packet* p) {
     if (g.busy_until <= now)
         ring_step(g, now);
     else
-        g.wake.notify(sc_core::sc_time::from_value(g.busy_until - now));
+        g.wake->notify(g.busy_until - now);
 }
 
 void ChipEndpoint::accept(Packet* p) {
@@ -494,7 +485,7 @@ void ChipEndpoint::schedule(const Work& w) {
     Work x = w;
     x.seq = m_seq++;
     m_work.push(x);
-    m_work_event.notify(sc_core::sc_time::from_value(std::max(x.at_fs, now) - now));
+    m_work_event.notify(std::max(x.at_fs, now) - now);
 }
 
 void ChipEndpoint::packet_done(Message* m, std::uint64_t done_fs) {
@@ -535,7 +526,7 @@ void ChipEndpoint::on_work() {
             m->on_done(now);
         }
     }
-    if (!m_work.empty()) m_work_event.notify(sc_core::sc_time::from_value(m_work.top().at_fs - now));
+    if (!m_work.empty()) m_work_event.notify(m_work.top().at_fs - now);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@
 
 #include <systemc>
 
+#include "trnsim/hw/wakeup.h"
+
 #include "trnsim/core/units.h"
 
 namespace trnsim::hw {
@@ -112,7 +114,7 @@ private:
     double m_fs_per_byte;
     std::uint64_t m_latency_fs;
     LinkStats m_stats;
-    sc_core::sc_event m_wake;
+    Wakeup m_wake{[this] { on_wake(); }};
     std::uint64_t m_busy_until = 0;
     std::uint64_t m_seq = 0;
     // Packets whose head has not arrived yet, by head time (then arrival order).

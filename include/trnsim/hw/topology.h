@@ -30,6 +30,7 @@
 #include "trnsim/hw/i_memory.h"
 #include "trnsim/hw/link.h"
 #include "trnsim/hw/network_switch.h"
+#include "trnsim/hw/wakeup.h"
 
 namespace trnsim::hw {
 
@@ -176,7 +177,7 @@ private:
     struct Ring {
         std::deque<Message*> pending;  // waiting for transfer_latency, in ready order
         std::deque<Message*> active;   // round-robin, one packet each
-        sc_core::sc_event wake;
+        std::unique_ptr<Wakeup> wake;
         std::uint64_t busy_until = 0;
     };
     struct Work {
@@ -207,7 +208,7 @@ private:
     std::vector<std::uint64_t> m_vector_free;  // per core
     std::priority_queue<Work, std::vector<Work>, std::greater<Work>> m_work;
     std::uint64_t m_seq = 0;
-    sc_core::sc_event m_work_event;
+    Wakeup m_work_event{[this] { on_work(); }};
     tlm::tlm_generic_payload m_request;
     MemoryTiming* m_timing = nullptr;  // owned by m_request
     bool m_memory_done = false;

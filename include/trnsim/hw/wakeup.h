@@ -1,0 +1,61 @@
+#pragma once
+// Timed wake-ups of the interconnect models (links, DMA rings, chip endpoints) through one shared event
+// queue instead of one sc_event and one SystemC process each. `Wakeup::notify(delay)` has sc_event's
+// semantics (a pending earlier wake-up stands; an earlier one replaces a later one), and the callback runs
+// at that time; wake-ups falling due at the same time run in the order they were (last) requested. The
+// queue is an indexed binary heap (one entry per pending wake-up, moved up in place when it is made
+// earlier) with inline comparisons: SystemC's own timed-event queue, with an entry per sc_event and a stale
+// one left behind by every replacement, cost half of a cluster simulation's time.
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include <systemc>
+
+namespace trnsim::hw {
+
+class WakeupQueue;
+
+class Wakeup {
+public:
+    explicit Wakeup(std::function<void()> callback);
+    Wakeup(const Wakeup&) = delete;
+    Wakeup& operator=(const Wakeup&) = delete;
+
+    // Wake up `delay_fs` after the current time (unless already due earlier or at that time).
+    void notify(std::uint64_t delay_fs);
+
+private:
+    friend class WakeupQueue;
+    std::function<void()> m_callback;
+    std::uint64_t m_due = ~std::uint64_t{0};  // pending wake-up time, or none
+    std::uint64_t m_seq = 0;                  // order of the request, for wake-ups due at the same time
+    std::int64_t m_pos = -1;                  // index in the queue's heap, -1 when not pending
+    WakeupQueue* m_queue;
+};
+
+// One per simulation (created on first use, during elaboration).
+class WakeupQueue : public sc_core::sc_module {
+public:
+    static WakeupQueue& instance();
+    void schedule(Wakeup& w, std::uint64_t at_fs);  // at_fs earlier than w's pending wake-up, if any
+
+private:
+    explicit WakeupQueue(const sc_core::sc_module_name& name);
+    void run();
+    static bool before(const Wakeup* a, const Wakeup* b) {
+        return a->m_due != b->m_due ? a->m_due < b->m_due : a->m_seq < b->m_seq;
+    }
+    void place(std::size_t i, Wakeup* w);
+    void sift_up(std::size_t i);
+    void sift_down(std::size_t i);
+
+    std::vector<Wakeup*> m_heap;
+    std::uint64_t m_seq = 0;
+    std::uint64_t m_armed = ~std::uint64_t{0};  // the time m_event is notified for
+    bool m_running = false;                     // inside run(): wake-ups due now are taken by its loop
+    sc_core::sc_event m_event;
+};
+
+}  // namespace trnsim::hw
