@@ -691,3 +691,15 @@ TEST_CASE("run --trace writes the stage timelines: the core track adds up to the
     CHECK(comm > 0);
     CHECK(core_us * 1e-6 == Approx(result["breakdown"][0]["busy_s"].get<double>()).epsilon(1e-6));
 }
+
+TEST_CASE("describe --cluster prints the cluster's keys with their sources; a chip or a cluster is required",
+          "[cli][describe]") {
+    const RunResult r = run_trnsim({"describe", "--cluster", "trn2-ultraserver"});
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out.find("cluster.topology") != std::string::npos);
+    CHECK(r.out.find("torus3d:4x4x4") != std::string::npos);
+    CHECK(r.out.find("chip.lnc") != std::string::npos);
+    check_user_error(run_trnsim({"describe"}), {"--cluster"});
+    check_user_error(run_trnsim({"describe", "trn2", "--cluster", "trn2.48xlarge"}), {"one of them"});
+}

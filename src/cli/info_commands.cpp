@@ -4,7 +4,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include "commands.h"
+#include "trnsim/core/error.h"
 #include "trnsim/hw/chip.h"
+#include "trnsim/hw/cluster_spec.h"
 #include "trnsim/workload/model.h"
 
 namespace trnsim::cli {
@@ -44,14 +46,21 @@ std::function<int()> add_presets_command(CLI::App& app) {
 
 std::function<int()> add_describe_command(CLI::App& app) {
     auto opts = std::make_shared<ChipOptions>();
-    auto* sub = app.add_subcommand("describe", "print a chip's resolved configuration with units and sources");
-    sub->add_option("chip", opts->chip, "chip preset or YAML file")->required();
+    auto cluster = std::make_shared<std::string>();
+    auto* sub = app.add_subcommand(
+        "describe", "print a chip's (or with --cluster, a cluster's) resolved configuration with units and sources");
+    auto* chip = sub->add_option("chip", opts->chip, "chip preset or YAML file");
+    sub->add_option("--cluster", *cluster, "a cluster preset or YAML file instead of a chip");
     sub->add_option("--config", opts->files, "YAML file overlaid on the preset (repeatable)")->allow_extra_args(false);
     sub->add_option("--set", opts->overrides, "override one key: dotted.key=value (repeatable)")
         ->allow_extra_args(false);
-    return [opts] {
-        const Config config = hw::resolve_chip_config(opts->chip, opts->files, opts->overrides);
-        std::printf("%s, resolved (key = value  [type] source -- meaning)\n", opts->chip.c_str());
+    return [opts, cluster, chip] {
+        if ((chip->count() > 0) == !cluster->empty())
+            throw UserError("describe: give a chip (trnsim describe trn2) or --cluster NAME, one of them");
+        const Config config = cluster->empty() ? hw::resolve_chip_config(opts->chip, opts->files, opts->overrides)
+                                               : hw::resolve_cluster_config(*cluster, opts->files, opts->overrides);
+        std::printf("%s, resolved (key = value  [type] source -- meaning)\n",
+                    cluster->empty() ? opts->chip.c_str() : cluster->c_str());
         for (const auto& d : config.registry().all()) {
             const auto& v = config.raw(d.key);
             std::printf("  %-46s = %-10s [%s] %s -- %s\n", d.key.c_str(), v.text.c_str(), param_type_name(d.type),
