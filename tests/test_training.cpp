@@ -105,7 +105,7 @@ TEST_CASE("parallelism that does not match the cluster, or a model that does not
     big.training.seq = 8192;
     CHECK_THROWS_WITH(runtime::run_training(big, small_cluster()), Catch::Contains("--allow-oom"));
     auto inter = options(2, 1, 4, 4);
-    inter.training.schedule = workload::PipelineSchedule::interleaved;
+    inter.training.schedule = workload::PipelineSchedule::interleaved;  // needs pp >= 2 and virtual stages
     CHECK_THROWS_AS(runtime::run_training(inter, small_cluster()), UserError);
 }
 
@@ -132,4 +132,20 @@ TEST_CASE("step energy: the tensor engine's share is the graph's MACs, static po
     CHECK(r.link_bytes > 0);
     CHECK(r.energy_per_token_j == Approx(r.energy.total() / (8.0 * 512)));
     CHECK(r.energy_per_param_token_pj == Approx(r.energy.total() / (r.params * 8.0 * 512) * 1e12));
+}
+
+TEST_CASE("the interleaved schedule does the same work with a smaller pipeline bubble", "[training]") {
+    auto o = options(1, 2, 4, 4 * 4);  // 2 stages, 4 micro-batches
+    o.sample_microbatches = 4;
+    const auto plain = runtime::run_training(o, small_cluster());
+    o.training.schedule = workload::PipelineSchedule::interleaved;
+    o.training.virtual_stages = 2;  // 4 layers: one per model chunk
+    const auto inter = runtime::run_training(o, small_cluster());
+    REQUIRE(inter.stages.size() == 2);
+    for (int s = 0; s < 2; ++s) {
+        INFO(s);
+        CHECK(inter.stages[s].busy_s == Approx(plain.stages[s].busy_s).epsilon(1e-9));
+    }
+    CHECK(inter.stages[0].pipeline_wait_s < plain.stages[0].pipeline_wait_s);
+    CHECK(inter.step_time_s < plain.step_time_s);
 }

@@ -57,7 +57,9 @@ std::function<int()> add_run_command(CLI::App& app) {
     sub->add_option("--seq", t.seq, "sequence length (tokens)")->capture_default_str();
     sub->add_option("--dtype", a->dtype, "bf16|fp8")->capture_default_str();
     sub->add_option("--recompute", a->recompute, "none|selective|full")->capture_default_str();
-    sub->add_option("--schedule", a->schedule, "1f1b|gpipe")->capture_default_str();
+    sub->add_option("--schedule", a->schedule, "1f1b|gpipe|interleaved")->capture_default_str();
+    sub->add_option("--virtual-stages", t.virtual_stages, "model chunks per pipeline stage (interleaved)")
+        ->capture_default_str();
     sub->add_option("--placement", a->options.placement, "rank order, innermost first, e.g. tp,pp,dp")
         ->capture_default_str();
     sub->add_option("--cache", a->options.cache_dir, "directory for kernel timings shared across runs");
@@ -77,7 +79,7 @@ std::function<int()> add_run_command(CLI::App& app) {
         if (!workload::parse_recompute(a->recompute, tr.recompute))
             throw UserError(fmt::format("--recompute {}: allowed none, selective, full", a->recompute));
         if (!workload::parse_schedule(a->schedule, tr.schedule))
-            throw UserError(fmt::format("--schedule {}: allowed 1f1b, gpipe", a->schedule));
+            throw UserError(fmt::format("--schedule {}: allowed 1f1b, gpipe, interleaved", a->schedule));
         std::vector<std::string> overrides = a->overrides;
         if (nodes->count() > 0) {
             if (a->nodes < 1) throw UserError(fmt::format("--nodes {}: allowed at least 1", a->nodes));

@@ -155,6 +155,8 @@ struct SimOutcome {
     std::uint64_t collectives = 0, transfers = 0;
 };
 
+constexpr std::uint64_t k_never = ~std::uint64_t{0};
+
 class StepSimulation {
 public:
     StepSimulation(const Setup& setup, const Config& config, std::int64_t microbatches, bool trace)
@@ -206,9 +208,8 @@ private:
         std::size_t list = 0;
         std::int64_t mb = 0;
         std::vector<char> done;
-        const ListRun* after = nullptr;  // step ops: the last micro-batch's backward
-        bool complete = false;           // every op done (set by the stage thread)
-        std::uint64_t end_fs = ~std::uint64_t{0};
+        bool is_step = false;   // the once-per-step ops
+        bool complete = false;  // every op done (set by the stage thread)
     };
     struct StageState {
         StageBreakdown breakdown;
@@ -217,6 +218,8 @@ private:
         sc_core::sc_event progress;
         bool finished = false;
         std::map<std::pair<int, std::int64_t>, bool> inbox;  // (list, micro-batch) whose input has arrived
+        std::map<int, const ListRun*> last_backward;         // per local chunk: its backward of the last micro-batch
+        std::uint64_t backward_end_fs = k_never;             // when the stage's last backward finished
     };
     struct Planned {
         RankLayout layout;
@@ -230,6 +233,28 @@ private:
     std::vector<std::pair<std::size_t, std::int64_t>> order(int s) const {
         const int pp = static_cast<int>(m_setup.stages.size());
         std::vector<std::pair<std::size_t, std::int64_t>> out;
+        if (m_setup.options.training.schedule == workload::PipelineSchedule::interleaved) {
+            // Megatron-LM's interleaved 1F1B (Narayanan et al. 2021, Sec. 2.2.2; schedules.py
+            // forward_backward_pipelining_with_interleaving): m x v forward and backward passes of model chunks;
+            // each chunk takes pp micro-batches in a row; backward passes visit the chunks in reverse.
+            const std::int64_t v = static_cast<std::int64_t>(m_setup.stages[static_cast<std::size_t>(s)].chunks.size());
+            const std::int64_t total = m_m * v;
+            const std::int64_t warmup = std::min<std::int64_t>((pp - s - 1) * 2 + (v - 1) * pp, total);
+            auto item = [&](std::int64_t k, bool forward) {
+                const std::int64_t in_group = k % (pp * v);
+                std::int64_t chunk = in_group / pp;
+                if (!forward) chunk = v - chunk - 1;
+                const std::int64_t mb = (k / (pp * v)) * pp + k % pp;
+                return std::make_pair(static_cast<std::size_t>(2 * chunk + (forward ? 0 : 1)), mb);
+            };
+            for (std::int64_t k = 0; k < warmup; ++k) out.push_back(item(k, true));
+            for (std::int64_t k = 0; k < total - warmup; ++k) {
+                out.push_back(item(warmup + k, true));
+                out.push_back(item(k, false));
+            }
+            for (std::int64_t k = total - warmup; k < total; ++k) out.push_back(item(k, false));
+            return out;
+        }
         if (m_setup.options.training.schedule == workload::PipelineSchedule::gpipe) {
             for (std::int64_t i = 0; i < m_m; ++i) out.emplace_back(0, i);
             for (std::int64_t i = 0; i < m_m; ++i) out.emplace_back(1, i);
@@ -257,7 +282,12 @@ private:
         step.mb = m_m;
         step.ops = &prog.step;
         step.done.assign(step.ops->size(), 0);
+        step.is_step = true;
         sc_core::sc_event step_done;
+        sc_core::sc_spawn([this, s, &step, &step_done] {
+            execute(s, step);
+            step_done.notify(sc_core::SC_ZERO_TIME);
+        });
         std::vector<std::unique_ptr<ListRun>> runs;
         for (std::size_t k = 0; k < seq.size(); ++k) {
             auto run = std::make_unique<ListRun>();
@@ -267,22 +297,16 @@ private:
             run->done.assign(run->ops->size(), 0);
             ListRun* r = run.get();
             runs.push_back(std::move(run));
-            if (k + 1 == seq.size()) {
-                step.after = r;
-                sc_core::sc_spawn([this, s, &step, &step_done] {
-                    execute(s, step);
-                    step_done.notify(sc_core::SC_ZERO_TIME);
-                });
-            }
+            // A chunk's backward of the last micro-batch: the step's gradient buckets of that chunk follow it.
+            if (r->list % 2 == 1 && r->mb == m_m - 1) st.last_backward[static_cast<int>(r->list / 2)] = r;
+            st.progress.notify(sc_core::SC_ZERO_TIME);
             execute(s, *r);
             r->complete = true;
-            r->end_fs = sc_core::sc_time_stamp().value();
             st.progress.notify(sc_core::SC_ZERO_TIME);
         }
-        if (seq.empty())
-            execute(s, step);
-        else
-            sc_core::wait(step_done);
+        st.backward_end_fs = sc_core::sc_time_stamp().value();
+        st.progress.notify(sc_core::SC_ZERO_TIME);
+        sc_core::wait(step_done);
         st.end_fs = sc_core::sc_time_stamp().value();
         st.finished = true;
     }
@@ -297,13 +321,17 @@ private:
         const auto& cls = m_setup.cls[static_cast<std::size_t>(s)][run.list];
         for (std::size_t i = 0; i < ops.size(); ++i) {
             const Op& op = ops[i];
-            if (run.after && op.after_op >= 0) {
-                while (!run.after->done[static_cast<std::size_t>(op.after_op)]) sc_core::wait(st.progress);
+            if (run.is_step && op.after_op >= 0) {
+                for (;;) {
+                    const auto it = st.last_backward.find(op.after_chunk);
+                    if (it != st.last_backward.end() && it->second->done[static_cast<std::size_t>(op.after_op)]) break;
+                    sc_core::wait(st.progress);
+                }
             }
             for (const int d : op.deps) wait_done(s, run, static_cast<std::size_t>(d));
             if (!op.is_comm) {
-                if (run.after) {
-                    while (!run.after->complete) sc_core::wait(st.progress);
+                if (run.is_step) {
+                    while (st.backward_end_fs == k_never) sc_core::wait(st.progress);
                 }
                 const std::uint64_t t = fs[i];
                 record(s, 0, op.name, sc_core::sc_time_stamp().value(), t);
@@ -343,7 +371,7 @@ private:
         while (!run.done[d]) sc_core::wait(st.progress);
         const Op& op = (*run.ops)[d];
         // Exposed: only while the core has nothing else to do (step ops: after the last backward).
-        const std::uint64_t from = run.after ? std::max(t0, run.after->end_fs) : t0;
+        const std::uint64_t from = run.is_step ? std::max(t0, st.backward_end_fs) : t0;
         const std::uint64_t now = sc_core::sc_time_stamp().value();
         const std::uint64_t waited = now > from ? now - from : 0;
         if (op.is_comm) st.comm_fs[workload::comm_group_name(op.comm.group)] += waited;
@@ -437,9 +465,12 @@ private:
     void send(int s, const ListRun& run, const Op& op) {
         const int peer = op.comm.peer_stage;
         const auto& P = m_setup.placement;
-        // The receiving list: forward goes to the next chunk's forward, backward to the previous chunk's
-        // backward (one chunk per stage).
-        const auto key = std::make_pair(static_cast<int>(run.list), run.mb);
+        // The receiving list: a forward goes to the next model chunk's forward, a backward to the previous
+        // chunk's backward (global chunk g = local x pp + stage).
+        const int pp = P.pp();
+        const bool forward = run.list % 2 == 0;
+        const int g = static_cast<int>(run.list / 2) * pp + s + (forward ? 1 : -1);
+        const auto key = std::make_pair(2 * (g / pp) + (forward ? 0 : 1), run.mb);
         auto left = std::make_shared<int>(P.dp() * P.tp());
         for (int d = 0; d < P.dp(); ++d) {
             for (int t = 0; t < P.tp(); ++t) {
@@ -593,9 +624,6 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     setup.model = workload::load_model(options.model);
     const workload::TrainingSpec& tr = options.training;
     tr.validate(setup.model);
-    if (tr.schedule == workload::PipelineSchedule::interleaved || tr.virtual_stages > 1) {
-        throw UserError("--schedule interleaved: not simulated yet; allowed 1f1b, gpipe");
-    }
 
     // Training ranks are logical cores: chip.cores / chip.lnc per chip.
     const hw::ChipSpec chip = hw::ChipSpec::from_config(config);
@@ -714,21 +742,26 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
 
     // The step, sampled and extrapolated when it has many micro-batches.
     const std::int64_t m = r.microbatches;
-    // Samples start once the pipeline has filled (1F1B: pp - 1 warm-up forwards).
-    const std::int64_t s0 = std::max<std::int64_t>(options.sample_microbatches, tr.pp);
+    // Samples start once the pipeline has filled (1F1B: pp - 1 warm-up forwards); the interleaved schedule
+    // takes micro-batches in groups of pp.
+    const bool interleaved = tr.schedule == workload::PipelineSchedule::interleaved;
+    const std::int64_t step = interleaved ? tr.pp : 1;
+    const std::int64_t s0 = interleaved
+                                ? tr.pp * std::max<std::int64_t>(1, (options.sample_microbatches + tr.pp - 1) / tr.pp)
+                                : std::max<std::int64_t>(options.sample_microbatches, tr.pp);
     SimOutcome outcome;
-    if (m <= s0 + 2) {
+    if (m <= s0 + 2 * step) {
         outcome = simulate(setup, config, {m}).front();
         r.simulated = {m};
         r.sampled_step_s = {outcome.step_s};
     } else {
-        const auto samples = simulate(setup, config, {s0 + 2, s0 + 1, s0});  // longest first
+        const auto samples = simulate(setup, config, {s0 + 2 * step, s0 + step, s0});  // longest first
         const SimOutcome &a = samples[2], &b = samples[1], &c = samples[0];
-        r.simulated = {s0, s0 + 1, s0 + 2};
+        r.simulated = {s0, s0 + step, s0 + 2 * step};
         r.sampled_step_s = {a.step_s, b.step_s, c.step_s};
         const double d1 = b.step_s - a.step_s, d2 = c.step_s - b.step_s;
         if (std::abs(d2 - d1) <= 1e-9 * c.step_s) {
-            outcome = extrapolate(b, c, s0 + 1, s0 + 2, m);
+            outcome = extrapolate(b, c, s0 + step, s0 + 2 * step, m);
             outcome.trace = c.trace;
             r.extrapolated = true;
         } else {
