@@ -25,48 +25,51 @@ WakeupQueue::WakeupQueue(const sc_core::sc_module_name& name) : sc_core::sc_modu
     sc_core::sc_spawn([this] { run(); }, "run", &opts);
 }
 
-void WakeupQueue::place(std::size_t i, Wakeup* w) {
-    m_heap[i] = w;
-    w->m_pos = static_cast<std::int64_t>(i);
+void WakeupQueue::place(std::size_t i, const Entry& e) {
+    m_heap[i] = e;
+    e.target->m_pos = static_cast<std::int64_t>(i);
 }
 
 void WakeupQueue::sift_up(std::size_t i) {
-    Wakeup* w = m_heap[i];
+    const Entry e = m_heap[i];
     while (i > 0) {
         const std::size_t parent = (i - 1) / 2;
-        if (!before(w, m_heap[parent])) break;
+        if (!(e < m_heap[parent])) break;
         place(i, m_heap[parent]);
         i = parent;
     }
-    place(i, w);
+    place(i, e);
 }
 
 void WakeupQueue::sift_down(std::size_t i) {
-    Wakeup* w = m_heap[i];
+    const Entry e = m_heap[i];
     const std::size_t n = m_heap.size();
     for (;;) {
         std::size_t child = 2 * i + 1;
         if (child >= n) break;
-        if (child + 1 < n && before(m_heap[child + 1], m_heap[child])) ++child;
-        if (!before(m_heap[child], w)) break;
+        if (child + 1 < n && m_heap[child + 1] < m_heap[child]) ++child;
+        if (!(m_heap[child] < e)) break;
         place(i, m_heap[child]);
         i = child;
     }
-    place(i, w);
+    place(i, e);
 }
 
 void WakeupQueue::schedule(Wakeup& w, std::uint64_t at_fs) {
     w.m_due = at_fs;
     w.m_seq = m_seq++;
     if (w.m_pos < 0) {
-        m_heap.push_back(&w);
+        m_heap.push_back({at_fs, w.m_seq, &w});
         sift_up(m_heap.size() - 1);
     } else {
-        sift_up(static_cast<std::size_t>(w.m_pos));  // only ever made earlier
+        const auto i = static_cast<std::size_t>(w.m_pos);
+        m_heap[i].due = at_fs;  // only ever made earlier
+        m_heap[i].seq = w.m_seq;
+        sift_up(i);
     }
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
-    if (m_running && at_fs <= now) return;
+    if (m_running) return;  // run() arms the event for the earliest wake-up when it ends
     if (at_fs < m_armed) {
+        const std::uint64_t now = sc_core::sc_time_stamp().value();
         m_armed = at_fs;
         if (at_fs == now)
             m_event.notify(sc_core::SC_ZERO_TIME);
@@ -79,13 +82,9 @@ void WakeupQueue::run() {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     m_armed = ~std::uint64_t{0};
     m_running = true;
-    // Like SystemC's delta cycles: the wake-ups due now run in rounds; one requested during a round for the
-    // current time runs in the next round, after every wake-up of this one.
-    std::uint64_t round = m_seq;
-    while (!m_heap.empty() && m_heap.front()->m_due <= now) {
-        if (m_heap.front()->m_seq >= round) round = m_seq;  // the current round is over: start the next
-        Wakeup* w = m_heap.front();
-        Wakeup* last = m_heap.back();
+    while (!m_heap.empty() && m_heap.front().due <= now) {
+        Wakeup* w = m_heap.front().target;
+        const Entry last = m_heap.back();
         m_heap.pop_back();
         if (!m_heap.empty()) {
             place(0, last);
@@ -97,7 +96,7 @@ void WakeupQueue::run() {
     }
     m_running = false;
     if (!m_heap.empty()) {
-        m_armed = m_heap.front()->m_due;
+        m_armed = m_heap.front().due;
         m_event.notify(sc_core::sc_time::from_value(m_armed - now));
     }
 }

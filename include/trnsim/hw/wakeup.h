@@ -44,14 +44,17 @@ public:
 private:
     explicit WakeupQueue(const sc_core::sc_module_name& name);
     void run();
-    static bool before(const Wakeup* a, const Wakeup* b) {
-        return a->m_due != b->m_due ? a->m_due < b->m_due : a->m_seq < b->m_seq;
-    }
-    void place(std::size_t i, Wakeup* w);
+    // Heap entries carry their keys, so that sifting reads contiguous memory.
+    struct Entry {
+        std::uint64_t due, seq;
+        Wakeup* target;
+        bool operator<(const Entry& o) const { return due != o.due ? due < o.due : seq < o.seq; }
+    };
+    void place(std::size_t i, const Entry& e);
     void sift_up(std::size_t i);
     void sift_down(std::size_t i);
 
-    std::vector<Wakeup*> m_heap;
+    std::vector<Entry> m_heap;
     std::uint64_t m_seq = 0;
     std::uint64_t m_armed = ~std::uint64_t{0};  // the time m_event is notified for
     bool m_running = false;                     // inside run(): wake-ups due now are taken by its loop
