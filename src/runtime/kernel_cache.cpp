@@ -65,7 +65,10 @@ std::string KernelCache::key(const lowering::KernelRequest& r, const Config& con
     std::string text = fmt::format("{}\nop={}\nm={}\nk={}\nn={}\nrows={}\ncols={}\ndtype={}\n", k_kernel_model_revision,
                                    r.op, r.m, r.k, r.n, r.rows, r.cols, dtype_name(r.dtype));
     for (const auto& [k, v] : config.values()) {  // std::map: sorted, the same order everywhere
-        if (k.rfind("chip.", 0) == 0) text += k + "=" + v.text + "\n";
+        // Every chip parameter a kernel simulation reads; not the step-level ones (per-event energies and
+        // static power, the logical-core grouping), so that sweeping those reuses the kernels.
+        if (k.rfind("chip.", 0) != 0 || k.rfind("chip.energy.", 0) == 0 || k == "chip.lnc") continue;
+        text += k + "=" + v.text + "\n";
     }
     return stable_hash(text);
 }
