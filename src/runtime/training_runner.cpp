@@ -675,15 +675,13 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     }
     KernelCache cache(options.cache_dir);
     const std::vector<KernelTiming> timings = cache.time(requests, config);
-    std::map<std::string, double> time_of;
+    // The distinct kernels, once each.
+    std::map<std::string, const KernelTiming*> distinct;
     for (std::size_t i = 0; i < requests.size(); ++i)
-        time_of[KernelCache::key(requests[i], config)] = timings[i].time_s;
-    std::set<std::string> distinct;
-    std::map<std::string, const KernelTiming*> timing_of;
-    for (std::size_t i = 0; i < requests.size(); ++i) timing_of[KernelCache::key(requests[i], config)] = &timings[i];
+        distinct.emplace(KernelCache::key(requests[i], config), &timings[i]);
     // HBM energy per byte of this run's kernels, for stream ops (no kernel of their own).
     double kernel_hbm_j = 0, kernel_hbm_bytes = 0;
-    for (const auto& [key, t] : timing_of) {
+    for (const auto& [key, t] : distinct) {
         kernel_hbm_j += t->memory_energy_j;
         kernel_hbm_bytes += static_cast<double>(t->hbm_read_bytes + t->hbm_write_bytes);
     }
@@ -696,6 +694,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     };
     const double rows = static_cast<double>(chip.core.tensor.rows);
     StepEnergy energy;
+    std::size_t next = 0;  // `timings` follow the ops in the order the requests were gathered above
     setup.fs.resize(setup.stages.size());
     setup.cls.resize(setup.stages.size());
     for (std::size_t s = 0; s < setup.stages.size(); ++s) {
@@ -714,11 +713,9 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
                     energy.hbm += runs * (ops[i].kernel.bytes_read + ops[i].kernel.bytes_written) * hbm_j_per_byte;
                 }
                 for (std::size_t k = 0; k < c.kernels.size(); ++k) {
-                    const std::string key = KernelCache::key(c.kernels[k], config);
-                    distinct.insert(key);
-                    seconds += c.counts[k] * time_of.at(key);
+                    const KernelTiming& t = timings[next++];
+                    seconds += c.counts[k] * t.time_s;
                     // Energy of every piece (a logical core runs lnc of them side by side).
-                    const KernelTiming& t = *timing_of.at(key);
                     const double n = runs * c.counts[k] * static_cast<double>(chip.lnc);
                     const double macs = static_cast<double>(t.tensor_macs);
                     const double dma_bytes = static_cast<double>(t.hbm_read_bytes + t.hbm_write_bytes);
@@ -734,6 +731,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
             }
         }
     }
+    if (next != timings.size()) throw std::logic_error("training step: kernel timings out of step with the ops");
     r.distinct_kernels = distinct.size();
     r.kernel_cache_hits = cache.hits();
     r.kernel_cache_misses = cache.misses();
