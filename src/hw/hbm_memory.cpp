@@ -70,19 +70,19 @@ void HbmMemory::schedule_wake() {
     for (std::size_t c = 0; c < m_channels.size(); ++c) {
         if (m_outstanding[c] > 0) next = std::min(next, m_next[c]);
     }
-    if (next == UINT64_MAX || next >= m_wake_tick) return;
-    m_wake_tick = next;
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
-    const std::uint64_t at = m_ticks.edge_fs(static_cast<std::int64_t>(next));
-    m_wake.notify(sc_core::sc_time::from_value(at > now ? at - now : 0));
+    if (next != UINT64_MAX) wake_at(next);
 }
 
 void HbmMemory::wake_for(std::size_t c) {
+    if (m_outstanding[c] > 0) wake_at(m_next[c]);
+}
+
+void HbmMemory::wake_at(std::uint64_t tick) {
     // Only an earlier wake-up than the one pending needs a notification; on_wake rescans every channel.
-    if (m_outstanding[c] == 0 || m_next[c] >= m_wake_tick) return;
-    m_wake_tick = m_next[c];
+    if (tick >= m_wake_tick) return;
+    m_wake_tick = tick;
     const std::uint64_t now = sc_core::sc_time_stamp().value();
-    const std::uint64_t at = m_ticks.edge_fs(static_cast<std::int64_t>(m_wake_tick));
+    const std::uint64_t at = m_ticks.edge_fs(static_cast<std::int64_t>(tick));
     m_wake.notify(sc_core::sc_time::from_value(at > now ? at - now : 0));
 }
 

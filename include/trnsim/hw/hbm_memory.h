@@ -65,8 +65,9 @@ private:
     void on_wake();
     void advance(std::size_t channel, std::uint64_t until_tick);
     void update_next(std::size_t c);
-    void schedule_wake();          // after advancing channels: the earliest event of any busy channel
-    void wake_for(std::size_t c);  // after enqueuing into channel c: wake earlier if it needs it
+    void schedule_wake();              // after advancing channels: the earliest event of any busy channel
+    void wake_for(std::size_t c);      // after enqueuing into channel c: wake earlier if it needs it
+    void wake_at(std::uint64_t tick);  // wake at `tick` unless a wake-up at or before it is pending
 
     HbmSpec m_spec;
     dram::AddressMap m_map;
