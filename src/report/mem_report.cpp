@@ -6,6 +6,19 @@
 
 namespace trnsim::report {
 
+namespace {
+
+nlohmann::json latency_json(const runtime::LatencyStats& l) {
+    return {{"mean", l.mean}, {"p50", l.p50}, {"p99", l.p99}, {"max", l.max}};
+}
+
+std::string latency_line(const char* label, const runtime::LatencyStats& l) {
+    return fmt::format("  {:<20}mean {:.1f} ns, p50 {:.1f} ns, p99 {:.1f} ns, max {:.1f} ns\n", label, l.mean, l.p50,
+                       l.p99, l.max);
+}
+
+}  // namespace
+
 nlohmann::json to_json(const runtime::MemResult& r) {
     nlohmann::json j;
     j["schema"] = k_mem_schema;
@@ -18,13 +31,9 @@ nlohmann::json to_json(const runtime::MemResult& r) {
     j["time_s"] = r.time_s;
     j["bandwidth_gbps"] = r.bandwidth_gbps;
     j["peak_gbps"] = r.peak_gbps;
-    j["latency_ns"] = {
-        {"mean", r.latency_mean_ns}, {"p50", r.latency_p50_ns}, {"p99", r.latency_p99_ns}, {"max", r.latency_max_ns}};
-    j["read_latency_ns"] = {{"mean", r.read_latency_mean_ns},
-                            {"p50", r.read_latency_p50_ns},
-                            {"p99", r.read_latency_p99_ns},
-                            {"max", r.read_latency_max_ns},
-                            {"reads", r.reads}};
+    j["latency_ns"] = latency_json(r.latency);
+    j["read_latency_ns"] = latency_json(r.read_latency);
+    j["read_latency_ns"]["reads"] = r.read_latency.count;
     auto get = [&](const char* k) { return r.summary.count(k) ? r.summary.at(k) : 0.0; };
     j["row_hit_rate"] = get("row_hit_rate");
     j["refresh_share"] = get("refresh_share");
@@ -43,12 +52,9 @@ std::string to_table(const runtime::MemResult& r) {
     out += fmt::format("  {:<20}{} traffic\n", "pattern", r.pattern);
     out += fmt::format("  {:<20}{:.1f} GB/s of {:.1f} GB/s peak ({:.1f}%)\n", "bandwidth", r.bandwidth_gbps,
                        r.peak_gbps, 100 * r.bandwidth_gbps / r.peak_gbps);
-    out += fmt::format("  {:<20}mean {:.1f} ns, p50 {:.1f} ns, p99 {:.1f} ns, max {:.1f} ns\n", "latency",
-                       r.latency_mean_ns, r.latency_p50_ns, r.latency_p99_ns, r.latency_max_ns);
-    if (r.reads > 0 && r.reads < r.requests) {
-        out += fmt::format("  {:<20}mean {:.1f} ns, p50 {:.1f} ns, p99 {:.1f} ns, max {:.1f} ns\n", "read latency",
-                           r.read_latency_mean_ns, r.read_latency_p50_ns, r.read_latency_p99_ns, r.read_latency_max_ns);
-    }
+    out += latency_line("latency", r.latency);
+    if (r.read_latency.count > 0 && r.read_latency.count < r.requests)
+        out += latency_line("read latency", r.read_latency);
     if (r.summary.count("row_hit_rate")) {
         out += fmt::format("  {:<20}{:.1f}% row hits, {:.1f}% of the time refreshing\n", "DRAM",
                            100 * r.summary.at("row_hit_rate"), 100 * r.summary.at("refresh_share"));

@@ -153,12 +153,8 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
     r.peak_gbps = memory->peak_bytes_per_s() * 1e-9;
     // Latency statistics over every request, and over reads alone (writes complete when their data are
     // written: WR + CWL + BL).
-    struct Stats {
-        double mean = 0, p50 = 0, p99 = 0, max = 0;
-        std::uint64_t count = 0;
-    };
     auto stats_of = [](std::vector<double> v) {
-        Stats st;
+        LatencyStats st;
         st.count = v.size();
         if (v.empty()) return st;
         double sum = 0;
@@ -180,16 +176,8 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
         all_ns[i] = static_cast<double>(tracker.done_fs[i] - arrival_fs[i]) * 1e-6;
         if (!is_write[i]) read_ns.push_back(all_ns[i]);
     }
-    const Stats all = stats_of(std::move(all_ns)), reads = stats_of(std::move(read_ns));
-    r.latency_mean_ns = all.mean;
-    r.latency_p50_ns = all.p50;
-    r.latency_p99_ns = all.p99;
-    r.latency_max_ns = all.max;
-    r.reads = reads.count;
-    r.read_latency_mean_ns = reads.mean;
-    r.read_latency_p50_ns = reads.p50;
-    r.read_latency_p99_ns = reads.p99;
-    r.read_latency_max_ns = reads.max;
+    r.latency = stats_of(std::move(all_ns));
+    r.read_latency = stats_of(std::move(read_ns));
     r.summary = memory->summary();
     if (r.summary.count("timing_violations") && r.summary.at("timing_violations") > 0) {
         throw std::logic_error("HBM timing checker found violations (chip.memory.hbm.check_timing)");

@@ -21,6 +21,12 @@ struct MemOptions {
     std::uint32_t seed = 1;
 };
 
+// Latencies from a request's arrival at the controller to its data, ns.
+struct LatencyStats {
+    double mean = 0, p50 = 0, p99 = 0, max = 0;
+    std::uint64_t count = 0;
+};
+
 struct MemResult {
     std::string part;
     std::string memory_model;
@@ -33,9 +39,8 @@ struct MemResult {
     double time_s = 0;
     double bandwidth_gbps = 0;
     double peak_gbps = 0;
-    double latency_mean_ns = 0, latency_p50_ns = 0, latency_p99_ns = 0, latency_max_ns = 0;  // every request
-    std::uint64_t reads = 0;
-    double read_latency_mean_ns = 0, read_latency_p50_ns = 0, read_latency_p99_ns = 0, read_latency_max_ns = 0;
+    LatencyStats latency;                   // every request
+    LatencyStats read_latency;              // reads alone
     std::map<std::string, double> summary;  // row_hit_rate, refresh_share, energy_pj_per_bit, energy_j, ...
     double wall_s = 0;
     std::map<std::string, ConfigValue> config;
