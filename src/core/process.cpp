@@ -45,6 +45,14 @@ Child spawn(const std::function<std::string()>& body) {
     return Child{pid, fds[0]};
 }
 
+// After the child's pipe reached its end: closes it and waits for the child.
+void reap(const Child& c) {
+    close(c.fd);
+    int status = 0;
+    waitpid(c.pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("isolated child process failed");
+}
+
 std::string collect(const Child& c) {
     std::string result;
     char buf[65536];
@@ -53,10 +61,7 @@ std::string collect(const Child& c) {
         if (n <= 0) break;
         result.append(buf, static_cast<std::size_t>(n));
     }
-    close(c.fd);
-    int status = 0;
-    waitpid(c.pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("isolated child process failed");
+    reap(c);
     return result;
 }
 
@@ -98,13 +103,9 @@ std::vector<std::string> run_isolated_all(const std::vector<std::function<std::s
                 out[i].append(buf, static_cast<std::size_t>(n));
                 continue;
             }
-            close(children[i].fd);
             open[i] = false;
             --running;
-            int status = 0;
-            waitpid(children[i].pid, &status, 0);
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                throw std::runtime_error("isolated child process failed");
+            reap(children[i]);
         }
     }
     return out;
