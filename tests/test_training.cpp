@@ -1,6 +1,8 @@
 // One training step on the cluster model (runtime/training_runner.h), on a small model and cluster.
 #include <filesystem>
 #include <fstream>
+#include <tuple>
+#include <vector>
 
 #include <unistd.h>
 
@@ -148,4 +150,29 @@ TEST_CASE("the interleaved schedule does the same work with a smaller pipeline b
     }
     CHECK(inter.stages[0].pipeline_wait_s < plain.stages[0].pipeline_wait_s);
     CHECK(inter.step_time_s < plain.step_time_s);
+}
+
+TEST_CASE("replaying collectives from the memo gives the step that simulating every collective gives",
+          "[training][memo]") {
+    // Tensor- and data-parallel (the last backward overlaps the gradient reduce-scatter), and a pipeline.
+    for (const auto& [tp, pp, dp] : std::vector<std::tuple<int, int, int>>{{2, 1, 4}, {2, 2, 2}}) {
+        INFO("tp " << tp << " pp " << pp << " dp " << dp);
+        auto o = options(tp, pp, dp, dp * 6);
+        o.sample_microbatches = 6;  // simulate all six
+        o.memo = false;
+        const auto full = runtime::run_training(o, small_cluster());
+        o.memo = true;
+        const auto memo = runtime::run_training(o, small_cluster());
+        if (pp == 1) CHECK(memo.collectives_replayed > 0);
+        CHECK(full.collectives_replayed == 0);
+        CHECK(memo.step_time_s == full.step_time_s);
+        CHECK(memo.link_bytes == full.link_bytes);
+        CHECK(memo.energy.total() == full.energy.total());
+        REQUIRE(memo.stages.size() == full.stages.size());
+        for (std::size_t s = 0; s < memo.stages.size(); ++s) {
+            CHECK(memo.stages[s].busy_s == full.stages[s].busy_s);
+            CHECK(memo.stages[s].pipeline_wait_s == full.stages[s].pipeline_wait_s);
+            CHECK(total(memo.stages[s].exposed_comm) == total(full.stages[s].exposed_comm));
+        }
+    }
 }

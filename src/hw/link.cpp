@@ -15,6 +15,12 @@ std::uint64_t Link::serialization_fs(std::uint64_t bytes) const {
     return static_cast<std::uint64_t>(static_cast<double>(bytes) * m_fs_per_byte + 0.5);
 }
 
+void Link::add_stats(const LinkStats& d) {
+    m_stats.bytes += d.bytes;
+    m_stats.packets += d.packets;
+    m_stats.busy_fs += d.busy_fs;
+}
+
 void Link::accept(Packet* p) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     m_arriving.push({p->head_fs, m_seq++, p});
@@ -40,7 +46,6 @@ void Link::admit(std::uint64_t now) {
             f.head = f.tail = p;
             f.owner = &slot;
             m_rotation.push_back(slot);
-            m_stats.max_flows = std::max<std::uint64_t>(m_stats.max_flows, m_rotation.size());
         } else {
             Flow& f = m_flows[static_cast<std::size_t>(slot)];
             f.tail->next = p;

@@ -396,6 +396,23 @@ void ChipEndpoint::send(Message* m) {
     g.wake->notify(std::max(m->ready_fs, g.busy_until) - now);
 }
 
+bool ChipEndpoint::idle(std::uint64_t now_fs) const {
+    if (!m_work.empty()) return false;
+    for (const auto& g : m_rings)
+        if (!g->pending.empty() || !g->active.empty() || g->busy_until > now_fs) return false;
+    return std::all_of(m_vector_free.begin(), m_vector_free.end(), [&](std::uint64_t t) { return t <= now_fs; });
+}
+
+void ChipEndpoint::add_stats(const EndpointStats& d) {
+    m_stats.messages_sent += d.messages_sent;
+    m_stats.bytes_sent += d.bytes_sent;
+    m_stats.bytes_received += d.bytes_received;
+    m_stats.bytes_reduced += d.bytes_reduced;
+    m_stats.packets_sent += d.packets_sent;
+    m_stats.dma_busy_fs += d.dma_busy_fs;
+    m_stats.vector_busy_fs += d.vector_busy_fs;
+}
+
 void ChipEndpoint::ring_wake(int r) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     Ring& g = *m_rings[static_cast<std::size_t>(r)];

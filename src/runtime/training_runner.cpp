@@ -153,19 +153,22 @@ struct SimOutcome {
     double link_bytes = 0, efa_bytes = 0;  // summed over every link a byte crossed
     std::vector<StageBreakdown> stages;
     std::uint64_t collectives = 0, transfers = 0;
+    std::uint64_t replayed = 0;  // collective batches replayed from the engine's memo
+    bool memo_conflict = false;  // the memo could not be trusted: simulate again without it
 };
 
 constexpr std::uint64_t k_never = ~std::uint64_t{0};
 
 class StepSimulation {
 public:
-    StepSimulation(const Setup& setup, const Config& config, std::int64_t microbatches, bool trace)
+    StepSimulation(const Setup& setup, const Config& config, std::int64_t microbatches, bool trace, bool memo)
         : m_trace_on(trace),
           m_setup(setup),
           m_spec(hw::ClusterSpec::from_config(config)),
           m_cluster("cluster", m_spec, config),
           m_engine(m_cluster),
           m_m(microbatches) {
+        if (memo) m_engine.enable_memo();
         const int pp = static_cast<int>(setup.stages.size());
         for (int s = 0; s < pp; ++s) m_stage.emplace_back();
         for (int s = 0; s < pp; ++s) {
@@ -190,6 +193,8 @@ public:
         }
         o.collectives = m_collectives;
         o.transfers = m_transfers;
+        o.replayed = m_engine.memo_stats().replayed;
+        o.memo_conflict = m_engine.memo_conflict();
         o.trace = m_trace;
         for (const auto& l : m_cluster.topology().links()) {
             const double b = static_cast<double>(l.link->stats().bytes);
@@ -197,6 +202,7 @@ public:
         }
         return o;
     }
+    CollectiveEngine& engine() { return m_engine; }
     bool finished() const {
         return std::all_of(m_stage.begin(), m_stage.end(), [](const StageState& s) { return s.finished; });
     }
@@ -220,6 +226,7 @@ private:
         std::map<std::pair<int, std::int64_t>, bool> inbox;  // (list, micro-batch) whose input has arrived
         std::map<int, const ListRun*> last_backward;         // per local chunk: its backward of the last micro-batch
         std::uint64_t backward_end_fs = k_never;             // when the stage's last backward finished
+        std::string at, step_at;  // the op the stage's lists and its step ops are at (the memo's context)
     };
     struct Planned {
         RankLayout layout;
@@ -321,6 +328,7 @@ private:
         const auto& cls = m_setup.cls[static_cast<std::size_t>(s)][run.list];
         for (std::size_t i = 0; i < ops.size(); ++i) {
             const Op& op = ops[i];
+            (run.is_step ? st.step_at : st.at) = memo_context(s, run, op);
             if (run.is_step && op.after_op >= 0) {
                 for (;;) {
                     const auto it = st.last_backward.find(op.after_chunk);
@@ -362,6 +370,24 @@ private:
             }
         }
         for (std::size_t i = 0; i < ops.size(); ++i) wait_done(s, run, i);
+    }
+
+    // Where a stage is, as far as what it starts next goes (the collective engine's memo keeps its records
+    // per context; a wrong guess costs a simulation without the memo, never a wrong result): transformer
+    // layers are alike except the first and the last of a chunk, and micro-batches except the backward of
+    // the last (it overlaps the step's gradient reduction).
+    std::string memo_context(int s, const ListRun& run, const Op& op) const {
+        if (run.is_step) return op.name;
+        std::string name = op.name;
+        std::string where = fmt::format("{}", run.list);
+        if (op.layer >= 0 && name.size() > 1 && name[0] == 'L') {
+            name.erase(0, name.find('.') + 1);
+            const auto& c = m_setup.stages[static_cast<std::size_t>(s)].chunks[run.list / 2];
+            where += op.layer == c.first_layer                      ? "first"
+                     : op.layer == c.first_layer + c.num_layers - 1 ? "last"
+                                                                    : "mid";
+        }
+        return fmt::format("{}:{}:{}", where, name, run.list % 2 == 1 && run.mb == m_m - 1 ? "L" : "");
     }
 
     void wait_done(int s, ListRun& run, std::size_t d) {
@@ -432,14 +458,18 @@ private:
 
     void launch(const Op& op, const std::vector<std::vector<int>>& groups, std::function<void()> on_all_done) {
         auto left = std::make_shared<std::size_t>(groups.size());
+        std::vector<CollectiveEngine::BatchItem> batch;
         for (const auto& g : groups) {
             const Planned& p = plan(op, g);
             ++m_collectives;
             m_transfers += p.schedule.transfers.size();
-            m_engine.start(p.schedule, p.layout, op.comm.dtype, [left, on_all_done](std::uint64_t) {
-                if (--*left == 0) on_all_done();
-            });
+            batch.push_back({&p.schedule, &p.layout, op.comm.dtype, [left, on_all_done](std::uint64_t) {
+                                 if (--*left == 0) on_all_done();
+                             }});
         }
+        std::string context;
+        for (const auto& st : m_stage) context += st.at + "/" + st.step_at + ";";
+        m_engine.start_batch(std::move(batch), context);
     }
 
     const Planned& plan(const Op& op, const std::vector<int>& group) {
@@ -527,9 +557,13 @@ nlohmann::json to_json(const SimOutcome& o) {
     }
     nlohmann::json trace = nlohmann::json::array();
     for (const auto& e : o.trace) trace.push_back({e.stage, e.track, e.name, e.start_fs, e.end_fs});
-    return {{"trace", trace},           {"step", o.step_s},
-            {"stages", stages},         {"collectives", o.collectives},
-            {"transfers", o.transfers}, {"link_bytes", o.link_bytes},
+    return {{"trace", trace},
+            {"step", o.step_s},
+            {"stages", stages},
+            {"collectives", o.collectives},
+            {"transfers", o.transfers},
+            {"replayed", o.replayed},
+            {"link_bytes", o.link_bytes},
             {"efa_bytes", o.efa_bytes}};
 }
 
@@ -542,6 +576,7 @@ SimOutcome from_json(const nlohmann::json& j) {
     }
     o.collectives = j.at("collectives").get<std::uint64_t>();
     o.transfers = j.at("transfers").get<std::uint64_t>();
+    o.replayed = j.at("replayed").get<std::uint64_t>();
     o.link_bytes = j.at("link_bytes").get<double>();
     o.efa_bytes = j.at("efa_bytes").get<double>();
     auto shares = [](const nlohmann::json& a) {
@@ -562,27 +597,56 @@ SimOutcome from_json(const nlohmann::json& j) {
     return o;
 }
 
-// Simulates the step with each micro-batch count, each in its own child process, in parallel.
-// The first count's simulation records the trace (when asked).
+// Simulates the step with each micro-batch count, each in its own child process, with the collective
+// engine's memo (docs/adr/0006): the smallest count first, alone; its records then serve the others, in
+// parallel. A count whose memo met a conflict is simulated again without it. The first count's simulation
+// records the trace (when asked).
 std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const std::vector<std::int64_t>& counts) {
-    std::vector<std::function<std::string()>> bodies;
-    for (std::size_t i = 0; i < counts.size(); ++i) {
-        const std::int64_t m = counts[i];
-        const bool trace = i == 0 && setup.options.trace;
-        bodies.push_back([&setup, &config, m, trace] {
-            init_systemc();
-            StepSimulation sim(setup, config, m, trace);
-            run_simulation();
-            if (!sim.finished()) throw std::logic_error("training step: a stage did not finish (deadlock)");
-            return to_json(sim.outcome()).dump();
-        });
+    std::vector<std::string> texts(counts.size());
+    auto run = [&](const std::vector<std::size_t>& which, bool memo, const std::string& records) {
+        std::vector<std::function<std::string()>> bodies;
+        for (const std::size_t i : which) {
+            const std::int64_t m = counts[i];
+            const bool trace = i == 0 && setup.options.trace;
+            bodies.push_back([&setup, &config, &records, m, trace, memo] {
+                init_systemc();
+                StepSimulation sim(setup, config, m, trace, memo);
+                if (!records.empty()) sim.engine().import_memo(records);
+                run_simulation();
+                const SimOutcome o = sim.outcome();
+                if (o.memo_conflict) return std::string("memo conflict");
+                if (!sim.finished()) throw std::logic_error("training step: a stage did not finish (deadlock)");
+                return nlohmann::json{{"outcome", to_json(o)}, {"memo", memo ? sim.engine().export_memo() : ""}}.dump();
+            });
+        }
+        const int jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        const std::vector<std::string> out = run_isolated_all(bodies, jobs);
+        std::vector<std::size_t> again;
+        for (std::size_t k = 0; k < which.size(); ++k) {
+            texts[which[k]] = out[k];
+            if (out[k] == "memo conflict") again.push_back(which[k]);
+        }
+        return again;
+    };
+    // The smallest count first (the others repeat its busy periods), then the rest.
+    const auto first = static_cast<std::size_t>(std::min_element(counts.begin(), counts.end()) - counts.begin());
+    std::string records;
+    const bool memo = setup.options.memo;
+    auto redo = run({first}, memo, records);
+    if (!redo.empty()) run(redo, false, records);
+    if (texts[first].rfind("{", 0) == 0) records = nlohmann::json::parse(texts[first]).at("memo").get<std::string>();
+    std::vector<std::size_t> rest;
+    for (std::size_t i = 0; i < counts.size(); ++i)
+        if (i != first) rest.push_back(i);
+    if (!rest.empty()) {
+        redo = run(rest, memo, records);
+        if (!redo.empty()) run(redo, false, {});
     }
-    const int jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     std::vector<SimOutcome> out;
-    for (const std::string& text : run_isolated_all(bodies, jobs)) {
+    for (const std::string& text : texts) {
         if (text.rfind("error: ", 0) == 0)
             throw std::runtime_error("training step simulation failed: " + text.substr(7));
-        out.push_back(from_json(nlohmann::json::parse(text)));
+        out.push_back(from_json(nlohmann::json::parse(text).at("outcome")));
     }
     return out;
 }
@@ -773,6 +837,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     r.stages = outcome.stages;
     r.collectives = outcome.collectives;
     r.transfers = outcome.transfers;
+    r.collectives_replayed = outcome.replayed;
     r.tokens_per_s = static_cast<double>(tr.tokens_per_step()) / r.step_time_s;
     r.model_flops = workload::model_flops_per_step(setup.model, tr);
     r.peak_flops = static_cast<double>(cluster.chips()) * chip.cores * chip.core_peak_flops(tr.dtype);

@@ -78,8 +78,7 @@ inline void forward(Packet* p) {
 struct LinkStats {
     std::uint64_t bytes = 0;
     std::uint64_t packets = 0;
-    std::uint64_t busy_fs = 0;    // time serializing (or streaming a packet whose tail arrives later)
-    std::uint64_t max_flows = 0;  // most flows waiting at once
+    std::uint64_t busy_fs = 0;  // time serializing (or streaming a packet whose tail arrives later)
 };
 
 class Link : public sc_core::sc_module, public PacketSink {
@@ -92,6 +91,10 @@ public:
     const LinkStats& stats() const { return m_stats; }
     // Serialization time of `bytes` on this link, fs.
     std::uint64_t serialization_fs(std::uint64_t bytes) const;
+    // No packet here or on its way in, and not sending at time `now_fs`.
+    bool idle(std::uint64_t now_fs) const { return m_arriving.empty() && m_rotation.empty() && m_busy_until <= now_fs; }
+    // Adds what a replayed stretch of traffic did on this link (CollectiveEngine's memo).
+    void add_stats(const LinkStats& d);
 
 private:
     struct Flow {

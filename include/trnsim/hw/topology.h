@@ -52,6 +52,8 @@ public:
     // The route from chip `src` to chip `dst` (cached); empty when src == dst.
     const Route& route(int src, int dst);
     const std::vector<NamedLink>& links() const { return m_links; }
+    // The link of links()[i], to add replayed counters to (CollectiveEngine's memo).
+    Link& mutable_link(std::size_t i) { return const_cast<Link&>(*m_links.at(i).link); }
 
     int nodes() const { return m_spec.nodes; }
     int chips_per_node() const { return m_spec.chips_per_node(); }
@@ -167,6 +169,14 @@ public:
     // Restarts the round-robin assignment of messages to DMA rings: called between independent
     // collectives so that a result does not depend on what ran before.
     void restart_assignment() { m_next_ring = 0; }
+    // The ring the next message goes to, and setting it (CollectiveEngine's memo replays a stretch of traffic
+    // without sending its messages, and leaves the assignment where they would have).
+    int next_ring() const { return m_next_ring; }
+    void set_next_ring(int ring) { m_next_ring = ring; }
+    // Nothing to send, receive, reduce or write at time `now_fs`.
+    bool idle(std::uint64_t now_fs) const;
+    // Adds what a replayed stretch of traffic did at this endpoint.
+    void add_stats(const EndpointStats& d);
     // A packet of this chip started on its first link: its message may queue another.
     void on_first_hop_start(Packet* p) override;
 

@@ -41,6 +41,7 @@ struct TrainingOptions {
     std::int64_t sample_microbatches = 1;  // the first sample (at least pp)
     std::string algorithm = "auto";        // collective algorithm for every collective
     bool trace = false;                    // record the timeline of the largest simulated micro-batch count
+    bool memo = true;                      // replay repeated collective busy periods (docs/adr/0006)
 };
 
 // One interval of a stage's timeline: a compute op on its core, a collective or pipeline transfer in flight,
@@ -103,6 +104,7 @@ struct TrainingResult {
     std::uint64_t distinct_kernels = 0, kernel_cache_hits = 0, kernel_cache_misses = 0;
     double kernel_wall_s = 0;
     std::uint64_t collectives = 0, transfers = 0;  // started, in the last simulation
+    std::uint64_t collectives_replayed = 0;        // of its batches, replayed from the memo (docs/adr/0006)
     std::vector<TraceEvent> trace;                 // with TrainingOptions::trace: the longest simulation
     double wall_s = 0;
     std::map<std::string, ConfigValue> config;

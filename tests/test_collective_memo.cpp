@@ -1,0 +1,105 @@
+// The collective engine's memo (docs/adr/0006): a busy period that starts again in the same state is
+// replayed with the times and counters the simulation would give, and anything the record does not know
+// stops the replay instead of being answered wrongly.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <systemc>
+
+#include "support/isolated.h"
+#include "trnsim/core/sim_context.h"
+#include "trnsim/hw/cluster_spec.h"
+#include "trnsim/hw/topology.h"
+#include "trnsim/runtime/collective.h"
+#include "trnsim/runtime/collective_engine.h"
+
+using namespace trnsim;
+using nlohmann::json;
+
+namespace {
+
+enum class Extra { none, send_midway };
+
+// Runs a 4 MiB ring all-reduce over 8 chips `times` times, one after the other with 10 us between, on one
+// engine; with `extra`, the last time a point-to-point send starts halfway through it. Returns each
+// run's duration (fs), the summed link bytes and busy time, the engine's memo counts and its conflict flag.
+json run_repeated(bool memo, int times, Extra extra) {
+    const std::string out = testing::run_isolated([=] {
+        init_systemc();
+        const Config config = hw::resolve_cluster_config("trn2.48xlarge", {}, {"cluster.topology=ring:8"});
+        hw::Cluster cluster("cluster", hw::ClusterSpec::from_config(config), config);
+        runtime::CollectiveEngine engine(cluster);
+        if (memo) engine.enable_memo();
+        const runtime::RankLayout layout = engine.layout(engine.first_ranks(8));
+        runtime::CollectiveRequest q;
+        q.op = runtime::CollectiveOp::all_reduce;
+        q.bytes = 4u << 20;
+        q.dtype = DType::bf16;
+        const runtime::Schedule schedule = runtime::collective_algorithm("ring").build(q, layout);
+        json durations = json::array();
+        sc_core::sc_spawn([&] {
+            for (int k = 0; k < times; ++k) {
+                sc_core::sc_event done;
+                const std::uint64_t t0 = sc_core::sc_time_stamp().value();
+                engine.start(schedule, layout, DType::bf16, [&](std::uint64_t) { done.notify(sc_core::SC_ZERO_TIME); });
+                if (extra == Extra::send_midway && k == times - 1) {
+                    sc_core::wait(sc_core::sc_time(20, sc_core::SC_US));
+                    engine.send(0, 4, 1u << 20, nullptr);
+                }
+                sc_core::wait(done);
+                durations.push_back(sc_core::sc_time_stamp().value() - t0);
+                sc_core::wait(sc_core::sc_time(10, sc_core::SC_US));
+            }
+        });
+        run_simulation();
+        std::uint64_t bytes = 0, busy = 0;
+        for (const auto& l : cluster.topology().links()) {
+            bytes += l.link->stats().bytes;
+            busy += l.link->stats().busy_fs;
+        }
+        std::uint64_t received = 0;
+        for (int c = 0; c < cluster.chips(); ++c) received += cluster.endpoint(c).stats().bytes_received;
+        return json{{"durations", durations},
+                    {"link_bytes", bytes},
+                    {"link_busy", busy},
+                    {"received", received},
+                    {"recorded", engine.memo_stats().recorded},
+                    {"replayed", engine.memo_stats().replayed},
+                    {"conflict", engine.memo_conflict()}}
+            .dump();
+    });
+    INFO(out);
+    REQUIRE(out.rfind("error:", 0) != 0);
+    return json::parse(out);
+}
+
+}  // namespace
+
+TEST_CASE("a collective that starts again on the idle network is replayed with the simulated times and counters",
+          "[collective][memo]") {
+    const json off = run_repeated(false, 3, Extra::none);
+    const json on = run_repeated(true, 3, Extra::none);
+    CHECK(off["replayed"] == 0);
+    CHECK(on["recorded"] == 1);
+    CHECK(on["replayed"] == 2);
+    CHECK_FALSE(on["conflict"].get<bool>());
+    CHECK(on["durations"] == off["durations"]);
+    CHECK(on["link_bytes"] == off["link_bytes"]);
+    CHECK(on["link_busy"] == off["link_busy"]);
+    CHECK(on["received"] == off["received"]);
+    // Each run moved the same bytes: the replayed ones added what the simulated one did.
+    const auto& d = on["durations"];
+    CHECK(d[0] == d[1]);
+    CHECK(on["received"].get<std::uint64_t>() % 3 == 0);
+}
+
+TEST_CASE("traffic the record does not know stops a replay as a conflict", "[collective][memo]") {
+    const json on = run_repeated(true, 2, Extra::send_midway);
+    CHECK(on["recorded"] == 1);
+    CHECK(on["replayed"] == 1);
+    CHECK(on["conflict"].get<bool>());
+    // Simulated in full (no memo), the send slows the second all-reduce down.
+    const json off = run_repeated(false, 2, Extra::send_midway);
+    CHECK_FALSE(off["conflict"].get<bool>());
+    CHECK(off["durations"][1].get<std::uint64_t>() > off["durations"][0].get<std::uint64_t>());
+}
