@@ -25,7 +25,7 @@ std::function<int()> add_describe_command(CLI::App& app);
 std::function<int()> add_collective_command(CLI::App& app);
 std::function<int()> add_run_command(CLI::App& app);
 
-// The default simulation run by `trnsim` without a subcommand.
+// The default simulation run by `trnsim` without a subcommand: `trnsim run` with its defaults.
 int run_default();
 
 }  // namespace trnsim::cli

@@ -89,12 +89,4 @@ std::function<int()> add_kernel_command(CLI::App& app) {
     };
 }
 
-int run_default() {
-    KernelArgs a;
-    a.op = "gemm";
-    a.m = a.k = a.n = 4096;
-    a.given_mkn = 3;
-    return run_kernel_args(a);
-}
-
 }  // namespace trnsim::cli

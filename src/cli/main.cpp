@@ -15,7 +15,8 @@ extern "C" int sc_main(int, char**) {
 int main(int argc, char** argv) {
     CLI::App app{
         "trnsim: a cycle-accurate simulator of Trainium-style accelerators.\n"
-        "Without a subcommand it runs the default simulation (a BF16 4096^3 GEMM on one trn2 NeuronCore)."};
+        "Without a subcommand it runs the default simulation: one training step of Llama 3 8B on trn2.48xlarge\n"
+        "(trnsim run with its defaults)."};
     app.require_subcommand(0, 1);
     app.set_version_flag("--version", "trnsim 0.1.0");
     std::vector<std::function<int()>> runners;

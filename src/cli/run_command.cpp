@@ -13,11 +13,25 @@ namespace trnsim::cli {
 
 namespace {
 
+// The default: Llama 3 8B on trn2.48xlarge as AWS's published Neuron config trains it (trainium.md section 3:
+// hf_llama3_8B_trn2_config.yaml, TP 16, SP, ZeRO-1, GBS 1024, MBS 1, seq 8192).
 struct RunArgs {
+    RunArgs() {
+        auto& t = options.training;
+        t.seq = 8192;
+        t.mbs = 1;
+        t.gbs = 1024;
+        t.tp = 16;
+        t.pp = 1;
+        t.dp = 4;
+        t.sp = true;
+        t.zero = 1;
+    }
     std::string cluster = "trn2.48xlarge";
     std::vector<std::string> files;
     std::vector<std::string> overrides;
     int nodes = 0;
+    bool nodes_given = false;
     runtime::TrainingOptions options;
     std::string dtype = "bf16";
     std::string recompute = "none";
@@ -26,21 +40,44 @@ struct RunArgs {
     std::string trace;
 };
 
+int execute(RunArgs& a) {
+    auto& tr = a.options.training;
+    if (a.dtype == "bf16")
+        tr.dtype = DType::bf16;
+    else if (a.dtype == "fp8")
+        tr.dtype = DType::fp8_e4m3;
+    else
+        throw UserError(fmt::format("--dtype {}: allowed bf16, fp8", a.dtype));
+    if (!workload::parse_recompute(a.recompute, tr.recompute))
+        throw UserError(fmt::format("--recompute {}: allowed none, selective, full", a.recompute));
+    if (!workload::parse_schedule(a.schedule, tr.schedule))
+        throw UserError(fmt::format("--schedule {}: allowed 1f1b, gpipe, interleaved", a.schedule));
+    std::vector<std::string> overrides = a.overrides;
+    if (a.nodes_given) {
+        if (a.nodes < 1) throw UserError(fmt::format("--nodes {}: allowed at least 1", a.nodes));
+        overrides.push_back(fmt::format("cluster.nodes={}", a.nodes));
+    }
+    const Config config = hw::resolve_cluster_config(a.cluster, a.files, overrides);
+    if (!a.json.empty()) report::check_writable(a.json, "--json");
+    if (!a.trace.empty()) report::check_writable(a.trace, "--trace");
+    a.options.trace = !a.trace.empty();
+    const runtime::TrainingResult result = runtime::run_training(a.options, config);
+    std::fputs(report::to_table(result).c_str(), stdout);
+    if (!a.json.empty()) report::write_file_atomic(a.json, report::to_json(result).dump(2) + "\n");
+    if (!a.trace.empty()) report::write_file_atomic(a.trace, report::to_chrome_trace(result).dump() + "\n");
+    return 0;
+}
+
 }  // namespace
+
+int run_default() {
+    RunArgs a;
+    return execute(a);
+}
 
 std::function<int()> add_run_command(CLI::App& app) {
     auto a = std::make_shared<RunArgs>();
     auto& t = a->options.training;
-    // The default: Llama 3 8B on trn2.48xlarge as AWS's published Neuron config trains it (trainium.md
-    // section 3: hf_llama3_8B_trn2_config.yaml, TP 16, SP, ZeRO-1, GBS 1024, MBS 1, seq 8192).
-    t.seq = 8192;
-    t.mbs = 1;
-    t.gbs = 1024;
-    t.tp = 16;
-    t.pp = 1;
-    t.dp = 4;
-    t.sp = true;
-    t.zero = 1;
     auto* sub = app.add_subcommand("run", "simulate one training step of a model on a cluster");
     sub->add_option("--cluster", a->cluster, "cluster preset (trnsim presets) or a YAML file")->capture_default_str();
     sub->add_option("--config", a->files, "YAML file overlaid on the preset (repeatable)")->allow_extra_args(false);
@@ -69,31 +106,8 @@ std::function<int()> add_run_command(CLI::App& app) {
                     "write the simulated timeline (the most micro-batches simulated) as a Perfetto/Chrome trace");
     return [a, sub, nodes] {
         if (!sub->parsed()) return 2;
-        auto& tr = a->options.training;
-        if (a->dtype == "bf16")
-            tr.dtype = DType::bf16;
-        else if (a->dtype == "fp8")
-            tr.dtype = DType::fp8_e4m3;
-        else
-            throw UserError(fmt::format("--dtype {}: allowed bf16, fp8", a->dtype));
-        if (!workload::parse_recompute(a->recompute, tr.recompute))
-            throw UserError(fmt::format("--recompute {}: allowed none, selective, full", a->recompute));
-        if (!workload::parse_schedule(a->schedule, tr.schedule))
-            throw UserError(fmt::format("--schedule {}: allowed 1f1b, gpipe, interleaved", a->schedule));
-        std::vector<std::string> overrides = a->overrides;
-        if (nodes->count() > 0) {
-            if (a->nodes < 1) throw UserError(fmt::format("--nodes {}: allowed at least 1", a->nodes));
-            overrides.push_back(fmt::format("cluster.nodes={}", a->nodes));
-        }
-        const Config config = hw::resolve_cluster_config(a->cluster, a->files, overrides);
-        if (!a->json.empty()) report::check_writable(a->json, "--json");
-        if (!a->trace.empty()) report::check_writable(a->trace, "--trace");
-        a->options.trace = !a->trace.empty();
-        const runtime::TrainingResult result = runtime::run_training(a->options, config);
-        std::fputs(report::to_table(result).c_str(), stdout);
-        if (!a->json.empty()) report::write_file_atomic(a->json, report::to_json(result).dump(2) + "\n");
-        if (!a->trace.empty()) report::write_file_atomic(a->trace, report::to_chrome_trace(result).dump() + "\n");
-        return 0;
+        a->nodes_given = nodes->count() > 0;
+        return execute(*a);
     };
 }
 
