@@ -1,5 +1,6 @@
 #include "compare.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -140,9 +141,10 @@ ResultSet load_results(const std::string& path) {
     set.sweep = true;
     set.schema = record_schema(file.records.front());
     for (const auto& [k, v] : file.records.front()["axes"].items()) set.axis_keys.push_back(k);
+    std::sort(set.axis_keys.begin(), set.axis_keys.end());  // matched by name, whatever the order in the file
     for (const auto& r : file.records) {
         ResultEntry e;
-        e.key = r["axes"].dump();
+        e.key = nlohmann::json(r["axes"]).dump();  // sorted keys
         for (const auto& [k, v] : r["axes"].items())
             e.label += (e.label.empty() ? "" : " ") + k + "=" + v.get<std::string>();
         if (e.label.empty()) e.label = "(base)";

@@ -52,7 +52,7 @@ std::vector<OptionInfo> command_options(const std::string& command) {
         info.positional = opt->get_lnames().empty();
         info.name = info.positional ? opt->get_name(true) : opt->get_lnames().front();
         if (k_reserved.count(info.name)) continue;
-        info.flag = opt->get_type_size_max() == 0;
+        info.flag = opt->get_expected_max() == 0;
         info.repeatable = opt->get_expected_max() > 1;
         out.push_back(info);
     }
