@@ -200,9 +200,9 @@ TEST_CASE("Shards 1/3..3/3 merged equal the unsharded sweep byte for byte", "[cl
 
 TEST_CASE("A sweep killed mid-way and resumed has every point exactly once", "[cli][sweep]") {
     ScratchDir dir;
-    // Slower points (~0.1 s each) so that the kill lands while the sweep runs.
+    // Slower points (~40 ms each) so that the kill lands while the sweep runs.
     dir.write("k.yaml", R"(command: mem
-base: {memory: hbm3-6400, requests: 100000, pattern: random}
+base: {memory: hbm3-6400, requests: 40000, pattern: random}
 grid:
   seed: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
 )");
