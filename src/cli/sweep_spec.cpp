@@ -67,7 +67,7 @@ std::string join(const std::vector<std::string>& v) {
 
 class SpecParser {
 public:
-    SpecParser(std::string file) : m_file(std::move(file)) {}
+    explicit SpecParser(std::string file) : m_file(std::move(file)) {}
 
     SweepSpec parse(const std::string& text) {
         YAML::Node root;
@@ -220,7 +220,9 @@ private:
             if (!axis.option && axis.key.find('.') == std::string::npos) {
                 fail(path, fmt::format("not an option of trnsim {}; allowed: {}, or a dotted config key such as "
                                        "{} (trnsim describe lists them)",
-                                       m_command, allowed_options(), m_registry->all().front().key));
+                                       m_command, allowed_options(),
+                                       m_command == "run" || m_command == "collective" ? "cluster.link.bandwidth"
+                                                                                       : "chip.memory.bandwidth"));
             }
             if (!kv.second.IsSequence()) fail(path, "expected a list of values, e.g. [1, 2, 4]");
             if (kv.second.size() == 0) fail(path, "empty list; allowed: a list of one or more values");
