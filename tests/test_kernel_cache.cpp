@@ -1,6 +1,7 @@
 // Kernel timings memoized by content, simulated in a child process, shared through a cache directory.
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 
 #include "support/isolated.h"
 #include "trnsim/core/error.h"
+#include "trnsim/core/process.h"
 #include "trnsim/hw/chip.h"
 #include "trnsim/runtime/kernel_cache.h"
 #include "trnsim/runtime/kernel_runner.h"
@@ -124,4 +126,27 @@ TEST_CASE("an unusable cache directory or an impossible kernel is a clear error"
     runtime::KernelCache cache;
     CHECK_THROWS_WITH(cache.time({gemm(0, 512, 512)}, hw::resolve_chip_config("trn2", {}, {})),
                       Catch::Contains("gemm m=0 k=512 n=512"));
+}
+
+TEST_CASE("sweep workers writing one cache directory at once leave whole entries and no temporaries",
+          "[kernel_cache][sweep]") {
+    const auto dir = fresh_dir("kcache_concurrent");
+    const std::vector<lowering::KernelRequest> requests = {gemm(256, 512, 512), rowwise("gelu", 256, 1024)};
+    std::vector<std::function<std::string()>> workers(4, [&] {
+        runtime::KernelCache cache(dir.string());
+        const auto t = cache.time(requests, hw::resolve_chip_config("trn2", {}, {}));
+        return nlohmann::json{t[0].time_s, t[1].time_s}.dump();
+    });
+    const std::vector<std::string> out = run_isolated_all(workers, 4);
+    for (const auto& o : out) CHECK(o == out[0]);
+    std::size_t entries = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        INFO(e.path());
+        CHECK(e.path().extension() == ".json");
+        std::ifstream in(e.path());
+        CHECK_NOTHROW(nlohmann::json::parse(in));
+        ++entries;
+    }
+    CHECK(entries == 2);
+    std::filesystem::remove_all(dir);
 }

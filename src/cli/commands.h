@@ -24,6 +24,9 @@ std::function<int()> add_mem_command(CLI::App& app);
 std::function<int()> add_describe_command(CLI::App& app);
 std::function<int()> add_collective_command(CLI::App& app);
 std::function<int()> add_run_command(CLI::App& app);
+std::function<int()> add_sweep_command(CLI::App& app);
+std::function<int()> add_merge_command(CLI::App& app);
+std::function<int()> add_compare_command(CLI::App& app);
 
 // The default simulation run by `trnsim` without a subcommand: `trnsim run` with its defaults.
 int run_default();

@@ -25,6 +25,9 @@ int main(int argc, char** argv) {
     runners.push_back(trnsim::cli::add_mem_command(app));
     runners.push_back(trnsim::cli::add_collective_command(app));
     runners.push_back(trnsim::cli::add_run_command(app));
+    runners.push_back(trnsim::cli::add_sweep_command(app));
+    runners.push_back(trnsim::cli::add_merge_command(app));
+    runners.push_back(trnsim::cli::add_compare_command(app));
     runners.push_back(trnsim::cli::add_presets_command(app));
     runners.push_back(trnsim::cli::add_describe_command(app));
     try {

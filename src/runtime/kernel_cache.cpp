@@ -1,6 +1,7 @@
 #include "trnsim/runtime/kernel_cache.h"
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -91,13 +92,26 @@ void KernelCache::store(const std::string& key, const KernelTiming& t) const {
     if (m_directory.empty()) return;
     const auto path = std::filesystem::path(m_directory) / (key + ".json");
     // Written whole, then renamed: a reader (another sweep worker) sees the old file, none, or the new one.
-    const auto tmp = path.string() + fmt::format(".tmp{}", static_cast<long>(::getpid()));
+    // The temporary name is unique per host and process, so that workers on several machines sharing the
+    // directory (a sweep's shards on a network file system) never write into one temporary file.
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    const auto tmp = path.string() + fmt::format(".tmp.{}.{}", host, static_cast<long>(::getpid()));
     {
         std::ofstream out(tmp);
         out << nlohmann::json{{"revision", k_kernel_model_revision}, {"timing", to_json(t)}}.dump() << "\n";
-        if (!out) throw UserError(fmt::format("--cache {}: cannot write {}", m_directory, tmp));
+        out.close();
+        if (!out) {
+            std::remove(tmp.c_str());
+            throw UserError(fmt::format("--cache {}: cannot write {}", m_directory, tmp));
+        }
     }
-    std::filesystem::rename(tmp, path);
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) {
+        std::remove(tmp.c_str());
+        throw UserError(fmt::format("--cache {}: cannot write {} ({})", m_directory, path.string(), ec.message()));
+    }
 }
 
 std::vector<KernelTiming> KernelCache::time(const std::vector<lowering::KernelRequest>& requests,

@@ -1,0 +1,176 @@
+#include "sweep_records.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "trnsim/core/error.h"
+
+namespace trnsim::cli {
+
+namespace {
+
+ordered_json record_head(const SweepPoint& point, std::size_t total) {
+    ordered_json r;
+    r["point"] = point.index;
+    r["points"] = total;
+    ordered_json axes = ordered_json::object();
+    for (const auto& [k, v] : point.axes) axes[k] = v;
+    r["axes"] = axes;
+    r["args"] = point.args;
+    return r;
+}
+
+std::string csv_field(const std::string& text) {
+    if (text.find_first_of(",\"\n\r") == std::string::npos) return text;
+    std::string out = "\"";
+    for (const char c : text) {
+        if (c == '"') out += '"';
+        out += c;
+    }
+    return out + "\"";
+}
+
+std::string csv_value(const ordered_json* v) {
+    if (v == nullptr || v->is_null()) return "";
+    if (v->is_string()) return csv_field(v->get<std::string>());
+    if (v->is_primitive()) return csv_field(v->dump());
+    return "";
+}
+
+}  // namespace
+
+ordered_json ok_record(const SweepPoint& point, std::size_t total, ordered_json result) {
+    ordered_json r = record_head(point, total);
+    r["status"] = "ok";
+    r["result"] = std::move(result);
+    return r;
+}
+
+ordered_json failed_record(const SweepPoint& point, std::size_t total, const std::string& error) {
+    ordered_json r = record_head(point, total);
+    r["status"] = "failed";
+    r["error"] = error;
+    return r;
+}
+
+std::string record_line(const ordered_json& record) {
+    return record.dump() + "\n";
+}
+
+std::string record_schema(const ordered_json& record) {
+    const auto& args = record.at("args");
+    return args.empty() ? "" : schema_of_command(args.at(0).get<std::string>());
+}
+
+RecordFile read_records(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw UserError(fmt::format("{}: cannot read it (no such file, or not readable)", path));
+    std::stringstream buf;
+    buf << in.rdbuf();
+    const std::string text = buf.str();
+    RecordFile out;
+    std::size_t start = 0, line = 1;
+    while (start < text.size()) {
+        const auto end = text.find('\n', start);
+        if (end == std::string::npos) {
+            out.truncated_tail = true;
+            break;
+        }
+        try {
+            ordered_json r = ordered_json::parse(text.begin() + static_cast<std::ptrdiff_t>(start),
+                                                 text.begin() + static_cast<std::ptrdiff_t>(end));
+            if (!r.is_object() || !r.contains("point") || !r.contains("axes") || !r.contains("args") ||
+                !r.contains("status") || !r["point"].is_number_unsigned() || !r["axes"].is_object())
+                throw std::runtime_error("not a sweep record");
+            out.records.push_back(std::move(r));
+            out.lines.push_back(text.substr(start, end + 1 - start));
+        } catch (const std::exception&) {
+            throw UserError(
+                fmt::format("{}: line {} is not a sweep record (trnsim sweep writes one JSON object per "
+                            "line with point, axes, args, status)",
+                            path, line));
+        }
+        start = end + 1;
+        out.complete_bytes = start;
+        ++line;
+    }
+    return out;
+}
+
+void append_durable(int fd, const std::string& text, const std::string& path) {
+    std::size_t off = 0;
+    while (off < text.size()) {
+        const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) throw UserError(fmt::format("cannot append to '{}': {}", path, std::strerror(errno)));
+        off += static_cast<std::size_t>(n);
+    }
+    ::fsync(fd);
+}
+
+void replace_durable(const std::string& path, const std::string& text) {
+    const std::string tmp = fmt::format("{}.tmp{}", path, static_cast<long>(::getpid()));
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
+    try {
+        append_durable(fd, text, path);
+    } catch (...) {
+        ::close(fd);
+        std::remove(tmp.c_str());
+        throw;
+    }
+    ::close(fd);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        std::remove(tmp.c_str());
+        throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
+    }
+    const std::string dir = std::filesystem::path(path).parent_path().string();
+    const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        ::fsync(dfd);  // the rename itself survives a machine loss
+        ::close(dfd);
+    }
+}
+
+std::string csv_header(const std::vector<std::string>& axis_keys, const std::string& schema) {
+    std::string out = "point";
+    for (const auto& k : axis_keys) out += "," + csv_field(k);
+    out += ",status";
+    for (const auto& m : headline_metrics(schema)) out += "," + m;
+    return out + ",error\n";
+}
+
+std::string csv_row(const ordered_json& record, const std::string& schema) {
+    std::string out = record.at("point").dump();
+    for (const auto& [k, v] : record.at("axes").items()) out += "," + csv_value(&v);
+    out += "," + record.at("status").get<std::string>();
+    const bool ok = record.contains("result");
+    for (const auto& m : headline_metrics(schema)) out += "," + (ok ? csv_value(find_path(record["result"], m)) : "");
+    out += "," + (record.contains("error") ? csv_value(&record["error"]) : "");
+    return out + "\n";
+}
+
+std::string csv_text(const std::vector<ordered_json>& records, const std::vector<std::string>& axis_keys,
+                     const std::string& schema) {
+    std::string out = csv_header(axis_keys, schema);
+    for (const auto& r : records) out += csv_row(r, schema);
+    return out;
+}
+
+std::string output_stem(const std::string& jsonl) {
+    const std::string ext = ".jsonl";
+    if (jsonl.size() > ext.size() && jsonl.compare(jsonl.size() - ext.size(), ext.size(), ext) == 0)
+        return jsonl.substr(0, jsonl.size() - ext.size());
+    return jsonl;
+}
+
+}  // namespace trnsim::cli
