@@ -385,6 +385,7 @@ void ChipEndpoint::send(Message* m) {
     m->parked = false;
     m->flow_slots.assign(m->route->size(), -1);
     m->ring = m_next_ring;
+    m->reducer = -1;
     m_next_ring = (m_next_ring + 1) % m_spec.dma_rings;
     ++m_stats.messages_sent;
     if (m->bytes == 0) {  // a semaphore-only message: done when the transfer would have started
@@ -522,8 +523,11 @@ void ChipEndpoint::on_work() {
                 // Read-add-write: the local operand is read from memory, the vector engine of the core
                 // serving this message adds the arrived packet to it, the sum is written back.
                 const std::uint64_t read_done = memory_access(false, w.packet->bytes);
-                auto& free =
-                    m_vector_free[static_cast<std::size_t>(m->id % static_cast<std::uint64_t>(m_spec.dma_rings))];
+                if (m->reducer < 0) {
+                    m->reducer = m_next_reducer;
+                    m_next_reducer = (m_next_reducer + 1) % m_spec.dma_rings;
+                }
+                auto& free = m_vector_free[static_cast<std::size_t>(m->reducer)];
                 const std::uint64_t start = std::max(read_done, free);
                 const std::uint64_t busy = m_spec.reduce_fs(w.packet->bytes, m->elem_bytes);
                 free = start + busy;

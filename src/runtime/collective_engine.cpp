@@ -1,6 +1,8 @@
 #include "trnsim/runtime/collective_engine.h"
 
 #include <algorithm>
+#include <iterator>
+#include <set>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -16,6 +18,10 @@ CollectiveEngine::CollectiveEngine(hw::Cluster& cluster) : m_cluster(cluster) {
     for (int n = 0; n < spec.nodes; ++n)
         for (int local : order)
             for (int k = 0; k < spec.ranks_per_chip; ++k) m_rank_chip.push_back(n * spec.chips_per_node() + local);
+    const auto& links = cluster.topology().links();
+    for (std::size_t i = 0; i < links.size(); ++i) m_link_index[links[i].link] = i;
+    m_link_owner.assign(links.size(), -1);
+    m_chip_owner.assign(static_cast<std::size_t>(cluster.chips()), -1);
 }
 
 std::vector<int> CollectiveEngine::first_ranks(int n) const {
@@ -52,7 +58,8 @@ void CollectiveEngine::restart() {
     for (int c = 0; c < m_cluster.chips(); ++c) m_cluster.endpoint(c).restart_assignment();
 }
 
-void CollectiveEngine::enable_memo() {
+void CollectiveEngine::enable_memo(std::set<std::string> skip) {
+    m_skip = std::move(skip);
     if (m_memo_on) return;
     m_memo_on = true;
     sc_core::sc_spawn_options opts;
@@ -72,87 +79,50 @@ void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::stri
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     // A collective without transfers (a group of one) is done at once and is no traffic.
     std::vector<BatchItem> traffic;
+    Footprint fp;
     for (auto& b : items) {
-        if (!b.schedule->transfers.empty())
+        if (!b.schedule->transfers.empty()) {
+            fp.add(footprint(b));
             traffic.push_back(std::move(b));
-        else if (b.on_done)
+        } else if (b.on_done) {
             b.on_done(now);
-    }
-    if (traffic.empty() || m_conflict) return;
-    if (m_pending.open) {  // joins what starts at this time on the idle network
-        for (auto& b : traffic) m_pending.items.push_back(std::move(b));
-        m_pending.context += "|" + context;
-        m_pending.added_delta = sc_core::sc_delta_count();
-        return;
-    }
-    if (m_replay.record == nullptr && !m_rec.on && m_active == 0 && network_idle(now)) {
-        // Traffic on an idle network: DMA rings are assigned afresh, so the same traffic evolves the same
-        // way whenever it starts (which the memo relies on).
-        restart();
-        if (m_memo_on) {
-            m_pending.open = true;
-            m_pending.items = std::move(traffic);
-            m_pending.context = context;
-            m_pending.added_delta = sc_core::sc_delta_count();
-            m_close_event.notify(sc_core::SC_ZERO_TIME);
-            return;
         }
     }
-    std::vector<Done*> done;
-    for (auto& b : traffic) done.push_back(&b.on_done);
-    if (!starts(batch_key(traffic), done)) return;
-    for (const BatchItem& item : traffic) launch(item);
-}
-
-// Everything started at this time on the idle network begins one busy period: closed once a whole delta
-// cycle has passed without another start, then replayed, or simulated and recorded.
-void CollectiveEngine::close_pending() {
-    if (!m_pending.open) return;
-    if (sc_core::sc_delta_count() <= m_pending.added_delta + 1) {
-        m_close_event.notify(sc_core::SC_ZERO_TIME);
-        return;
+    if (traffic.empty() || m_conflict) return;
+    Period* p = claim(fp);
+    if (p == nullptr) return;  // a conflict
+    switch (p->mode) {
+        case Mode::pending:  // opened now, or earlier at this time
+            for (auto& b : traffic) p->pending.push_back(std::move(b));
+            p->context += "|" + context;
+            p->added_delta = sc_core::sc_delta_count();
+            m_close_event.notify(sc_core::SC_ZERO_TIME);
+            return;
+        case Mode::replaying: {
+            std::vector<Done*> done;
+            for (auto& b : traffic) done.push_back(&b.on_done);
+            starts(*p, fp.key, done);
+            return;
+        }
+        default: {
+            std::vector<Done*> done;
+            for (auto& b : traffic) done.push_back(&b.on_done);
+            const std::size_t first = p->items;
+            starts(*p, fp.key, done);
+            for (std::size_t k = 0; k < traffic.size(); ++k) launch(traffic[k], p->id, first + k);
+        }
     }
-    m_pending.open = false;
-    std::vector<BatchItem> items = std::move(m_pending.items);
-    m_pending.items.clear();
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
-    std::string key = batch_key(items) + "@" + m_pending.context;
-    const auto it = m_memo.find(key);
-    if (it != m_memo.end()) {
-        begin_replay(it->second, now);
-        for (auto& b : items) m_replay.on_done.push_back(std::move(b.on_done));
-        arm_replay();
-        return;
-    }
-    begin_record(now);
-    m_rec.key = std::move(key);
-    std::vector<Done*> done;
-    for (auto& b : items) done.push_back(&b.on_done);
-    starts(batch_key(items), done);
-    for (const BatchItem& item : items) launch(item);
 }
 
-void CollectiveEngine::flush_pending() {
-    if (!m_pending.open) return;
-    m_pending.open = false;
-    std::vector<BatchItem> items = std::move(m_pending.items);
-    m_pending.items.clear();
-    for (const BatchItem& item : items) launch(item);
-}
-
-CollectiveEngine::Job* CollectiveEngine::launch(const BatchItem& item) {
+void CollectiveEngine::launch(const BatchItem& item, int period, std::size_t index) {
     auto job = std::make_unique<Job>();
     job->schedule = item.schedule;
     job->layout = item.layout;
     job->elem_bytes = dtype_bytes(item.dtype);
     const auto& tr = item.schedule->transfers;
-    if (tr.empty()) {
-        if (item.on_done) item.on_done(sc_core::sc_time_stamp().value());
-        return nullptr;
-    }
-    ++m_active;
-    job->on_done = [this, done = item.on_done](std::uint64_t fs) {
-        --m_active;
+    ++this->period(period)->active;
+    job->on_done = [this, period, index, done = item.on_done](std::uint64_t fs) {
+        finish_item(period, index, fs);
         if (done) done(fs);
     };
     job->messages.resize(tr.size());
@@ -166,7 +136,6 @@ CollectiveEngine::Job* CollectiveEngine::launch(const BatchItem& item) {
     m_jobs.push_back(std::move(job));
     for (std::size_t i = 0; i < tr.size(); ++i)
         if (j->waiting[i] == 0) submit(j, i);
-    return j;
 }
 
 void CollectiveEngine::submit(Job* job, std::size_t i) {
@@ -191,12 +160,19 @@ void CollectiveEngine::submit(Job* job, std::size_t i) {
 
 void CollectiveEngine::send(int src_rank, int dst_rank, std::uint64_t bytes, Done on_done) {
     if (m_conflict) return;
-    flush_pending();  // a busy period starts with collectives
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
-    if (m_replay.record == nullptr && !m_rec.on && m_active == 0 && network_idle(now)) restart();
     const int src = chip_of_rank(src_rank), dst = chip_of_rank(dst_rank);
-    if (!starts(fmt::format("p2p:{}>{}:{}", src, dst, bytes), {&on_done})) return;
-    ++m_active;
+    const Footprint fp = p2p_footprint(src, dst, bytes);
+    Period* p = claim(fp);
+    if (p == nullptr) return;
+    if (p->mode == Mode::pending) {  // a period starts with collectives: this one goes as it is
+        p->mode = Mode::plain;
+        std::vector<BatchItem> items = std::move(p->pending);
+        p->pending.clear();
+        for (const BatchItem& item : items) launch(item, p->id, p->items++);
+    }
+    const std::size_t index = p->items;
+    if (!starts(*p, fp.key, {&on_done}) || p->mode == Mode::replaying) return;
+    ++p->active;
     hw::Message& m = m_p2p.emplace_back();
     m.id = m_next_id++;
     m.src_chip = src;
@@ -204,177 +180,364 @@ void CollectiveEngine::send(int src_rank, int dst_rank, std::uint64_t bytes, Don
     m.bytes = bytes;
     m.reduce = false;
     m.route = &m_cluster.topology().route(m.src_chip, m.dst_chip);
-    m.on_done = [this, done = std::move(on_done)](std::uint64_t fs) {
-        --m_active;
+    m.on_done = [this, period = p->id, index, done = std::move(on_done)](std::uint64_t fs) {
+        finish_item(period, index, fs);
         if (done) done(fs);
     };
     m_cluster.endpoint(m.src_chip).send(&m);
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Memo
+// Footprints and busy periods
 
-bool CollectiveEngine::network_idle(std::uint64_t now) const {
-    for (const auto& l : m_cluster.topology().links())
-        if (!l.link->idle(now)) return false;
-    for (int c = 0; c < m_cluster.chips(); ++c)
+void CollectiveEngine::Footprint::add(const Footprint& o) {
+    key += o.key;
+    std::vector<std::size_t> l;
+    std::set_union(links.begin(), links.end(), o.links.begin(), o.links.end(), std::back_inserter(l));
+    links = std::move(l);
+    std::vector<int> c;
+    std::set_union(chips.begin(), chips.end(), o.chips.begin(), o.chips.end(), std::back_inserter(c));
+    chips = std::move(c);
+}
+
+CollectiveEngine::Footprint CollectiveEngine::footprint(const BatchItem& b) {
+    Footprint& fp = m_footprints[{b.schedule, b.layout}];
+    if (fp.key.empty()) {
+        std::set<std::size_t> links;
+        std::set<int> chips;
+        std::string text;
+        for (const Transfer& t : b.schedule->transfers) {
+            const int src = b.layout->chip_of_rank[static_cast<std::size_t>(t.src)];
+            const int dst = b.layout->chip_of_rank[static_cast<std::size_t>(t.dst)];
+            chips.insert(src);
+            chips.insert(dst);
+            for (const hw::PacketSink* hop : m_cluster.topology().route(src, dst)) {
+                const auto it = m_link_index.find(hop);
+                if (it != m_link_index.end()) links.insert(it->second);
+            }
+            text += fmt::format("{}>{}:{}:{}:", src, dst, t.bytes, t.reduce ? 1 : 0);
+            for (int d : t.deps) text += fmt::format("{},", d);
+            text += ';';
+        }
+        fp.key = stable_hash(text);
+        fp.links.assign(links.begin(), links.end());
+        fp.chips.assign(chips.begin(), chips.end());
+    }
+    Footprint out = fp;
+    out.key += fmt::format("/{};", dtype_bytes(b.dtype));
+    return out;
+}
+
+CollectiveEngine::Footprint CollectiveEngine::p2p_footprint(int src, int dst, std::uint64_t bytes) {
+    Footprint fp;
+    fp.key = fmt::format("p2p:{}>{}:{};", src, dst, bytes);
+    std::set<std::size_t> links;
+    for (const hw::PacketSink* hop : m_cluster.topology().route(src, dst)) {
+        const auto it = m_link_index.find(hop);
+        if (it != m_link_index.end()) links.insert(it->second);
+    }
+    fp.links.assign(links.begin(), links.end());
+    fp.chips = src == dst ? std::vector<int>{src} : std::vector<int>{std::min(src, dst), std::max(src, dst)};
+    return fp;
+}
+
+CollectiveEngine::Period* CollectiveEngine::period(int id) {
+    for (auto it = m_merged_into.find(id); it != m_merged_into.end(); it = m_merged_into.find(id)) id = it->second;
+    const auto it = m_periods.find(id);
+    return it == m_periods.end() ? nullptr : it->second.get();
+}
+
+CollectiveEngine::Period& CollectiveEngine::new_period(Mode mode) {
+    auto p = std::make_unique<Period>();
+    p->id = m_next_period++;
+    p->mode = mode;
+    Period& r = *p;
+    m_periods.emplace(r.id, std::move(p));
+    return r;
+}
+
+// Claims the free links and chips of `fp` for `p`: a chip claimed while idle restarts its assignments; a
+// recording period notes the counters it starts from.
+void CollectiveEngine::take(Period& p, const Footprint& fp) {
+    for (const std::size_t l : fp.links) {
+        if (m_link_owner[l] == p.id) continue;
+        m_link_owner[l] = p.id;
+        p.links.insert(std::upper_bound(p.links.begin(), p.links.end(), l), l);
+        if (p.mode == Mode::recording) p.links0[l] = m_cluster.topology().links()[l].link->stats();
+    }
+    for (const int c : fp.chips) {
+        auto& owner = m_chip_owner[static_cast<std::size_t>(c)];
+        if (owner == p.id) continue;
+        owner = p.id;
+        p.chips.insert(std::upper_bound(p.chips.begin(), p.chips.end(), c), c);
+        m_cluster.endpoint(c).restart_assignment();
+        if (p.mode == Mode::recording) p.chips0[c] = m_cluster.endpoint(c).stats();
+    }
+}
+
+CollectiveEngine::Period* CollectiveEngine::claim(const Footprint& fp) {
+    std::set<int> owners;
+    for (const std::size_t l : fp.links)
+        if (m_link_owner[l] >= 0) owners.insert(m_link_owner[l]);
+    for (const int c : fp.chips)
+        if (m_chip_owner[static_cast<std::size_t>(c)] >= 0) owners.insert(m_chip_owner[static_cast<std::size_t>(c)]);
+    if (owners.empty()) {
+        Period& p = new_period(m_memo_on ? Mode::pending : Mode::plain);
+        p.start_fs = sc_core::sc_time_stamp().value();
+        take(p, fp);
+        return &p;
+    }
+    Period* p = m_periods.at(*owners.begin()).get();
+    if (owners.size() == 1) {
+        if (p->mode == Mode::replaying) {
+            // What joins a replayed period must be in its footprint, which the record claimed in full.
+            if (!std::includes(p->links.begin(), p->links.end(), fp.links.begin(), fp.links.end()) ||
+                !std::includes(p->chips.begin(), p->chips.end(), fp.chips.begin(), fp.chips.end())) {
+                conflict(*p);
+                return nullptr;
+            }
+            return p;
+        }
+        take(*p, fp);
+        return p;
+    }
+    // Several periods: one plain period from now on (a replayed one cannot be merged).
+    for (const int id : owners) {
+        if (m_periods.at(id)->mode == Mode::replaying) {
+            conflict(*m_periods.at(id));
+            return nullptr;
+        }
+    }
+    for (const int id : owners) {
+        Period& q = *m_periods.at(id);
+        if (q.mode != Mode::pending) continue;
+        q.mode = Mode::plain;
+        std::vector<BatchItem> items = std::move(q.pending);
+        q.pending.clear();
+        for (const BatchItem& item : items) launch(item, q.id, q.items++);
+    }
+    p->mode = Mode::plain;
+    for (const int id : owners) {
+        if (id == p->id) continue;
+        std::unique_ptr<Period> q = std::move(m_periods.at(id));
+        m_periods.erase(id);
+        m_merged_into[id] = p->id;
+        p->active += q->active;
+        for (const std::size_t l : q->links) m_link_owner[l] = p->id;
+        for (const int c : q->chips) m_chip_owner[static_cast<std::size_t>(c)] = p->id;
+        std::vector<std::size_t> links;
+        std::set_union(p->links.begin(), p->links.end(), q->links.begin(), q->links.end(), std::back_inserter(links));
+        p->links = std::move(links);
+        std::vector<int> chips;
+        std::set_union(p->chips.begin(), p->chips.end(), q->chips.begin(), q->chips.end(), std::back_inserter(chips));
+        p->chips = std::move(chips);
+    }
+    take(*p, fp);
+    return p;
+}
+
+// Everything that starts at this time on a free footprint begins one period: closed once a whole delta
+// cycle has passed without another start joining it, then replayed, or simulated and recorded.
+void CollectiveEngine::close_pending() {
+    std::vector<int> ready;
+    bool waiting = false;
+    for (const auto& [id, p] : m_periods) {
+        if (p->mode != Mode::pending) continue;
+        if (sc_core::sc_delta_count() <= p->added_delta + 1)
+            waiting = true;
+        else
+            ready.push_back(id);
+    }
+    if (waiting) m_close_event.notify(sc_core::SC_ZERO_TIME);
+    for (const int id : ready) {
+        Period& p = *m_periods.at(id);
+        std::vector<BatchItem> items = std::move(p.pending);
+        p.pending.clear();
+        Footprint fp;
+        for (const auto& b : items) fp.add(footprint(b));
+        p.key = fp.key + "@" + p.context;
+        const auto it = m_memo.find(p.key);
+        bool free = it != m_memo.end() && m_skip.count(p.key) == 0;
+        if (free) {
+            for (const std::size_t l : it->second.links) free = free && (m_link_owner[l] < 0 || m_link_owner[l] == id);
+            for (const int c : it->second.chips)
+                free = free && (m_chip_owner[static_cast<std::size_t>(c)] < 0 ||
+                                m_chip_owner[static_cast<std::size_t>(c)] == id);
+        }
+        if (free) {
+            begin_replay(p, it->second);
+            for (auto& b : items) p.on_done.push_back(std::move(b.on_done));
+            p.items = items.size();
+            arm(p);
+            continue;
+        }
+        begin_record(p);
+        std::vector<Done*> done;
+        for (auto& b : items) done.push_back(&b.on_done);
+        starts(p, fp.key, done);
+        for (std::size_t k = 0; k < items.size(); ++k) launch(items[k], id, k);
+    }
+}
+
+// A started item of a period finished (simulated): recorded, and the period ends if it was the last.
+void CollectiveEngine::finish_item(int id, std::size_t item, std::uint64_t fs) {
+    Period* p = period(id);
+    if (p == nullptr) return;
+    --p->active;
+    if (p->mode == Mode::recording) p->record.events.push_back({false, fs - p->start_fs, {}, item, 0});
+    maybe_end(*p);
+}
+
+bool CollectiveEngine::idle(const Period& p) const {
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    for (const std::size_t l : p.links)
+        if (!m_cluster.topology().links()[l].link->idle(now)) return false;
+    for (const int c : p.chips)
         if (!m_cluster.endpoint(c).idle(now)) return false;
     return true;
 }
 
-// A batch as the memo tells batches apart: every transfer (chips, bytes, reduction, dependencies) and the
-// element size.
-std::string CollectiveEngine::batch_key(const std::vector<BatchItem>& items) {
-    std::string key;
-    for (const BatchItem& b : items) {
-        auto& fp = m_fingerprints[{b.schedule, b.layout}];
-        if (fp.empty()) {
-            std::string text;
-            for (const Transfer& t : b.schedule->transfers) {
-                text += fmt::format("{}>{}:{}:{}:", b.layout->chip_of_rank[static_cast<std::size_t>(t.src)],
-                                    b.layout->chip_of_rank[static_cast<std::size_t>(t.dst)], t.bytes, t.reduce ? 1 : 0);
-                for (int d : t.deps) text += fmt::format("{},", d);
-                text += ';';
-            }
-            fp = stable_hash(text);
+// A period whose traffic has finished and whose footprint is idle ends: its record is kept, and its links
+// and chips are free for others.
+void CollectiveEngine::maybe_end(Period& p) {
+    if (p.active != 0 || p.mode == Mode::replaying || p.mode == Mode::pending || !idle(p)) return;
+    if (p.mode == Mode::recording && m_memo.count(p.key) == 0) {
+        Record& r = p.record;
+        r.links = p.links;
+        r.chips = p.chips;
+        for (const std::size_t l : p.links) {
+            const hw::LinkStats& a = p.links0.at(l);
+            const hw::LinkStats& b = m_cluster.topology().links()[l].link->stats();
+            r.link_stats.push_back({l, {b.bytes - a.bytes, b.packets - a.packets, b.busy_fs - a.busy_fs}});
         }
-        key += fmt::format("{}/{};", fp, dtype_bytes(b.dtype));
+        for (const int c : p.chips) {
+            const hw::EndpointStats& a = p.chips0.at(c);
+            const hw::EndpointStats& b = m_cluster.endpoint(c).stats();
+            r.chip_stats.push_back(
+                {c,
+                 {b.messages_sent - a.messages_sent, b.bytes_sent - a.bytes_sent, b.bytes_received - a.bytes_received,
+                  b.bytes_reduced - a.bytes_reduced, b.packets_sent - a.packets_sent, b.dma_busy_fs - a.dma_busy_fs,
+                  b.vector_busy_fs - a.vector_busy_fs}});
+        }
+        m_memo.emplace(p.key, std::move(r));
+        ++m_memo_stats.recorded;
     }
-    return key;
+    for (const std::size_t l : p.links) m_link_owner[l] = -1;
+    for (const int c : p.chips) m_chip_owner[static_cast<std::size_t>(c)] = -1;
+    if (p.wake >= 0) m_wake_period[static_cast<std::size_t>(p.wake)] = -1;
+    m_periods.erase(p.id);
 }
 
-bool CollectiveEngine::starts(const std::string& key, std::vector<Done*> done) {
+// What starts in a period: during a recording, an event; during a replay, the next event of the record, or
+// a conflict. False when the traffic is not to be simulated.
+bool CollectiveEngine::starts(Period& p, const std::string& key, std::vector<Done*> done) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
-    if (m_replay.record != nullptr) {
-        const auto& events = m_replay.record->events;
-        const Event* e = m_replay.next < events.size() ? &events[m_replay.next] : nullptr;
-        if (e == nullptr || !e->start || m_replay.start_fs + e->rel_fs != now || e->key != key ||
-            e->count != done.size()) {
-            conflict();
+    if (p.mode == Mode::replaying) {
+        const auto& events = p.replay->events;
+        const Event* e = p.next < events.size() ? &events[p.next] : nullptr;
+        if (e == nullptr || !e->start || p.start_fs + e->rel_fs != now || e->key != key || e->count != done.size()) {
+            conflict(p);
             return false;
         }
-        ++m_replay.next;
-        for (Done* d : done) m_replay.on_done.push_back(std::move(*d));
-        arm_replay();
+        ++p.next;
+        for (Done* d : done) p.on_done.push_back(std::move(*d));
+        p.items += done.size();
+        arm(p);
         return false;
     }
-    if (m_rec.on) {
-        m_rec.record.events.push_back({true, now - m_rec.start_fs, key, m_rec.items, done.size()});
-        for (Done* d : done) {
-            *d = [this, item = m_rec.items++, cb = std::move(*d)](std::uint64_t fs) {
-                record_done(item, fs);
-                if (cb) cb(fs);
-            };
-        }
-    }
+    if (p.mode == Mode::recording) p.record.events.push_back({true, now - p.start_fs, key, p.items, done.size()});
+    p.items += done.size();
     return true;
 }
 
-void CollectiveEngine::begin_record(std::uint64_t now) {
-    m_rec = Recording{};
-    m_rec.on = true;
-    m_rec.start_fs = now;
-    m_rec.first_id = m_next_id;
-    for (const auto& l : m_cluster.topology().links()) m_rec.links0.push_back(l.link->stats());
-    for (int c = 0; c < m_cluster.chips(); ++c) m_rec.endpoints0.push_back(m_cluster.endpoint(c).stats());
+void CollectiveEngine::begin_record(Period& p) {
+    p.mode = Mode::recording;
+    p.start_fs = sc_core::sc_time_stamp().value();
+    for (const std::size_t l : p.links) p.links0[l] = m_cluster.topology().links()[l].link->stats();
+    for (const int c : p.chips) p.chips0[c] = m_cluster.endpoint(c).stats();
 }
 
-void CollectiveEngine::record_done(std::size_t item, std::uint64_t fs) {
-    if (!m_rec.on) return;
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
-    m_rec.record.events.push_back({false, fs - m_rec.start_fs, {}, item, 0});
-    if (m_active == 0 && network_idle(now)) finish_record();
-}
-
-// The network is idle again: the busy period's record is complete.
-void CollectiveEngine::finish_record() {
-    m_rec.on = false;
-    Record& r = m_rec.record;
-    r.messages = m_next_id - m_rec.first_id;
-    const auto& links = m_cluster.topology().links();
-    for (std::size_t i = 0; i < links.size(); ++i) {
-        const hw::LinkStats& a = m_rec.links0[i];
-        const hw::LinkStats& b = links[i].link->stats();
-        if (b.packets == a.packets && b.busy_fs == a.busy_fs) continue;
-        r.links.push_back({i, {b.bytes - a.bytes, b.packets - a.packets, b.busy_fs - a.busy_fs}});
-    }
-    for (int c = 0; c < m_cluster.chips(); ++c) {
-        const hw::EndpointStats& a = m_rec.endpoints0[static_cast<std::size_t>(c)];
-        const hw::EndpointStats& b = m_cluster.endpoint(c).stats();
-        r.next_ring.push_back(m_cluster.endpoint(c).next_ring());
-        if (b.messages_sent == a.messages_sent && b.bytes_received == a.bytes_received) continue;
-        r.endpoints.push_back(
-            {c,
-             {b.messages_sent - a.messages_sent, b.bytes_sent - a.bytes_sent, b.bytes_received - a.bytes_received,
-              b.bytes_reduced - a.bytes_reduced, b.packets_sent - a.packets_sent, b.dma_busy_fs - a.dma_busy_fs,
-              b.vector_busy_fs - a.vector_busy_fs}});
-    }
-    m_memo.emplace(std::move(m_rec.key), std::move(r));
-    ++m_memo_stats.recorded;
-}
-
-void CollectiveEngine::begin_replay(const Record& r, std::uint64_t now) {
+void CollectiveEngine::begin_replay(Period& p, const Record& r) {
     ++m_memo_stats.replayed;
-    m_next_id += r.messages;
-    for (const auto& [i, d] : r.links) m_cluster.topology().mutable_link(i).add_stats(d);
-    for (const auto& [c, d] : r.endpoints) m_cluster.endpoint(c).add_stats(d);
-    for (int c = 0; c < m_cluster.chips(); ++c)
-        m_cluster.endpoint(c).set_next_ring(r.next_ring[static_cast<std::size_t>(c)]);
-    m_replay.start_fs = now;
-    m_replay.record = &r;
-    m_replay.next = 1;  // events[0] is this start
-    m_replay.on_done.clear();
-    if (!m_replay_wake) m_replay_wake = std::make_unique<hw::Wakeup>([this] { deliver_replayed(); });
+    p.mode = Mode::replaying;
+    p.start_fs = sc_core::sc_time_stamp().value();
+    Footprint fp;
+    fp.links = r.links;
+    fp.chips = r.chips;
+    take(p, fp);
+    for (const auto& [l, d] : r.link_stats) m_cluster.topology().mutable_link(l).add_stats(d);
+    for (const auto& [c, d] : r.chip_stats) m_cluster.endpoint(c).add_stats(d);
+    p.replay = &r;
+    p.next = 1;  // events[0] is this start
+    for (std::size_t w = 0; w < m_wake_period.size() && p.wake < 0; ++w)
+        if (m_wake_period[w] < 0) p.wake = static_cast<int>(w);
+    if (p.wake < 0) {
+        p.wake = static_cast<int>(m_wakes.size());
+        m_wake_period.push_back(-1);
+        m_wakes.emplace_back([this, w = p.wake] {
+            const int id = m_wake_period[static_cast<std::size_t>(w)];
+            if (id >= 0) deliver(id);
+        });
+    }
+    m_wake_period[static_cast<std::size_t>(p.wake)] = p.id;
 }
 
 // Wakes for the next completion, or just after the next start is due (it must have come by then).
-void CollectiveEngine::arm_replay() {
-    if (m_replay.record == nullptr) return;
-    const Event& e = m_replay.record->events[m_replay.next];
-    const std::uint64_t at = m_replay.start_fs + e.rel_fs + (e.start ? 1 : 0);
-    m_replay_wake->notify(at - sc_core::sc_time_stamp().value());
+void CollectiveEngine::arm(Period& p) {
+    const Event& e = p.replay->events[p.next];
+    const std::uint64_t at = p.start_fs + e.rel_fs + (e.start ? 1 : 0);
+    m_wakes[static_cast<std::size_t>(p.wake)].notify(at - sc_core::sc_time_stamp().value());
 }
 
-void CollectiveEngine::deliver_replayed() {
+void CollectiveEngine::deliver(int id) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
-    while (m_replay.record != nullptr) {
-        const auto& events = m_replay.record->events;
-        const Event& e = events[m_replay.next];
-        const std::uint64_t at = m_replay.start_fs + e.rel_fs;
+    for (;;) {
+        Period* p = period(id);
+        if (p == nullptr || p->mode != Mode::replaying) return;
+        const auto& events = p->replay->events;
+        const Event& e = events[p->next];
+        const std::uint64_t at = p->start_fs + e.rel_fs;
         if (e.start) {
             if (at < now)
-                conflict();  // it did not come
+                conflict(*p);  // it did not come
             else
-                arm_replay();
+                arm(*p);
             return;
         }
         if (at > now) {
-            arm_replay();
+            arm(*p);
             return;
         }
-        // The last completion ends the replay first: what its callback starts begins a new busy period.
-        if (++m_replay.next == events.size()) m_replay.record = nullptr;
-        Done cb = std::move(m_replay.on_done[e.item]);
+        Done cb = std::move(p->on_done[e.item]);
+        // The last completion ends the period first: what its callback starts begins a new one.
+        if (++p->next == events.size()) {
+            p->mode = Mode::plain;
+            maybe_end(*p);
+        }
         if (cb) cb(at);
     }
+}
+
+void CollectiveEngine::conflict(const Period& p) {
+    if (m_conflict) return;
+    m_conflict = true;
+    m_conflict_key = p.key;
+    sc_core::sc_stop();
 }
 
 std::string CollectiveEngine::export_memo() const {
     nlohmann::json all = nlohmann::json::object();
     for (const auto& [key, r] : m_memo) {
         nlohmann::json events = nlohmann::json::array(), links = nlohmann::json::array(),
-                       endpoints = nlohmann::json::array();
+                       chips = nlohmann::json::array();
         for (const Event& e : r.events) events.push_back({e.start, e.rel_fs, e.key, e.item, e.count});
-        for (const auto& [i, d] : r.links) links.push_back({i, d.bytes, d.packets, d.busy_fs});
-        for (const auto& [c, d] : r.endpoints) {
-            endpoints.push_back({c, d.messages_sent, d.bytes_sent, d.bytes_received, d.bytes_reduced, d.packets_sent,
-                                 d.dma_busy_fs, d.vector_busy_fs});
+        for (const auto& [i, d] : r.link_stats) links.push_back({i, d.bytes, d.packets, d.busy_fs});
+        for (const auto& [c, d] : r.chip_stats) {
+            chips.push_back({c, d.messages_sent, d.bytes_sent, d.bytes_received, d.bytes_reduced, d.packets_sent,
+                             d.dma_busy_fs, d.vector_busy_fs});
         }
-        all[key] = {{"events", events},
-                    {"messages", r.messages},
-                    {"links", links},
-                    {"endpoints", endpoints},
-                    {"next_ring", r.next_ring}};
+        all[key] = {
+            {"events", events}, {"links", r.links}, {"chips", r.chips}, {"link_stats", links}, {"chip_stats", chips}};
     }
     return all.dump();
 }
@@ -387,13 +550,14 @@ void CollectiveEngine::import_memo(const std::string& text) {
             r.events.push_back({e.at(0).get<bool>(), e.at(1).get<std::uint64_t>(), e.at(2).get<std::string>(),
                                 e.at(3).get<std::size_t>(), e.at(4).get<std::size_t>()});
         }
-        r.messages = j.at("messages").get<std::uint64_t>();
-        for (const auto& l : j.at("links")) {
-            r.links.push_back(
+        r.links = j.at("links").get<std::vector<std::size_t>>();
+        r.chips = j.at("chips").get<std::vector<int>>();
+        for (const auto& l : j.at("link_stats")) {
+            r.link_stats.push_back(
                 {l.at(0).get<std::size_t>(),
                  {l.at(1).get<std::uint64_t>(), l.at(2).get<std::uint64_t>(), l.at(3).get<std::uint64_t>()}});
         }
-        for (const auto& e : j.at("endpoints")) {
+        for (const auto& e : j.at("chip_stats")) {
             hw::EndpointStats d;
             d.messages_sent = e.at(1).get<std::uint64_t>();
             d.bytes_sent = e.at(2).get<std::uint64_t>();
@@ -402,18 +566,10 @@ void CollectiveEngine::import_memo(const std::string& text) {
             d.packets_sent = e.at(5).get<std::uint64_t>();
             d.dma_busy_fs = e.at(6).get<std::uint64_t>();
             d.vector_busy_fs = e.at(7).get<std::uint64_t>();
-            r.endpoints.push_back({e.at(0).get<int>(), d});
+            r.chip_stats.push_back({e.at(0).get<int>(), d});
         }
-        r.next_ring = j.at("next_ring").get<std::vector<int>>();
         m_memo.emplace(key, std::move(r));
     }
-}
-
-void CollectiveEngine::conflict() {
-    if (m_conflict) return;
-    m_conflict = true;
-    m_replay.record = nullptr;
-    sc_core::sc_stop();
 }
 
 }  // namespace trnsim::runtime

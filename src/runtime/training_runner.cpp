@@ -154,21 +154,21 @@ struct SimOutcome {
     std::vector<StageBreakdown> stages;
     std::uint64_t collectives = 0, transfers = 0;
     std::uint64_t replayed = 0;  // collective batches replayed from the engine's memo
-    bool memo_conflict = false;  // the memo could not be trusted: simulate again without it
 };
 
 constexpr std::uint64_t k_never = ~std::uint64_t{0};
 
 class StepSimulation {
 public:
-    StepSimulation(const Setup& setup, const Config& config, std::int64_t microbatches, bool trace, bool memo)
+    StepSimulation(const Setup& setup, const Config& config, std::int64_t microbatches, bool trace, bool memo,
+                   const std::set<std::string>& skip)
         : m_trace_on(trace),
           m_setup(setup),
           m_spec(hw::ClusterSpec::from_config(config)),
           m_cluster("cluster", m_spec, config),
           m_engine(m_cluster),
           m_m(microbatches) {
-        if (memo) m_engine.enable_memo();
+        if (memo) m_engine.enable_memo(skip);
         const int pp = static_cast<int>(setup.stages.size());
         for (int s = 0; s < pp; ++s) m_stage.emplace_back();
         for (int s = 0; s < pp; ++s) {
@@ -194,7 +194,6 @@ public:
         o.collectives = m_collectives;
         o.transfers = m_transfers;
         o.replayed = m_engine.memo_stats().replayed;
-        o.memo_conflict = m_engine.memo_conflict();
         o.trace = m_trace;
         for (const auto& l : m_cluster.topology().links()) {
             const double b = static_cast<double>(l.link->stats().bytes);
@@ -447,16 +446,24 @@ private:
             Rendezvous& rv = m_rendezvous[key];
             rv.waiters.push_back(finish);
             if (static_cast<std::size_t>(++rv.arrived) < stages) return;
-            launch(op, groups, [this, key] {
-                for (auto& w : m_rendezvous[key].waiters) w();
-                m_rendezvous.erase(key);
-            });
+            std::string context;
+            for (const auto& st : m_stage) context += st.at + "/" + st.step_at + ";";
+            launch(
+                op, groups,
+                [this, key] {
+                    for (auto& w : m_rendezvous[key].waiters) w();
+                    m_rendezvous.erase(key);
+                },
+                context);
             return;
         }
-        launch(op, groups, finish);
+        launch(op, groups, finish, stage(s).at + "/" + stage(s).step_at);
     }
 
-    void launch(const Op& op, const std::vector<std::vector<int>>& groups, std::function<void()> on_all_done) {
+    // Starts the op's collective for every group at once; `context`: where the stages that start it are (the
+    // collective engine's memo keeps its records per context).
+    void launch(const Op& op, const std::vector<std::vector<int>>& groups, std::function<void()> on_all_done,
+                const std::string& context) {
         auto left = std::make_shared<std::size_t>(groups.size());
         std::vector<CollectiveEngine::BatchItem> batch;
         for (const auto& g : groups) {
@@ -467,8 +474,6 @@ private:
                                  if (--*left == 0) on_all_done();
                              }});
         }
-        std::string context;
-        for (const auto& st : m_stage) context += st.at + "/" + st.step_at + ";";
         m_engine.start_batch(std::move(batch), context);
     }
 
@@ -599,49 +604,56 @@ SimOutcome from_json(const nlohmann::json& j) {
 
 // Simulates the step with each micro-batch count, each in its own child process, with the collective
 // engine's memo (docs/adr/0006): the smallest count first, alone; its records then serve the others, in
-// parallel. A count whose memo met a conflict is simulated again without it. The first count's simulation
-// records the trace (when asked).
+// parallel. A count whose replay met a conflict is simulated again without that record (at most
+// k_memo_attempts times, then without the memo). The first count's simulation records the trace (when asked).
 std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const std::vector<std::int64_t>& counts) {
+    constexpr int k_memo_attempts = 4;
+    const std::string conflict_tag = "memo conflict: ";
     std::vector<std::string> texts(counts.size());
-    auto run = [&](const std::vector<std::size_t>& which, bool memo, const std::string& records) {
-        std::vector<std::function<std::string()>> bodies;
-        for (const std::size_t i : which) {
-            const std::int64_t m = counts[i];
-            const bool trace = i == 0 && setup.options.trace;
-            bodies.push_back([&setup, &config, &records, m, trace, memo] {
-                init_systemc();
-                StepSimulation sim(setup, config, m, trace, memo);
-                if (!records.empty()) sim.engine().import_memo(records);
-                run_simulation();
-                const SimOutcome o = sim.outcome();
-                if (o.memo_conflict) return std::string("memo conflict");
-                if (!sim.finished()) throw std::logic_error("training step: a stage did not finish (deadlock)");
-                return nlohmann::json{{"outcome", to_json(o)}, {"memo", memo ? sim.engine().export_memo() : ""}}.dump();
-            });
+    std::vector<std::set<std::string>> skip(counts.size());
+    // Runs the counts `which` (in parallel) until none meets a conflict.
+    auto run = [&](std::vector<std::size_t> which, const std::string& records) {
+        for (int attempt = 0; !which.empty(); ++attempt) {
+            const bool memo = setup.options.memo && attempt < k_memo_attempts;
+            std::vector<std::function<std::string()>> bodies;
+            for (const std::size_t i : which) {
+                const std::int64_t m = counts[i];
+                const bool trace = i == 0 && setup.options.trace;
+                const std::set<std::string>& no = skip[i];
+                bodies.push_back([&setup, &config, &records, &no, &conflict_tag, m, trace, memo] {
+                    init_systemc();
+                    StepSimulation sim(setup, config, m, trace, memo, no);
+                    if (memo && !records.empty()) sim.engine().import_memo(records);
+                    run_simulation();
+                    if (sim.engine().memo_conflict()) return conflict_tag + sim.engine().memo_conflict_key();
+                    if (!sim.finished()) throw std::logic_error("training step: a stage did not finish (deadlock)");
+                    return nlohmann::json{{"outcome", to_json(sim.outcome())},
+                                          {"memo", memo ? sim.engine().export_memo() : ""}}
+                        .dump();
+                });
+            }
+            const int jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+            const std::vector<std::string> out = run_isolated_all(bodies, jobs);
+            std::vector<std::size_t> again;
+            for (std::size_t k = 0; k < which.size(); ++k) {
+                texts[which[k]] = out[k];
+                if (out[k].rfind(conflict_tag, 0) == 0) {
+                    skip[which[k]].insert(out[k].substr(conflict_tag.size()));
+                    again.push_back(which[k]);
+                }
+            }
+            which = std::move(again);
         }
-        const int jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-        const std::vector<std::string> out = run_isolated_all(bodies, jobs);
-        std::vector<std::size_t> again;
-        for (std::size_t k = 0; k < which.size(); ++k) {
-            texts[which[k]] = out[k];
-            if (out[k] == "memo conflict") again.push_back(which[k]);
-        }
-        return again;
     };
     // The smallest count first (the others repeat its busy periods), then the rest.
     const auto first = static_cast<std::size_t>(std::min_element(counts.begin(), counts.end()) - counts.begin());
+    run({first}, {});
     std::string records;
-    const bool memo = setup.options.memo;
-    auto redo = run({first}, memo, records);
-    if (!redo.empty()) run(redo, false, records);
     if (texts[first].rfind("{", 0) == 0) records = nlohmann::json::parse(texts[first]).at("memo").get<std::string>();
     std::vector<std::size_t> rest;
     for (std::size_t i = 0; i < counts.size(); ++i)
         if (i != first) rest.push_back(i);
-    if (!rest.empty()) {
-        redo = run(rest, memo, records);
-        if (!redo.empty()) run(redo, false, {});
-    }
+    run(rest, records);
     std::vector<SimOutcome> out;
     for (const std::string& text : texts) {
         if (text.rfind("error: ", 0) == 0)
@@ -837,7 +849,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     r.stages = outcome.stages;
     r.collectives = outcome.collectives;
     r.transfers = outcome.transfers;
-    r.collectives_replayed = outcome.replayed;
+    r.busy_periods_replayed = outcome.replayed;
     r.tokens_per_s = static_cast<double>(tr.tokens_per_step()) / r.step_time_s;
     r.model_flops = workload::model_flops_per_step(setup.model, tr);
     r.peak_flops = static_cast<double>(cluster.chips()) * chip.cores * chip.core_peak_flops(tr.dtype);

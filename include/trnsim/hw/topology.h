@@ -129,6 +129,7 @@ struct Message {
     std::uint64_t packets_left = 0;
     std::uint64_t done_fs = 0;
     int ring = 0;
+    int reducer = -1;  // the receiving chip's core that adds it (assigned when its first packet arrives)
     std::vector<std::int32_t> flow_slots;  // per hop, for the links (Packet::flow_slots)
     int in_window = 0;                     // packets handed to the first link and not yet started there
     bool parked = false;                   // out of its ring's rotation until a credit returns
@@ -166,13 +167,12 @@ public:
     void send(Message* m);
     // A packet arriving at this chip (head and tail times at the chip).
     void accept(Packet* p) override;
-    // Restarts the round-robin assignment of messages to DMA rings: called between independent
-    // collectives so that a result does not depend on what ran before.
-    void restart_assignment() { m_next_ring = 0; }
-    // The ring the next message goes to, and setting it (CollectiveEngine's memo replays a stretch of traffic
-    // without sending its messages, and leaves the assignment where they would have).
-    int next_ring() const { return m_next_ring; }
-    void set_next_ring(int ring) { m_next_ring = ring; }
+    // Restarts the round-robin assignments (messages to DMA rings, received reductions to vector engines):
+    // done when traffic starts on the idle chip, so that a result does not depend on what ran before.
+    void restart_assignment() {
+        m_next_ring = 0;
+        m_next_reducer = 0;
+    }
     // Nothing to send, receive, reduce or write at time `now_fs`.
     bool idle(std::uint64_t now_fs) const;
     // Adds what a replayed stretch of traffic did at this endpoint.
@@ -212,6 +212,7 @@ private:
     PacketPool& m_pool;
     std::vector<std::unique_ptr<Ring>> m_rings;
     int m_next_ring = 0;
+    int m_next_reducer = 0;  // the core whose vector engine reduces the next message that arrives
     double m_ring_fs_per_byte;
     std::uint64_t m_descriptor_fs;
     std::uint64_t m_transfer_fs;

@@ -8,22 +8,28 @@
 // Ranks are numbered along the cluster's ring order: each node's Hamiltonian order, node after node,
 // `ranks_per_chip` consecutive ranks per chip; so consecutive ranks are neighbours or on one chip.
 //
-// Memo (enable_memo, docs/adr/0006): traffic that starts on an idle network evolves the same way whenever
-// it starts, as every model on its path is shift-invariant, until the network is idle again (a busy period).
-// The engine records each busy period it simulates: the collectives (and sends) started in it, when, and
-// when each finished, relative to its start, and what it added to every link's and endpoint's counters.
-// Traffic that starts on an idle network assigns DMA rings afresh (restart()). A later busy period that
-// starts with the same collectives, in the same caller's context, is replayed from the record instead of simulated, as
-// long as everything started during it matches the record (same traffic, same time, same order relative to the
-// completions). If anything deviates, the replay cannot be trusted: the engine flags a conflict and stops the
-// simulation, and the caller simulates again without the memo.
+// Busy periods (docs/adr/0006): traffic that starts on idle chips and links claims them (its footprint: the
+// chips it reads and writes, the links its routes cross) until they are idle again; traffic touching a busy
+// period's footprint joins it, and traffic touching two merges them. Independent traffic (another pipeline
+// stage's tensor-parallel group) forms its own period. A chip restarts its DMA ring and reducer assignments
+// when a period claims it, so a period evolves the same way whenever it starts: every model on its path is
+// shift-invariant.
+//
+// Memo (enable_memo): the engine records the periods it simulates (what started, when, when each part
+// finished, relative to the start, and what they added to their links' and endpoints' counters); a later
+// period that starts with the same traffic in the same caller's context, on a footprint that is free, is
+// replayed from the record instead of simulated, as long as whatever joins it matches the record (same
+// traffic, same time, same order relative to the completions). Anything else is a conflict: the engine stops
+// the simulation and names the record (memo_conflict_key), and the caller simulates again without it.
 
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "trnsim/core/numeric.h"
@@ -62,11 +68,13 @@ public:
     void start_batch(std::vector<BatchItem> items, const std::string& context = {});
     // A point-to-point transfer between two ranks at the current time.
     void send(int src_rank, int dst_rank, std::uint64_t bytes, Done on_done);
-    // Replays recorded batches from now on. Requires that schedules and layouts are not freed and reused
-    // during the simulation (their addresses identify them).
-    void enable_memo();
-    // Something started while a replayed batch was running: the simulation was stopped and is not valid.
+    // Records and replays busy periods from now on, except those of the records named in `skip`. Requires
+    // that schedules and layouts are not freed and reused during the simulation (their addresses identify them).
+    void enable_memo(std::set<std::string> skip = {});
+    // Something joined a replayed period that its record does not know: the simulation was stopped and is
+    // not valid; the record's key.
     bool memo_conflict() const { return m_conflict; }
+    const std::string& memo_conflict_key() const { return m_conflict_key; }
     struct MemoStats {
         std::uint64_t recorded = 0;  // busy periods simulated and recorded
         std::uint64_t replayed = 0;  // busy periods replayed from a record
@@ -95,67 +103,88 @@ private:
         Done on_done;
     };
     void submit(Job* job, std::size_t i);
-    Job* launch(const BatchItem& item);
+    // Starts the item's transfers as part of period `period` (its `item`-th item).
+    void launch(const BatchItem& item, int period, std::size_t index);
 
-    // Memo.
+    // What traffic touches: the links its routes cross and its chips (sorted), and, for a batch, the memo's
+    // name for its transfers (chips, bytes, reduction, dependencies) and element size.
+    struct Footprint {
+        std::string key;
+        std::vector<std::size_t> links;
+        std::vector<int> chips;
+        void add(const Footprint& o);
+    };
+    Footprint footprint(const BatchItem& item);
+    Footprint p2p_footprint(int src_chip, int dst_chip, std::uint64_t bytes);
+
     struct Event {
         bool start = false;
-        std::uint64_t rel_fs = 0;  // after the busy period's start
+        std::uint64_t rel_fs = 0;  // after the period's start
         std::string key;           // start: what started
         std::size_t item = 0;      // start: its first item; completion: the item (numbered in start order)
         std::size_t count = 0;     // start: items
     };
     struct Record {
-        std::vector<Event> events;                                 // the first is the start of the busy period
-        std::uint64_t messages = 0;                                // message ids used
-        std::vector<std::pair<std::size_t, hw::LinkStats>> links;  // counters added, by link index
-        std::vector<std::pair<int, hw::EndpointStats>> endpoints;  // by chip
-        std::vector<int> next_ring;                                // per chip, at the end
+        std::vector<Event> events;       // the first is the period's start
+        std::vector<std::size_t> links;  // the footprint, at the end
+        std::vector<int> chips;
+        std::vector<std::pair<std::size_t, hw::LinkStats>> link_stats;  // counters added
+        std::vector<std::pair<int, hw::EndpointStats>> chip_stats;
     };
-    bool network_idle(std::uint64_t now) const;
-    std::string batch_key(const std::vector<BatchItem>& items);
+    enum class Mode { pending, plain, recording, replaying };
+    struct Period {
+        int id = 0;
+        Mode mode = Mode::plain;
+        std::vector<std::size_t> links;  // claimed
+        std::vector<int> chips;
+        std::uint64_t active = 0;  // started and not finished (simulated)
+        std::size_t items = 0;     // numbered so far
+        // pending: what starts at this time, until a delta cycle passes without more
+        std::vector<BatchItem> pending;
+        std::string context;
+        std::uint64_t added_delta = 0;
+        // recording and replaying
+        std::string key;
+        std::uint64_t start_fs = 0;
+        Record record;
+        std::map<std::size_t, hw::LinkStats> links0;  // counters when claimed
+        std::map<int, hw::EndpointStats> chips0;
+        const Record* replay = nullptr;
+        std::size_t next = 0;  // in replay->events
+        std::vector<Done> on_done;
+        int wake = -1;  // index in m_wakes
+    };
+    Period* period(int id);
+    Period& new_period(Mode mode);
+    // The period `fp` belongs to after claiming what of it is free: a new one, the one it touches, or the
+    // merge of those it touches (nullptr: a conflict).
+    Period* claim(const Footprint& fp);
+    void take(Period& p, const Footprint& fp);
     void close_pending();
-    void flush_pending();
-    // What starts: during a recording, wraps `done` callbacks to record their completion; during a replay,
-    // matches the record (or flags a conflict) and takes the callbacks. True when the traffic is to be
-    // simulated.
-    bool starts(const std::string& key, std::vector<Done*> done);
-    void begin_record(std::uint64_t now);
-    void record_done(std::size_t item, std::uint64_t fs);
-    void finish_record();
-    void begin_replay(const Record& r, std::uint64_t now);
-    void arm_replay();
-    void deliver_replayed();
-    void conflict();
+    void finish_item(int period, std::size_t item, std::uint64_t fs);
+    void maybe_end(Period& p);
+    bool starts(Period& p, const std::string& key, std::vector<Done*> done);
+    void begin_record(Period& p);
+    void begin_replay(Period& p, const Record& r);
+    void arm(Period& p);
+    void deliver(int period);
+    void conflict(const Period& p);
+    bool idle(const Period& p) const;
 
     bool m_memo_on = false;
     bool m_conflict = false;
+    std::string m_conflict_key;
+    std::set<std::string> m_skip;
     MemoStats m_memo_stats;
     std::map<std::string, Record> m_memo;
-    std::map<std::pair<const Schedule*, const RankLayout*>, std::string> m_fingerprints;
-    std::uint64_t m_active = 0;  // collectives and sends started and not finished
-    struct Recording {
-        bool on = false;
-        std::string key;
-        std::uint64_t start_fs = 0, first_id = 0;
-        std::size_t items = 0;
-        Record record;
-        std::vector<hw::LinkStats> links0;
-        std::vector<hw::EndpointStats> endpoints0;
-    } m_rec;
-    struct Replaying {
-        std::uint64_t start_fs = 0;
-        const Record* record = nullptr;
-        std::size_t next = 0;  // in record->events
-        std::vector<Done> on_done;
-    } m_replay;
-    std::unique_ptr<hw::Wakeup> m_replay_wake;
-    struct Pending {
-        bool open = false;
-        std::vector<BatchItem> items;
-        std::string context;
-        std::uint64_t added_delta = 0;
-    } m_pending;
+    std::map<std::pair<const Schedule*, const RankLayout*>, Footprint> m_footprints;
+    std::unordered_map<const hw::PacketSink*, std::size_t> m_link_index;
+    std::map<int, std::unique_ptr<Period>> m_periods;
+    std::map<int, int> m_merged_into;
+    int m_next_period = 0;
+    std::vector<int> m_link_owner, m_chip_owner;  // period id or -1
+    std::deque<hw::Wakeup> m_wakes;               // never freed: the wake-up queue may hold them
+    std::vector<int> m_wake_period;               // per wake: the period it serves, or -1 (free)
     sc_core::sc_event m_close_event;
 
     hw::Cluster& m_cluster;

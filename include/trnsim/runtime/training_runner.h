@@ -104,7 +104,7 @@ struct TrainingResult {
     std::uint64_t distinct_kernels = 0, kernel_cache_hits = 0, kernel_cache_misses = 0;
     double kernel_wall_s = 0;
     std::uint64_t collectives = 0, transfers = 0;  // started, in the last simulation
-    std::uint64_t collectives_replayed = 0;        // of its batches, replayed from the memo (docs/adr/0006)
+    std::uint64_t busy_periods_replayed = 0;       // busy periods replayed from the memo (docs/adr/0006)
     std::vector<TraceEvent> trace;                 // with TrainingOptions::trace: the longest simulation
     double wall_s = 0;
     std::map<std::string, ConfigValue> config;
