@@ -178,3 +178,74 @@ TEST_CASE("replaying collectives from the memo gives the step that simulating ev
         }
     }
 }
+
+namespace {
+
+// A deeper, narrow model with a small vocabulary: its pipeline stages are equal to within the embedding
+// and head, which are tiny here.
+std::string deep_model() {
+    static const std::string path = [] {
+        const auto p = std::filesystem::temp_directory_path() / ("trnsim_deep_" + std::to_string(::getpid()) + ".yaml");
+        std::ofstream(p) << "base: llama3-8b\nname: deep\nlayers: 16\nhidden: 512\nheads: 8\nkv_heads: 4\n"
+                            "ffn_hidden: 1536\nvocab: 128\nmax_seq: 1024\n";
+        return p.string();
+    }();
+    return path;
+}
+
+// Links, DMA and memory so fast that communication is free next to compute.
+Config free_comm_cluster(const std::string& topology) {
+    return hw::resolve_cluster_config(
+        "trn1.32xlarge", {},
+        {"cluster.topology=" + topology, "cluster.link.bandwidth=1000TB/s", "cluster.link.latency=0ns",
+         "chip.core.dma.transfer_latency=0ns", "chip.core.dma.descriptor_cost=0ns",
+         "chip.core.dma.engine_bandwidth=100TB/s", "chip.memory.bandwidth=10000TB/s", "chip.memory.ideal.latency=0ns"});
+}
+
+}  // namespace
+
+TEST_CASE("with free communication, the 1F1B bubble is (p-1)/(m+p-1) of the pipelined time", "[training]") {
+    // 4 stages of 4 layers, one rank each (trn1: 2 ranks per chip, 2 chips), m = 8 micro-batches.
+    auto o = options(1, 4, 1, 8);
+    o.model = deep_model();
+    o.sample_microbatches = 8;  // simulate all of them
+    const auto r = runtime::run_training(o, free_comm_cluster("ring:2"));
+    REQUIRE(r.stages.size() == 4);
+    const double p = 4, m = 8;
+    for (const auto& s : r.stages) {
+        INFO("stage " << s.stage);
+        // A stage idles waiting for its neighbours' activations and gradients (pipeline wait) and, once its
+        // last backward is done, for the other stages to reach the step's global gradient-norm all-reduce
+        // (exposed communication): together, the bubble of the pipelined part of the step.
+        const double idle = s.pipeline_wait_s + total(s.exposed_comm);
+        CHECK(idle / (idle + s.busy_s - s.optimizer_s) == Approx((p - 1) / (m + p - 1)).epsilon(0.03));
+    }
+}
+
+TEST_CASE("doubling the link bandwidth never slows a step", "[training]") {
+    for (const auto& [tp, pp, dp] : std::vector<std::tuple<int, int, int>>{{4, 1, 2}, {2, 2, 2}, {8, 1, 1}}) {
+        INFO("tp " << tp << " pp " << pp << " dp " << dp);
+        const auto o = options(tp, pp, dp, dp * 4);
+        const auto slow = runtime::run_training(
+            o, hw::resolve_cluster_config("trn1.32xlarge", {},
+                                          {"cluster.topology=ring:4", "cluster.link.bandwidth=20GB/s"}));
+        const auto fast = runtime::run_training(
+            o, hw::resolve_cluster_config("trn1.32xlarge", {},
+                                          {"cluster.topology=ring:4", "cluster.link.bandwidth=40GB/s"}));
+        CHECK(fast.step_time_s <= slow.step_time_s);
+        CHECK(fast.link_bytes == slow.link_bytes);  // the same traffic, faster
+    }
+}
+
+TEST_CASE("one rank on one core: the step is the sum of its kernels", "[training]") {
+    const Config one = hw::resolve_cluster_config("trn1.32xlarge", {}, {"cluster.topology=ring:1", "chip.cores=1"});
+    const auto r = runtime::run_training(options(1, 1, 1, 2), one);
+    REQUIRE(r.ranks == 1);
+    REQUIRE(r.stages.size() == 1);
+    const auto& s = r.stages[0];
+    CHECK(r.collectives == 0);
+    CHECK(total(s.exposed_comm) == 0);
+    CHECK(s.pipeline_wait_s == 0);
+    CHECK(s.busy_s == Approx(total(s.compute)).epsilon(1e-12));
+    CHECK(r.step_time_s == Approx(s.busy_s).epsilon(1e-12));
+}
