@@ -91,7 +91,8 @@ nlohmann::json to_json(const runtime::TrainingResult& r) {
                 {"kernel_wall_s", r.kernel_wall_s},
                 {"collectives", r.collectives},
                 {"transfers", r.transfers},
-                {"busy_periods_replayed", r.busy_periods_replayed}};
+                {"busy_periods_replayed", r.busy_periods_replayed},
+                {"busy_periods_simulated", r.busy_periods_simulated}};
     j["config"] = config_to_json(r.config);
     return j;
 }
@@ -161,10 +162,11 @@ std::string to_table(const runtime::TrainingResult& r) {
                        "simulation", r.microbatches, sims,
                        r.extrapolated ? ", step time extrapolated (affine, checked)" : "");
     out += fmt::format(
-        "  {:<22}{:.2f} s wall ({} distinct kernels, {} cached, {:.2f} s simulating them; {} collectives, {} busy "
-        "periods replayed)\n",
+        "  {:<22}{:.2f} s wall ({} distinct kernels, {} cached, {:.2f} s simulating them; {} collectives; busy periods "
+        "{} "
+        "simulated, {} replayed)\n",
         "simulator", r.wall_s, r.distinct_kernels, r.kernel_cache_hits, r.kernel_wall_s, r.collectives,
-        r.busy_periods_replayed);
+        r.busy_periods_simulated, r.busy_periods_replayed);
     return out;
 }
 

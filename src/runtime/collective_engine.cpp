@@ -317,6 +317,7 @@ CollectiveEngine::Period* CollectiveEngine::claim(const Footprint& fp) {
         for (const BatchItem& item : items) launch(item, q.id, q.items++);
     }
     p->mode = Mode::plain;
+    m_memo_stats.merged += owners.size() - 1;
     for (const int id : owners) {
         if (id == p->id) continue;
         std::unique_ptr<Period> q = std::move(m_periods.at(id));
@@ -401,6 +402,7 @@ bool CollectiveEngine::idle(const Period& p) const {
 // and chips are free for others.
 void CollectiveEngine::maybe_end(Period& p) {
     if (p.active != 0 || p.mode == Mode::replaying || p.mode == Mode::pending || !idle(p)) return;
+    if (!p.replayed) ++m_memo_stats.simulated;
     if (p.mode == Mode::recording && m_memo.count(p.key) == 0) {
         Record& r = p.record;
         r.links = p.links;
@@ -460,6 +462,7 @@ void CollectiveEngine::begin_record(Period& p) {
 void CollectiveEngine::begin_replay(Period& p, const Record& r) {
     ++m_memo_stats.replayed;
     p.mode = Mode::replaying;
+    p.replayed = true;
     p.start_fs = sc_core::sc_time_stamp().value();
     Footprint fp;
     fp.links = r.links;

@@ -153,7 +153,7 @@ struct SimOutcome {
     double link_bytes = 0, efa_bytes = 0;  // summed over every link a byte crossed
     std::vector<StageBreakdown> stages;
     std::uint64_t collectives = 0, transfers = 0;
-    std::uint64_t replayed = 0;  // collective batches replayed from the engine's memo
+    std::uint64_t replayed = 0, simulated = 0;  // busy periods of the collective engine (docs/adr/0006)
 };
 
 constexpr std::uint64_t k_never = ~std::uint64_t{0};
@@ -194,6 +194,7 @@ public:
         o.collectives = m_collectives;
         o.transfers = m_transfers;
         o.replayed = m_engine.memo_stats().replayed;
+        o.simulated = m_engine.memo_stats().simulated;
         o.trace = m_trace;
         for (const auto& l : m_cluster.topology().links()) {
             const double b = static_cast<double>(l.link->stats().bytes);
@@ -562,13 +563,10 @@ nlohmann::json to_json(const SimOutcome& o) {
     }
     nlohmann::json trace = nlohmann::json::array();
     for (const auto& e : o.trace) trace.push_back({e.stage, e.track, e.name, e.start_fs, e.end_fs});
-    return {{"trace", trace},
-            {"step", o.step_s},
-            {"stages", stages},
-            {"collectives", o.collectives},
-            {"transfers", o.transfers},
-            {"replayed", o.replayed},
-            {"link_bytes", o.link_bytes},
+    return {{"trace", trace},           {"step", o.step_s},
+            {"stages", stages},         {"collectives", o.collectives},
+            {"transfers", o.transfers}, {"replayed", o.replayed},
+            {"simulated", o.simulated}, {"link_bytes", o.link_bytes},
             {"efa_bytes", o.efa_bytes}};
 }
 
@@ -582,6 +580,7 @@ SimOutcome from_json(const nlohmann::json& j) {
     o.collectives = j.at("collectives").get<std::uint64_t>();
     o.transfers = j.at("transfers").get<std::uint64_t>();
     o.replayed = j.at("replayed").get<std::uint64_t>();
+    o.simulated = j.at("simulated").get<std::uint64_t>();
     o.link_bytes = j.at("link_bytes").get<double>();
     o.efa_bytes = j.at("efa_bytes").get<double>();
     auto shares = [](const nlohmann::json& a) {
@@ -850,6 +849,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     r.collectives = outcome.collectives;
     r.transfers = outcome.transfers;
     r.busy_periods_replayed = outcome.replayed;
+    r.busy_periods_simulated = outcome.simulated;
     r.tokens_per_s = static_cast<double>(tr.tokens_per_step()) / r.step_time_s;
     r.model_flops = workload::model_flops_per_step(setup.model, tr);
     r.peak_flops = static_cast<double>(cluster.chips()) * chip.cores * chip.core_peak_flops(tr.dtype);

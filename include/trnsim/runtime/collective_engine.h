@@ -76,8 +76,10 @@ public:
     bool memo_conflict() const { return m_conflict; }
     const std::string& memo_conflict_key() const { return m_conflict_key; }
     struct MemoStats {
-        std::uint64_t recorded = 0;  // busy periods simulated and recorded
-        std::uint64_t replayed = 0;  // busy periods replayed from a record
+        std::uint64_t simulated = 0;  // busy periods simulated (recorded, merged or not memoized)
+        std::uint64_t recorded = 0;   // of them, recorded
+        std::uint64_t merged = 0;     // periods merged into another (traffic touching both)
+        std::uint64_t replayed = 0;   // busy periods replayed from a record
     };
     const MemoStats& memo_stats() const { return m_memo_stats; }
     // The records as text, and adding records from such a text: for another simulation of the same cluster
@@ -152,7 +154,8 @@ private:
         const Record* replay = nullptr;
         std::size_t next = 0;  // in replay->events
         std::vector<Done> on_done;
-        int wake = -1;  // index in m_wakes
+        int wake = -1;          // index in m_wakes
+        bool replayed = false;  // begun as a replay
     };
     Period* period(int id);
     Period& new_period(Mode mode);
