@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "compare.h"
 #include "metrics.h"
@@ -215,4 +217,49 @@ TEST_CASE("Comparing results: equal is no regression, worse beyond tolerance is,
     ResultSet other = set(1, 1);
     other.schema = "trnsim.mem/1";
     CHECK_THROWS_WITH(compare_results(set(1, 1), other, {}, 0), Catch::Contains("same command"));
+}
+
+TEST_CASE("Comparing with drift: a change beyond tolerance either way fails, and so does an unmatched point",
+          "[sweep][compare]") {
+    auto set = [](std::vector<std::pair<std::string, double>> points) {
+        ResultSet s;
+        s.path = "x.jsonl";
+        s.sweep = true;
+        s.schema = "trnsim.collective/1";
+        s.axis_keys = {"bytes"};
+        for (const auto& [bytes, time] : points) {
+            ResultEntry e;
+            e.key = nlohmann::json{{"bytes", bytes}}.dump();
+            e.label = "bytes=" + bytes;
+            e.result = ordered_json{{"schema", "trnsim.collective/1"}, {"time_s", time}, {"busbw_gbps", 1 / time}};
+            s.entries.push_back(e);
+        }
+        return s;
+    };
+    const ResultSet base = set({{"1MiB", 1.0}, {"2MiB", 2.0}});
+    const CompareReport same = compare_results(base, set({{"1MiB", 1.0}, {"2MiB", 2.0}}), {}, 0.0, true);
+    CHECK(same.failures() == 0);
+    CHECK(to_table(same).find("0 worse and 0 better beyond tolerance, 0 points in one file only") != std::string::npos);
+    // Faster: better, so no regression without drift; with drift both metrics drifted.
+    const ResultSet faster = set({{"1MiB", 0.999}, {"2MiB", 2.0}});
+    CHECK(compare_results(base, faster, {}, 0.0).failures() == 0);
+    const CompareReport drifted = compare_results(base, faster, {}, 0.0, true);
+    CHECK(drifted.failures() == 2);
+    CHECK(drifted.rows[0].drifted);
+    CHECK(to_table(drifted).find("DRIFT") != std::string::npos);
+    CHECK(to_junit(drifted).find("type=\"drift\"") != std::string::npos);
+    // Within the tolerance either way is fine; slower beyond it is a regression, not a drift.
+    CHECK(compare_results(base, faster, {}, 0.002, true).failures() == 0);
+    const CompareReport slower = compare_results(base, set({{"1MiB", 1.01}, {"2MiB", 2.0}}), {}, 0.002, true);
+    CHECK(slower.failures() == 2);
+    CHECK(slower.rows[0].regressed);
+    CHECK_FALSE(slower.rows[0].drifted);
+    // A point in one file only: listed without drift, a failure (a JUnit testcase) with it.
+    const ResultSet fewer = set({{"1MiB", 1.0}});
+    CHECK(compare_results(base, fewer, {}, 0.0).failures() == 0);
+    const CompareReport missing = compare_results(base, fewer, {}, 0.0, true);
+    CHECK(missing.failures() == 1);
+    CHECK(missing.regressions() == 0);
+    CHECK(to_junit(missing).find("type=\"missing\"") != std::string::npos);
+    CHECK(compare_results(fewer, base, {}, 0.0, true).failures() == 1);
 }

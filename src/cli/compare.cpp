@@ -91,6 +91,7 @@ std::string delta_text(const CompareRow& r) {
 }
 
 std::string verdict(const CompareRow& r) {
+    if (r.drifted) return "DRIFT";
     if (r.regressed) return "REGRESSION";
     if (!r.note.empty()) return "-";
     const double better = r.higher_is_better ? r.now - r.base : r.base - r.now;
@@ -100,9 +101,13 @@ std::string verdict(const CompareRow& r) {
 
 std::string describe_row(const CompareRow& r) {
     if (!r.note.empty()) return r.note;
-    return fmt::format("{}: base {}, new {} ({}; {} is better, tolerance {}%)", r.metric, format_value(r.base),
+    return fmt::format("{}: base {}, new {} ({}; {} is better, tolerance {}%{})", r.metric, format_value(r.base),
                        format_value(r.now), delta_text(r), r.higher_is_better ? "higher" : "lower",
-                       format_value(r.tolerance * 100));
+                       format_value(r.tolerance * 100), r.drifted ? ", either way with --drift" : "");
+}
+
+std::string only_in_text(const std::string& path, const std::string& label) {
+    return fmt::format("only in {}: {}", path, label);
 }
 
 }  // namespace
@@ -164,8 +169,13 @@ int CompareReport::regressions() const {
     return n;
 }
 
+int CompareReport::failures() const {
+    const int unmatched = drift ? static_cast<int>(only_base.size() + only_new.size()) : 0;
+    return regressions() + unmatched;
+}
+
 CompareReport compare_results(const ResultSet& base, const ResultSet& now, std::vector<MetricSpec> metrics,
-                              double tolerance) {
+                              double tolerance, bool drift) {
     if (base.sweep != now.sweep) {
         throw UserError(fmt::format("compare: {} is {} but {} is {}; allowed: two results, or two sweep outputs",
                                     base.path, base.sweep ? "a sweep output" : "a single result", now.path,
@@ -201,6 +211,7 @@ CompareReport compare_results(const ResultSet& base, const ResultSet& now, std::
     report.base_path = base.path;
     report.new_path = now.path;
     report.schema = base.schema;
+    report.drift = drift;
     std::map<std::string, const ResultEntry*> by_key;
     for (const auto& e : now.entries) by_key[e.key] = &e;
     std::map<std::string, bool> matched;
@@ -218,6 +229,11 @@ CompareReport compare_results(const ResultSet& base, const ResultSet& now, std::
             row.metric = "status";
             row.regressed = b.ok && !n.ok;  // a point that ran before and fails now is a regression
             row.note = !n.ok ? (b.ok ? "fails in NEW: " + n.error : "fails in both") : "fails in BASE: " + b.error;
+            if (drift && !b.ok && (n.ok || n.error != b.error)) {
+                // the gate wants the baseline back: a point that starts to work, or fails differently, drifted
+                row.regressed = row.drifted = true;
+                if (!n.ok) row.note = "fails in both, differently: BASE " + b.error + "; NEW " + n.error;
+            }
             report.rows.push_back(row);
             continue;
         }
@@ -247,7 +263,9 @@ CompareReport compare_results(const ResultSet& base, const ResultSet& now, std::
                         : diff == 0   ? 0.0
                                       : std::copysign(std::numeric_limits<double>::infinity(), diff);
             const double worse = m.higher_is_better ? -diff : diff;
-            row.regressed = worse > 0 && worse > m.tolerance * std::fabs(row.base);
+            const double allowed = m.tolerance * std::fabs(row.base);
+            row.regressed = worse > 0 && worse > allowed;
+            if (drift && !row.regressed && -worse > allowed) row.regressed = row.drifted = true;
             report.rows.push_back(row);
         }
     }
@@ -274,25 +292,39 @@ std::string to_table(const CompareReport& r) {
     for (const auto& row : r.rows) {
         if (!row.note.empty()) {
             out += fmt::format("  {:<{}}  {:<{}}  {}  {}\n", row.label, label_w, row.metric, metric_w, row.note,
-                               row.regressed ? "REGRESSION" : "");
+                               row.drifted     ? "DRIFT"
+                               : row.regressed ? "REGRESSION"
+                                               : "");
             continue;
         }
         out += fmt::format("  {:<{}}  {:<{}}  {:>14}  {:>14}  {:>10}  {}\n", row.label, label_w, row.metric, metric_w,
                            format_value(row.base), format_value(row.now), delta_text(row), verdict(row));
     }
-    for (const auto& l : r.only_base) out += fmt::format("  only in {}: {}\n", r.base_path, l);
-    for (const auto& l : r.only_new) out += fmt::format("  only in {}: {}\n", r.new_path, l);
-    out += fmt::format("{} comparisons, {} regressions beyond tolerance\n", r.rows.size(), r.regressions());
+    const std::string missing = r.drift ? "  MISSING" : "";
+    for (const auto& l : r.only_base) out += "  " + only_in_text(r.base_path, l) + missing + "\n";
+    for (const auto& l : r.only_new) out += "  " + only_in_text(r.new_path, l) + missing + "\n";
+    if (!r.drift) {
+        out += fmt::format("{} comparisons, {} regressions beyond tolerance\n", r.rows.size(), r.regressions());
+        return out;
+    }
+    int drifted = 0;
+    for (const auto& row : r.rows) drifted += row.drifted ? 1 : 0;
+    out += fmt::format(
+        "{} comparisons, {} worse and {} better beyond tolerance, {} points in one file only (--drift: "
+        "{} failures)\n",
+        r.rows.size(), r.regressions() - drifted, drifted, r.only_base.size() + r.only_new.size(), r.failures());
     return out;
 }
 
 std::string to_junit(const CompareReport& r) {
-    const int failures = r.regressions();
+    const int failures = r.failures();
+    const std::size_t unmatched = r.drift ? r.only_base.size() + r.only_new.size() : 0;
+    const std::size_t tests = r.rows.size() + unmatched;
     std::string out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
-    out += fmt::format("<testsuites name=\"trnsim compare\" tests=\"{}\" failures=\"{}\" errors=\"0\">\n",
-                       r.rows.size(), failures);
+    out += fmt::format("<testsuites name=\"trnsim compare\" tests=\"{}\" failures=\"{}\" errors=\"0\">\n", tests,
+                       failures);
     out += fmt::format("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"0\">\n",
-                       xml_escape("trnsim compare " + r.base_path + " -> " + r.new_path), r.rows.size(), failures);
+                       xml_escape("trnsim compare " + r.base_path + " -> " + r.new_path), tests, failures);
     for (const auto& row : r.rows) {
         out += fmt::format("    <testcase classname=\"{}\" name=\"{}\"", xml_escape(row.label), xml_escape(row.metric));
         if (!row.regressed) {
@@ -300,8 +332,21 @@ std::string to_junit(const CompareReport& r) {
                 fmt::format(">\n      <system-out>{}</system-out>\n    </testcase>\n", xml_escape(describe_row(row)));
             continue;
         }
-        out += fmt::format(">\n      <failure message=\"{}\" type=\"regression\">{}</failure>\n    </testcase>\n",
-                           xml_escape(describe_row(row)), xml_escape(describe_row(row)));
+        out += fmt::format(">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>\n",
+                           xml_escape(describe_row(row)), row.drifted ? "drift" : "regression",
+                           xml_escape(describe_row(row)));
+    }
+    if (r.drift) {
+        // with --drift a point in one file only fails: a case added or removed without refreshing the baseline
+        auto missing = [&out](const std::string& path, const std::string& label) {
+            const std::string text = xml_escape(only_in_text(path, label));
+            out += fmt::format(
+                "    <testcase classname=\"{}\" name=\"point\">\n      <failure message=\"{}\" "
+                "type=\"missing\">{}</failure>\n    </testcase>\n",
+                xml_escape(label), text, text);
+        };
+        for (const auto& l : r.only_base) missing(r.base_path, l);
+        for (const auto& l : r.only_new) missing(r.new_path, l);
     }
     out += "  </testsuite>\n</testsuites>\n";
     return out;

@@ -46,21 +46,26 @@ struct CompareRow {
     double base = 0, now = 0, delta = 0;  // delta: (now - base) / |base|
     double tolerance = 0;
     bool higher_is_better = false;
-    bool regressed = false;
-    std::string note;  // a failed point instead of numbers
+    bool regressed = false;  // worse beyond tolerance (or, with drift, changed beyond it): a failure
+    bool drifted = false;    // drift only: better beyond tolerance, counted as a failure
+    std::string note;        // a failed point instead of numbers
 };
 
 struct CompareReport {
     std::string base_path, new_path, schema;
     std::vector<CompareRow> rows;
     std::vector<std::string> only_base, only_new;  // sweep points without a partner
-    int regressions() const;
+    bool drift = false;                            // compared with drift: see compare_results
+    int regressions() const;                       // rows that fail (regressed, drift included)
+    int failures() const;                          // regressions, and with drift the points without a partner
 };
 
 // Matches the entries and compares `metrics` (empty: the schema's headline metrics with `tolerance`).
 // Mismatched files (a result and a sweep, other schemas or axes, nothing in common) are UserErrors.
+// `drift` (the regression gate of the simulator itself, `compare --drift`): a change beyond the tolerance in
+// either direction fails, and so does a point found in one file only or a change of a point's status.
 CompareReport compare_results(const ResultSet& base, const ResultSet& now, std::vector<MetricSpec> metrics,
-                              double tolerance);
+                              double tolerance, bool drift = false);
 
 std::string to_table(const CompareReport& report);
 std::string to_junit(const CompareReport& report);

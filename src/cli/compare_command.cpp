@@ -20,6 +20,7 @@ struct CompareArgs {
     std::string tolerance = "0%";
     std::vector<std::string> metrics;
     std::string junit;
+    bool drift = false;
     std::vector<std::string> clusters, chips;
     std::string command;
     int jobs = 0;
@@ -37,10 +38,10 @@ int compare_files(const CompareArgs& a) {
     if (!a.junit.empty()) report::check_writable(a.junit, "--junit");
     const ResultSet base = load_results(a.files[0]);
     const ResultSet now = load_results(a.files[1]);
-    const CompareReport result = compare_results(base, now, metrics, tolerance);
+    const CompareReport result = compare_results(base, now, metrics, tolerance, a.drift);
     std::fputs(to_table(result).c_str(), stdout);
     if (!a.junit.empty()) report::write_file_atomic(a.junit, to_junit(result));
-    return result.regressions() > 0 ? 1 : 0;
+    return result.failures() > 0 ? 1 : 0;
 }
 
 // The same workload on several configs, side by side: each config runs as a worker process.
@@ -56,6 +57,7 @@ int compare_configs(const CompareArgs& a, const std::vector<std::string>& worklo
                                     allowed[0], allowed[1]));
     }
     if (!a.junit.empty()) throw UserError("--junit: only when comparing two result files (BASE NEW)");
+    if (a.drift) throw UserError("--drift: only when comparing two result files (BASE NEW)");
     for (const auto& w : workload) {
         if (w == "--json" || w == "--trace" || w.rfind("--json=", 0) == 0 || w.rfind("--trace=", 0) == 0)
             throw UserError(fmt::format("compare: {}: not allowed here (each config writes its own result)", w));
@@ -138,6 +140,9 @@ std::function<int()> add_compare_command(CLI::App& app) {
                     "PATH[:TOL%][:higher|lower] (repeatable; default: the schema's headline metrics)")
         ->allow_extra_args(false);
     sub->add_option("--junit", a->junit, "write a JUnit XML report (one testcase per point and metric)");
+    sub->add_flag("--drift", a->drift,
+                  "regression gate: a change beyond the tolerance in either direction fails, and so does a point "
+                  "in one file only");
     sub->add_option("--cluster", a->clusters, "a cluster to run the workload on (repeatable)")->allow_extra_args(false);
     sub->add_option("--chip", a->chips, "a chip to run the workload on (repeatable; kernel and mem)")
         ->allow_extra_args(false);
