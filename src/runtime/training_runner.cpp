@@ -94,14 +94,18 @@ OpCost op_cost(const Op& op, const hw::ChipSpec& chip) {
         r.rows = ceil_div(k.rows, lnc);
     }
     const std::int64_t extent = gemm ? k.k : k.cols;
-    for (std::int64_t pieces = 1;; ++pieces) {
+    for (std::int64_t pieces = 1; pieces <= extent; ++pieces) {
         (gemm ? r.k : r.cols) = ceil_div(extent, pieces);
-        if (fits(r, chip) || pieces >= extent) {
+        if (fits(r, chip)) {
             c.kernels.push_back(r);
             c.counts.push_back(static_cast<double>((gemm ? k.batch : k.passes) * pieces));
             return c;
         }
     }
+    // No split fits: the kernel is refused for another reason (a dtype the chip lacks, say); the lowering says which.
+    (gemm ? r.k : r.cols) = extent;
+    (void)lowering::lower_kernel(r, chip);
+    throw std::logic_error("op_cost: the lowering refuses every split of " + op.name + " but not the whole");
 }
 
 std::string op_class(const Op& op) {
