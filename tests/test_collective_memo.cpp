@@ -23,7 +23,9 @@ enum class Extra { none, send_midway };
 // Runs a 4 MiB ring all-reduce over 8 chips `times` times, one after the other with 10 us between, on one
 // engine; with `extra`, the last time a point-to-point send starts halfway through it. Returns each
 // run's duration (fs), the summed link bytes and busy time, the engine's memo counts and its conflict flag.
-json run_repeated(bool memo, int times, Extra extra) {
+// With `load`, the chips' kernels take that share of their DMA engines from the start, for `load_us` (0: all
+// along).
+json run_repeated(bool memo, int times, Extra extra, double load = 0, double load_us = 0) {
     const std::string out = testing::run_isolated([=] {
         init_systemc();
         const Config config = hw::resolve_cluster_config("trn2.48xlarge", {}, {"cluster.topology=ring:8"});
@@ -37,6 +39,16 @@ json run_repeated(bool memo, int times, Extra extra) {
         q.dtype = DType::bf16;
         const runtime::Schedule schedule = runtime::collective_algorithm("ring").build(q, layout);
         json durations = json::array();
+        std::vector<int> chips;
+        for (int c = 0; c < cluster.chips(); ++c) chips.push_back(c);
+        if (load > 0) {
+            sc_core::sc_spawn([&] {
+                engine.set_dma_load(chips, load);
+                if (load_us <= 0) return;
+                sc_core::wait(sc_core::sc_time(load_us, sc_core::SC_US));
+                engine.set_dma_load(chips, 0);
+            });
+        }
         sc_core::sc_spawn([&] {
             for (int k = 0; k < times; ++k) {
                 sc_core::sc_event done;
@@ -102,4 +114,22 @@ TEST_CASE("traffic the record does not know stops a replay as a conflict", "[col
     const json off = run_repeated(false, 2, Extra::send_midway);
     CHECK_FALSE(off["conflict"].get<bool>());
     CHECK(off["durations"][1].get<std::uint64_t>() > off["durations"][0].get<std::uint64_t>());
+}
+
+TEST_CASE("kernels' DMA load slows the collectives that share the engines", "[collective][dma]") {
+    const double alone = run_repeated(false, 1, Extra::none)["durations"][0].get<double>();
+    // Half the engines' time taken: every packet's DMA time doubles, so the collective is slower, but by
+    // less than 2x (links and latencies do not slow down).
+    const double half = run_repeated(false, 1, Extra::none, 0.5)["durations"][0].get<double>();
+    CHECK(half > alone * 1.05);
+    CHECK(half < alone * 2);
+    // Every engine busy for the first 100 us: the first packets, ready after the DMA transfer latency
+    // (chip.core.dma.transfer_latency, 1.3 us), wait until then, and the rest runs as if alone.
+    const double blocked = run_repeated(false, 1, Extra::none, 1.0, 100)["durations"][0].get<double>();
+    CHECK(blocked == Approx(alone + 100e9 - 1.3e9).epsilon(1e-9));  // fs
+    // The memo records the load changes with the traffic: on and off agree.
+    const json off = run_repeated(false, 3, Extra::none, 0.5, 300);
+    const json on = run_repeated(true, 3, Extra::none, 0.5, 300);
+    CHECK(on["durations"] == off["durations"]);
+    CHECK(on["link_busy"] == off["link_busy"]);
 }

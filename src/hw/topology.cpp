@@ -414,6 +414,16 @@ void ChipEndpoint::add_stats(const EndpointStats& d) {
     m_stats.vector_busy_fs += d.vector_busy_fs;
 }
 
+void ChipEndpoint::set_dma_load(double load) {
+    m_dma_load = load;
+    if (load >= 1) return;
+    for (auto& g : m_rings) {
+        if (!g->blocked) continue;
+        g->blocked = false;
+        g->wake->notify(0);
+    }
+}
+
 void ChipEndpoint::ring_wake(int r) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     Ring& g = *m_rings[static_cast<std::size_t>(r)];
@@ -433,6 +443,10 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
         if (!g.pending.empty()) g.wake->notify(g.pending.front()->ready_fs - now);
         return;
     }
+    if (m_dma_load >= 1) {
+        g.blocked = true;  // set_dma_load wakes it
+        return;
+    }
     Message* m = g.active.front();
     g.active.pop_front();
     const std::uint64_t bytes = std::min(m_spec.packet_bytes, m->unsent);
@@ -440,9 +454,13 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
     std::uint64_t accept_fs = now;
     const std::uint64_t read_done = memory_access(false, bytes, &accept_fs);
     // The ring's engines share the packet (one DMA buffer each): descriptor cost plus the bytes at the
-    // ring's bandwidth; the packet is handed to the link once it is read.
+    // ring's bandwidth, in the engine time the chip's kernels leave; the packet is handed to the link once
+    // it is read.
+    const double engine_fs = static_cast<double>(m_descriptor_fs) + static_cast<double>(bytes) * m_ring_fs_per_byte;
     const std::uint64_t dma_fs =
-        m_descriptor_fs + static_cast<std::uint64_t>(static_cast<double>(bytes) * m_ring_fs_per_byte + 0.5);
+        m_dma_load > 0
+            ? static_cast<std::uint64_t>(engine_fs / (1 - m_dma_load) + 0.5)
+            : m_descriptor_fs + static_cast<std::uint64_t>(static_cast<double>(bytes) * m_ring_fs_per_byte + 0.5);
     const std::uint64_t ready = std::max(now + dma_fs, read_done);
     Packet* p = m_pool.get();
     p->flow = m->id;

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "trnsim/core/process.h"
@@ -187,6 +188,24 @@ void CollectiveEngine::send(int src_rank, int dst_rank, std::uint64_t bytes, Don
     m_cluster.endpoint(m.src_chip).send(&m);
 }
 
+void CollectiveEngine::set_dma_load(const std::vector<int>& chips, double load) {
+    std::map<int, std::vector<int>> by_period;
+    for (const int c : chips) {
+        m_cluster.endpoint(c).set_dma_load(load);
+        const int owner = m_chip_owner[static_cast<std::size_t>(c)];
+        if (owner >= 0) by_period[owner].push_back(c);
+    }
+    for (auto& [id, mine] : by_period) {
+        Period& p = *m_periods.at(id);
+        const std::string key = fmt::format("load:{}:{};", fmt::join(mine, ","), load);
+        if (p.mode == Mode::pending)
+            p.context += key;  // part of how the period starts
+        else
+            starts(p, key, {});
+        if (m_conflict) return;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Footprints and busy periods
 
@@ -356,7 +375,11 @@ void CollectiveEngine::close_pending() {
         p.pending.clear();
         Footprint fp;
         for (const auto& b : items) fp.add(footprint(b));
-        p.key = fp.key + "@" + p.context;
+        p.key = fp.key + "@" + p.context + "@";
+        for (const int c : p.chips) {
+            const double load = m_cluster.endpoint(c).dma_load();
+            if (load > 0) p.key += fmt::format("{}:{};", c, load);
+        }
         const auto it = m_memo.find(p.key);
         bool free = it != m_memo.end() && m_skip.count(p.key) == 0;
         if (free) {

@@ -137,6 +137,9 @@ struct Setup {
     // at 2c, backward at 2c + 1, the step list last.
     std::vector<std::vector<std::vector<std::uint64_t>>> fs;
     std::vector<std::vector<std::vector<std::string>>> cls;
+    // The share of its core's DMA engine time each compute op takes (its kernels' DMA utilization,
+    // time-weighted; a stream op: 1).
+    std::vector<std::vector<std::vector<double>>> dma;
 };
 
 const OpList& list_of(const StageProgram& p, std::size_t list) {
@@ -175,6 +178,18 @@ public:
         if (memo) m_engine.enable_memo(skip);
         const int pp = static_cast<int>(setup.stages.size());
         for (int s = 0; s < pp; ++s) m_stage.emplace_back();
+        // Each stage's chips, and the share of each chip's ranks in each stage (for the kernels' DMA load).
+        m_stage_chips.resize(static_cast<std::size_t>(pp));
+        m_stage_load.assign(static_cast<std::size_t>(pp), 0.0);
+        const double per_chip = static_cast<double>(m_spec.ranks_per_chip);
+        for (int r = 0; r < setup.placement.ranks(); ++r) {
+            const int s = setup.placement.coord(r).pp;
+            const int c = m_engine.chip_of_rank(r);
+            auto& chips = m_stage_chips[static_cast<std::size_t>(s)];
+            if (std::find(chips.begin(), chips.end(), c) == chips.end()) chips.push_back(c);
+            m_chip_share[c][s] += 1.0 / per_chip;
+        }
+        for (auto& chips : m_stage_chips) std::sort(chips.begin(), chips.end());
         for (int s = 0; s < pp; ++s) {
             m_stage[static_cast<std::size_t>(s)].breakdown.stage = s;
             sc_core::sc_spawn([this, s] { stage_thread(s); });
@@ -347,7 +362,12 @@ private:
                 }
                 const std::uint64_t t = fs[i];
                 record(s, 0, op.name, sc_core::sc_time_stamp().value(), t);
-                if (t > 0) sc_core::wait(sc_core::sc_time::from_value(t));
+                if (t > 0) {
+                    const double dma = m_setup.dma[static_cast<std::size_t>(s)][run.list][i];
+                    set_load(s, dma);
+                    sc_core::wait(sc_core::sc_time::from_value(t));
+                    set_load(s, 0);
+                }
                 st.busy_fs += t;
                 st.compute_fs[cls[i]] += t;
                 if (op.phase == workload::Phase::optimizer) st.optimizer_fs += t;
@@ -374,6 +394,22 @@ private:
             }
         }
         for (std::size_t i = 0; i < ops.size(); ++i) wait_done(s, run, i);
+    }
+
+    // Stage s's ranks run kernels taking `load` of their cores' DMA engine time: each of its chips gets the
+    // load of its ranks' stages, weighted by their share of the chip's ranks.
+    void set_load(int s, double load) {
+        double& now = m_stage_load[static_cast<std::size_t>(s)];
+        if (now == load) return;
+        now = load;
+        std::map<double, std::vector<int>> by_load;
+        for (const int c : m_stage_chips[static_cast<std::size_t>(s)]) {
+            double chip = 0;
+            for (const auto& [stage, share] : m_chip_share.at(c))
+                chip += share * m_stage_load[static_cast<std::size_t>(stage)];
+            by_load[chip].push_back(c);
+        }
+        for (const auto& [chip, chips] : by_load) m_engine.set_dma_load(chips, chip);
     }
 
     // Where a stage is, as far as what it starts next goes (the collective engine's memo keeps its records
@@ -548,6 +584,9 @@ private:
     std::map<std::string, Rendezvous> m_rendezvous;
     std::map<std::pair<int, int>, Instances> m_instances;
     std::uint64_t m_collectives = 0, m_transfers = 0;
+    std::vector<std::vector<int>> m_stage_chips;
+    std::vector<double> m_stage_load;
+    std::map<int, std::map<int, double>> m_chip_share;  // chip -> stage -> share of the chip's ranks
 };
 
 nlohmann::json to_json(const SimOutcome& o) {
@@ -776,15 +815,18 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     std::size_t next = 0;  // `timings` follow the ops in the order the requests were gathered above
     setup.fs.resize(setup.stages.size());
     setup.cls.resize(setup.stages.size());
+    setup.dma.resize(setup.stages.size());
     for (std::size_t s = 0; s < setup.stages.size(); ++s) {
         const StageProgram& p = setup.stages[s];
         for (std::size_t l = 0; l < list_count(p); ++l) {
             setup.fs[s].emplace_back();
             setup.cls[s].emplace_back();
+            setup.dma[s].emplace_back();
             const OpList& ops = list_of(p, l);
             for (std::size_t i = 0; i < ops.size(); ++i) {
                 const OpCost& c = costs[s][l][i];
                 double seconds = c.stream ? static_cast<double>(c.stream_fs) * 1e-15 : 0.0;
+                double dma_seconds = seconds;  // a stream op is all DMA
                 // Executions per step of this op on one rank, and ranks doing it (the stage's class).
                 const double runs = (l == list_count(p) - 1 ? 1.0 : static_cast<double>(tr.grad_accum_steps())) *
                                     static_cast<double>(tr.tp * tr.dp);
@@ -794,6 +836,8 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
                 for (std::size_t k = 0; k < c.kernels.size(); ++k) {
                     const KernelTiming& t = timings[next++];
                     seconds += c.counts[k] * t.time_s;
+                    const auto dma = t.utilization.find("dma");
+                    if (dma != t.utilization.end()) dma_seconds += c.counts[k] * t.time_s * dma->second;
                     // Energy of every piece (a logical core runs lnc of them side by side).
                     const double n = runs * c.counts[k] * static_cast<double>(chip.lnc);
                     const double macs = static_cast<double>(t.tensor_macs);
@@ -806,6 +850,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
                     energy.hbm += n * t.memory_energy_j;
                 }
                 setup.fs[s][l].push_back(static_cast<std::uint64_t>(std::llround(seconds * 1e15)));
+                setup.dma[s][l].push_back(seconds > 0 ? std::min(1.0, dma_seconds / seconds) : 0.0);
                 setup.cls[s][l].push_back(ops[i].is_comm ? "" : op_class(ops[i]));
             }
         }

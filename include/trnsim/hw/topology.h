@@ -177,6 +177,11 @@ public:
     bool idle(std::uint64_t now_fs) const;
     // Adds what a replayed stretch of traffic did at this endpoint.
     void add_stats(const EndpointStats& d);
+    // The share of the chip's DMA engine time its running kernels take (0..1, the kernels' own DMA
+    // utilization). Kernels come first: a packet started now gets the rest, so its DMA time is stretched by
+    // 1 / (1 - load); at a load of 1 the rings wait until it drops.
+    void set_dma_load(double load);
+    double dma_load() const { return m_dma_load; }
     // A packet of this chip started on its first link: its message may queue another.
     void on_first_hop_start(Packet* p) override;
 
@@ -189,6 +194,7 @@ private:
         std::deque<Message*> active;   // round-robin, one packet each
         std::unique_ptr<Wakeup> wake;
         std::uint64_t busy_until = 0;
+        bool blocked = false;  // waiting for the kernels' DMA load to drop below 1
     };
     struct Work {
         std::uint64_t at_fs;
@@ -213,6 +219,7 @@ private:
     std::vector<std::unique_ptr<Ring>> m_rings;
     int m_next_ring = 0;
     int m_next_reducer = 0;  // the core whose vector engine reduces the next message that arrives
+    double m_dma_load = 0;
     double m_ring_fs_per_byte;
     std::uint64_t m_descriptor_fs;
     std::uint64_t m_transfer_fs;

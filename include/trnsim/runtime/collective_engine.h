@@ -68,6 +68,9 @@ public:
     void start_batch(std::vector<BatchItem> items, const std::string& context = {});
     // A point-to-point transfer between two ranks at the current time.
     void send(int src_rank, int dst_rank, std::uint64_t bytes, Done on_done);
+    // From now on the kernels running on `chips` take `load` of their DMA engines' time
+    // (hw::ChipEndpoint::set_dma_load). A change inside a busy period is one of its events.
+    void set_dma_load(const std::vector<int>& chips, double load);
     // Records and replays busy periods from now on, except those of the records named in `skip`. Requires
     // that schedules and layouts are not freed and reused during the simulation (their addresses identify them).
     void enable_memo(std::set<std::string> skip = {});
