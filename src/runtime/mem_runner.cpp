@@ -63,19 +63,38 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
         // Done times not yet passed, ascending. Memories report in nearly ascending order (a queued memory by
         // completion tick per channel), so an insertion walks back a few entries at most.
         std::deque<std::uint64_t> retire;
+        // Done times reported since, in report order: sorted into `retire` only when the generator has to
+        // count the requests retired by now (which it need not while in_flight, an upper bound until then,
+        // stays below `outstanding`), or in batches.
+        std::vector<std::uint64_t> reported;
         sc_core::sc_event slot_free;
         std::uint64_t wake_at = UINT64_MAX;  // the generator waits for a retirement until then; MAX: not waiting
         void complete(std::uint64_t i, std::uint64_t done) {
             done_fs[i] = done;
             last_done = std::max(last_done, done);
             ++completed;
-            auto at = retire.end();
-            while (at != retire.begin() && *(at - 1) > done) --at;
-            retire.insert(at, done);
+            reported.push_back(done);
             if (done < wake_at) {  // earlier than what the generator waits for
                 wake_at = done;
                 slot_free.notify(sc_core::SC_ZERO_TIME);
             }
+        }
+        // Retires every request done by `now`.
+        void retire_until(std::uint64_t now) {
+            while (!retire.empty() && retire.front() <= now) {
+                retire.pop_front();
+                --in_flight;
+            }
+            for (const std::uint64_t done : reported) {
+                if (done <= now) {
+                    --in_flight;
+                    continue;
+                }
+                auto at = retire.end();
+                while (at != retire.begin() && *(at - 1) > done) --at;
+                retire.insert(at, done);
+            }
+            reported.clear();
         }
     } tracker;
     tracker.done_fs.assign(o.requests, 0);
@@ -97,11 +116,10 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
         Tracker* const t = &tracker;
         for (std::uint64_t i = 0; i < o.requests; ++i) {
             for (;;) {
+                // Retiring only lowers in_flight: below the limit it can wait (for a batch of reports).
+                if (t->in_flight < o.outstanding && t->reported.size() < 4096) break;
                 const std::uint64_t now = sc_core::sc_time_stamp().value();
-                while (!t->retire.empty() && t->retire.front() <= now) {
-                    t->retire.pop_front();
-                    --t->in_flight;
-                }
+                t->retire_until(now);
                 if (t->in_flight < o.outstanding) break;
                 t->wake_at = t->retire.empty() ? UINT64_MAX - 1 : t->retire.front();
                 if (t->retire.empty())
