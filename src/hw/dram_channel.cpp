@@ -167,13 +167,6 @@ void PseudoChannel::admit(int s) {
     }
     bq.tail = s;
     ++bq.count;
-    x.age_prev = m_age_tail[q];
-    x.age_next = -1;
-    if (m_age_tail[q] >= 0)
-        m_slots[static_cast<std::size_t>(m_age_tail[q])].age_next = s;
-    else
-        m_age_head[q] = s;
-    m_age_tail[q] = s;
     int g = find_group(bq, x.row);
     if (g < 0) {
         g = m_free_group;
@@ -356,6 +349,17 @@ inline std::uint64_t scan_class(std::uint64_t mask, std::uint64_t common, std::u
 
 }  // namespace
 
+// A lower bound of the ages (seq) of the queue's requests, within 2^34 of m_seq if the oldest is: raised to
+// the oldest (the least head age over the banks) only when m_seq has run that far ahead of it.
+std::uint64_t PseudoChannel::seq_base(int q) const {
+    if (m_seq - m_seq_base[q] >= kSeqSpan) {
+        std::uint64_t oldest = m_seq;
+        for (std::uint64_t m = m_req_mask[q]; m; m &= m - 1) oldest = std::min(oldest, m_head_seq[q][lowest_bit(m)]);
+        m_seq_base[q] = oldest;
+    }
+    return m_seq_base[q];
+}
+
 void PseudoChannel::rescan_col() const {
     m_col_dirty = false;
     const int q = active_queue();
@@ -369,7 +373,7 @@ void PseudoChannel::rescan_col() const {
     const std::uint64_t* bg_t = q ? m_bg_wr.data() : m_bg_rd.data();
     const std::uint64_t* sid_t = q ? m_sid_wr.data() : m_sid_rd.data();
     const std::uint64_t* seqs = m_hit_seq[q];
-    const std::uint64_t base = m_slots[static_cast<std::size_t>(m_age_head[q])].seq;
+    const std::uint64_t base = seq_base(q);
     if (m_seq - base >= kSeqSpan) {  // a request older than 2^34 admissions: compare unpacked
         Best best;
         for (; mask; mask &= mask - 1) {
@@ -404,7 +408,7 @@ void PseudoChannel::rescan_row_class(int c) const {
     }
     const std::uint64_t common = c == 0 ? act_common() : pre_common();
     const std::uint64_t* own = c == 0 ? m_act_x : m_bank_pre.data();
-    const std::uint64_t base = m_slots[static_cast<std::size_t>(m_age_head[q])].seq;
+    const std::uint64_t base = seq_base(q);
     if (m_seq - base >= kSeqSpan) {  // a request older than 2^34 admissions: compare unpacked
         Best best;
         for (std::uint64_t m = mask; m; m &= m - 1) {
@@ -563,14 +567,6 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
         bq.tail = x.bank_prev;
     if (--bq.count == 0) m_req_mask[q] &= ~bit(b);
     m_head_seq[q][b] = bq.head >= 0 ? m_slots[static_cast<std::size_t>(bq.head)].seq : kNone;
-    if (x.age_prev >= 0)
-        m_slots[static_cast<std::size_t>(x.age_prev)].age_next = x.age_next;
-    else
-        m_age_head[q] = x.age_next;
-    if (x.age_next >= 0)
-        m_slots[static_cast<std::size_t>(x.age_next)].age_prev = x.age_prev;
-    else
-        m_age_tail[q] = x.age_prev;
     --m_queued[q];
     if (!x.classified) ++m_stats.row_hits;
 
