@@ -65,14 +65,6 @@ void HbmMemory::update_next(std::size_t c) {
     m_next[c] = m_waiters[c] > 0 || d == UINT64_MAX ? d : d + channel.min_completion_ticks();
 }
 
-void HbmMemory::schedule_wake() {
-    std::uint64_t next = UINT64_MAX;
-    for (std::size_t c = 0; c < m_channels.size(); ++c) {
-        if (m_outstanding[c] > 0) next = std::min(next, m_next[c]);
-    }
-    if (next != UINT64_MAX) wake_at(next);
-}
-
 void HbmMemory::wake_for(std::size_t c) {
     if (m_outstanding[c] > 0) wake_at(m_next[c]);
 }
@@ -86,15 +78,30 @@ void HbmMemory::wake_at(std::uint64_t tick) {
     m_wake.notify(sc_core::sc_time::from_value(at > now ? at - now : 0));
 }
 
-void HbmMemory::on_wake() {
-    const std::uint64_t now_tick =
-        static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
-    m_wake_tick = UINT64_MAX;
-    // Everything due at or before this tick.
-    for (std::size_t c = 0; c < m_channels.size(); ++c) {
-        if (m_outstanding[c] > 0 && m_next[c] <= now_tick) advance(c, now_tick + 1);
+std::uint64_t HbmMemory::current_tick() {
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    if (now != m_tick_fs) {  // many requests arrive at one time: convert it once
+        m_tick_fs = now;
+        m_tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(now));
     }
-    schedule_wake();
+    return m_tick;
+}
+
+void HbmMemory::on_wake() {
+    const std::uint64_t now_tick = current_tick();
+    m_wake_tick = UINT64_MAX;
+    // Everything due at or before this tick; then the earliest event of any busy channel (advancing one
+    // channel leaves the others' next ticks as they are).
+    std::uint64_t next = UINT64_MAX;
+    for (std::size_t c = 0; c < m_channels.size(); ++c) {
+        if (m_outstanding[c] == 0) continue;
+        if (m_next[c] <= now_tick) {
+            advance(c, now_tick + 1);
+            if (m_outstanding[c] == 0) continue;
+        }
+        next = std::min(next, m_next[c]);
+    }
+    if (next != UINT64_MAX) wake_at(next);
 }
 
 void HbmMemory::finish(std::uint64_t end_fs) {
@@ -129,7 +136,7 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
         t.on_done = timing ? std::move(timing->on_done) : nullptr;
     }
     std::uint64_t arrival_tick = 0;
-    auto tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
+    auto tick = current_tick();
     for (std::uint64_t a = first; a < end; a += burst) {
         // Addresses beyond the modelled capacity wrap: the map covers the organisation's bytes.
         const dram::Decoded d = m_map.decode(a < capacity ? a : a % capacity);
@@ -157,7 +164,7 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
             wake_for(c);
             sc_core::wait(m_space);
             --m_waiters[c];
-            tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
+            tick = current_tick();
         }
     }
     ++m_stats.requests;

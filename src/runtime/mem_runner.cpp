@@ -46,6 +46,7 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
         capacity = hw::dram::AddressMap(spec.org, spec.stacks, spec.map).capacity_bytes();
     }
     const std::uint64_t slots = std::max<std::uint64_t>(1, capacity / o.request_bytes);
+    const std::uint64_t span = slots * o.request_bytes;  // addresses wrap here
 
     enum class Pattern { stream, random, strided };
     const Pattern pattern = o.pattern == "stream"   ? Pattern::stream
@@ -132,7 +133,7 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
             const bool write = o.read_ratio < 1.0 && coin(rng) >= o.read_ratio;
             is_write[i] = write;
             trans.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
-            trans.set_address(address % (slots * o.request_bytes));
+            trans.set_address(address < span ? address : address % span);
             trans.set_data_ptr(nullptr);
             trans.set_data_length(static_cast<unsigned int>(o.request_bytes));
             trans.set_streaming_width(static_cast<unsigned int>(o.request_bytes));
