@@ -272,11 +272,11 @@ private:
     std::vector<IssuedCommand>* m_log = nullptr;
 
     // Dense copies for the candidate scans (last: the scalars above share fewer cache lines): per bank max(bank ACT,
-    // bank-group ACT) earliest tick; per queue and bank the age of the oldest request and of the oldest request to the
-    // open row (kNone if none).
+    // bank-group ACT) earliest tick; per queue and bank the age key (seq << 6 | bank) of the oldest request and of
+    // the oldest request to the open row (kNone if none).
     std::uint64_t m_act_x[64] = {};
-    std::uint64_t m_head_seq[2][64];
-    std::uint64_t m_hit_seq[2][64];
+    std::uint64_t m_head_key[2][64];
+    std::uint64_t m_hit_key[2][64];
 };
 
 }  // namespace trnsim::hw::dram
