@@ -804,6 +804,17 @@ void PseudoChannel::take_issued(std::vector<Completion>& done) {
 }
 
 bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done, bool stop_when_slot_frees) {
+    const bool freed = run_ticks(until, stop_when_slot_frees);
+    pop_completions(freed ? m_now : until, done);
+    return freed;
+}
+
+void PseudoChannel::run_until_taking_issued(std::uint64_t until, std::vector<Completion>& done) {
+    run_ticks(until, false);
+    pop_completions(kNone, done);
+}
+
+bool PseudoChannel::run_ticks(std::uint64_t until, bool stop_when_slot_frees) {
     bool freed = false;
     while (!freed) {
         const std::uint64_t t = next_decision_tick();
@@ -851,14 +862,9 @@ bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done
         m_now = t + 1;
         update_mode();
     }
-    if (freed)
-        until = m_now;
-    else
-        skip_to(until);
+    if (!freed) skip_to(until);
     account(m_now);
     m_stats.ticks = m_now;
-
-    pop_completions(until, done);
     return freed;
 }
 

@@ -10,6 +10,11 @@ namespace trnsim::hw {
 
 HbmMemory::HbmMemory(const sc_core::sc_module_name& name, const HbmSpec& spec)
     : IMemory(name), m_spec(spec), m_map(spec.org, spec.stacks, spec.map), m_ticks(spec.tick_hz()) {
+    const auto burst = static_cast<std::uint64_t>(spec.org.burst_bytes);
+    if ((burst & (burst - 1)) == 0) {
+        m_burst_mask = burst - 1;
+        while ((std::uint64_t{1} << m_burst_shift) < burst) ++m_burst_shift;
+    }
     const int n = spec.pseudo_channels_total();
     m_logs.resize(spec.check_timing ? static_cast<std::size_t>(n) : 0);
     m_outstanding.assign(static_cast<std::size_t>(n), 0);
@@ -30,10 +35,9 @@ void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
     if (channel.now() >= until_tick) return;  // up to date: every issued RD/WR has been reported
     const bool reads_full = !channel.can_accept(false);
     const bool writes_full = !channel.can_accept(true);
-    channel.run_until(until_tick, m_done);
     // Completions are reported as soon as their RD/WR has issued: their ticks are final then, and every
     // initiator takes a completion time in the future (i_memory.h).
-    channel.take_issued(m_done);
+    channel.run_until_taking_issued(until_tick, m_done);
     m_outstanding[c] -= m_done.size();
     for (const auto& d : m_done) {
         Transaction& t = m_transactions[d.id];
@@ -125,9 +129,12 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
         id = m_transactions.size();
         m_transactions.emplace_back();
     }
-    const std::uint64_t first = trans.get_address() / burst * burst;
+    // Bursts are a power of two bytes in every part; any other size divides.
+    const std::uint64_t first =
+        m_burst_mask ? trans.get_address() & ~m_burst_mask : trans.get_address() / burst * burst;
     const std::uint64_t end = trans.get_address() + std::max<std::uint64_t>(bytes, 1);
-    const auto bursts = static_cast<int>((end - first + burst - 1) / burst);
+    const std::uint64_t span = end - first + burst - 1;
+    const auto bursts = static_cast<int>(m_burst_mask ? span >> m_burst_shift : span / burst);
     {
         Transaction& t = m_transactions[id];
         t.bursts_left = bursts;

@@ -53,7 +53,7 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
                             : o.pattern == "random" ? Pattern::random
                                                     : Pattern::strided;
     std::vector<std::uint64_t> arrival_fs(o.requests, 0);
-    std::vector<bool> is_write(o.requests, false);
+    std::vector<std::uint8_t> is_write(o.requests, 0);
     std::uint64_t first_issue = UINT64_MAX;
 
     // Completions, as the memory reports them (possibly ahead of time: a request counts as in flight until
@@ -137,7 +137,7 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
             trans.set_data_ptr(nullptr);
             trans.set_data_length(static_cast<unsigned int>(o.request_bytes));
             trans.set_streaming_width(static_cast<unsigned int>(o.request_bytes));
-            first_issue = std::min<std::uint64_t>(first_issue, sc_core::sc_time_stamp().value());
+            if (i == 0) first_issue = sc_core::sc_time_stamp().value();  // time only advances
             ++t->in_flight;
             // Latency runs from the request's arrival at the controller (set by the memory) to its data.
             timing->on_done = [t, i](std::uint64_t done) { t->complete(i, done); };

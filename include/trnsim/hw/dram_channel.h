@@ -102,6 +102,8 @@ public:
     // Returns true if it stopped so. (A driver keeping the queues full refills at now(); this is
     // exactly per-event stepping, without a call per ACT/PRE.)
     bool run_until(std::uint64_t until, std::vector<Completion>& done, bool stop_when_slot_frees = false);
+    // run_until(until, done) and then take_issued(done), in one pass over the completions.
+    void run_until_taking_issued(std::uint64_t until, std::vector<Completion>& done);
     // Earliest tick at which the channel will do something (issue a command or complete a request), or
     // UINT64_MAX when idle with nothing queued and refresh off. Never in the past. Exact, except that a
     // request enqueued for a future arrival tick makes that tick an event.
@@ -191,6 +193,7 @@ private:
     std::uint64_t refresh_tick() const { return (m_refab_pending | m_refpb_count) ? pending_refresh_tick() : kNone; }
     std::uint64_t pending_refresh_tick() const;
     void recompute_blocked();
+    bool run_ticks(std::uint64_t until, bool stop_when_slot_frees);            // run_until without the completions
     void pop_completions(std::uint64_t until, std::vector<Completion>& done);  // ticks < until
     int refresh_target();  // the bank of a REFpb falling due now (see the class comment)
 

@@ -86,6 +86,8 @@ private:
     sc_core::sc_event m_wake;
     sc_core::sc_event m_space;  // a queue entry was freed
     std::uint64_t m_wake_tick = UINT64_MAX;
+    std::uint64_t m_burst_mask = 0;  // burst bytes - 1 when a power of two (then m_burst_shift = log2), else 0
+    int m_burst_shift = 0;
     std::uint64_t m_tick_fs = UINT64_MAX, m_tick = 0;  // current_tick() of the time m_tick_fs
     std::uint64_t m_end_fs = UINT64_MAX;               // set by finish(); until then reports run to the current time
 };
