@@ -1047,3 +1047,28 @@ TEST_CASE("requests are admitted in enqueue order, whether enqueued for a future
     CHECK(done[1].id == 2);
     CHECK(done[0].tick < done[1].tick);
 }
+
+TEST_CASE("run_until_taking_issued reports what run_until and take_issued report, in the same order", "[dram]") {
+    for (const auto& p : parts()) {
+        const ControllerSpec spec = controller(RefreshMode::per_bank);
+        const auto traffic = mixed_traffic(p.org, 100, 0.6, 5);  // fits the queues: all enqueued up front
+        PseudoChannel a(p.org, p.t, spec), b(p.org, p.t, spec);
+        for (const auto& r : traffic) {
+            a.enqueue(r);
+            b.enqueue(r);
+        }
+        std::vector<Completion> done_a, done_b;
+        while (done_a.size() < traffic.size()) {
+            const std::uint64_t until = a.next_event_tick() + 1;
+            a.run_until(until, done_a);
+            a.take_issued(done_a);
+            b.run_until_taking_issued(until, done_b);
+            REQUIRE(a.now() == b.now());
+            REQUIRE(done_a.size() == done_b.size());
+        }
+        for (std::size_t i = 0; i < done_a.size(); ++i) {
+            CHECK(done_a[i].id == done_b[i].id);
+            CHECK(done_a[i].tick == done_b[i].tick);
+        }
+    }
+}

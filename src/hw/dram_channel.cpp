@@ -4,6 +4,12 @@
 #include <stdexcept>
 #include <string>
 
+#if defined(__GNUC__) || defined(__clang__)
+#define TRNSIM_FLATTEN __attribute__((flatten))
+#else
+#define TRNSIM_FLATTEN
+#endif
+
 namespace trnsim::hw::dram {
 
 namespace {
@@ -26,6 +32,21 @@ inline int lowest_bit(std::uint64_t m) {
 }
 inline std::uint64_t bit(int b) {
     return std::uint64_t{1} << b;
+}
+
+// Candidate keys packed into one word so that one unsigned min gives the earliest tick, then the oldest:
+// (tick - now) << 40 | (seq - oldest seq) << 6 | bank. Ticks fit: every earliest-issue time is an issue
+// tick <= now plus a sum of timing values, each < 2^20 (Timing::validate); seq offsets below 2^34 are
+// checked by the caller.
+constexpr int kSeqShift = 6, kTickShift = 40;
+constexpr std::uint64_t kSeqSpan = std::uint64_t{1} << (kTickShift - kSeqShift);
+
+// A request's age key, seq << 6 | bank: the low bits of a packed candidate key, kept per bank ready-made.
+inline std::uint64_t age_key(std::uint64_t seq, int b) {
+    return seq << kSeqShift | static_cast<std::uint64_t>(b);
+}
+inline std::uint64_t seq_of(std::uint64_t key) {
+    return key >> kSeqShift;
 }
 
 }  // namespace
@@ -82,8 +103,8 @@ PseudoChannel::PseudoChannel(const Organization& org, const Timing& timing, cons
     m_closed = m_bank_mask;
     m_bq.resize(2 * banks);
     for (int q = 0; q < 2; ++q) {
-        std::fill(std::begin(m_head_seq[q]), std::end(m_head_seq[q]), kNone);
-        std::fill(std::begin(m_hit_seq[q]), std::end(m_hit_seq[q]), kNone);
+        std::fill(std::begin(m_head_key[q]), std::end(m_head_key[q]), kNone);
+        std::fill(std::begin(m_hit_key[q]), std::end(m_hit_key[q]), kNone);
     }
 
     const int capacity = m_spec.read_queue + m_spec.write_queue;
@@ -108,7 +129,7 @@ PseudoChannel::PseudoChannel(const Organization& org, const Timing& timing, cons
     m_ref_due = m_spec.refresh == RefreshMode::off ? kNone : m_ref_interval;
 }
 
-void PseudoChannel::enqueue(const Request& r) {
+TRNSIM_FLATTEN void PseudoChannel::enqueue(const Request& r) {
     if (!can_accept(r.write)) throw std::logic_error("dram pseudo-channel: enqueue into a full queue");
     if (r.sid < 0 || r.sid >= m_org.sids || r.bank_group < 0 || r.bank_group >= m_org.bank_groups || r.bank < 0 ||
         r.bank >= m_org.banks_per_group || r.row < 0 || r.row >= m_org.rows || r.column < 0 ||
@@ -163,17 +184,10 @@ void PseudoChannel::admit(int s) {
         m_slots[static_cast<std::size_t>(bq.tail)].bank_next = s;
     } else {
         bq.head = s;
-        m_head_seq[q][b] = x.seq;
+        m_head_key[q][b] = age_key(x.seq, b);
     }
     bq.tail = s;
     ++bq.count;
-    x.age_prev = m_age_tail[q];
-    x.age_next = -1;
-    if (m_age_tail[q] >= 0)
-        m_slots[static_cast<std::size_t>(m_age_tail[q])].age_next = s;
-    else
-        m_age_head[q] = s;
-    m_age_tail[q] = s;
     int g = find_group(bq, x.row);
     if (g < 0) {
         g = m_free_group;
@@ -198,7 +212,7 @@ void PseudoChannel::admit(int s) {
     const bool new_hits = bq.open_group == g && G.count == 1;
     if (new_hits) {
         m_cas_mask[q] |= bit(b);
-        m_hit_seq[q][b] = x.seq;
+        m_hit_key[q][b] = age_key(x.seq, b);
     }
     if (q == active_queue()) {
         if (new_hits) {
@@ -258,8 +272,8 @@ void PseudoChannel::open_bank(int b, int row, int known_group) {
         bq.open_group = q == active_queue() ? known_group : find_group(bq, row);
         if (bq.open_group >= 0) {
             m_cas_mask[q] |= bit(b);
-            m_hit_seq[q][b] =
-                m_slots[static_cast<std::size_t>(m_groups[static_cast<std::size_t>(bq.open_group)].head)].seq;
+            m_hit_key[q][b] = age_key(
+                m_slots[static_cast<std::size_t>(m_groups[static_cast<std::size_t>(bq.open_group)].head)].seq, b);
         }
     }
 }
@@ -271,7 +285,7 @@ void PseudoChannel::close_bank(int b) {
     for (int q = 0; q < 2; ++q) {
         bank_queue(q, b).open_group = -1;
         m_cas_mask[q] &= ~bit(b);
-        m_hit_seq[q][b] = kNone;
+        m_hit_key[q][b] = kNone;
     }
 }
 
@@ -305,7 +319,7 @@ void PseudoChannel::consider_col(int b) const {
     const int q = active_queue();
     if (m_col_dirty || !((m_cas_mask[q] & ~m_blocked) >> b & 1)) return;
     const std::uint64_t tick = col_tick(q, b);
-    const std::uint64_t seq = m_hit_seq[q][b];
+    const std::uint64_t seq = seq_of(m_hit_key[q][b]);
     if (tick < m_col.tick || (tick == m_col.tick && seq < m_col.seq)) m_col = Best{tick, seq, b};
 }
 
@@ -315,7 +329,7 @@ void PseudoChannel::consider_row(int b) const {
     const int c = (m_closed >> b & 1) ? 0 : 1;
     if (m_rc_dirty[c]) return;
     const std::uint64_t tick = row_tick(b);
-    const std::uint64_t seq = m_head_seq[q][b];
+    const std::uint64_t seq = seq_of(m_head_key[q][b]);
     if (tick < m_rc[c].tick || (tick == m_rc[c].tick && seq < m_rc[c].seq)) m_rc[c] = Best{tick, seq, b};
 }
 
@@ -336,25 +350,29 @@ void PseudoChannel::revalidate_row_class(int c) const {
 
 namespace {
 
-// Candidate keys packed into one word so that one unsigned min gives the earliest tick, then the oldest:
-// (tick - now) << 40 | (seq - oldest seq) << 6 | bank. Ticks fit: every earliest-issue time is an issue
-// tick <= now plus a sum of timing values, each < 2^20 (Timing::validate); seq offsets below 2^34 are
-// checked by the caller.
-constexpr int kSeqShift = 6, kTickShift = 40;
-constexpr std::uint64_t kSeqSpan = std::uint64_t{1} << (kTickShift - kSeqShift);
-
 inline std::uint64_t scan_class(std::uint64_t mask, std::uint64_t common, std::uint64_t now, std::uint64_t base,
-                                const std::uint64_t* x, const std::uint64_t* seq, std::uint64_t best) {
+                                const std::uint64_t* x, const std::uint64_t* age, std::uint64_t best) {
+    const std::uint64_t age_base = base << kSeqShift;
     for (; mask; mask &= mask - 1) {
         const int b = lowest_bit(mask);
-        const std::uint64_t key =
-            (max_nb(x[b], common) - now) << kTickShift | (seq[b] - base) << kSeqShift | static_cast<std::uint64_t>(b);
-        best = min_nb(key, best);
+        best = min_nb((max_nb(x[b], common) - now) << kTickShift | (age[b] - age_base), best);
     }
     return best;
 }
 
 }  // namespace
+
+// A lower bound of the ages (seq) of the queue's requests, within 2^34 of m_seq if the oldest is: raised to
+// the oldest (the least head age over the banks) only when m_seq has run that far ahead of it.
+std::uint64_t PseudoChannel::seq_base(int q) const {
+    if (m_seq - m_seq_base[q] >= kSeqSpan) {
+        std::uint64_t oldest = m_seq;
+        for (std::uint64_t m = m_req_mask[q]; m; m &= m - 1)
+            oldest = std::min(oldest, seq_of(m_head_key[q][lowest_bit(m)]));
+        m_seq_base[q] = oldest;
+    }
+    return m_seq_base[q];
+}
 
 void PseudoChannel::rescan_col() const {
     m_col_dirty = false;
@@ -368,26 +386,25 @@ void PseudoChannel::rescan_col() const {
     const std::uint64_t* bank_t = q ? m_bank_wr.data() : m_bank_rd.data();
     const std::uint64_t* bg_t = q ? m_bg_wr.data() : m_bg_rd.data();
     const std::uint64_t* sid_t = q ? m_sid_wr.data() : m_sid_rd.data();
-    const std::uint64_t* seqs = m_hit_seq[q];
-    const std::uint64_t base = m_slots[static_cast<std::size_t>(m_age_head[q])].seq;
+    const std::uint64_t* ages = m_hit_key[q];
+    const std::uint64_t base = seq_base(q);
     if (m_seq - base >= kSeqSpan) {  // a request older than 2^34 admissions: compare unpacked
         Best best;
         for (; mask; mask &= mask - 1) {
             const int b = lowest_bit(mask);
-            const std::uint64_t tick = col_tick(q, b), seq = seqs[b];
+            const std::uint64_t tick = col_tick(q, b), seq = seq_of(ages[b]);
             if (tick < best.tick || (tick == best.tick && seq < best.seq)) best = Best{tick, seq, b};
         }
         m_col = best;
         return;
     }
+    const std::uint64_t age_base = base << kSeqShift;
     std::uint64_t key = ~std::uint64_t{0};
     for (; mask; mask &= mask - 1) {
         const int b = lowest_bit(mask);
         const auto i = static_cast<std::size_t>(b);
         const std::uint64_t tick = max_nb(max_nb(common, bank_t[i]), max_nb(bg_t[m_bg_of[i]], sid_t[m_sid_of[i]]));
-        const std::uint64_t k =
-            (tick - m_now) << kTickShift | (seqs[b] - base) << kSeqShift | static_cast<std::uint64_t>(b);
-        key = min_nb(k, key);
+        key = min_nb((tick - m_now) << kTickShift | (ages[b] - age_base), key);
     }
     m_col = Best{m_now + (key >> kTickShift), base + ((key >> kSeqShift) & (kSeqSpan - 1)), static_cast<int>(key & 63)};
 }
@@ -404,18 +421,18 @@ void PseudoChannel::rescan_row_class(int c) const {
     }
     const std::uint64_t common = c == 0 ? act_common() : pre_common();
     const std::uint64_t* own = c == 0 ? m_act_x : m_bank_pre.data();
-    const std::uint64_t base = m_slots[static_cast<std::size_t>(m_age_head[q])].seq;
+    const std::uint64_t base = seq_base(q);
     if (m_seq - base >= kSeqSpan) {  // a request older than 2^34 admissions: compare unpacked
         Best best;
         for (std::uint64_t m = mask; m; m &= m - 1) {
             const int b = lowest_bit(m);
-            const std::uint64_t tick = max2(common, own[b]), seq = m_head_seq[q][b];
+            const std::uint64_t tick = max2(common, own[b]), seq = seq_of(m_head_key[q][b]);
             if (tick < best.tick || (tick == best.tick && seq < best.seq)) best = Best{tick, seq, b};
         }
         m_rc[c] = best;
         return;
     }
-    const std::uint64_t key = scan_class(mask, common, m_now, base, own, m_head_seq[q], ~std::uint64_t{0});
+    const std::uint64_t key = scan_class(mask, common, m_now, base, own, m_head_key[q], ~std::uint64_t{0});
     m_rc[c] =
         Best{m_now + (key >> kTickShift), base + ((key >> kSeqShift) & (kSeqSpan - 1)), static_cast<int>(key & 63)};
 }
@@ -549,9 +566,9 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
         m_free_group = g;
         bq.open_group = -1;
         m_cas_mask[q] &= ~bit(b);
-        m_hit_seq[q][b] = kNone;
+        m_hit_key[q][b] = kNone;
     } else {
-        m_hit_seq[q][b] = m_slots[static_cast<std::size_t>(G.head)].seq;
+        m_hit_key[q][b] = age_key(m_slots[static_cast<std::size_t>(G.head)].seq, b);
     }
     if (x.bank_prev >= 0)
         m_slots[static_cast<std::size_t>(x.bank_prev)].bank_next = x.bank_next;
@@ -562,15 +579,7 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
     else
         bq.tail = x.bank_prev;
     if (--bq.count == 0) m_req_mask[q] &= ~bit(b);
-    m_head_seq[q][b] = bq.head >= 0 ? m_slots[static_cast<std::size_t>(bq.head)].seq : kNone;
-    if (x.age_prev >= 0)
-        m_slots[static_cast<std::size_t>(x.age_prev)].age_next = x.age_next;
-    else
-        m_age_head[q] = x.age_next;
-    if (x.age_next >= 0)
-        m_slots[static_cast<std::size_t>(x.age_next)].age_prev = x.age_prev;
-    else
-        m_age_tail[q] = x.age_prev;
+    m_head_key[q][b] = bq.head >= 0 ? age_key(m_slots[static_cast<std::size_t>(bq.head)].seq, b) : kNone;
     --m_queued[q];
     if (!x.classified) ++m_stats.row_hits;
 
@@ -801,6 +810,19 @@ void PseudoChannel::take_issued(std::vector<Completion>& done) {
 }
 
 bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done, bool stop_when_slot_frees) {
+    const bool freed = run_ticks(until, stop_when_slot_frees);
+    pop_completions(freed ? m_now : until, done);
+    return freed;
+}
+
+void PseudoChannel::run_until_taking_issued(std::uint64_t until, std::vector<Completion>& done) {
+    run_ticks(until, false);
+    pop_completions(kNone, done);
+}
+
+// The decision loop and enqueue are flattened: every call in them (candidate scans, command issue) is
+// inlined, which measured ~9% faster on random traffic than leaving the calls to the compiler's judgement.
+TRNSIM_FLATTEN bool PseudoChannel::run_ticks(std::uint64_t until, bool stop_when_slot_frees) {
     bool freed = false;
     while (!freed) {
         const std::uint64_t t = next_decision_tick();
@@ -848,14 +870,9 @@ bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done
         m_now = t + 1;
         update_mode();
     }
-    if (freed)
-        until = m_now;
-    else
-        skip_to(until);
+    if (!freed) skip_to(until);
     account(m_now);
     m_stats.ticks = m_now;
-
-    pop_completions(until, done);
     return freed;
 }
 

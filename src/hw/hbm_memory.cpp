@@ -10,6 +10,11 @@ namespace trnsim::hw {
 
 HbmMemory::HbmMemory(const sc_core::sc_module_name& name, const HbmSpec& spec)
     : IMemory(name), m_spec(spec), m_map(spec.org, spec.stacks, spec.map), m_ticks(spec.tick_hz()) {
+    const auto burst = static_cast<std::uint64_t>(spec.org.burst_bytes);
+    if ((burst & (burst - 1)) == 0) {
+        m_burst_mask = burst - 1;
+        while ((std::uint64_t{1} << m_burst_shift) < burst) ++m_burst_shift;
+    }
     const int n = spec.pseudo_channels_total();
     m_logs.resize(spec.check_timing ? static_cast<std::size_t>(n) : 0);
     m_outstanding.assign(static_cast<std::size_t>(n), 0);
@@ -30,10 +35,9 @@ void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
     if (channel.now() >= until_tick) return;  // up to date: every issued RD/WR has been reported
     const bool reads_full = !channel.can_accept(false);
     const bool writes_full = !channel.can_accept(true);
-    channel.run_until(until_tick, m_done);
     // Completions are reported as soon as their RD/WR has issued: their ticks are final then, and every
     // initiator takes a completion time in the future (i_memory.h).
-    channel.take_issued(m_done);
+    channel.run_until_taking_issued(until_tick, m_done);
     m_outstanding[c] -= m_done.size();
     for (const auto& d : m_done) {
         Transaction& t = m_transactions[d.id];
@@ -65,14 +69,6 @@ void HbmMemory::update_next(std::size_t c) {
     m_next[c] = m_waiters[c] > 0 || d == UINT64_MAX ? d : d + channel.min_completion_ticks();
 }
 
-void HbmMemory::schedule_wake() {
-    std::uint64_t next = UINT64_MAX;
-    for (std::size_t c = 0; c < m_channels.size(); ++c) {
-        if (m_outstanding[c] > 0) next = std::min(next, m_next[c]);
-    }
-    if (next != UINT64_MAX) wake_at(next);
-}
-
 void HbmMemory::wake_for(std::size_t c) {
     if (m_outstanding[c] > 0) wake_at(m_next[c]);
 }
@@ -86,15 +82,30 @@ void HbmMemory::wake_at(std::uint64_t tick) {
     m_wake.notify(sc_core::sc_time::from_value(at > now ? at - now : 0));
 }
 
-void HbmMemory::on_wake() {
-    const std::uint64_t now_tick =
-        static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
-    m_wake_tick = UINT64_MAX;
-    // Everything due at or before this tick.
-    for (std::size_t c = 0; c < m_channels.size(); ++c) {
-        if (m_outstanding[c] > 0 && m_next[c] <= now_tick) advance(c, now_tick + 1);
+std::uint64_t HbmMemory::current_tick() {
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    if (now != m_tick_fs) {  // many requests arrive at one time: convert it once
+        m_tick_fs = now;
+        m_tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(now));
     }
-    schedule_wake();
+    return m_tick;
+}
+
+void HbmMemory::on_wake() {
+    const std::uint64_t now_tick = current_tick();
+    m_wake_tick = UINT64_MAX;
+    // Everything due at or before this tick; then the earliest event of any busy channel (advancing one
+    // channel leaves the others' next ticks as they are).
+    std::uint64_t next = UINT64_MAX;
+    for (std::size_t c = 0; c < m_channels.size(); ++c) {
+        if (m_outstanding[c] == 0) continue;
+        if (m_next[c] <= now_tick) {
+            advance(c, now_tick + 1);
+            if (m_outstanding[c] == 0) continue;
+        }
+        next = std::min(next, m_next[c]);
+    }
+    if (next != UINT64_MAX) wake_at(next);
 }
 
 void HbmMemory::finish(std::uint64_t end_fs) {
@@ -118,9 +129,12 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
         id = m_transactions.size();
         m_transactions.emplace_back();
     }
-    const std::uint64_t first = trans.get_address() / burst * burst;
+    // Bursts are a power of two bytes in every part; any other size divides.
+    const std::uint64_t first =
+        m_burst_mask ? trans.get_address() & ~m_burst_mask : trans.get_address() / burst * burst;
     const std::uint64_t end = trans.get_address() + std::max<std::uint64_t>(bytes, 1);
-    const auto bursts = static_cast<int>((end - first + burst - 1) / burst);
+    const std::uint64_t span = end - first + burst - 1;
+    const auto bursts = static_cast<int>(m_burst_mask ? span >> m_burst_shift : span / burst);
     {
         Transaction& t = m_transactions[id];
         t.bursts_left = bursts;
@@ -129,7 +143,7 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
         t.on_done = timing ? std::move(timing->on_done) : nullptr;
     }
     std::uint64_t arrival_tick = 0;
-    auto tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
+    auto tick = current_tick();
     for (std::uint64_t a = first; a < end; a += burst) {
         // Addresses beyond the modelled capacity wrap: the map covers the organisation's bytes.
         const dram::Decoded d = m_map.decode(a < capacity ? a : a % capacity);
@@ -157,7 +171,7 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
             wake_for(c);
             sc_core::wait(m_space);
             --m_waiters[c];
-            tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(sc_core::sc_time_stamp().value()));
+            tick = current_tick();
         }
     }
     ++m_stats.requests;

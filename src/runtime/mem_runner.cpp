@@ -46,13 +46,14 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
         capacity = hw::dram::AddressMap(spec.org, spec.stacks, spec.map).capacity_bytes();
     }
     const std::uint64_t slots = std::max<std::uint64_t>(1, capacity / o.request_bytes);
+    const std::uint64_t span = slots * o.request_bytes;  // addresses wrap here
 
     enum class Pattern { stream, random, strided };
     const Pattern pattern = o.pattern == "stream"   ? Pattern::stream
                             : o.pattern == "random" ? Pattern::random
                                                     : Pattern::strided;
     std::vector<std::uint64_t> arrival_fs(o.requests, 0);
-    std::vector<bool> is_write(o.requests, false);
+    std::vector<std::uint8_t> is_write(o.requests, 0);
     std::uint64_t first_issue = UINT64_MAX;
 
     // Completions, as the memory reports them (possibly ahead of time: a request counts as in flight until
@@ -63,19 +64,38 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
         // Done times not yet passed, ascending. Memories report in nearly ascending order (a queued memory by
         // completion tick per channel), so an insertion walks back a few entries at most.
         std::deque<std::uint64_t> retire;
+        // Done times reported since, in report order: sorted into `retire` only when the generator has to
+        // count the requests retired by now (which it need not while in_flight, an upper bound until then,
+        // stays below `outstanding`), or in batches.
+        std::vector<std::uint64_t> reported;
         sc_core::sc_event slot_free;
         std::uint64_t wake_at = UINT64_MAX;  // the generator waits for a retirement until then; MAX: not waiting
         void complete(std::uint64_t i, std::uint64_t done) {
             done_fs[i] = done;
             last_done = std::max(last_done, done);
             ++completed;
-            auto at = retire.end();
-            while (at != retire.begin() && *(at - 1) > done) --at;
-            retire.insert(at, done);
+            reported.push_back(done);
             if (done < wake_at) {  // earlier than what the generator waits for
                 wake_at = done;
                 slot_free.notify(sc_core::SC_ZERO_TIME);
             }
+        }
+        // Retires every request done by `now`.
+        void retire_until(std::uint64_t now) {
+            while (!retire.empty() && retire.front() <= now) {
+                retire.pop_front();
+                --in_flight;
+            }
+            for (const std::uint64_t done : reported) {
+                if (done <= now) {
+                    --in_flight;
+                    continue;
+                }
+                auto at = retire.end();
+                while (at != retire.begin() && *(at - 1) > done) --at;
+                retire.insert(at, done);
+            }
+            reported.clear();
         }
     } tracker;
     tracker.done_fs.assign(o.requests, 0);
@@ -97,11 +117,10 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
         Tracker* const t = &tracker;
         for (std::uint64_t i = 0; i < o.requests; ++i) {
             for (;;) {
+                // Retiring only lowers in_flight: below the limit it can wait (for a batch of reports).
+                if (t->in_flight < o.outstanding && t->reported.size() < 4096) break;
                 const std::uint64_t now = sc_core::sc_time_stamp().value();
-                while (!t->retire.empty() && t->retire.front() <= now) {
-                    t->retire.pop_front();
-                    --t->in_flight;
-                }
+                t->retire_until(now);
                 if (t->in_flight < o.outstanding) break;
                 t->wake_at = t->retire.empty() ? UINT64_MAX - 1 : t->retire.front();
                 if (t->retire.empty())
@@ -114,11 +133,11 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
             const bool write = o.read_ratio < 1.0 && coin(rng) >= o.read_ratio;
             is_write[i] = write;
             trans.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
-            trans.set_address(address % (slots * o.request_bytes));
+            trans.set_address(address < span ? address : address % span);
             trans.set_data_ptr(nullptr);
             trans.set_data_length(static_cast<unsigned int>(o.request_bytes));
             trans.set_streaming_width(static_cast<unsigned int>(o.request_bytes));
-            first_issue = std::min<std::uint64_t>(first_issue, sc_core::sc_time_stamp().value());
+            if (i == 0) first_issue = sc_core::sc_time_stamp().value();  // time only advances
             ++t->in_flight;
             // Latency runs from the request's arrival at the controller (set by the memory) to its data.
             timing->on_done = [t, i](std::uint64_t done) { t->complete(i, done); };

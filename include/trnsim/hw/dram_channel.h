@@ -102,6 +102,8 @@ public:
     // Returns true if it stopped so. (A driver keeping the queues full refills at now(); this is
     // exactly per-event stepping, without a call per ACT/PRE.)
     bool run_until(std::uint64_t until, std::vector<Completion>& done, bool stop_when_slot_frees = false);
+    // run_until(until, done) and then take_issued(done), in one pass over the completions.
+    void run_until_taking_issued(std::uint64_t until, std::vector<Completion>& done);
     // Earliest tick at which the channel will do something (issue a command or complete a request), or
     // UINT64_MAX when idle with nothing queued and refresh off. Never in the past. Exact, except that a
     // request enqueued for a future arrival tick makes that tick an event.
@@ -132,7 +134,6 @@ private:
         std::uint64_t id, arrival, seq;
         int bank, row, column;
         int bank_prev, bank_next;  // age-ordered list of the bank's requests in this queue
-        int age_prev, age_next;    // age-ordered list of the queue's requests
         int group, group_next;     // FIFO of the requests to the same (bank, row) in this queue
         bool write, classified;
     };
@@ -177,6 +178,7 @@ private:
     void clean() const;
     void clean_row() const;
     void rescan_col() const;
+    std::uint64_t seq_base(int q) const;
     void rescan_row_class(int c) const;
     void revalidate_row_class(int c) const;
     void dirty_row() const { m_rc_dirty[0] = m_rc_dirty[1] = true; }
@@ -191,6 +193,7 @@ private:
     std::uint64_t refresh_tick() const { return (m_refab_pending | m_refpb_count) ? pending_refresh_tick() : kNone; }
     std::uint64_t pending_refresh_tick() const;
     void recompute_blocked();
+    bool run_ticks(std::uint64_t until, bool stop_when_slot_frees);            // run_until without the completions
     void pop_completions(std::uint64_t until, std::vector<Completion>& done);  // ticks < until
     int refresh_target();  // the bank of a REFpb falling due now (see the class comment)
 
@@ -226,24 +229,19 @@ private:
     std::vector<int> m_open_row;                 // -1: precharged
     int m_open_banks = 0;
     std::uint64_t m_closed = 0;  // mask of precharged banks
-    // Dense copies for the candidate scans: per bank max(bank ACT, bank-group ACT) earliest tick; per queue
-    // and bank the age of the oldest request and of the oldest request to the open row (kNone if none).
-    std::uint64_t m_act_x[64] = {};
-    std::uint64_t m_head_seq[2][64];
-    std::uint64_t m_hit_seq[2][64];
 
     // Queues.
     std::vector<Slot> m_slots;
     int m_free_slot = -1;
     std::vector<Group> m_groups;
     int m_free_group = -1;
-    std::vector<BankQueue> m_bq;  // [queue][bank]
-    int m_queued[2] = {0, 0};     // arrived, not served
-    int m_age_head[2] = {-1, -1}, m_age_tail[2] = {-1, -1};
-    int m_waiting[2] = {0, 0};             // enqueued for a future arrival
-    std::uint64_t m_req_mask[2] = {0, 0};  // banks with requests in the queue
-    std::uint64_t m_cas_mask[2] = {0, 0};  // banks whose open row has requests in the queue
-    std::vector<int> m_future;             // slots waiting for their arrival tick, in arrival order
+    std::vector<BankQueue> m_bq;                   // [queue][bank]
+    int m_queued[2] = {0, 0};                      // arrived, not served
+    mutable std::uint64_t m_seq_base[2] = {0, 0};  // seq_base()
+    int m_waiting[2] = {0, 0};                     // enqueued for a future arrival
+    std::uint64_t m_req_mask[2] = {0, 0};          // banks with requests in the queue
+    std::uint64_t m_cas_mask[2] = {0, 0};          // banks whose open row has requests in the queue
+    std::vector<int> m_future;                     // slots waiting for their arrival tick, in arrival order
     std::size_t m_future_head = 0;
     std::uint64_t m_seq = 0;
     bool m_write_mode = false;  // drain mode of tick m_now (from m_prev_mode and the queues as they are now)
@@ -275,6 +273,13 @@ private:
     std::uint64_t m_accounted = 0, m_auto_close = 0, m_refresh_until = 0;
     ChannelStats m_stats;
     std::vector<IssuedCommand>* m_log = nullptr;
+
+    // Dense copies for the candidate scans (last: the scalars above share fewer cache lines): per bank max(bank ACT,
+    // bank-group ACT) earliest tick; per queue and bank the age key (seq << 6 | bank) of the oldest request and of
+    // the oldest request to the open row (kNone if none).
+    std::uint64_t m_act_x[64] = {};
+    std::uint64_t m_head_key[2][64];
+    std::uint64_t m_hit_key[2][64];
 };
 
 }  // namespace trnsim::hw::dram

@@ -65,9 +65,9 @@ private:
     void on_wake();
     void advance(std::size_t channel, std::uint64_t until_tick);
     void update_next(std::size_t c);
-    void schedule_wake();              // after advancing channels: the earliest event of any busy channel
     void wake_for(std::size_t c);      // after enqueuing into channel c: wake earlier if it needs it
     void wake_at(std::uint64_t tick);  // wake at `tick` unless a wake-up at or before it is pending
+    std::uint64_t current_tick();      // first tick at or after the current time
 
     HbmSpec m_spec;
     dram::AddressMap m_map;
@@ -86,7 +86,10 @@ private:
     sc_core::sc_event m_wake;
     sc_core::sc_event m_space;  // a queue entry was freed
     std::uint64_t m_wake_tick = UINT64_MAX;
-    std::uint64_t m_end_fs = UINT64_MAX;  // set by finish(); until then reports run to the current time
+    std::uint64_t m_burst_mask = 0;  // burst bytes - 1 when a power of two (then m_burst_shift = log2), else 0
+    int m_burst_shift = 0;
+    std::uint64_t m_tick_fs = UINT64_MAX, m_tick = 0;  // current_tick() of the time m_tick_fs
+    std::uint64_t m_end_fs = UINT64_MAX;               // set by finish(); until then reports run to the current time
 };
 
 // Registers "hbm" with the memory-model family.
