@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include <poll.h>
+#include "support/trnsim_process.h"
+
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,126 +27,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct RunResult {
-    int exit_code = -1;  // -1: did not exit normally (signal)
-    std::string out;
-    std::string err;
-};
+using RunResult = trnsim::testing::ProcessResult;
 
-std::string trnsim_bin() {
-    const char* bin = std::getenv("TRNSIM_BIN");
-    if (bin == nullptr || *bin == '\0') {
-        FAIL(
-            "TRNSIM_BIN is not set: run the CLI tests through CTest (it sets TRNSIM_BIN to the trnsim binary), "
-            "or set it by hand, e.g. TRNSIM_BIN=build/trnsim build/trnsim_tests \"[cli]\"");
-    }
-    if (::access(bin, X_OK) != 0) FAIL("TRNSIM_BIN='" << bin << "' is not an executable file");
-    return fs::absolute(bin).string();  // the child may run in another directory
-}
-
-// Run trnsim with the given arguments in directory `cwd` (empty: inherit) and
-// capture stdout, stderr and the exit code. fork + execv, no shell involved.
+// Run trnsim with the given arguments in directory `cwd` (empty: inherit) and capture stdout, stderr and the
+// exit code (tests/support/trnsim_process.h).
 RunResult run_trnsim(const std::vector<std::string>& args, const std::string& cwd = {}) {
-    const std::string bin = trnsim_bin();
-    int out_pipe[2];
-    int err_pipe[2];
-    REQUIRE(::pipe(out_pipe) == 0);
-    REQUIRE(::pipe(err_pipe) == 0);
-
-    std::vector<std::string> argv_storage;
-    argv_storage.push_back(bin);
-    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_storage) argv.push_back(a.data());
-    argv.push_back(nullptr);
-
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        ::dup2(out_pipe[1], STDOUT_FILENO);
-        ::dup2(err_pipe[1], STDERR_FILENO);
-        ::close(out_pipe[0]);
-        ::close(out_pipe[1]);
-        ::close(err_pipe[0]);
-        ::close(err_pipe[1]);
-        if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) {
-            const std::string msg = "test_cli: cannot chdir to " + cwd + "\n";
-            (void)!::write(STDERR_FILENO, msg.data(), msg.size());
-            ::_exit(126);
-        }
-        ::execv(bin.c_str(), argv.data());
-        const std::string msg = "test_cli: cannot execute " + bin + "\n";
-        (void)!::write(STDERR_FILENO, msg.data(), msg.size());
-        ::_exit(127);
-    }
-    ::close(out_pipe[1]);
-    ::close(err_pipe[1]);
-
-    RunResult r;
-    pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-    std::string* sinks[2] = {&r.out, &r.err};
-    int open_fds = 2;
-    char buf[4096];
-    while (open_fds > 0) {
-        const int n = ::poll(fds, 2, -1);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            break;
-        }
-        for (int i = 0; i < 2; ++i) {
-            if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-            const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
-            if (got > 0) {
-                sinks[i]->append(buf, static_cast<std::size_t>(got));
-            } else if (got == 0 || errno != EINTR) {
-                ::close(fds[i].fd);
-                fds[i].fd = -1;
-                --open_fds;
-            }
-        }
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
+    return trnsim::testing::run_trnsim_in(args, cwd);
 }
 
-// A fresh empty directory, removed with its contents at the end of the scope.
-class TempDir {
-public:
-    TempDir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/trnsim-cli-XXXXXX";
-        std::vector<char> buf(pattern.begin(), pattern.end());
-        buf.push_back('\0');
-        if (::mkdtemp(buf.data()) == nullptr) FAIL("mkdtemp failed for " << pattern);
-        m_path = buf.data();
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(m_path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    const std::string& path() const { return m_path; }
-    std::string file(const std::string& name) const { return m_path + "/" + name; }
-    std::string write(const std::string& name, const std::string& text) const {
-        const std::string p = file(name);
-        std::ofstream(p) << text;
-        return p;
-    }
-    std::vector<std::string> entries() const {
-        std::vector<std::string> names;
-        for (const auto& e : fs::directory_iterator(m_path)) names.push_back(e.path().filename().string());
-        std::sort(names.begin(), names.end());
-        return names;
-    }
-
-private:
-    std::string m_path;
-};
+using TempDir = trnsim::testing::ScratchDir;
 
 std::string show(const RunResult& r) {
     std::ostringstream s;

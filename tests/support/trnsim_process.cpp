@@ -42,7 +42,7 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& cwd, const 
         if (close_a >= 0) ::close(close_a);
         if (close_b >= 0) ::close(close_b);
         for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-        if (::chdir(cwd.c_str()) != 0) ::_exit(126);
+        if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
         ::execv(bin.c_str(), argv.data());
         ::_exit(127);
     }

@@ -17,7 +17,7 @@ struct ProcessResult {
 
 std::string trnsim_binary();
 
-// Runs `trnsim args...` in `cwd` with `env` added to the environment.
+// Runs `trnsim args...` in `cwd` (empty: this process's) with `env` added to the environment.
 ProcessResult run_trnsim_in(const std::vector<std::string>& args, const std::string& cwd,
                             const std::map<std::string, std::string>& env = {});
 
