@@ -261,8 +261,11 @@ CollectiveEngine::Footprint CollectiveEngine::p2p_footprint(int src, int dst, st
 }
 
 CollectiveEngine::Period* CollectiveEngine::period(int id) {
-    for (auto it = m_merged_into.find(id); it != m_merged_into.end(); it = m_merged_into.find(id)) id = it->second;
-    const auto it = m_periods.find(id);
+    int last = id;
+    for (auto it = m_merged_into.find(last); it != m_merged_into.end(); it = m_merged_into.find(last))
+        last = it->second;
+    if (last != id) m_merged_into[id] = last;  // shortcut the chain for the next lookup
+    const auto it = m_periods.find(last);
     return it == m_periods.end() ? nullptr : it->second.get();
 }
 
