@@ -882,7 +882,13 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
         r.simulated = {s0, s0 + step, s0 + 2 * step};
         r.sampled_step_s = {a.step_s, b.step_s, c.step_s};
         const double d1 = b.step_s - a.step_s, d2 = c.step_s - b.step_s;
-        if (std::abs(d2 - d1) <= 1e-9 * c.step_s) {
+        // On a line: if the increment per micro-batch kept varying as much as between the samples, the
+        // extended step would be off by at most |d2 - d1| per extended micro-batch; that must stay below
+        // k_line_tolerance of the step (docs/adr/0005).
+        constexpr double k_line_tolerance = 1e-6;
+        const double extended = static_cast<double>(m - (s0 + 2 * step)) / static_cast<double>(step);
+        const double line = c.step_s + d2 * extended;
+        if (std::abs(d2 - d1) * extended <= k_line_tolerance * line) {
             outcome = extrapolate(b, c, s0 + step, s0 + 2 * step, m);
             outcome.trace = c.trace;
             r.extrapolated = true;
