@@ -164,7 +164,7 @@ def throughput(points, outdir):
             ax.margins(y=0.15)
             if row == 0:
                 ax.set_title(model, fontsize=10)
-    fig.suptitle("Training throughput per 64-chip UltraServer (one step, simulated)", fontsize=11)
+    fig.suptitle("Training throughput per UltraServer (64 or 144 chips; one step, simulated)", fontsize=11)
     fig.tight_layout()
     fig.savefig(os.path.join(outdir, "trn2-vs-trn3-throughput.png"), dpi=110)
     plt.close(fig)
