@@ -31,21 +31,19 @@ struct OptionInfo {
     bool positional = false;
 };
 
-void add_command(CLI::App& app, const std::string& command) {
-    if (command == "run")
-        add_run_command(app);
-    else if (command == "kernel")
-        add_kernel_command(app);
-    else if (command == "mem")
-        add_mem_command(app);
-    else
-        add_collective_command(app);
+// Registers the command on `app`; the returned runner owns the storage its options parse into, so it must
+// outlive any parse.
+std::function<int()> add_command(CLI::App& app, const std::string& command) {
+    if (command == "run") return add_run_command(app);
+    if (command == "kernel") return add_kernel_command(app);
+    if (command == "mem") return add_mem_command(app);
+    return add_collective_command(app);
 }
 
 std::vector<OptionInfo> command_options(const std::string& command) {
     // The options as the command registers them on its CLI11 subcommand: one list, no copy to keep in step.
     CLI::App app;
-    add_command(app, command);
+    const auto runner = add_command(app, command);
     std::vector<OptionInfo> out;
     for (const CLI::Option* opt : app.get_subcommand(command)->get_options()) {
         OptionInfo info;
@@ -275,7 +273,7 @@ SweepSpec parse_sweep_spec(const std::string& path) {
 
 void check_command_args(const std::vector<std::string>& args, const std::string& context) {
     CLI::App app;
-    add_command(app, args.at(0));
+    const auto runner = add_command(app, args.at(0));
     try {
         app.parse(std::vector<std::string>(args.rbegin(), args.rend()));  // CLI11 takes them last first
     } catch (const CLI::ParseError& e) {
