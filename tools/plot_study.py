@@ -3,7 +3,7 @@
 
 Usage: tools/plot_study.py [-o OUTDIR] [SWEEP.jsonl ...]
   defaults: docs/studies/ and the study's three sweep outputs in docs/studies/data/
-  (trn2-vs-trn3.jsonl, trn2-vs-trn3-fp8-dr.jsonl, trn2-vs-trn3-gen2.jsonl; missing ones are skipped)
+  (trn2-vs-trn3.jsonl, trn2-vs-trn3-gen2.jsonl; missing ones are skipped)
 
 Reads the `trnsim sweep` JSON Lines (one trnsim.run/1 result per point) and writes
   trn2-vs-trn3-throughput.png  tokens/s and step time per model, trn2 vs trn3, BF16 vs FP8
@@ -27,31 +27,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 GIB = 2**30
-# Bars, in this order: (system, precision). "fp8-dr" is trn3 FP8 in trn2's double-row mode
-# (chip.core.tensor_engine.fp8_k_pack = 2), the workaround of trn2-vs-trn3-fp8-dr.yaml.
+# Bars, in this order: (system, precision). FP8 is trn2's double-row FP8 on trn2 and MXFP8 (MX quad mode) on
+# trn3, each chip preset's own FP8 mode.
 SERIES = [
     ("trn2 64", "bf16"),
     ("trn2 64", "fp8"),
     ("trn3 64", "bf16"),
     ("trn3 64", "fp8"),
-    ("trn3 64", "fp8-dr"),
     ("trn3 144", "bf16"),
     ("trn3 144", "fp8"),
-    ("trn3 144", "fp8-dr"),
 ]
 COLORS = {
     ("trn2 64", "bf16"): "#6baed6",
     ("trn2 64", "fp8"): "#2171b5",
     ("trn3 64", "bf16"): "#fd8d3c",
     ("trn3 64", "fp8"): "#d94701",
-    ("trn3 64", "fp8-dr"): "#fdae6b",
     ("trn3 144", "bf16"): "#74c476",
     ("trn3 144", "fp8"): "#238b45",
-    ("trn3 144", "fp8-dr"): "#a1d99b",
 }
 DEFAULT_INPUTS = [
     "docs/studies/data/trn2-vs-trn3.jsonl",
-    "docs/studies/data/trn2-vs-trn3-fp8-dr.jsonl",
     "docs/studies/data/trn2-vs-trn3-gen2.jsonl",
 ]
 ENERGY_PARTS = ["static", "hbm", "tensor_engine", "links", "sbuf"]
@@ -77,9 +72,6 @@ def load(path):
                 continue
             r = rec["result"]
             dtype = "fp8" if "dtype fp8" in r["training"] else "bf16"
-            pack = r["config"].get("chip.core.tensor_engine.fp8_k_pack", {}).get("value")
-            if dtype == "fp8" and r["cluster"]["chip"] == "trn3" and str(pack) == "2":
-                dtype = "fp8-dr"
             system = f"{r['cluster']['chip']} {r['cluster']['chips']}"
             points.append({"model": r["model"], "cluster": r["cluster"]["name"], "chip": system, "dtype": dtype, "r": r})
     return points
@@ -304,7 +296,7 @@ def main():
         points,
         lambda r: r["mfu"] * 100,
         "MFU (%)",
-        "MFU: model FLOPs / peak at the GEMM dtype (FP8 peak = 2x BF16; trn3 MXFP8 would be 4x)",
+        "MFU: model FLOPs / peak at the GEMM dtype (FP8 peak: 2x BF16 on trn2, MXFP8 4x BF16 on trn3)",
         "trn2-vs-trn3-mfu.png",
         outdir,
         fmt="{:.1f}",
