@@ -416,12 +416,6 @@ void ChipEndpoint::add_stats(const EndpointStats& d) {
 
 void ChipEndpoint::set_dma_load(double load) {
     m_dma_load = load;
-    if (load >= 1) return;
-    for (auto& g : m_rings) {
-        if (!g->blocked) continue;
-        g->blocked = false;
-        g->wake->notify(0);
-    }
 }
 
 void ChipEndpoint::ring_wake(int r) {
@@ -443,10 +437,6 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
         if (!g.pending.empty()) g.wake->notify(g.pending.front()->ready_fs - now);
         return;
     }
-    if (m_dma_load >= 1) {
-        g.blocked = true;  // set_dma_load wakes it
-        return;
-    }
     Message* m = g.active.front();
     g.active.pop_front();
     const std::uint64_t bytes = std::min(m_spec.packet_bytes, m->unsent);
@@ -457,9 +447,11 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
     // ring's bandwidth, in the engine time the chip's kernels leave; the packet is handed to the link once
     // it is read.
     const double engine_fs = static_cast<double>(m_descriptor_fs) + static_cast<double>(bytes) * m_ring_fs_per_byte;
+    // Round-robin with the kernels' queues: the packet gets the engine time they leave, and at least half.
+    const double share = std::max(1.0 - m_dma_load, 0.5);
     const std::uint64_t dma_fs =
         m_dma_load > 0
-            ? static_cast<std::uint64_t>(engine_fs / (1 - m_dma_load) + 0.5)
+            ? static_cast<std::uint64_t>(engine_fs / share + 0.5)
             : m_descriptor_fs + static_cast<std::uint64_t>(static_cast<double>(bytes) * m_ring_fs_per_byte + 0.5);
     const std::uint64_t ready = std::max(now + dma_fs, read_done);
     Packet* p = m_pool.get();

@@ -178,8 +178,9 @@ public:
     // Adds what a replayed stretch of traffic did at this endpoint.
     void add_stats(const EndpointStats& d);
     // The share of the chip's DMA engine time its running kernels take (0..1, the kernels' own DMA
-    // utilization). Kernels come first: a packet started now gets the rest, so its DMA time is stretched by
-    // 1 / (1 - load); at a load of 1 the rings wait until it drops.
+    // utilization). The engines serve their queues round-robin (NC-v2/v3, [NKI-DMA]): a packet started now
+    // gets the time the kernels leave, and at least half, so its DMA time is stretched by
+    // 1 / max(1 - load, 1/2). The kernels are not slowed (not modelled).
     void set_dma_load(double load);
     double dma_load() const { return m_dma_load; }
     // A packet of this chip started on its first link: its message may queue another.
@@ -194,7 +195,6 @@ private:
         std::deque<Message*> active;   // round-robin, one packet each
         std::unique_ptr<Wakeup> wake;
         std::uint64_t busy_until = 0;
-        bool blocked = false;  // waiting for the kernels' DMA load to drop below 1
     };
     struct Work {
         std::uint64_t at_fs;
