@@ -31,20 +31,19 @@ std::vector<int> CollectiveEngine::first_ranks(int n) const {
     return group;
 }
 
-RankLayout CollectiveEngine::layout(const std::vector<int>& group) const {
-    const hw::ClusterSpec& spec = m_cluster.spec();
-    const hw::Topology& topo = m_cluster.topology();
+RankLayout rank_layout(const hw::ClusterSpec& spec, const hw::Topology& topo, const std::vector<int>& rank_chip,
+                       const std::vector<int>& group) {
     RankLayout l;
     l.ranks = static_cast<int>(group.size());
     l.ranks_per_chip = spec.ranks_per_chip;
     l.nodes = spec.nodes;
     l.chips_per_node = spec.chips_per_node();
-    l.total_ranks = ranks();
+    l.total_ranks = static_cast<int>(rank_chip.size());
     l.topology = spec.topology.text;
     l.torus_dims = topo.torus_dims();
     std::vector<int> per_node(static_cast<std::size_t>(spec.nodes), 0);
     for (const int rank : group) {
-        const int chip = chip_of_rank(rank);
+        const int chip = rank_chip.at(static_cast<std::size_t>(rank));
         const int node = chip / spec.chips_per_node();
         l.chip_of_rank.push_back(chip);
         l.node_of_rank.push_back(node);
@@ -52,6 +51,10 @@ RankLayout CollectiveEngine::layout(const std::vector<int>& group) const {
         l.coords_of_rank.push_back(topo.coords(chip % spec.chips_per_node()));
     }
     return l;
+}
+
+RankLayout CollectiveEngine::layout(const std::vector<int>& group) const {
+    return rank_layout(m_cluster.spec(), m_cluster.topology(), m_rank_chip, group);
 }
 
 void CollectiveEngine::restart() {

@@ -34,28 +34,6 @@ struct Prepared {
     Schedule schedule;
 };
 
-RankLayout make_layout(const hw::ClusterSpec& spec, const hw::Topology& topo, const std::vector<int>& rank_chip,
-                       int ranks) {
-    RankLayout l;
-    l.ranks = ranks;
-    l.ranks_per_chip = spec.ranks_per_chip;
-    l.nodes = spec.nodes;
-    l.chips_per_node = spec.chips_per_node();
-    l.total_ranks = static_cast<int>(rank_chip.size());
-    l.topology = spec.topology.text;
-    l.torus_dims = topo.torus_dims();
-    std::vector<int> per_node(static_cast<std::size_t>(spec.nodes), 0);
-    for (int r = 0; r < ranks; ++r) {
-        const int chip = rank_chip[static_cast<std::size_t>(r)];
-        const int node = chip / spec.chips_per_node();
-        l.chip_of_rank.push_back(chip);
-        l.node_of_rank.push_back(node);
-        l.position_in_node.push_back(per_node[static_cast<std::size_t>(node)]++);
-        l.coords_of_rank.push_back(topo.coords(chip % spec.chips_per_node()));
-    }
-    return l;
-}
-
 }  // namespace
 
 CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob>>& batches, const Config& config) {
@@ -86,7 +64,9 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
                 throw UserError(fmt::format("--root {}: allowed 0..{}", job.root, ranks - 1));
             Prepared p;
             p.job = job;
-            p.layout = make_layout(spec, *layout_topology, rank_chip, ranks);
+            std::vector<int> group(static_cast<std::size_t>(ranks));
+            for (int r = 0; r < ranks; ++r) group[static_cast<std::size_t>(r)] = r;
+            p.layout = rank_layout(spec, *layout_topology, rank_chip, group);
             CollectiveRequest q;
             q.op = job.op;
             q.bytes = job.bytes;

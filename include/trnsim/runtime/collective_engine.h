@@ -39,6 +39,11 @@
 
 namespace trnsim::runtime {
 
+// What an algorithm sees of a group of ranks (members in the given order become ranks 0 .. size-1);
+// `rank_chip[r]` is the chip of cluster rank r. Needs the topology's facts only, not a built cluster.
+RankLayout rank_layout(const hw::ClusterSpec& spec, const hw::Topology& topo, const std::vector<int>& rank_chip,
+                       const std::vector<int>& group);
+
 class CollectiveEngine {
 public:
     using Done = std::function<void(std::uint64_t fs)>;
