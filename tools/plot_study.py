@@ -97,9 +97,27 @@ def find(points, model, chip, dtype):
     return None
 
 
-def oom_mark(ax, x, y, p):
+def oom_mark(ax, x, height, p):
+    """Marks a bar of `height` at `x` whose point does not fit in HBM."""
     if not p["r"]["memory"]["fits"]:
-        ax.annotate("OOM", (x, y), ha="center", va="bottom", fontsize=7, color="red")
+        ax.annotate("OOM", (x, height * 0.5), ha="center", fontsize=8, color="red", rotation=90)
+
+
+def label_series(ax, keys, title=None, ylabel=None):
+    """One tick per (cluster, dtype) series; the panel's title and y label."""
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([f"{c}\n{d}" for c, d in keys], fontsize=8)
+    if title is not None:
+        ax.set_title(title, fontsize=10)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel, fontsize=8)
+
+
+def save(fig, title, outdir, fname):
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(os.path.join(outdir, fname), dpi=110)
+    plt.close(fig)
 
 
 def bar_panels(points, metric, ylabel, title, fname, outdir, fmt="{:.3g}"):
@@ -116,17 +134,10 @@ def bar_panels(points, metric, ylabel, title, fname, outdir, fmt="{:.3g}"):
             v = metric(p["r"])
             ax.bar(i, v, color=COLORS[key], label=f"{key[0]} {key[1]}")
             ax.annotate(fmt.format(v), (i, v), ha="center", va="bottom", fontsize=7)
-            if not p["r"]["memory"]["fits"]:
-                ax.annotate("OOM", (i, v * 0.5), ha="center", fontsize=8, color="red", rotation=90)
-        ax.set_xticks(range(len(keys)))
-        ax.set_xticklabels([f"{c}\n{d}" for c, d in keys], fontsize=8)
-        ax.set_title(model, fontsize=10)
-        ax.set_ylabel(ylabel, fontsize=8)
+            oom_mark(ax, i, v, p)
+        label_series(ax, keys, model, ylabel)
         ax.margins(y=0.15)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(os.path.join(outdir, fname), dpi=110)
-    plt.close(fig)
+    save(fig, title, outdir, fname)
 
 
 def throughput(points, outdir):
@@ -148,18 +159,11 @@ def throughput(points, outdir):
                 v = metric(p["r"])
                 ax.bar(i, v, color=COLORS[key])
                 ax.annotate(fmt.format(v), (i, v), ha="center", va="bottom", fontsize=7)
-                if not p["r"]["memory"]["fits"]:
-                    ax.annotate("OOM", (i, v * 0.5), ha="center", fontsize=8, color="red", rotation=90)
-            ax.set_xticks(range(len(keys)))
-            ax.set_xticklabels([f"{c}\n{d}" for c, d in keys], fontsize=8)
-            ax.set_ylabel(label, fontsize=8)
+                oom_mark(ax, i, v, p)
+            label_series(ax, keys, model if row == 0 else None, label)
             ax.margins(y=0.15)
-            if row == 0:
-                ax.set_title(model, fontsize=10)
-    fig.suptitle("Training throughput per UltraServer (64 or 144 chips; one step, simulated)", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(os.path.join(outdir, "trn2-vs-trn3-throughput.png"), dpi=110)
-    plt.close(fig)
+    save(fig, "Training throughput per UltraServer (64 or 144 chips; one step, simulated)", outdir,
+         "trn2-vs-trn3-throughput.png")
 
 
 def energy(points, outdir):
@@ -179,18 +183,12 @@ def energy(points, outdir):
                 ax.bar(i, v, bottom=bottom, color=ENERGY_COLORS[part], label=part if i == 0 else None)
                 bottom += v
             ax.annotate(f"{bottom:.0f}", (i, bottom), ha="center", va="bottom", fontsize=7)
-            if not p["r"]["memory"]["fits"]:
-                ax.annotate("OOM", (i, bottom * 0.5), ha="center", fontsize=8, color="red", rotation=90)
-        ax.set_xticks(range(len(keys)))
-        ax.set_xticklabels([f"{c}\n{d}" for c, d in keys], fontsize=8)
-        ax.set_title(model, fontsize=10)
-        ax.set_ylabel("mJ per token", fontsize=8)
+            oom_mark(ax, i, bottom, p)
+        label_series(ax, keys, model, "mJ per token")
         ax.margins(y=0.15)
     axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.suptitle("Energy per token by component (all energy parameters are assumptions)", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(os.path.join(outdir, "trn2-vs-trn3-energy.png"), dpi=110)
-    plt.close(fig)
+    save(fig, "Energy per token by component (all energy parameters are assumptions)", outdir,
+         "trn2-vs-trn3-energy.png")
 
 
 def memory(points, outdir):
@@ -208,17 +206,10 @@ def memory(points, outdir):
             ax.bar(i, v, color=COLORS[key])
             ax.hlines(cap, i - 0.4, i + 0.4, colors="black", linestyles="dashed")
             ax.annotate(f"{v:.0f}/{cap:.0f}", (i, max(v, cap)), ha="center", va="bottom", fontsize=7)
-            if not m["fits"]:
-                ax.annotate("OOM", (i, v * 0.5), ha="center", fontsize=8, color="red", rotation=90)
-        ax.set_xticks(range(len(keys)))
-        ax.set_xticklabels([f"{c}\n{d}" for c, d in keys], fontsize=8)
-        ax.set_title(model, fontsize=10)
-        ax.set_ylabel("GiB per chip (dashed: HBM capacity)", fontsize=8)
+            oom_mark(ax, i, v, p)
+        label_series(ax, keys, model, "GiB per chip (dashed: HBM capacity)")
         ax.margins(y=0.15)
-    fig.suptitle("Memory per chip (largest pipeline stage) vs HBM capacity", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(os.path.join(outdir, "trn2-vs-trn3-memory.png"), dpi=110)
-    plt.close(fig)
+    save(fig, "Memory per chip (largest pipeline stage) vs HBM capacity", outdir, "trn2-vs-trn3-memory.png")
 
 
 def breakdown(points, outdir):
@@ -245,16 +236,10 @@ def breakdown(points, outdir):
                 if frac > 6:
                     ax.annotate(f"{frac:.0f}%", (i, bottom + frac / 2), ha="center", va="center", fontsize=7)
                 bottom += frac
-        ax.set_xticks(range(len(keys)))
-        ax.set_xticklabels([f"{c}\n{d}" for c, d in keys], fontsize=8)
-        ax.set_title(model, fontsize=10)
-        ax.set_ylabel("% of stage 0's step time", fontsize=8)
+        label_series(ax, keys, model, "% of stage 0's step time")
         ax.set_ylim(0, 100)
     axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.suptitle("Where stage 0's step time goes", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(os.path.join(outdir, "trn2-vs-trn3-breakdown.png"), dpi=110)
-    plt.close(fig)
+    save(fig, "Where stage 0's step time goes", outdir, "trn2-vs-trn3-breakdown.png")
 
 
 def table(points):
