@@ -17,14 +17,18 @@ using namespace trnsim;
 
 namespace {
 
+// A model file in the temporary directory: a Llama 3 8B variant with the given architecture lines.
+std::string model_file(const std::string& name, const std::string& architecture) {
+    const auto p =
+        std::filesystem::temp_directory_path() / ("trnsim_" + name + "_" + std::to_string(::getpid()) + ".yaml");
+    std::ofstream(p) << "base: llama3-8b\nname: " << name << "\n" << architecture;
+    return p.string();
+}
+
 // A small decoder: 4 layers, h 512, GQA 8/4 heads.
 std::string tiny_model() {
-    static const std::string path = [] {
-        const auto p = std::filesystem::temp_directory_path() / ("trnsim_tiny_" + std::to_string(::getpid()) + ".yaml");
-        std::ofstream(p) << "base: llama3-8b\nname: tiny\nlayers: 4\nhidden: 512\nheads: 8\nkv_heads: 4\n"
-                            "ffn_hidden: 1536\nvocab: 8192\nmax_seq: 1024\n";
-        return p.string();
-    }();
+    static const std::string path = model_file(
+        "tiny", "layers: 4\nhidden: 512\nheads: 8\nkv_heads: 4\nffn_hidden: 1536\nvocab: 8192\nmax_seq: 1024\n");
     return path;
 }
 
@@ -184,12 +188,8 @@ namespace {
 // A deeper, narrow model with a small vocabulary: its pipeline stages are equal to within the embedding
 // and head, which are tiny here.
 std::string deep_model() {
-    static const std::string path = [] {
-        const auto p = std::filesystem::temp_directory_path() / ("trnsim_deep_" + std::to_string(::getpid()) + ".yaml");
-        std::ofstream(p) << "base: llama3-8b\nname: deep\nlayers: 16\nhidden: 512\nheads: 8\nkv_heads: 4\n"
-                            "ffn_hidden: 1536\nvocab: 128\nmax_seq: 1024\n";
-        return p.string();
-    }();
+    static const std::string path = model_file(
+        "deep", "layers: 16\nhidden: 512\nheads: 8\nkv_heads: 4\nffn_hidden: 1536\nvocab: 128\nmax_seq: 1024\n");
     return path;
 }
 
