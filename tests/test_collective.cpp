@@ -136,6 +136,27 @@ TEST_CASE("rdh all-reduce on the 4x4 torus (the 4-cube) takes 2 log2(p) alpha + 
     }
 }
 
+TEST_CASE("rdh with two ranks per chip on the 4x4 torus exchanges on the chip first, then as the 4-cube",
+          "[collective]") {
+    // The ranks of a chip take the highest hypercube bit: halving's first exchange (N/2) stays on the chip
+    // (alpha = the DMA latency only, the memory being fast), then both ranks of a chip send their halves to the
+    // same neighbour: 2 (N/4 + N/8 + N/16 + N/32) = 15/16 N over each step's link, as with one rank per chip.
+    const std::uint64_t n = 64ull << 20;
+    const json r = run({{job(CollectiveOp::all_reduce, n, "rdh", 32)}},
+                       fast_chip({"cluster.ranks_per_chip=2", "cluster.link.bandwidth=100GiB/s",
+                                  "cluster.link.latency=500ns"}));
+    const double bandwidth = 2.0 * 15 / 16 * static_cast<double>(n) / k_B;
+    const double closed = 2 * k_dma + 2 * 4 * (k_dma + k_lat) + bandwidth;
+    // Transfers wait only for the data they forward, not for a whole step, so steps on different links overlap
+    // a little.
+    CHECK(time_of(r) >= 0.99 * bandwidth);
+    CHECK(time_of(r) <= closed * 1.0001);
+    CHECK(r[0]["jobs"][0]["steps"].get<int>() == 10);
+    // The busiest link carries the first torus exchange of both ranks, halving and doubling: 2 (N/4 + N/4)
+    // (with the chip's ranks in the lowest bits it would be 2 (N/2 + N/2)).
+    CHECK(r[0]["util_max"].get<double>() * time_of(r) * k_B == Approx(static_cast<double>(n)).epsilon(0.001));
+}
+
 TEST_CASE("rdh on a ring of 8 shares links (partners 4 and 2 hops away) and is slower than its closed form",
           "[collective]") {
     const std::uint64_t n = 64ull << 20;

@@ -247,21 +247,30 @@ public:
 // 2-cube; the 4x4 torus is the 4-cube, [CC-INTRA]); otherwise the rank number.
 std::vector<int> hypercube_labels(const RankLayout& l) {
     std::vector<int> labels(static_cast<std::size_t>(l.ranks));
-    bool gray = l.ranks == l.total_ranks && l.nodes == 1 && l.ranks_per_chip == 1 && !l.torus_dims.empty();
+    for (int r = 0; r < l.ranks; ++r) labels[static_cast<std::size_t>(r)] = r;
+    // Gray labels need every chip of one node's torus (dimensions 1, 2 or 4), each with the same power-of-two
+    // number of the group's ranks. Those take the highest bits (in rank order), so recursive halving's first,
+    // largest exchange stays on the chip and the ranks of a chip then share each link with half the data.
+    std::map<int, std::vector<int>> by_chip;
+    for (int r = 0; r < l.ranks; ++r) by_chip[l.chip_of_rank[static_cast<std::size_t>(r)]].push_back(r);
+    const std::size_t per = by_chip.begin()->second.size();
+    bool gray = !l.torus_dims.empty() && static_cast<int>(by_chip.size()) == l.chips_per_node && (per & (per - 1)) == 0;
     for (int d : l.torus_dims) gray = gray && (d == 1 || d == 2 || d == 4);
-    for (int r = 0; r < l.ranks; ++r) {
-        if (!gray) {
-            labels[static_cast<std::size_t>(r)] = r;
-            continue;
-        }
+    for (const auto& [chip, ranks] : by_chip) {
+        gray = gray && ranks.size() == per &&
+               l.node_of_rank[static_cast<std::size_t>(ranks.front())] == l.node_of_rank.front();
+    }
+    if (!gray) return labels;
+    for (const auto& [chip, ranks] : by_chip) {
         int label = 0, shift = 0;
-        const auto& c = l.coords_of_rank[static_cast<std::size_t>(r)];
+        const auto& c = l.coords_of_rank[static_cast<std::size_t>(ranks.front())];
         for (std::size_t d = 0; d < l.torus_dims.size(); ++d) {
             const int bits = l.torus_dims[d] == 4 ? 2 : l.torus_dims[d] == 2 ? 1 : 0;
             label |= (c[d] ^ (c[d] >> 1)) << shift;
             shift += bits;
         }
-        labels[static_cast<std::size_t>(r)] = label;
+        for (std::size_t k = 0; k < ranks.size(); ++k)
+            labels[static_cast<std::size_t>(ranks[k])] = (static_cast<int>(k) << shift) | label;
     }
     return labels;
 }
@@ -446,26 +455,26 @@ protected:
     }
 };
 
-// Picks by size as the Neuron runtime does [CC-INTRA]: mesh below cluster.collective.auto.mesh_max, rdh up
-// to cluster.collective.auto.rdh_max when the rank count is a power of two, then the ring family
-// (ring-bidir in one node, hierarchical across nodes). all-to-all is always direct (mesh); send-recv has
-// one pattern.
+// Picks as the Neuron runtime does: every rank of several nodes uses the hierarchical framework at any size
+// [CC-INTER]; otherwise by size [CC-INTRA]: mesh below cluster.collective.auto.mesh_max, rdh up to
+// cluster.collective.auto.rdh_max when the rank count is a power of two, then ring-bidir. all-to-all is always
+// direct (mesh); send-recv has one pattern.
 class AutoAlgorithm : public ICollectiveAlgorithm {
 public:
     std::string name() const override { return "auto"; }
     std::string description() const override {
-        return "by size: mesh < cluster.collective.auto.mesh_max <= rdh <= cluster.collective.auto.rdh_max < ring "
-               "family";
+        return "hierarchical for every rank of several nodes; else by size: mesh < cluster.collective.auto.mesh_max "
+               "<= rdh <= cluster.collective.auto.rdh_max < ring-bidir";
     }
     Schedule build(const CollectiveRequest& q, const RankLayout& l) const override {
         return collective_algorithm(choose(q, l)).build(q, l);
     }
     static std::string choose(const CollectiveRequest& q, const RankLayout& l) {
         if (q.op == CollectiveOp::all_to_all || q.op == CollectiveOp::send_recv) return "mesh";
+        if (l.nodes > 1 && l.ranks == l.total_ranks && q.op != CollectiveOp::broadcast) return "hierarchical";
         if (q.bytes < q.auto_mesh_max) return "mesh";
         const bool pow2 = (l.ranks & (l.ranks - 1)) == 0;
         if (q.bytes <= q.auto_rdh_max && pow2) return "rdh";
-        if (l.nodes > 1 && l.ranks == l.total_ranks && q.op != CollectiveOp::broadcast) return "hierarchical";
         return "ring-bidir";
     }
 };

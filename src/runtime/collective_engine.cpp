@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "trnsim/core/process.h"
+#include "trnsim/core/sim_context.h"
 
 namespace trnsim::runtime {
 
@@ -23,6 +24,16 @@ CollectiveEngine::CollectiveEngine(hw::Cluster& cluster) : m_cluster(cluster) {
     for (std::size_t i = 0; i < links.size(); ++i) m_link_index[links[i].link] = i;
     m_link_owner.assign(links.size(), -1);
     m_chip_owner.assign(static_cast<std::size_t>(cluster.chips()), -1);
+    sc_core::sc_spawn_options opts;
+    opts.spawn_method();
+    opts.set_sensitivity(&m_reap_event);
+    opts.dont_initialize();
+    sc_core::sc_spawn(
+        [this] {
+            for (const auto& it : m_finished) m_jobs.erase(it);
+            m_finished.clear();
+        },
+        "collective_reaper", &opts);
 }
 
 std::vector<int> CollectiveEngine::first_ranks(int n) const {
@@ -138,6 +149,7 @@ void CollectiveEngine::launch(const BatchItem& item, int period, std::size_t ind
     }
     Job* j = job.get();
     m_jobs.push_back(std::move(job));
+    j->self = std::prev(m_jobs.end());
     for (std::size_t i = 0; i < tr.size(); ++i)
         if (j->waiting[i] == 0) submit(j, i);
 }
@@ -157,7 +169,11 @@ void CollectiveEngine::submit(Job* job, std::size_t i) {
         job->last_fs = std::max(job->last_fs, fs);
         for (int d : job->dependents[i])
             if (--job->waiting[static_cast<std::size_t>(d)] == 0) submit(job, static_cast<std::size_t>(d));
-        if (++job->done == job->messages.size() && job->on_done) job->on_done(job->last_fs);
+        if (++job->done == job->messages.size()) {
+            if (job->on_done) job->on_done(job->last_fs);
+            m_finished.push_back(job->self);
+            m_reap_event.notify(sc_core::SC_ZERO_TIME);
+        }
     };
     m_cluster.endpoint(m.src_chip).send(&m);
 }
@@ -318,7 +334,7 @@ CollectiveEngine::Period* CollectiveEngine::claim(const Footprint& fp) {
             // What joins a replayed period must be in its footprint, which the record claimed in full.
             if (!std::includes(p->links.begin(), p->links.end(), fp.links.begin(), fp.links.end()) ||
                 !std::includes(p->chips.begin(), p->chips.end(), fp.chips.begin(), fp.chips.end())) {
-                conflict(*p);
+                conflict(*p, "traffic outside its footprint joined a replay");
                 return nullptr;
             }
             return p;
@@ -329,7 +345,7 @@ CollectiveEngine::Period* CollectiveEngine::claim(const Footprint& fp) {
     // Several periods: one plain period from now on (a replayed one cannot be merged).
     for (const int id : owners) {
         if (m_periods.at(id)->mode == Mode::replaying) {
-            conflict(*m_periods.at(id));
+            conflict(*m_periods.at(id), "traffic joined a replay and another period");
             return nullptr;
         }
     }
@@ -467,7 +483,7 @@ bool CollectiveEngine::starts(Period& p, const std::string& key, std::vector<Don
         const auto& events = p.replay->events;
         const Event* e = p.next < events.size() ? &events[p.next] : nullptr;
         if (e == nullptr || !e->start || p.start_fs + e->rel_fs != now || e->key != key || e->count != done.size()) {
-            conflict(p);
+            conflict(p, "a start the record does not have: " + key);
             return false;
         }
         ++p.next;
@@ -531,7 +547,7 @@ void CollectiveEngine::deliver(int id) {
         const std::uint64_t at = p->start_fs + e.rel_fs;
         if (e.start) {
             if (at < now)
-                conflict(*p);  // it did not come
+                conflict(*p, "a recorded start did not come");
             else
                 arm(*p);
             return;
@@ -550,8 +566,9 @@ void CollectiveEngine::deliver(int id) {
     }
 }
 
-void CollectiveEngine::conflict(const Period& p) {
+void CollectiveEngine::conflict(const Period& p, const std::string& why) {
     if (m_conflict) return;
+    logger("memo")->debug("conflict at {} fs in the replay of {}: {}", sc_core::sc_time_stamp().value(), p.key, why);
     m_conflict = true;
     m_conflict_key = p.key;
     sc_core::sc_stop();

@@ -646,28 +646,35 @@ SimOutcome from_json(const nlohmann::json& j) {
 
 // Simulates the step with each micro-batch count, each in its own child process, with the collective
 // engine's memo (docs/adr/0006): the smallest count first, alone; its records then serve the others, in
-// parallel. A count whose replay met a conflict is simulated again without that record (at most
-// k_memo_attempts times, then without the memo). The first count's simulation records the trace (when asked).
+// parallel. A count whose replay met a conflict is simulated again without that record, as long as each
+// conflict comes later in simulated time than the one before (the simulation stops at a conflict, so such
+// attempts cost the time up to it) and at most k_memo_attempts times; then without the memo. The first
+// count's simulation records the trace (when asked).
 std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const std::vector<std::int64_t>& counts) {
-    constexpr int k_memo_attempts = 4;
+    constexpr int k_memo_attempts = 64;
     const std::string conflict_tag = "memo conflict: ";
     std::vector<std::string> texts(counts.size());
     std::vector<std::set<std::string>> skip(counts.size());
+    std::vector<std::uint64_t> conflict_fs(counts.size(), 0);  // the last conflict's time
+    std::vector<bool> memo_on(counts.size(), setup.options.memo);
     // Runs the counts `which` (in parallel) until none meets a conflict.
     auto run = [&](std::vector<std::size_t> which, const std::string& records) {
         for (int attempt = 0; !which.empty(); ++attempt) {
-            const bool memo = setup.options.memo && attempt < k_memo_attempts;
             std::vector<std::function<std::string()>> bodies;
             for (const std::size_t i : which) {
                 const std::int64_t m = counts[i];
                 const bool trace = i == 0 && setup.options.trace;
+                const bool memo = memo_on[i] && attempt < k_memo_attempts;
                 const std::set<std::string>& no = skip[i];
                 bodies.push_back([&setup, &config, &records, &no, &conflict_tag, m, trace, memo] {
                     init_systemc();
                     StepSimulation sim(setup, config, m, trace, memo, no);
                     if (memo && !records.empty()) sim.engine().import_memo(records);
                     run_simulation();
-                    if (sim.engine().memo_conflict()) return conflict_tag + sim.engine().memo_conflict_key();
+                    if (sim.engine().memo_conflict()) {
+                        return conflict_tag + std::to_string(sc_core::sc_time_stamp().value()) + " " +
+                               sim.engine().memo_conflict_key();
+                    }
                     if (!sim.finished()) throw std::logic_error("training step: a stage did not finish (deadlock)");
                     return nlohmann::json{{"outcome", to_json(sim.outcome())},
                                           {"memo", memo ? sim.engine().export_memo() : ""}}
@@ -680,8 +687,16 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
             for (std::size_t k = 0; k < which.size(); ++k) {
                 texts[which[k]] = out[k];
                 if (out[k].rfind(conflict_tag, 0) == 0) {
-                    skip[which[k]].insert(out[k].substr(conflict_tag.size()));
-                    again.push_back(which[k]);
+                    const std::size_t i = which[k];
+                    const std::string rest = out[k].substr(conflict_tag.size());
+                    const std::size_t space = rest.find(' ');
+                    const std::uint64_t at = std::stoull(rest.substr(0, space));
+                    if (at <= conflict_fs[i]) memo_on[i] = false;  // no progress: without the memo
+                    conflict_fs[i] = at;
+                    skip[i].insert(rest.substr(space + 1));
+                    logger("memo")->debug("{} micro-batches, attempt {}: a memo conflict at {} fs; again {}", counts[i],
+                                          attempt + 1, at, memo_on[i] ? "without that record" : "without the memo");
+                    again.push_back(i);
                 }
             }
             which = std::move(again);
@@ -693,8 +708,11 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
     std::string records;
     if (texts[first].rfind("{", 0) == 0) records = nlohmann::json::parse(texts[first]).at("memo").get<std::string>();
     std::vector<std::size_t> rest;
-    for (std::size_t i = 0; i < counts.size(); ++i)
-        if (i != first) rest.push_back(i);
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+        if (i == first) continue;
+        rest.push_back(i);
+        skip[i] = skip[first];  // the records that conflicted there
+    }
     run(rest, records);
     std::vector<SimOutcome> out;
     for (const std::string& text : texts) {

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <set>
@@ -111,6 +112,7 @@ private:
         std::size_t done = 0;
         std::uint64_t last_fs = 0;
         Done on_done;
+        std::list<std::unique_ptr<Job>>::iterator self;  // in m_jobs
     };
     void submit(Job* job, std::size_t i);
     // Starts the item's transfers as part of period `period` (its `item`-th item).
@@ -179,7 +181,7 @@ private:
     void begin_replay(Period& p, const Record& r);
     void arm(Period& p);
     void deliver(int period);
-    void conflict(const Period& p);
+    void conflict(const Period& p, const std::string& why);
     bool idle(const Period& p) const;
 
     bool m_memo_on = false;
@@ -200,8 +202,12 @@ private:
 
     hw::Cluster& m_cluster;
     std::vector<int> m_rank_chip;
-    std::vector<std::unique_ptr<Job>> m_jobs;  // alive until the simulation ends (messages are referenced)
-    std::deque<hw::Message> m_p2p;             // point-to-point messages, stable addresses
+    // Running jobs; a finished one is freed by a method process after the callbacks of its last message
+    // have returned (they belong to the job).
+    std::list<std::unique_ptr<Job>> m_jobs;
+    std::vector<std::list<std::unique_ptr<Job>>::iterator> m_finished;
+    sc_core::sc_event m_reap_event;
+    std::deque<hw::Message> m_p2p;  // point-to-point messages, stable addresses
     std::uint64_t m_next_id = 0;
 };
 
