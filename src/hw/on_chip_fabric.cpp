@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <utility>
 
 #include "trnsim/hw/i_memory.h"
 
@@ -64,11 +65,10 @@ void OnChipFabric::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time
         throw std::logic_error("on-chip fabric: a request without a MemoryTiming extension");
     }
     // The memory reports to the fabric; the fabric reports to the initiator.
-    std::function<void(std::uint64_t)> up = std::move(timing->on_done);
-    timing->on_done = m_relay;
+    std::swap(timing->on_done, m_relay);
     m_memory_done = false;
     memory_port->b_transport(trans, delay);
-    timing->on_done = std::move(up);
+    std::swap(timing->on_done, m_relay);
     if (!m_memory_done) {
         throw std::logic_error(
             "on-chip fabric: the memory model did not report completion within b_transport; collectives need a "
