@@ -21,11 +21,17 @@ using runtime::CollectiveOp;
 
 namespace {
 
-// Memory, DMA and vector engine much faster than the links, so only the links and the fixed costs show:
-// alpha = the DMA transfer latency (chip.core.dma.transfer_latency, 1.3 us) + the route's hop latencies.
+// Memory (the ideal model), on-chip fabric, DMA and vector engine much faster than the links, so only the
+// links and the fixed costs show: alpha = the DMA transfer latency (chip.core.dma.transfer_latency, 1.3 us) +
+// the route's hop latencies.
 std::vector<std::string> fast_chip(std::vector<std::string> extra) {
-    std::vector<std::string> o = {"chip.core.dma.engine_bandwidth=500TB/s", "chip.core.dma.descriptor_cost=0ns",
-                                  "chip.memory.bandwidth=5000TB/s", "chip.memory.ideal.latency=0ns",
+    std::vector<std::string> o = {"chip.core.dma.engine_bandwidth=500TB/s",
+                                  "chip.core.dma.descriptor_cost=0ns",
+                                  "cluster.memory_model=ideal",
+                                  "chip.memory.bandwidth=5000TB/s",
+                                  "chip.memory.ideal.latency=0ns",
+                                  "chip.fabric.bandwidth=5000TB/s",
+                                  "chip.fabric.latency=0ns",
                                   "chip.core.vector_engine.clock=100GHz"};
     o.insert(o.end(), extra.begin(), extra.end());
     return o;

@@ -69,9 +69,20 @@ json run_repeated(bool memo, int times, Extra extra, double load = 0, double loa
             bytes += l.link->stats().bytes;
             busy += l.link->stats().busy_fs;
         }
-        std::uint64_t received = 0;
-        for (int c = 0; c < cluster.chips(); ++c) received += cluster.endpoint(c).stats().bytes_received;
+        std::uint64_t received = 0, memory_bytes = 0, memory_busy = 0, fabric_bytes = 0, fabric_busy = 0;
+        for (int c = 0; c < cluster.chips(); ++c) {
+            const hw::ChipStats s = cluster.chip_stats(c);
+            received += s.endpoint.bytes_received;
+            memory_bytes += s.memory.read_bytes + s.memory.write_bytes;
+            memory_busy += s.memory.busy_fs;
+            fabric_bytes += s.fabric.bytes;
+            fabric_busy += s.fabric.busy_fs;
+        }
         return json{{"durations", durations},
+                    {"memory_bytes", memory_bytes},
+                    {"memory_busy", memory_busy},
+                    {"fabric_bytes", fabric_bytes},
+                    {"fabric_busy", fabric_busy},
                     {"link_bytes", bytes},
                     {"link_busy", busy},
                     {"received", received},
@@ -99,6 +110,12 @@ TEST_CASE("a collective that starts again on the idle network is replayed with t
     CHECK(on["link_bytes"] == off["link_bytes"]);
     CHECK(on["link_busy"] == off["link_busy"]);
     CHECK(on["received"] == off["received"]);
+    // The chips' memories and fabrics (cluster.memory_model hbm, the default) are replayed too.
+    CHECK(on["memory_bytes"] == off["memory_bytes"]);
+    CHECK(on["memory_busy"] == off["memory_busy"]);
+    CHECK(on["fabric_bytes"] == off["fabric_bytes"]);
+    CHECK(on["fabric_busy"] == off["fabric_busy"]);
+    CHECK(off["memory_busy"].get<std::uint64_t>() > 0);
     // Each run moved the same bytes: the replayed ones added what the simulated one did.
     const auto& d = on["durations"];
     CHECK(d[0] == d[1]);
@@ -136,4 +153,6 @@ TEST_CASE("kernels' DMA load slows the collectives that share the engines", "[co
     const json on = run_repeated(true, 3, Extra::none, 0.5, 300);
     CHECK(on["durations"] == off["durations"]);
     CHECK(on["link_busy"] == off["link_busy"]);
+    CHECK(on["memory_busy"] == off["memory_busy"]);
+    CHECK(on["fabric_busy"] == off["fabric_busy"]);
 }

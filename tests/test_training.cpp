@@ -193,13 +193,14 @@ std::string deep_model() {
     return path;
 }
 
-// Links, DMA and memory so fast that communication is free next to compute.
+// Links, DMA, memory and on-chip fabric so fast that communication is free next to compute.
 Config free_comm_cluster(const std::string& topology) {
     return hw::resolve_cluster_config(
         "trn1.32xlarge", {},
         {"cluster.topology=" + topology, "cluster.link.bandwidth=1000TB/s", "cluster.link.latency=0ns",
          "chip.core.dma.transfer_latency=0ns", "chip.core.dma.descriptor_cost=0ns",
-         "chip.core.dma.engine_bandwidth=100TB/s", "chip.memory.bandwidth=10000TB/s", "chip.memory.ideal.latency=0ns"});
+         "chip.core.dma.engine_bandwidth=100TB/s", "cluster.memory_model=ideal", "chip.memory.bandwidth=10000TB/s",
+         "chip.memory.ideal.latency=0ns", "chip.fabric.bandwidth=10000TB/s", "chip.fabric.latency=0ns"});
 }
 
 }  // namespace

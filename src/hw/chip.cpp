@@ -7,6 +7,7 @@
 #include "trnsim/hw/hbm_memory.h"
 #include "trnsim/hw/i_memory.h"
 #include "trnsim/hw/ideal_memory.h"
+#include "trnsim/hw/on_chip_fabric.h"
 
 namespace trnsim::hw {
 
@@ -80,6 +81,7 @@ void declare_hw_params(ParamRegistry& r) {
     r.declare({"chip.memory.stacks", ParamType::integer, "HBM stacks", std::nullopt, "", {}, 1, 64});
     IdealMemorySpec::declare(r);
     HbmSpec::declare(r);
+    FabricSpec::declare(r);
 }
 
 const ParamRegistry& hw_param_registry() {

@@ -217,10 +217,12 @@ void ClusterSpec::declare(ParamRegistry& r) {
                1e-9});
     r.declare({"cluster.memory_model",
                ParamType::choice,
-               "memory model behind each chip's DMA engines during collectives (docs/adr/0004)",
-               "ideal",
-               "docs/adr/0004-ideal-memory-for-collectives.md",
-               {"ideal"}});
+               "memory model behind each chip's on-chip fabric during collectives: hbm (transaction level, rates "
+               "measured on the chip's HBM model, chip.memory.hbm.*) or ideal (chip.memory.bandwidth and "
+               "chip.memory.ideal.latency)",
+               "hbm",
+               "docs/adr/0008-transaction-level-hbm-for-collectives.md",
+               {"hbm", "ideal"}});
     r.declare({"cluster.collective.auto.mesh_max",
                ParamType::bytes,
                "algorithm auto: mesh below this size",

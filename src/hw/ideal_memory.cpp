@@ -52,6 +52,13 @@ void IdealMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time&
     }
 }
 
+void IdealMemory::add_stats(const MemoryStats& d) {
+    m_stats.read_bytes += d.read_bytes;
+    m_stats.write_bytes += d.write_bytes;
+    m_stats.requests += d.requests;
+    m_stats.busy_fs += d.busy_fs;
+}
+
 void register_ideal_memory() {
     register_memory_model("ideal", [](const sc_core::sc_module_name& n, const Config& c, const MemoryContext& ctx) {
         return std::make_unique<IdealMemory>(n, IdealMemorySpec::from_config(c, ctx));

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "trnsim/core/error.h"
+#include "trnsim/hw/hbm_tl_memory.h"
 
 namespace trnsim::hw {
 
@@ -369,7 +370,7 @@ std::uint64_t ChipEndpoint::memory_access(bool write, std::uint64_t bytes, std::
     if (!m_memory_done) {
         throw std::logic_error(
             "chip endpoint: the memory model did not report completion within b_transport; collectives need a model "
-            "that does (cluster.memory_model, docs/adr/0004)");
+            "that does (cluster.memory_model, docs/adr/0008)");
     }
     if (accept_fs != nullptr) *accept_fs = now + m_timing->accept_delay.value();
     return m_memory_done_fs;
@@ -566,17 +567,57 @@ void ChipEndpoint::on_work() {
 Cluster::Cluster(const sc_core::sc_module_name& name, const ClusterSpec& spec, const Config& config)
     : sc_core::sc_module(name), m_spec(spec) {
     EndpointSpec es = EndpointSpec::from_config(config);
+    const FabricSpec fabric = FabricSpec::from_config(config);
     const int cores = static_cast<int>(config.get_int("chip.cores"));
+    // hbm: the transaction-level HBM, its rates measured once on the chip's burst-level model (ADR 0008).
+    const HbmRates* rates = spec.memory_model == "hbm" ? &hbm_rates(config, spec.packet.count) : nullptr;
     std::vector<PacketSink*> sinks;
     for (int c = 0; c < spec.chips(); ++c) {
-        m_memories.push_back(
-            make_memory(spec.memory_model, fmt::format("memory{}", c).c_str(), config, MemoryContext{cores, true}));
+        const std::string memory_name = fmt::format("memory{}", c);
+        if (rates != nullptr)
+            m_memories.push_back(std::make_unique<HbmTlMemory>(memory_name.c_str(), *rates));
+        else
+            m_memories.push_back(
+                make_memory(spec.memory_model, memory_name.c_str(), config, MemoryContext{cores, true}));
+        m_fabrics.push_back(std::make_unique<OnChipFabric>(fmt::format("fabric{}", c).c_str(), fabric));
         m_endpoints.push_back(std::make_unique<ChipEndpoint>(fmt::format("chip{}", c).c_str(), es, m_pool));
-        m_endpoints.back()->memory_port.bind(m_memories.back()->socket);
+        m_endpoints.back()->memory_port.bind(m_fabrics.back()->dma_port);
+        m_fabrics.back()->memory_port.bind(m_memories.back()->socket);
         sinks.push_back(m_endpoints.back().get());
     }
     m_topology = make_topology(spec);
     m_topology->build(sinks);
+}
+
+bool Cluster::chip_idle(int chip, std::uint64_t now_fs) const {
+    const auto c = static_cast<std::size_t>(chip);
+    return m_endpoints.at(c)->idle(now_fs) && m_fabrics.at(c)->idle(now_fs) && m_memories.at(c)->idle(now_fs);
+}
+
+ChipStats Cluster::chip_stats(int chip) const {
+    const auto c = static_cast<std::size_t>(chip);
+    return {m_endpoints.at(c)->stats(), m_memories.at(c)->stats(), m_fabrics.at(c)->stats()};
+}
+
+void Cluster::add_chip_stats(int chip, const ChipStats& d) {
+    const auto c = static_cast<std::size_t>(chip);
+    m_endpoints.at(c)->add_stats(d.endpoint);
+    m_memories.at(c)->add_stats(d.memory);
+    m_fabrics.at(c)->add_stats(d.fabric);
+}
+
+ChipStats operator-(const ChipStats& a, const ChipStats& b) {
+    ChipStats d;
+    const EndpointStats &x = a.endpoint, &y = b.endpoint;
+    d.endpoint = {x.messages_sent - y.messages_sent,   x.bytes_sent - y.bytes_sent,
+                  x.bytes_received - y.bytes_received, x.bytes_reduced - y.bytes_reduced,
+                  x.packets_sent - y.packets_sent,     x.dma_busy_fs - y.dma_busy_fs,
+                  x.vector_busy_fs - y.vector_busy_fs};
+    d.memory = {a.memory.read_bytes - b.memory.read_bytes, a.memory.write_bytes - b.memory.write_bytes,
+                a.memory.requests - b.memory.requests, a.memory.busy_fs - b.memory.busy_fs};
+    d.fabric = {a.fabric.bytes - b.fabric.bytes, a.fabric.transfers - b.fabric.transfers,
+                a.fabric.busy_fs - b.fabric.busy_fs};
+    return d;
 }
 
 }  // namespace trnsim::hw

@@ -20,6 +20,29 @@ nlohmann::json links_json(const runtime::LinkSummary& s) {
             {"busiest", busiest}};
 }
 
+nlohmann::json chips_json(const runtime::ChipSummary& s) {
+    nlohmann::json per_chip = nlohmann::json::array();
+    for (const auto& u : s.per_chip) {
+        per_chip.push_back({{"chip", u.chip},
+                            {"memory_bytes", u.memory_bytes},
+                            {"memory_busy_s", u.memory_busy_s},
+                            {"memory_utilization", u.memory_utilization},
+                            {"fabric_bytes", u.fabric_bytes},
+                            {"fabric_busy_s", u.fabric_busy_s},
+                            {"fabric_utilization", u.fabric_utilization}});
+    }
+    return {{"used", s.used},
+            {"memory",
+             {{"bytes", s.memory_bytes},
+              {"utilization_max", s.memory_utilization_max},
+              {"utilization_mean_used", s.memory_utilization_mean_used}}},
+            {"fabric",
+             {{"bytes", s.fabric_bytes},
+              {"utilization_max", s.fabric_utilization_max},
+              {"utilization_mean_used", s.fabric_utilization_mean_used}}},
+            {"per_chip", per_chip}};
+}
+
 }  // namespace
 
 nlohmann::json to_json(const runtime::CollectiveRun& run) {
@@ -33,6 +56,7 @@ nlohmann::json to_json(const runtime::CollectiveRun& run) {
                     {"chips", c.chips},
                     {"ranks_per_chip", c.ranks_per_chip},
                     {"memory_model", c.memory_model},
+                    {"memory", c.memory},
                     {"packet_bytes", c.packet_bytes},
                     {"links", c.link_names.size()}};
     nlohmann::json points = nlohmann::json::array();
@@ -52,12 +76,13 @@ nlohmann::json to_json(const runtime::CollectiveRun& run) {
                               {"busbw_gbps", r.busbw_gbps},
                               {"bytes_delivered", b.bytes_delivered},
                               {"bytes_reduced", b.bytes_reduced},
-                              {"links", links_json(b.links)}});
+                              {"links", links_json(b.links)},
+                              {"chips", chips_json(b.chips)}});
         }
     }
     if (points.size() == 1) {
         for (const char* k :
-             {"op", "bytes", "dtype", "ranks", "algorithm", "time_s", "algbw_gbps", "busbw_gbps", "links"})
+             {"op", "bytes", "dtype", "ranks", "algorithm", "time_s", "algbw_gbps", "busbw_gbps", "links", "chips"})
             j[k] = points[0][k];
     } else if (!points.empty()) {
         for (const char* k : {"op", "dtype", "ranks", "algorithm_requested"}) j[k] = points[0][k];
@@ -80,17 +105,22 @@ std::string to_table(const runtime::CollectiveRun& run) {
                         runtime::op_name(first->job.op), first->ranks, c.name, c.nodes, c.nodes == 1 ? "" : "s",
                         c.chips / c.nodes, c.chip, c.topology, dtype_name(first->job.dtype), first->job.algorithm);
     }
-    out += fmt::format("{:>14} {:>14} {:>6} {:>12} {:>12} {:>12}  {:<13} {:>9}\n", "size(B)", "count(elems)", "type",
-                       "time(us)", "algbw(GB/s)", "busbw(GB/s)", "algorithm", "link-util");
+    out +=
+        fmt::format("{:>14} {:>14} {:>6} {:>12} {:>12} {:>12}  {:<13} {:>9} {:>9} {:>9}\n", "size(B)", "count(elems)",
+                    "type", "time(us)", "algbw(GB/s)", "busbw(GB/s)", "algorithm", "link-util", "mem-util", "fab-util");
     for (const auto& b : run.batches) {
         for (const auto& r : b.jobs) {
-            out += fmt::format("{:>14} {:>14} {:>6} {:>12.2f} {:>12.2f} {:>12.2f}  {:<13} {:>8.1f}%\n", r.job.bytes,
-                               r.job.bytes / dtype_bytes(r.job.dtype), dtype_name(r.job.dtype), r.time_s * 1e6,
-                               r.algbw_gbps, r.busbw_gbps, r.algorithm, 100 * b.links.utilization_max);
+            out +=
+                fmt::format("{:>14} {:>14} {:>6} {:>12.2f} {:>12.2f} {:>12.2f}  {:<13} {:>8.1f}% {:>8.1f}% {:>8.1f}%\n",
+                            r.job.bytes, r.job.bytes / dtype_bytes(r.job.dtype), dtype_name(r.job.dtype),
+                            r.time_s * 1e6, r.algbw_gbps, r.busbw_gbps, r.algorithm, 100 * b.links.utilization_max,
+                            100 * b.chips.memory_utilization_max, 100 * b.chips.fabric_utilization_max);
         }
     }
-    out += fmt::format("link-util: the busiest link's busy time / the collective's time. simulator: {:.3f} s wall\n",
-                       run.wall_s);
+    out += fmt::format(
+        "link-util, mem-util, fab-util: the busiest link's, chip memory's and on-chip fabric's busy time / the "
+        "collective's time (memory: {}). simulator: {:.3f} s wall\n",
+        c.memory_model, run.wall_s);
     return out;
 }
 

@@ -312,7 +312,7 @@ void CollectiveEngine::take(Period& p, const Footprint& fp) {
         owner = p.id;
         p.chips.insert(std::upper_bound(p.chips.begin(), p.chips.end(), c), c);
         m_cluster.endpoint(c).restart_assignment();
-        if (p.mode == Mode::recording) p.chips0[c] = m_cluster.endpoint(c).stats();
+        if (p.mode == Mode::recording) p.chips0[c] = m_cluster.chip_stats(c);
     }
 }
 
@@ -409,6 +409,12 @@ void CollectiveEngine::close_pending() {
             for (const int c : it->second.chips)
                 free = free && (m_chip_owner[static_cast<std::size_t>(c)] < 0 ||
                                 m_chip_owner[static_cast<std::size_t>(c)] == id);
+            // And idle: a replay starts from idle chips (endpoint, fabric, memory) and links, the state a
+            // recorded period ends in. An idle memory or fabric behaves the same whatever it did before (its
+            // FIFO is free, and a turnaround is only charged between back-to-back requests).
+            const std::uint64_t now = sc_core::sc_time_stamp().value();
+            for (const std::size_t l : it->second.links) free = free && m_cluster.topology().links()[l].link->idle(now);
+            for (const int c : it->second.chips) free = free && m_cluster.chip_idle(c, now);
         }
         if (free) {
             begin_replay(p, it->second);
@@ -439,7 +445,7 @@ bool CollectiveEngine::idle(const Period& p) const {
     for (const std::size_t l : p.links)
         if (!m_cluster.topology().links()[l].link->idle(now)) return false;
     for (const int c : p.chips)
-        if (!m_cluster.endpoint(c).idle(now)) return false;
+        if (!m_cluster.chip_idle(c, now)) return false;
     return true;
 }
 
@@ -458,13 +464,7 @@ void CollectiveEngine::maybe_end(Period& p) {
             r.link_stats.push_back({l, {b.bytes - a.bytes, b.packets - a.packets, b.busy_fs - a.busy_fs}});
         }
         for (const int c : p.chips) {
-            const hw::EndpointStats& a = p.chips0.at(c);
-            const hw::EndpointStats& b = m_cluster.endpoint(c).stats();
-            r.chip_stats.push_back(
-                {c,
-                 {b.messages_sent - a.messages_sent, b.bytes_sent - a.bytes_sent, b.bytes_received - a.bytes_received,
-                  b.bytes_reduced - a.bytes_reduced, b.packets_sent - a.packets_sent, b.dma_busy_fs - a.dma_busy_fs,
-                  b.vector_busy_fs - a.vector_busy_fs}});
+            r.chip_stats.push_back({c, m_cluster.chip_stats(c) - p.chips0.at(c)});
         }
         m_memo.emplace(p.key, std::move(r));
         ++m_memo_stats.recorded;
@@ -501,7 +501,7 @@ void CollectiveEngine::begin_record(Period& p) {
     p.mode = Mode::recording;
     p.start_fs = sc_core::sc_time_stamp().value();
     for (const std::size_t l : p.links) p.links0[l] = m_cluster.topology().links()[l].link->stats();
-    for (const int c : p.chips) p.chips0[c] = m_cluster.endpoint(c).stats();
+    for (const int c : p.chips) p.chips0[c] = m_cluster.chip_stats(c);
 }
 
 void CollectiveEngine::begin_replay(Period& p, const Record& r) {
@@ -514,7 +514,7 @@ void CollectiveEngine::begin_replay(Period& p, const Record& r) {
     fp.chips = r.chips;
     take(p, fp);
     for (const auto& [l, d] : r.link_stats) m_cluster.topology().mutable_link(l).add_stats(d);
-    for (const auto& [c, d] : r.chip_stats) m_cluster.endpoint(c).add_stats(d);
+    for (const auto& [c, d] : r.chip_stats) m_cluster.add_chip_stats(c, d);
     p.replay = &r;
     p.next = 1;  // events[0] is this start
     for (std::size_t w = 0; w < m_wake_period.size() && p.wake < 0; ++w)
@@ -581,9 +581,12 @@ std::string CollectiveEngine::export_memo() const {
                        chips = nlohmann::json::array();
         for (const Event& e : r.events) events.push_back({e.start, e.rel_fs, e.key, e.item, e.count});
         for (const auto& [i, d] : r.link_stats) links.push_back({i, d.bytes, d.packets, d.busy_fs});
-        for (const auto& [c, d] : r.chip_stats) {
+        for (const auto& [c, s] : r.chip_stats) {
+            const hw::EndpointStats& d = s.endpoint;
             chips.push_back({c, d.messages_sent, d.bytes_sent, d.bytes_received, d.bytes_reduced, d.packets_sent,
-                             d.dma_busy_fs, d.vector_busy_fs});
+                             d.dma_busy_fs, d.vector_busy_fs, s.memory.read_bytes, s.memory.write_bytes,
+                             s.memory.requests, s.memory.busy_fs, s.fabric.bytes, s.fabric.transfers,
+                             s.fabric.busy_fs});
         }
         all[key] = {
             {"events", events}, {"links", r.links}, {"chips", r.chips}, {"link_stats", links}, {"chip_stats", chips}};
@@ -607,14 +610,11 @@ void CollectiveEngine::import_memo(const std::string& text) {
                  {l.at(1).get<std::uint64_t>(), l.at(2).get<std::uint64_t>(), l.at(3).get<std::uint64_t>()}});
         }
         for (const auto& e : j.at("chip_stats")) {
-            hw::EndpointStats d;
-            d.messages_sent = e.at(1).get<std::uint64_t>();
-            d.bytes_sent = e.at(2).get<std::uint64_t>();
-            d.bytes_received = e.at(3).get<std::uint64_t>();
-            d.bytes_reduced = e.at(4).get<std::uint64_t>();
-            d.packets_sent = e.at(5).get<std::uint64_t>();
-            d.dma_busy_fs = e.at(6).get<std::uint64_t>();
-            d.vector_busy_fs = e.at(7).get<std::uint64_t>();
+            const auto u = [&](std::size_t i) { return e.at(i).get<std::uint64_t>(); };
+            hw::ChipStats d;
+            d.endpoint = {u(1), u(2), u(3), u(4), u(5), u(6), u(7)};
+            d.memory = {u(8), u(9), u(10), u(11)};
+            d.fabric = {u(12), u(13), u(14)};
             r.chip_stats.push_back({e.at(0).get<int>(), d});
         }
         m_memo.emplace(key, std::move(r));

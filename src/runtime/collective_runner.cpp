@@ -85,8 +85,8 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
     const auto& links = cluster.topology().links();
 
     CollectiveRun run;
-    run.cluster = {spec.name,           spec.chip,         spec.topology.text, spec.nodes, spec.chips(),
-                   spec.ranks_per_chip, spec.memory_model, spec.packet.count,  {}};
+    run.cluster = {spec.name,           spec.chip,         spec.topology.text,          spec.nodes,        spec.chips(),
+                   spec.ranks_per_chip, spec.memory_model, cluster.memory(0).summary(), spec.packet.count, {}};
     for (const auto& l : links) run.cluster.link_names.push_back(l.name);
 
     CollectiveEngine engine(cluster);
@@ -102,6 +102,8 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
                 bytes0.push_back(l.link->stats().bytes);
                 busy0.push_back(l.link->stats().busy_fs);
             }
+            std::vector<hw::ChipStats> chips0;
+            for (int c = 0; c < cluster.chips(); ++c) chips0.push_back(cluster.chip_stats(c));
             std::uint64_t received0 = 0, reduced0 = 0;
             for (int c = 0; c < cluster.chips(); ++c) {
                 received0 += cluster.endpoint(c).stats().bytes_received;
@@ -158,6 +160,31 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
             });
             if (uses.size() > 4) uses.resize(4);
             s.busiest = uses;
+            ChipSummary& cs = br.chips;
+            double memory_sum = 0, fabric_sum = 0;
+            const double batch_fs = static_cast<double>(end - start);
+            for (int c = 0; c < cluster.chips(); ++c) {
+                const hw::ChipStats d = cluster.chip_stats(c) - chips0[static_cast<std::size_t>(c)];
+                ChipUse u;
+                u.chip = c;
+                u.memory_bytes = d.memory.read_bytes + d.memory.write_bytes;
+                if (u.memory_bytes == 0 && d.fabric.bytes == 0) continue;
+                u.memory_busy_s = static_cast<double>(d.memory.busy_fs) * 1e-15;
+                u.memory_utilization = batch_fs > 0 ? static_cast<double>(d.memory.busy_fs) / batch_fs : 0.0;
+                u.fabric_bytes = d.fabric.bytes;
+                u.fabric_busy_s = static_cast<double>(d.fabric.busy_fs) * 1e-15;
+                u.fabric_utilization = batch_fs > 0 ? static_cast<double>(d.fabric.busy_fs) / batch_fs : 0.0;
+                ++cs.used;
+                cs.memory_bytes += u.memory_bytes;
+                cs.fabric_bytes += u.fabric_bytes;
+                cs.memory_utilization_max = std::max(cs.memory_utilization_max, u.memory_utilization);
+                cs.fabric_utilization_max = std::max(cs.fabric_utilization_max, u.fabric_utilization);
+                memory_sum += u.memory_utilization;
+                fabric_sum += u.fabric_utilization;
+                cs.per_chip.push_back(u);
+            }
+            cs.memory_utilization_mean_used = cs.used > 0 ? memory_sum / cs.used : 0.0;
+            cs.fabric_utilization_mean_used = cs.used > 0 ? fabric_sum / cs.used : 0.0;
             for (int c = 0; c < cluster.chips(); ++c) {
                 br.bytes_delivered += cluster.endpoint(c).stats().bytes_received;
                 br.bytes_reduced += cluster.endpoint(c).stats().bytes_reduced;

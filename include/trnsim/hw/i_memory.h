@@ -9,11 +9,13 @@
 //   do so from inside b_transport (a model that knows the time at once) or later (a queued model), so the
 //   latency of one request overlaps the next ones.
 // Models are a family chosen by name (`chip.memory.model`): "ideal" here; "hbm" plugs in the same way.
+// Collectives choose theirs with `cluster.memory_model` (docs/adr/0008).
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -61,6 +63,13 @@ public:
     virtual void finish(std::uint64_t end_fs) {}
     // Model-specific results (energy, row-buffer hit rate, ...) by name, for reports.
     virtual std::map<std::string, double> summary() const { return {}; }
+    // Nothing in flight and nothing queued at `now_fs` (the collective memo replays a busy period only over
+    // idle memories, docs/adr/0006). A model that cannot tell says no.
+    virtual bool idle(std::uint64_t now_fs) const { return false; }
+    // Adds the counters of a replayed busy period. Models that support replay override it.
+    virtual void add_stats(const MemoryStats& d) {
+        throw std::logic_error("memory model '" + std::string(name()) + "': counters cannot be replayed");
+    }
 };
 
 // How many NeuronCores share the chip's memory: a per-core model gets 1/cores of the chip's resources.

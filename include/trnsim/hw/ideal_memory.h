@@ -23,6 +23,8 @@ public:
     void b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) override;
     const MemoryStats& stats() const override { return m_stats; }
     double peak_bytes_per_s() const override { return m_spec.bandwidth.bytes_per_s; }
+    bool idle(std::uint64_t now_fs) const override { return m_free_fs <= now_fs; }
+    void add_stats(const MemoryStats& d) override;
 
 private:
     IdealMemorySpec m_spec;

@@ -9,7 +9,8 @@
 // - `ChipEndpoint`: the chip's side of its links. It reads what it sends from the chip's memory with a
 //   pool of DMA rings and writes what it receives into that memory, reducing on the vector engine when
 //   asked (docs/hw/interconnect.md, "Chip endpoint").
-// - `Cluster`: the chips' memories (by name through the memory registry), their endpoints, and the topology.
+// - `Cluster`: per chip its memory (`cluster.memory_model`: the transaction-level HBM or the ideal memory),
+//   its on-chip fabric and its endpoint (endpoint -> fabric -> memory, TLM), and the topology.
 
 #include <cstdint>
 #include <deque>
@@ -30,6 +31,7 @@
 #include "trnsim/hw/i_memory.h"
 #include "trnsim/hw/link.h"
 #include "trnsim/hw/network_switch.h"
+#include "trnsim/hw/on_chip_fabric.h"
 #include "trnsim/hw/wakeup.h"
 
 namespace trnsim::hw {
@@ -235,6 +237,15 @@ private:
     EndpointStats m_stats;
 };
 
+// Everything a chip counts during collectives: its endpoint, its memory and its fabric.
+struct ChipStats {
+    EndpointStats endpoint;
+    MemoryStats memory;
+    FabricStats fabric;
+};
+// a - b, counter by counter.
+ChipStats operator-(const ChipStats& a, const ChipStats& b);
+
 class Cluster : public sc_core::sc_module {
 public:
     Cluster(const sc_core::sc_module_name& name, const ClusterSpec& spec, const Config& config);
@@ -245,12 +256,19 @@ public:
     ChipEndpoint& endpoint(int chip) { return *m_endpoints.at(static_cast<std::size_t>(chip)); }
     const ChipEndpoint& endpoint(int chip) const { return *m_endpoints.at(static_cast<std::size_t>(chip)); }
     const IMemory& memory(int chip) const { return *m_memories.at(static_cast<std::size_t>(chip)); }
+    const OnChipFabric& fabric(int chip) const { return *m_fabrics.at(static_cast<std::size_t>(chip)); }
     int chips() const { return m_spec.chips(); }
+    // The chip's endpoint, fabric and memory have nothing in flight or queued at `now_fs`.
+    bool chip_idle(int chip, std::uint64_t now_fs) const;
+    ChipStats chip_stats(int chip) const;
+    // Adds what a replayed stretch of traffic did on the chip (CollectiveEngine's memo).
+    void add_chip_stats(int chip, const ChipStats& d);
 
 private:
     ClusterSpec m_spec;
     PacketPool m_pool;
     std::vector<std::unique_ptr<IMemory>> m_memories;
+    std::vector<std::unique_ptr<OnChipFabric>> m_fabrics;
     std::vector<std::unique_ptr<ChipEndpoint>> m_endpoints;
     std::unique_ptr<Topology> m_topology;
 };

@@ -141,7 +141,7 @@ private:
         std::vector<std::size_t> links;  // the footprint, at the end
         std::vector<int> chips;
         std::vector<std::pair<std::size_t, hw::LinkStats>> link_stats;  // counters added
-        std::vector<std::pair<int, hw::EndpointStats>> chip_stats;
+        std::vector<std::pair<int, hw::ChipStats>> chip_stats;          // endpoint, memory, fabric
     };
     enum class Mode { pending, plain, recording, replaying };
     struct Period {
@@ -160,7 +160,7 @@ private:
         std::uint64_t start_fs = 0;
         Record record;
         std::map<std::size_t, hw::LinkStats> links0;  // counters when claimed
-        std::map<int, hw::EndpointStats> chips0;
+        std::map<int, hw::ChipStats> chips0;
         const Record* replay = nullptr;
         std::size_t next = 0;  // in replay->events
         std::vector<Done> on_done;

@@ -39,6 +39,28 @@ struct LinkSummary {
     std::vector<LinkUse> busiest;  // up to 4, by bytes, then name
 };
 
+// One chip's memory and on-chip fabric over a batch (chips that moved no byte are left out).
+struct ChipUse {
+    int chip = 0;
+    std::uint64_t memory_bytes = 0;  // read + written
+    double memory_busy_s = 0;
+    double memory_utilization = 0;  // busy time / batch time
+    std::uint64_t fabric_bytes = 0;
+    double fabric_busy_s = 0;
+    double fabric_utilization = 0;
+};
+
+struct ChipSummary {
+    int used = 0;  // chips whose memory moved at least one byte
+    std::uint64_t memory_bytes = 0;
+    double memory_utilization_max = 0;
+    double memory_utilization_mean_used = 0;
+    std::uint64_t fabric_bytes = 0;
+    double fabric_utilization_max = 0;
+    double fabric_utilization_mean_used = 0;
+    std::vector<ChipUse> per_chip;  // chip order
+};
+
 struct JobResult {
     CollectiveJob job;
     std::string algorithm;  // the one that ran (auto resolved)
@@ -55,6 +77,7 @@ struct BatchResult {
     std::vector<JobResult> jobs;
     double time_s = 0;
     LinkSummary links;
+    ChipSummary chips;                      // memories and fabrics
     std::vector<std::uint64_t> link_bytes;  // per link, in topology order
     std::uint64_t bytes_delivered = 0;      // received by endpoints
     std::uint64_t bytes_reduced = 0;
@@ -68,6 +91,7 @@ struct ClusterInfo {
     int chips = 0;
     int ranks_per_chip = 1;
     std::string memory_model;
+    std::map<std::string, double> memory;  // the memory model's summary (hbm: the measured rates)
     std::uint64_t packet_bytes = 0;
     std::vector<std::string> link_names;
 };

@@ -1,0 +1,75 @@
+#pragma once
+// Transaction-level HBM ("hbm" of cluster.memory_model, docs/adr/0008): the chip's memory as one FIFO whose
+// rates come from the burst-level HBM model (hbm_memory.h), measured once per memory config.
+//
+// - Measurement (`measure_hbm_rates`): one dram::PseudoChannel of the part, with its controller settings,
+//   is driven closed-loop (queues kept full, requests in order) with the bursts a sequential stream of
+//   the whole chip sends it under the address map: a read stream, a write stream, and a mixed stream that
+//   alternates one packet's share of reads (from one buffer) with one packet's share of writes (to
+//   another). Sustained rates are taken over the second three quarters of each stream (after the queues
+//   fill) and scaled by the chip's pseudo-channel count: every pseudo-channel receives the same share of
+//   a sequential stream and they work independently. Each stream spans at least 8 refresh intervals, so
+//   the refresh cost is averaged in. The mixed stream gives the cost of a read/write turnaround (its time
+//   beyond the reads and writes at their own rates, per direction switch). The unloaded latency of a
+//   packet is measured on an idle channel (rows closed): its fixed part is that latency minus the
+//   packet's time at the sustained rate.
+// - Model: a request of b bytes occupies the memory for b / (read or write rate) after the previous one
+//   (FIFO in arrival order), plus the turnaround when it follows a request of the other direction back to
+//   back (the memory busy when it arrives); its data are delivered the fixed latency after that. Completion
+//   is reported within b_transport.
+// Not modelled (beyond what the measurement averages in): bank conflicts between more than two
+// concurrent streams, addresses (every request is a sequential stream's), refresh as discrete events,
+// queueing inside the controller. docs/adr/0008 lists the limits.
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "trnsim/hw/hbm_spec.h"
+#include "trnsim/hw/i_memory.h"
+
+namespace trnsim::hw {
+
+// What the measurement gives, for the whole memory described by the HbmSpec (all its stacks).
+struct HbmRates {
+    double peak_bytes_per_s = 0;   // data-bus peak (HbmSpec::peak_bytes_per_s)
+    double read_bytes_per_s = 0;   // sustained sequential reads
+    double write_bytes_per_s = 0;  // sustained sequential writes
+    double mixed_bytes_per_s = 0;  // the mixed stream: one packet's reads, one packet's writes, alternating
+    double turnaround_s = 0;       // per direction switch between back-to-back requests (from the mixed stream)
+    double read_latency_s = 0;     // unloaded packet read latency minus the packet's time at read_bytes_per_s
+    double write_latency_s = 0;    // likewise for writes
+    double packet_read_s = 0;      // the unloaded packet read latency as measured
+    double packet_write_s = 0;
+    std::uint64_t bursts_simulated = 0;  // by the measurement, on one pseudo-channel
+};
+
+// Runs the measurement (deterministic; plain C++, no SystemC). `packet_bytes`: the size of one access.
+HbmRates measure_hbm_rates(const HbmSpec& spec, std::uint64_t packet_bytes);
+// The measurement for the whole chip's memory of `config` (chip.memory.hbm.*, chip.memory.stacks) and
+// packets of `packet_bytes`, memoized in-process per distinct configuration.
+const HbmRates& hbm_rates(const Config& config, std::uint64_t packet_bytes);
+
+class HbmTlMemory : public IMemory {
+public:
+    HbmTlMemory(const sc_core::sc_module_name& name, const HbmRates& rates);
+
+    void b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) override;
+    const MemoryStats& stats() const override { return m_stats; }
+    double peak_bytes_per_s() const override { return m_rates.peak_bytes_per_s; }
+    bool idle(std::uint64_t now_fs) const override { return m_free_fs <= now_fs; }
+    void add_stats(const MemoryStats& d) override;
+    std::map<std::string, double> summary() const override;
+    const HbmRates& rates() const { return m_rates; }
+
+private:
+    HbmRates m_rates;
+    double m_fs_per_byte[2];        // read, write
+    std::uint64_t m_latency_fs[2];  // read, write
+    std::uint64_t m_turnaround_fs;
+    std::uint64_t m_free_fs = 0;
+    bool m_last_write = false;
+    MemoryStats m_stats;
+};
+
+}  // namespace trnsim::hw
