@@ -233,8 +233,9 @@ private:
         std::size_t list = 0;
         std::int64_t mb = 0;
         std::vector<char> done;
-        bool is_step = false;   // the once-per-step ops
-        bool complete = false;  // every op done (set by the stage thread)
+        std::vector<std::uint64_t> launched;  // per communication op: when its traffic could start
+        bool is_step = false;                 // the once-per-step ops
+        bool complete = false;                // every op done (set by the stage thread)
     };
     struct StageState {
         StageBreakdown breakdown;
@@ -308,6 +309,7 @@ private:
         step.mb = m_m;
         step.ops = &prog.step;
         step.done.assign(step.ops->size(), 0);
+        step.launched.assign(step.ops->size(), 0);
         step.is_step = true;
         sc_core::sc_event step_done;
         sc_core::sc_spawn([this, s, &step, &step_done] {
@@ -321,6 +323,7 @@ private:
             run->mb = seq[k].second;
             run->ops = &list_of(prog, run->list);
             run->done.assign(run->ops->size(), 0);
+            run->launched.assign(run->ops->size(), 0);
             ListRun* r = run.get();
             runs.push_back(std::move(run));
             // A chunk's backward of the last micro-batch: the step's gradient buckets of that chunk follow it.
@@ -440,7 +443,11 @@ private:
         const std::uint64_t from = run.is_step ? std::max(t0, st.backward_end_fs) : t0;
         const std::uint64_t now = sc_core::sc_time_stamp().value();
         const std::uint64_t waited = now > from ? now - from : 0;
-        if (op.is_comm) st.comm_fs[workload::comm_group_name(op.comm.group)] += waited;
+        if (!op.is_comm) return;
+        // Waiting for the other stages of a group to reach it is pipeline wait, not communication.
+        const std::uint64_t before = std::min(waited, run.launched[d] > from ? run.launched[d] - from : 0);
+        st.pipeline_fs += before;
+        st.comm_fs[workload::comm_group_name(op.comm.group)] += waited - before;
     }
 
     // The groups of a kind that involve stage s's ranks (each in group order), and how many stages they span.
@@ -474,6 +481,7 @@ private:
             return;
         }
         const std::uint64_t started = sc_core::sc_time_stamp().value();
+        run.launched[i] = started;
         auto finish = [this, s, &run, i, started] {
             record(s, 1, (*run.ops)[i].name, started, sc_core::sc_time_stamp().value() - started);
             run.done[i] = 1;
@@ -486,7 +494,9 @@ private:
             const std::string key = fmt::format("{}#{}", op.name, run.mb);
             Rendezvous& rv = m_rendezvous[key];
             rv.waiters.push_back(finish);
+            rv.launched.push_back(&run.launched[i]);
             if (static_cast<std::size_t>(++rv.arrived) < stages) return;
+            for (std::uint64_t* l : rv.launched) *l = started;
             std::string context;
             for (const auto& st : m_stage) context += st.at + "/" + st.step_at + ";";
             launch(
@@ -565,6 +575,7 @@ private:
     struct Rendezvous {
         int arrived = 0;
         std::vector<std::function<void()>> waiters;
+        std::vector<std::uint64_t*> launched;  // the waiters' ListRun::launched slots
     };
 
     void record(int s, int track, const std::string& name, std::uint64_t start, std::uint64_t duration) {
