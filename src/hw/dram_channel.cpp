@@ -82,24 +82,15 @@ PseudoChannel::PseudoChannel(const Organization& org, const Timing& timing, cons
     m_wr_to_pre = m_t.CWL + m_t.BL + m_t.WR;
     m_rd_done = m_t.CL + m_t.BL;
     m_wr_done = m_t.CWL + m_t.BL;
+    std::size_t flat = 0;
     for (int s = 0; s < m_org.sids; ++s)
         for (int g = 0; g < m_org.bank_groups; ++g)
-            for (int b = 0; b < m_org.banks_per_group; ++b) {
-                m_sid_of.push_back(s);
-                m_bg_of.push_back(s * m_org.bank_groups + g);
+            for (int b = 0; b < m_org.banks_per_group; ++b, ++flat) {
+                m_sid_of[flat] = s;
+                m_bg_of[flat] = s * m_org.bank_groups + g;
             }
     const auto banks = static_cast<std::size_t>(m_banks);
-    const auto groups = static_cast<std::size_t>(m_org.sids * m_org.bank_groups);
-    m_bank_act.assign(banks, 0);
-    m_bank_pre.assign(banks, 0);
-    m_bank_rd.assign(banks, 0);
-    m_bank_wr.assign(banks, 0);
-    m_bg_act.assign(groups, 0);
-    m_bg_rd.assign(groups, 0);
-    m_bg_wr.assign(groups, 0);
-    m_sid_rd.assign(static_cast<std::size_t>(m_org.sids), 0);
-    m_sid_wr.assign(static_cast<std::size_t>(m_org.sids), 0);
-    m_open_row.assign(banks, -1);
+    m_open_row.fill(-1);
     m_closed = m_bank_mask;
     m_bq.resize(2 * banks);
     for (int q = 0; q < 2; ++q) {
@@ -595,7 +586,7 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
         raise(m_pc_rd, T(m_t.BL));
         raise(m_pc_wr, T(m_t.RTW));
         raise(m_pc_prea, T(m_t.RTP));
-        for (std::size_t o = 0; o < m_sid_rd.size(); ++o) {
+        for (std::size_t o = 0; o < static_cast<std::size_t>(m_org.sids); ++o) {
             if (o != sid) raise(m_sid_rd[o], T(m_t.CCDR));
         }
         raise(m_bank_pre[i], T(m_t.RTP));

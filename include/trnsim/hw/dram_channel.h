@@ -30,6 +30,7 @@
 // tick-by-tick controller's.
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -129,6 +130,7 @@ public:
 
 private:
     static constexpr std::uint64_t kNone = ~std::uint64_t{0};
+    static constexpr std::size_t kMaxBanks = 64, kMaxSids = 8;
 
     struct Slot {
         std::uint64_t id, arrival, seq;
@@ -216,17 +218,20 @@ private:
     int m_banks;
     std::uint64_t m_bank_mask;
     int m_wr_to_pre, m_rd_done, m_wr_done;
-    std::vector<int> m_sid_of, m_bg_of;  // per bank: SID, flat bank group (sid * bank_groups + bg)
+    // Per bank: SID, flat bank group (sid * bank_groups + bg). The per-bank, per-group and per-SID state is
+    // held in fixed arrays inside the object (at most 64 banks and 8 SIDs, Organization::validate): no
+    // indirection through a heap pointer on every access.
+    std::array<int, kMaxBanks> m_sid_of{}, m_bg_of{};
 
     // Earliest-issue times (ticks) per scope and command kind.
-    std::vector<std::uint64_t> m_bank_act, m_bank_pre, m_bank_rd, m_bank_wr;
-    std::vector<std::uint64_t> m_bg_act, m_bg_rd, m_bg_wr;
-    std::vector<std::uint64_t> m_sid_rd, m_sid_wr;
+    std::array<std::uint64_t, kMaxBanks> m_bank_act{}, m_bank_pre{}, m_bank_rd{}, m_bank_wr{};
+    std::array<std::uint64_t, kMaxBanks> m_bg_act{}, m_bg_rd{}, m_bg_wr{};
+    std::array<std::uint64_t, kMaxSids> m_sid_rd{}, m_sid_wr{};
     std::uint64_t m_pc_act = 0, m_pc_pre = 0, m_pc_prea = 0, m_pc_rd = 0, m_pc_wr = 0, m_pc_refab = 0, m_pc_refpb = 0;
     std::uint64_t m_faw[4] = {0, 0, 0, 0};
     std::uint64_t m_act_count = 0;
     std::uint64_t m_row_bus = 0, m_col_bus = 0;  // free from
-    std::vector<int> m_open_row;                 // -1: precharged
+    std::array<int, kMaxBanks> m_open_row{};     // -1: precharged
     int m_open_banks = 0;
     std::uint64_t m_closed = 0;  // mask of precharged banks
 
