@@ -432,7 +432,7 @@ void PseudoChannel::clean_row() const {
     if (m_rc_dirty[0]) rescan_row_class(0);
     if (m_rc_dirty[1]) rescan_row_class(1);
     const bool pre = m_rc[1].tick < m_rc[0].tick || (m_rc[1].tick == m_rc[0].tick && m_rc[1].seq < m_rc[0].seq);
-    m_row = m_rc[pre ? 1 : 0];
+    m_row = pre ? 1 : 0;
 }
 
 void PseudoChannel::clean() const {
@@ -483,7 +483,7 @@ void PseudoChannel::recompute_blocked() {
 std::uint64_t PseudoChannel::next_decision_tick() const {
     if (m_next_valid) return m_next_tick;
     clean();
-    std::uint64_t t = std::min({m_col.tick, m_row.tick, refresh_tick(), m_ref_due});
+    std::uint64_t t = std::min({m_col.tick, m_rc[m_row].tick, refresh_tick(), m_ref_due});
     if (m_future_head < m_future.size())
         t = std::min(t, max2(m_slots[static_cast<std::size_t>(m_future[m_future_head])].arrival, m_now));
     m_next_tick = t;
@@ -849,8 +849,8 @@ TRNSIM_FLATTEN bool PseudoChannel::run_ticks(std::uint64_t until, bool stop_when
         clean_row();
         if (refresh_tick() == t) {
             issue_refresh(t);
-        } else if (m_row.tick == t) {
-            const int b = m_row.bank;
+        } else if (m_rc[m_row].tick == t) {
+            const int b = m_rc[m_row].bank;
             if (m_open_row[static_cast<std::size_t>(b)] < 0)
                 issue_act(b, t);
             else

@@ -264,7 +264,10 @@ private:
     // Best candidates, kept between decisions: the column bus; the row bus per class (0: ACT to a precharged
     // bank, 1: PRE of an open bank) and overall. A class stays valid while its best tick is not below the
     // class's common terms (row bus, tRRD/tFAW or tPPD): banks entering it are merged, anything else rescans.
-    mutable Best m_col, m_row, m_rc[2];
+    // m_row is the class of the row bus's best: an index, not a copy (a 16-byte copy of a Best just written
+    // field by field stalls on store forwarding).
+    mutable Best m_col, m_rc[2];
+    mutable int m_row = 0;
     mutable bool m_col_dirty = true, m_rc_dirty[2] = {true, true};
     // The next decision tick, once computed and until a request arrives or a tick is processed.
     mutable std::uint64_t m_next_tick = 0;
