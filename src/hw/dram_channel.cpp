@@ -132,9 +132,8 @@ TRNSIM_FLATTEN void PseudoChannel::enqueue(const Request& r) {
     m_free_slot = x.bank_next;
     x.id = r.id;
     x.arrival = r.arrival;
-    x.bank = m_org.bank_index(r.sid, r.bank_group, r.bank);
+    x.bank = static_cast<std::uint8_t>(m_org.bank_index(r.sid, r.bank_group, r.bank));
     x.row = r.row;
-    x.column = r.column;
     x.write = r.write;
     x.classified = false;
     m_next_valid = false;
@@ -172,7 +171,9 @@ void PseudoChannel::admit(int s) {
     x.bank_prev = bq.tail;
     x.bank_next = -1;
     if (bq.tail >= 0) {
-        m_slots[static_cast<std::size_t>(bq.tail)].bank_next = s;
+        Slot& tail = m_slots[static_cast<std::size_t>(bq.tail)];
+        tail.bank_next = s;
+        tail.bank_next_seq = x.seq;
     } else {
         bq.head = s;
         m_head_key[q][b] = age_key(x.seq, b);
@@ -184,7 +185,7 @@ void PseudoChannel::admit(int s) {
         g = m_free_group;
         Group& fresh = m_groups[static_cast<std::size_t>(g)];
         m_free_group = fresh.next;
-        fresh = Group{x.row, -1, -1, 0, -1, bq.groups};
+        fresh = Group{0, x.row, -1, -1, 0, -1, bq.groups};
         if (bq.groups >= 0) m_groups[static_cast<std::size_t>(bq.groups)].prev = g;
         bq.groups = g;
         if (m_open_row[static_cast<std::size_t>(b)] == x.row) bq.open_group = g;
@@ -192,10 +193,14 @@ void PseudoChannel::admit(int s) {
     Group& G = m_groups[static_cast<std::size_t>(g)];
     x.group = g;
     x.group_next = -1;
-    if (G.tail >= 0)
-        m_slots[static_cast<std::size_t>(G.tail)].group_next = s;
-    else
+    if (G.tail >= 0) {
+        Slot& tail = m_slots[static_cast<std::size_t>(G.tail)];
+        tail.group_next = s;
+        tail.group_next_seq = x.seq;
+    } else {
         G.head = s;
+        G.head_seq = x.seq;
+    }
     G.tail = s;
     ++G.count;
     ++m_queued[q];
@@ -263,8 +268,7 @@ void PseudoChannel::open_bank(int b, int row, int known_group) {
         bq.open_group = q == active_queue() ? known_group : find_group(bq, row);
         if (bq.open_group >= 0) {
             m_cas_mask[q] |= bit(b);
-            m_hit_key[q][b] = age_key(
-                m_slots[static_cast<std::size_t>(m_groups[static_cast<std::size_t>(bq.open_group)].head)].seq, b);
+            m_hit_key[q][b] = age_key(m_groups[static_cast<std::size_t>(bq.open_group)].head_seq, b);
         }
     }
 }
@@ -559,18 +563,22 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
         m_cas_mask[q] &= ~bit(b);
         m_hit_key[q][b] = kNone;
     } else {
-        m_hit_key[q][b] = age_key(m_slots[static_cast<std::size_t>(G.head)].seq, b);
+        G.head_seq = x.group_next_seq;
+        m_hit_key[q][b] = age_key(G.head_seq, b);
     }
-    if (x.bank_prev >= 0)
-        m_slots[static_cast<std::size_t>(x.bank_prev)].bank_next = x.bank_next;
-    else
+    if (x.bank_prev >= 0) {  // the bank's oldest request, and its age key, stay
+        Slot& prev = m_slots[static_cast<std::size_t>(x.bank_prev)];
+        prev.bank_next = x.bank_next;
+        prev.bank_next_seq = x.bank_next_seq;
+    } else {
         bq.head = x.bank_next;
+        m_head_key[q][b] = bq.head >= 0 ? age_key(x.bank_next_seq, b) : kNone;
+    }
     if (x.bank_next >= 0)
         m_slots[static_cast<std::size_t>(x.bank_next)].bank_prev = x.bank_prev;
     else
         bq.tail = x.bank_prev;
     if (--bq.count == 0) m_req_mask[q] &= ~bit(b);
-    m_head_key[q][b] = bq.head >= 0 ? age_key(m_slots[static_cast<std::size_t>(bq.head)].seq, b) : kNone;
     --m_queued[q];
     if (!x.classified) ++m_stats.row_hits;
 

@@ -132,14 +132,20 @@ private:
     static constexpr std::uint64_t kNone = ~std::uint64_t{0};
     static constexpr std::size_t kMaxBanks = 64, kMaxSids = 8;
 
-    struct Slot {
+    // A request in a queue: one cache line. The ages (seq) of the next requests in its lists are copied in, and
+    // a row group keeps its head's, so that serving a request or opening a row updates the age keys without
+    // loading another request's line.
+    struct alignas(64) Slot {
         std::uint64_t id, arrival, seq;
-        int bank, row, column;
+        std::uint64_t bank_next_seq, group_next_seq;  // seq of bank_next, group_next (when >= 0)
+        int row;
         int bank_prev, bank_next;  // age-ordered list of the bank's requests in this queue
         int group, group_next;     // FIFO of the requests to the same (bank, row) in this queue
+        std::uint8_t bank;
         bool write, classified;
     };
     struct Group {  // queued requests of one queue to one row of one bank
+        std::uint64_t head_seq;
         int row, head, tail, count, prev, next;
     };
     struct BankQueue {  // one bank's requests in one queue
