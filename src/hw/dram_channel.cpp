@@ -86,8 +86,8 @@ PseudoChannel::PseudoChannel(const Organization& org, const Timing& timing, cons
     for (int s = 0; s < m_org.sids; ++s)
         for (int g = 0; g < m_org.bank_groups; ++g)
             for (int b = 0; b < m_org.banks_per_group; ++b, ++flat) {
-                m_sid_of[flat] = s;
-                m_bg_of[flat] = s * m_org.bank_groups + g;
+                m_sid_of[flat] = static_cast<std::uint8_t>(s);
+                m_bg_of[flat] = static_cast<std::uint8_t>(s * m_org.bank_groups + g);
             }
     const auto banks = static_cast<std::size_t>(m_banks);
     m_open_row.fill(-1);

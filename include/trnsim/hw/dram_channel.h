@@ -227,7 +227,8 @@ private:
     // Per bank: SID, flat bank group (sid * bank_groups + bg). The per-bank, per-group and per-SID state is
     // held in fixed arrays inside the object (at most 64 banks and 8 SIDs, Organization::validate): no
     // indirection through a heap pointer on every access.
-    std::array<int, kMaxBanks> m_sid_of{}, m_bg_of{};
+    std::array<std::uint8_t, kMaxBanks> m_sid_of{}, m_bg_of{};
+    std::array<int, kMaxBanks> m_open_row{};  // -1: precharged
 
     // Earliest-issue times (ticks) per scope and command kind.
     std::array<std::uint64_t, kMaxBanks> m_bank_act{}, m_bank_pre{}, m_bank_rd{}, m_bank_wr{};
@@ -237,7 +238,6 @@ private:
     std::uint64_t m_faw[4] = {0, 0, 0, 0};
     std::uint64_t m_act_count = 0;
     std::uint64_t m_row_bus = 0, m_col_bus = 0;  // free from
-    std::array<int, kMaxBanks> m_open_row{};     // -1: precharged
     int m_open_banks = 0;
     std::uint64_t m_closed = 0;  // mask of precharged banks
 
