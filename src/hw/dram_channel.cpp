@@ -92,7 +92,7 @@ PseudoChannel::PseudoChannel(const Organization& org, const Timing& timing, cons
     const auto banks = static_cast<std::size_t>(m_banks);
     m_open_row.fill(-1);
     m_closed = m_bank_mask;
-    m_bq.resize(2 * banks);
+    m_bq.resize(banks);
     for (int q = 0; q < 2; ++q) {
         std::fill(std::begin(m_head_key[q]), std::end(m_head_key[q]), kNone);
         std::fill(std::begin(m_hit_key[q]), std::end(m_hit_key[q]), kNone);

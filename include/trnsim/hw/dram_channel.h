@@ -153,6 +153,9 @@ private:
         int groups = -1;      // list of row groups
         int open_group = -1;  // group of the open row, -1 if none
     };
+    struct alignas(64) BankQueues {  // a bank's two queues (reads, writes) in one cache line
+        BankQueue queue[2];
+    };
     struct Best {  // best candidate of a bus: (earliest legal tick, age)
         std::uint64_t tick = kNone, seq = kNone;
         int bank = -1;
@@ -168,8 +171,8 @@ private:
         void pop();
     };
 
-    BankQueue& bank_queue(int q, int b) { return m_bq[static_cast<std::size_t>(q * m_banks + b)]; }
-    const BankQueue& bank_queue(int q, int b) const { return m_bq[static_cast<std::size_t>(q * m_banks + b)]; }
+    BankQueue& bank_queue(int q, int b) { return m_bq[static_cast<std::size_t>(b)].queue[q]; }
+    const BankQueue& bank_queue(int q, int b) const { return m_bq[static_cast<std::size_t>(b)].queue[q]; }
     int active_queue() const { return m_write_mode ? 1 : 0; }
 
     void admit(int slot);
@@ -246,7 +249,7 @@ private:
     int m_free_slot = -1;
     std::vector<Group> m_groups;
     int m_free_group = -1;
-    std::vector<BankQueue> m_bq;                   // [queue][bank]
+    std::vector<BankQueues> m_bq;                  // [bank]
     int m_queued[2] = {0, 0};                      // arrived, not served
     mutable std::uint64_t m_seq_base[2] = {0, 0};  // seq_base()
     int m_waiting[2] = {0, 0};                     // enqueued for a future arrival
