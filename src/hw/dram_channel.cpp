@@ -82,26 +82,17 @@ PseudoChannel::PseudoChannel(const Organization& org, const Timing& timing, cons
     m_wr_to_pre = m_t.CWL + m_t.BL + m_t.WR;
     m_rd_done = m_t.CL + m_t.BL;
     m_wr_done = m_t.CWL + m_t.BL;
+    std::size_t flat = 0;
     for (int s = 0; s < m_org.sids; ++s)
         for (int g = 0; g < m_org.bank_groups; ++g)
-            for (int b = 0; b < m_org.banks_per_group; ++b) {
-                m_sid_of.push_back(s);
-                m_bg_of.push_back(s * m_org.bank_groups + g);
+            for (int b = 0; b < m_org.banks_per_group; ++b, ++flat) {
+                m_sid_of[flat] = static_cast<std::uint8_t>(s);
+                m_bg_of[flat] = static_cast<std::uint8_t>(s * m_org.bank_groups + g);
             }
     const auto banks = static_cast<std::size_t>(m_banks);
-    const auto groups = static_cast<std::size_t>(m_org.sids * m_org.bank_groups);
-    m_bank_act.assign(banks, 0);
-    m_bank_pre.assign(banks, 0);
-    m_bank_rd.assign(banks, 0);
-    m_bank_wr.assign(banks, 0);
-    m_bg_act.assign(groups, 0);
-    m_bg_rd.assign(groups, 0);
-    m_bg_wr.assign(groups, 0);
-    m_sid_rd.assign(static_cast<std::size_t>(m_org.sids), 0);
-    m_sid_wr.assign(static_cast<std::size_t>(m_org.sids), 0);
-    m_open_row.assign(banks, -1);
+    m_open_row.fill(-1);
     m_closed = m_bank_mask;
-    m_bq.resize(2 * banks);
+    m_bq.resize(banks);
     for (int q = 0; q < 2; ++q) {
         std::fill(std::begin(m_head_key[q]), std::end(m_head_key[q]), kNone);
         std::fill(std::begin(m_hit_key[q]), std::end(m_hit_key[q]), kNone);
@@ -141,9 +132,8 @@ TRNSIM_FLATTEN void PseudoChannel::enqueue(const Request& r) {
     m_free_slot = x.bank_next;
     x.id = r.id;
     x.arrival = r.arrival;
-    x.bank = m_org.bank_index(r.sid, r.bank_group, r.bank);
+    x.bank = static_cast<std::uint8_t>(m_org.bank_index(r.sid, r.bank_group, r.bank));
     x.row = r.row;
-    x.column = r.column;
     x.write = r.write;
     x.classified = false;
     m_next_valid = false;
@@ -181,7 +171,9 @@ void PseudoChannel::admit(int s) {
     x.bank_prev = bq.tail;
     x.bank_next = -1;
     if (bq.tail >= 0) {
-        m_slots[static_cast<std::size_t>(bq.tail)].bank_next = s;
+        Slot& tail = m_slots[static_cast<std::size_t>(bq.tail)];
+        tail.bank_next = s;
+        tail.bank_next_seq = x.seq;
     } else {
         bq.head = s;
         m_head_key[q][b] = age_key(x.seq, b);
@@ -193,7 +185,7 @@ void PseudoChannel::admit(int s) {
         g = m_free_group;
         Group& fresh = m_groups[static_cast<std::size_t>(g)];
         m_free_group = fresh.next;
-        fresh = Group{x.row, -1, -1, 0, -1, bq.groups};
+        fresh = Group{0, x.row, -1, -1, 0, -1, bq.groups};
         if (bq.groups >= 0) m_groups[static_cast<std::size_t>(bq.groups)].prev = g;
         bq.groups = g;
         if (m_open_row[static_cast<std::size_t>(b)] == x.row) bq.open_group = g;
@@ -201,10 +193,14 @@ void PseudoChannel::admit(int s) {
     Group& G = m_groups[static_cast<std::size_t>(g)];
     x.group = g;
     x.group_next = -1;
-    if (G.tail >= 0)
-        m_slots[static_cast<std::size_t>(G.tail)].group_next = s;
-    else
+    if (G.tail >= 0) {
+        Slot& tail = m_slots[static_cast<std::size_t>(G.tail)];
+        tail.group_next = s;
+        tail.group_next_seq = x.seq;
+    } else {
         G.head = s;
+        G.head_seq = x.seq;
+    }
     G.tail = s;
     ++G.count;
     ++m_queued[q];
@@ -272,8 +268,7 @@ void PseudoChannel::open_bank(int b, int row, int known_group) {
         bq.open_group = q == active_queue() ? known_group : find_group(bq, row);
         if (bq.open_group >= 0) {
             m_cas_mask[q] |= bit(b);
-            m_hit_key[q][b] = age_key(
-                m_slots[static_cast<std::size_t>(m_groups[static_cast<std::size_t>(bq.open_group)].head)].seq, b);
+            m_hit_key[q][b] = age_key(m_groups[static_cast<std::size_t>(bq.open_group)].head_seq, b);
         }
     }
 }
@@ -441,7 +436,7 @@ void PseudoChannel::clean_row() const {
     if (m_rc_dirty[0]) rescan_row_class(0);
     if (m_rc_dirty[1]) rescan_row_class(1);
     const bool pre = m_rc[1].tick < m_rc[0].tick || (m_rc[1].tick == m_rc[0].tick && m_rc[1].seq < m_rc[0].seq);
-    m_row = m_rc[pre ? 1 : 0];
+    m_row = pre ? 1 : 0;
 }
 
 void PseudoChannel::clean() const {
@@ -492,7 +487,7 @@ void PseudoChannel::recompute_blocked() {
 std::uint64_t PseudoChannel::next_decision_tick() const {
     if (m_next_valid) return m_next_tick;
     clean();
-    std::uint64_t t = std::min({m_col.tick, m_row.tick, refresh_tick(), m_ref_due});
+    std::uint64_t t = std::min({m_col.tick, m_rc[m_row].tick, refresh_tick(), m_ref_due});
     if (m_future_head < m_future.size())
         t = std::min(t, max2(m_slots[static_cast<std::size_t>(m_future[m_future_head])].arrival, m_now));
     m_next_tick = t;
@@ -568,18 +563,22 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
         m_cas_mask[q] &= ~bit(b);
         m_hit_key[q][b] = kNone;
     } else {
-        m_hit_key[q][b] = age_key(m_slots[static_cast<std::size_t>(G.head)].seq, b);
+        G.head_seq = x.group_next_seq;
+        m_hit_key[q][b] = age_key(G.head_seq, b);
     }
-    if (x.bank_prev >= 0)
-        m_slots[static_cast<std::size_t>(x.bank_prev)].bank_next = x.bank_next;
-    else
+    if (x.bank_prev >= 0) {  // the bank's oldest request, and its age key, stay
+        Slot& prev = m_slots[static_cast<std::size_t>(x.bank_prev)];
+        prev.bank_next = x.bank_next;
+        prev.bank_next_seq = x.bank_next_seq;
+    } else {
         bq.head = x.bank_next;
+        m_head_key[q][b] = bq.head >= 0 ? age_key(x.bank_next_seq, b) : kNone;
+    }
     if (x.bank_next >= 0)
         m_slots[static_cast<std::size_t>(x.bank_next)].bank_prev = x.bank_prev;
     else
         bq.tail = x.bank_prev;
     if (--bq.count == 0) m_req_mask[q] &= ~bit(b);
-    m_head_key[q][b] = bq.head >= 0 ? age_key(m_slots[static_cast<std::size_t>(bq.head)].seq, b) : kNone;
     --m_queued[q];
     if (!x.classified) ++m_stats.row_hits;
 
@@ -595,7 +594,7 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
         raise(m_pc_rd, T(m_t.BL));
         raise(m_pc_wr, T(m_t.RTW));
         raise(m_pc_prea, T(m_t.RTP));
-        for (std::size_t o = 0; o < m_sid_rd.size(); ++o) {
+        for (std::size_t o = 0; o < static_cast<std::size_t>(m_org.sids); ++o) {
             if (o != sid) raise(m_sid_rd[o], T(m_t.CCDR));
         }
         raise(m_bank_pre[i], T(m_t.RTP));
@@ -858,8 +857,8 @@ TRNSIM_FLATTEN bool PseudoChannel::run_ticks(std::uint64_t until, bool stop_when
         clean_row();
         if (refresh_tick() == t) {
             issue_refresh(t);
-        } else if (m_row.tick == t) {
-            const int b = m_row.bank;
+        } else if (m_rc[m_row].tick == t) {
+            const int b = m_rc[m_row].bank;
             if (m_open_row[static_cast<std::size_t>(b)] < 0)
                 issue_act(b, t);
             else

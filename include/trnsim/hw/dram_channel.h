@@ -30,6 +30,7 @@
 // tick-by-tick controller's.
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -129,21 +130,31 @@ public:
 
 private:
     static constexpr std::uint64_t kNone = ~std::uint64_t{0};
+    static constexpr std::size_t kMaxBanks = 64, kMaxSids = 8;
 
-    struct Slot {
+    // A request in a queue: one cache line. The ages (seq) of the next requests in its lists are copied in, and
+    // a row group keeps its head's, so that serving a request or opening a row updates the age keys without
+    // loading another request's line.
+    struct alignas(64) Slot {
         std::uint64_t id, arrival, seq;
-        int bank, row, column;
+        std::uint64_t bank_next_seq, group_next_seq;  // seq of bank_next, group_next (when >= 0)
+        int row;
         int bank_prev, bank_next;  // age-ordered list of the bank's requests in this queue
         int group, group_next;     // FIFO of the requests to the same (bank, row) in this queue
+        std::uint8_t bank;
         bool write, classified;
     };
     struct Group {  // queued requests of one queue to one row of one bank
+        std::uint64_t head_seq;
         int row, head, tail, count, prev, next;
     };
     struct BankQueue {  // one bank's requests in one queue
         int head = -1, tail = -1, count = 0;
         int groups = -1;      // list of row groups
         int open_group = -1;  // group of the open row, -1 if none
+    };
+    struct alignas(64) BankQueues {  // a bank's two queues (reads, writes) in one cache line
+        BankQueue queue[2];
     };
     struct Best {  // best candidate of a bus: (earliest legal tick, age)
         std::uint64_t tick = kNone, seq = kNone;
@@ -160,8 +171,8 @@ private:
         void pop();
     };
 
-    BankQueue& bank_queue(int q, int b) { return m_bq[static_cast<std::size_t>(q * m_banks + b)]; }
-    const BankQueue& bank_queue(int q, int b) const { return m_bq[static_cast<std::size_t>(q * m_banks + b)]; }
+    BankQueue& bank_queue(int q, int b) { return m_bq[static_cast<std::size_t>(b)].queue[q]; }
+    const BankQueue& bank_queue(int q, int b) const { return m_bq[static_cast<std::size_t>(b)].queue[q]; }
     int active_queue() const { return m_write_mode ? 1 : 0; }
 
     void admit(int slot);
@@ -216,17 +227,20 @@ private:
     int m_banks;
     std::uint64_t m_bank_mask;
     int m_wr_to_pre, m_rd_done, m_wr_done;
-    std::vector<int> m_sid_of, m_bg_of;  // per bank: SID, flat bank group (sid * bank_groups + bg)
+    // Per bank: SID, flat bank group (sid * bank_groups + bg). The per-bank, per-group and per-SID state is
+    // held in fixed arrays inside the object (at most 64 banks and 8 SIDs, Organization::validate): no
+    // indirection through a heap pointer on every access.
+    std::array<std::uint8_t, kMaxBanks> m_sid_of{}, m_bg_of{};
+    std::array<int, kMaxBanks> m_open_row{};  // -1: precharged
 
     // Earliest-issue times (ticks) per scope and command kind.
-    std::vector<std::uint64_t> m_bank_act, m_bank_pre, m_bank_rd, m_bank_wr;
-    std::vector<std::uint64_t> m_bg_act, m_bg_rd, m_bg_wr;
-    std::vector<std::uint64_t> m_sid_rd, m_sid_wr;
+    std::array<std::uint64_t, kMaxBanks> m_bank_act{}, m_bank_pre{}, m_bank_rd{}, m_bank_wr{};
+    std::array<std::uint64_t, kMaxBanks> m_bg_act{}, m_bg_rd{}, m_bg_wr{};
+    std::array<std::uint64_t, kMaxSids> m_sid_rd{}, m_sid_wr{};
     std::uint64_t m_pc_act = 0, m_pc_pre = 0, m_pc_prea = 0, m_pc_rd = 0, m_pc_wr = 0, m_pc_refab = 0, m_pc_refpb = 0;
     std::uint64_t m_faw[4] = {0, 0, 0, 0};
     std::uint64_t m_act_count = 0;
     std::uint64_t m_row_bus = 0, m_col_bus = 0;  // free from
-    std::vector<int> m_open_row;                 // -1: precharged
     int m_open_banks = 0;
     std::uint64_t m_closed = 0;  // mask of precharged banks
 
@@ -235,7 +249,7 @@ private:
     int m_free_slot = -1;
     std::vector<Group> m_groups;
     int m_free_group = -1;
-    std::vector<BankQueue> m_bq;                   // [queue][bank]
+    std::vector<BankQueues> m_bq;                  // [bank]
     int m_queued[2] = {0, 0};                      // arrived, not served
     mutable std::uint64_t m_seq_base[2] = {0, 0};  // seq_base()
     int m_waiting[2] = {0, 0};                     // enqueued for a future arrival
@@ -259,7 +273,10 @@ private:
     // Best candidates, kept between decisions: the column bus; the row bus per class (0: ACT to a precharged
     // bank, 1: PRE of an open bank) and overall. A class stays valid while its best tick is not below the
     // class's common terms (row bus, tRRD/tFAW or tPPD): banks entering it are merged, anything else rescans.
-    mutable Best m_col, m_row, m_rc[2];
+    // m_row is the class of the row bus's best: an index, not a copy (a 16-byte copy of a Best just written
+    // field by field stalls on store forwarding).
+    mutable Best m_col, m_rc[2];
+    mutable int m_row = 0;
     mutable bool m_col_dirty = true, m_rc_dirty[2] = {true, true};
     // The next decision tick, once computed and until a request arrives or a tick is processed.
     mutable std::uint64_t m_next_tick = 0;
