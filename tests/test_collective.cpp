@@ -148,9 +148,9 @@ TEST_CASE("rdh with two ranks per chip on the 4x4 torus exchanges on the chip fi
     // (alpha = the DMA latency only, the memory being fast), then both ranks of a chip send their halves to the
     // same neighbour: 2 (N/4 + N/8 + N/16 + N/32) = 15/16 N over each step's link, as with one rank per chip.
     const std::uint64_t n = 64ull << 20;
-    const json r = run({{job(CollectiveOp::all_reduce, n, "rdh", 32)}},
-                       fast_chip({"cluster.ranks_per_chip=2", "cluster.link.bandwidth=100GiB/s",
-                                  "cluster.link.latency=500ns"}));
+    const json r =
+        run({{job(CollectiveOp::all_reduce, n, "rdh", 32)}},
+            fast_chip({"cluster.ranks_per_chip=2", "cluster.link.bandwidth=100GiB/s", "cluster.link.latency=500ns"}));
     const double bandwidth = 2.0 * 15 / 16 * static_cast<double>(n) / k_B;
     const double closed = 2 * k_dma + 2 * 4 * (k_dma + k_lat) + bandwidth;
     // Transfers wait only for the data they forward, not for a whole step, so steps on different links overlap
@@ -220,6 +220,19 @@ TEST_CASE("hierarchical all-reduce over 2 nodes: ring inside each node, ring ove
     const double expect = 2 * (a - 1) * (k_dma + k_lat) + 2 * (a - 1) / a * N / k_B + 2 * (b - 1) * (k_dma + 15e-6) +
                           2 * (b - 1) / b * (N / a) / 25e9;
     CHECK(time_of(r) == Approx(expect).epsilon(0.01));
+}
+
+TEST_CASE("auto takes the hierarchical algorithm for every rank of several nodes at any size, by size within a node",
+          "[collective]") {
+    // "Multi-rank-per-node uses a Hierarchical framework" [CC-INTER]: a 4-byte all-reduce over 1024 ranks as a
+    // one-step mesh would be 10^6 transfers.
+    const json r = run({{job(CollectiveOp::all_reduce, 4, "auto")},
+                        {job(CollectiveOp::all_reduce, 64ull << 20, "auto")},
+                        {job(CollectiveOp::all_reduce, 4, "auto", 16)}},
+                       {"cluster.nodes=2"});
+    CHECK(r[0]["jobs"][0]["algorithm"] == "hierarchical");
+    CHECK(r[1]["jobs"][0]["algorithm"] == "hierarchical");
+    CHECK(r[2]["jobs"][0]["algorithm"] == "mesh");  // the first 16 ranks, all on the first node
 }
 
 TEST_CASE("the ring's time follows the closed form with the reduction exposed when the vector engine is slow",
