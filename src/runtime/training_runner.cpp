@@ -682,6 +682,10 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
                     StepSimulation sim(setup, config, m, trace, memo, no);
                     if (memo && !records.empty()) sim.engine().import_memo(records);
                     run_simulation();
+                    const auto& ms = sim.engine().memo_stats();
+                    logger("memo")->debug(
+                        "{} micro-batches: busy periods {} simulated ({} recorded, {} merged), {} replayed", m,
+                        ms.simulated, ms.recorded, ms.merged, ms.replayed);
                     if (sim.engine().memo_conflict()) {
                         return conflict_tag + std::to_string(sc_core::sc_time_stamp().value()) + " " +
                                sim.engine().memo_conflict_key();
