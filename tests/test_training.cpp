@@ -159,16 +159,21 @@ TEST_CASE("the interleaved schedule does the same work with a smaller pipeline b
 TEST_CASE("replaying collectives from the memo gives the step that simulating every collective gives",
           "[training][memo]") {
     // Tensor- and data-parallel (the last backward overlaps the gradient reduce-scatter), pipelines, tensor
-    // parallelism within a chip (2 ranks per trn1 chip) and across chips.
-    for (const auto& [tp, pp, dp] :
-         std::vector<std::tuple<int, int, int>>{{2, 1, 4}, {2, 2, 2}, {4, 1, 2}, {4, 2, 1}, {2, 4, 1}}) {
-        INFO("tp " << tp << " pp " << pp << " dp " << dp);
+    // parallelism within a chip (2 ranks per trn1 chip) and across chips; and on four nodes of two chips,
+    // where a record made on one node is replayed on others (stages and data-parallel replicas on other nodes).
+    const Config one_node = small_cluster();
+    const Config four_nodes =
+        hw::resolve_cluster_config("trn1.32xlarge", {}, {"cluster.topology=ring:2", "cluster.nodes=4"});
+    for (const auto& [tp, pp, dp, nodes] : std::vector<std::tuple<int, int, int, int>>{
+             {2, 1, 4, 1}, {2, 2, 2, 1}, {4, 1, 2, 1}, {4, 2, 1, 1}, {2, 4, 1, 1}, {4, 2, 2, 4}, {4, 4, 1, 4}}) {
+        INFO("tp " << tp << " pp " << pp << " dp " << dp << " nodes " << nodes);
+        const Config& cluster = nodes == 1 ? one_node : four_nodes;
         auto o = options(tp, pp, dp, dp * 6);
         o.sample_microbatches = 6;  // simulate all six
         o.memo = false;
-        const auto full = runtime::run_training(o, small_cluster());
+        const auto full = runtime::run_training(o, cluster);
         o.memo = true;
-        const auto memo = runtime::run_training(o, small_cluster());
+        const auto memo = runtime::run_training(o, cluster);
         CHECK(memo.busy_periods_replayed > 0);
         CHECK(full.busy_periods_replayed == 0);
         CHECK(memo.step_time_s == full.step_time_s);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -44,6 +45,37 @@ void Topology::build(const std::vector<PacketSink*>& endpoints) {
         m_efa = &add_switch("efa", SwitchSpec{chips(), m_spec.efa.bandwidth, m_spec.efa.latency});
     }
     m_routes.resize(static_cast<std::size_t>(chips()) * static_cast<std::size_t>(chips()));
+    // Every node's links, by their part in the node: the name without the node ("n3.c5.x+" -> "c5.x+"; the EFA
+    // port of chip c -> its local chip).
+    std::map<std::string, std::size_t> roles;
+    m_role_link.assign(static_cast<std::size_t>(nodes()), {});
+    for (std::size_t i = 0; i < m_links.size(); ++i) {
+        const std::string& name = m_links[i].name;
+        int node = -1;
+        std::string role;
+        std::size_t digits = 0;
+        if (name.rfind("efa.port", 0) == 0) {
+            const int chip = std::stoi(name.substr(8));
+            node = chip / per_node;
+            role = fmt::format("efa.port{}", chip % per_node);
+        } else if (name.size() > 1 && name[0] == 'n' && (digits = name.find('.')) != std::string::npos) {
+            node = std::stoi(name.substr(1, digits - 1));
+            role = name.substr(digits);
+        }
+        if (node < 0) throw std::logic_error("topology: link " + name + " belongs to no node");
+        m_link_node.push_back(node);
+        const std::size_t id = roles.emplace(role, roles.size()).first->second;
+        m_link_role.push_back(id);
+        auto& at = m_role_link[static_cast<std::size_t>(node)];
+        if (at.size() <= id) at.resize(id + 1, k_no_link);
+        at[id] = i;
+    }
+}
+
+std::size_t Topology::link_at(int node, std::size_t role) const {
+    if (node < 0 || node >= nodes()) return k_no_link;
+    const auto& at = m_role_link[static_cast<std::size_t>(node)];
+    return role < at.size() ? at[role] : k_no_link;
 }
 
 const Route& Topology::route(int src, int dst) {

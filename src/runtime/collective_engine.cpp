@@ -116,14 +116,14 @@ void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::stri
         case Mode::replaying: {
             std::vector<Done*> done;
             for (auto& b : traffic) done.push_back(&b.on_done);
-            starts(*p, fp.key, done);
+            starts(*p, fp.key(p->base), done);
             return;
         }
         default: {
             std::vector<Done*> done;
             for (auto& b : traffic) done.push_back(&b.on_done);
             const std::size_t first = p->items;
-            starts(*p, fp.key, done);
+            starts(*p, fp.key(p->base), done);
             for (std::size_t k = 0; k < traffic.size(); ++k) launch(traffic[k], p->id, first + k);
         }
     }
@@ -191,7 +191,7 @@ void CollectiveEngine::send(int src_rank, int dst_rank, std::uint64_t bytes, Don
         for (const BatchItem& item : items) launch(item, p->id, p->items++);
     }
     const std::size_t index = p->items;
-    if (!starts(*p, fp.key, {&on_done}) || p->mode == Mode::replaying) return;
+    if (!starts(*p, fp.key(p->base), {&on_done}) || p->mode == Mode::replaying) return;
     ++p->active;
     hw::Message& m = m_p2p.emplace_back();
     m.id = m_next_id++;
@@ -216,6 +216,8 @@ void CollectiveEngine::set_dma_load(const std::vector<int>& chips, double load) 
     }
     for (auto& [id, mine] : by_period) {
         Period& p = *m_periods.at(id);
+        const int first = p.base * m_cluster.spec().chips_per_node();
+        for (int& c : mine) c -= first;
         const std::string key = fmt::format("load:{}:{};", fmt::join(mine, ","), load);
         if (p.mode == Mode::pending)
             p.context += key;  // part of how the period starts
@@ -229,7 +231,7 @@ void CollectiveEngine::set_dma_load(const std::vector<int>& chips, double load) 
 // Footprints and busy periods
 
 void CollectiveEngine::Footprint::add(const Footprint& o) {
-    key += o.key;
+    parts.insert(parts.end(), o.parts.begin(), o.parts.end());
     std::vector<std::size_t> l;
     std::set_union(links.begin(), links.end(), o.links.begin(), o.links.end(), std::back_inserter(l));
     links = std::move(l);
@@ -238,12 +240,17 @@ void CollectiveEngine::Footprint::add(const Footprint& o) {
     chips = std::move(c);
 }
 
+std::string CollectiveEngine::Footprint::key(int base) const {
+    std::string k;
+    for (const auto& [name, node] : parts) k += fmt::format("{}+{};", name, node - base);
+    return k;
+}
+
 CollectiveEngine::Footprint CollectiveEngine::footprint(const BatchItem& b) {
     Footprint& fp = m_footprints[{b.schedule, b.layout}];
-    if (fp.key.empty()) {
+    if (fp.parts.empty()) {
         std::set<std::size_t> links;
         std::set<int> chips;
-        std::string text;
         for (const Transfer& t : b.schedule->transfers) {
             const int src = b.layout->chip_of_rank[static_cast<std::size_t>(t.src)];
             const int dst = b.layout->chip_of_rank[static_cast<std::size_t>(t.dst)];
@@ -253,22 +260,31 @@ CollectiveEngine::Footprint CollectiveEngine::footprint(const BatchItem& b) {
                 const auto it = m_link_index.find(hop);
                 if (it != m_link_index.end()) links.insert(it->second);
             }
-            text += fmt::format("{}>{}:{}:{}:", src, dst, t.bytes, t.reduce ? 1 : 0);
+        }
+        const int node = *chips.begin() / m_cluster.spec().chips_per_node();
+        const int first = node * m_cluster.spec().chips_per_node();
+        std::string text;
+        for (const Transfer& t : b.schedule->transfers) {
+            const int src = b.layout->chip_of_rank[static_cast<std::size_t>(t.src)];
+            const int dst = b.layout->chip_of_rank[static_cast<std::size_t>(t.dst)];
+            text += fmt::format("{}>{}:{}:{}:", src - first, dst - first, t.bytes, t.reduce ? 1 : 0);
             for (int d : t.deps) text += fmt::format("{},", d);
             text += ';';
         }
-        fp.key = stable_hash(text);
+        fp.parts = {{stable_hash(text), node}};
         fp.links.assign(links.begin(), links.end());
         fp.chips.assign(chips.begin(), chips.end());
     }
     Footprint out = fp;
-    out.key += fmt::format("/{};", dtype_bytes(b.dtype));
+    out.parts.front().first += fmt::format("/{}", dtype_bytes(b.dtype));
     return out;
 }
 
 CollectiveEngine::Footprint CollectiveEngine::p2p_footprint(int src, int dst, std::uint64_t bytes) {
     Footprint fp;
-    fp.key = fmt::format("p2p:{}>{}:{};", src, dst, bytes);
+    const int node = std::min(src, dst) / m_cluster.spec().chips_per_node();
+    const int first = node * m_cluster.spec().chips_per_node();
+    fp.parts = {{fmt::format("p2p:{}>{}:{}", src - first, dst - first, bytes), node}};
     std::set<std::size_t> links;
     for (const hw::PacketSink* hop : m_cluster.topology().route(src, dst)) {
         const auto it = m_link_index.find(hop);
@@ -324,6 +340,7 @@ CollectiveEngine::Period* CollectiveEngine::claim(const Footprint& fp) {
         if (m_chip_owner[static_cast<std::size_t>(c)] >= 0) owners.insert(m_chip_owner[static_cast<std::size_t>(c)]);
     if (owners.empty()) {
         Period& p = new_period(m_memo_on ? Mode::pending : Mode::plain);
+        p.base = fp.chips.front() / m_cluster.spec().chips_per_node();
         p.start_fs = sc_core::sc_time_stamp().value();
         take(p, fp);
         return &p;
@@ -397,27 +414,29 @@ void CollectiveEngine::close_pending() {
         p.pending.clear();
         Footprint fp;
         for (const auto& b : items) fp.add(footprint(b));
-        p.key = fp.key + "@" + p.context + "@";
+        const int first = p.base * m_cluster.spec().chips_per_node();
+        p.key = fp.key(p.base) + "@" + p.context + "@";
         for (const int c : p.chips) {
             const double load = m_cluster.endpoint(c).dma_load();
-            if (load > 0) p.key += fmt::format("{}:{};", c, load);
+            if (load > 0) p.key += fmt::format("{}:{};", c - first, load);
         }
         const auto it = m_memo.find(p.key);
-        bool free = it != m_memo.end() && m_skip.count(p.key) == 0;
+        Footprint at;
+        bool free = it != m_memo.end() && m_skip.count(p.key) == 0 && place(it->second, p.base, at);
         if (free) {
-            for (const std::size_t l : it->second.links) free = free && (m_link_owner[l] < 0 || m_link_owner[l] == id);
-            for (const int c : it->second.chips)
+            for (const std::size_t l : at.links) free = free && (m_link_owner[l] < 0 || m_link_owner[l] == id);
+            for (const int c : at.chips)
                 free = free && (m_chip_owner[static_cast<std::size_t>(c)] < 0 ||
                                 m_chip_owner[static_cast<std::size_t>(c)] == id);
             // And idle: a replay starts from idle chips (endpoint, fabric, memory) and links, the state a
             // recorded period ends in. An idle memory or fabric behaves the same whatever it did before (its
             // FIFO is free, and a turnaround is only charged between back-to-back requests).
             const std::uint64_t now = sc_core::sc_time_stamp().value();
-            for (const std::size_t l : it->second.links) free = free && m_cluster.topology().links()[l].link->idle(now);
-            for (const int c : it->second.chips) free = free && m_cluster.chip_idle(c, now);
+            for (const std::size_t l : at.links) free = free && m_cluster.topology().links()[l].link->idle(now);
+            for (const int c : at.chips) free = free && m_cluster.chip_idle(c, now);
         }
         if (free) {
-            begin_replay(p, it->second);
+            begin_replay(p, it->second, at);
             for (auto& b : items) p.on_done.push_back(std::move(b.on_done));
             p.items = items.size();
             arm(p);
@@ -426,7 +445,7 @@ void CollectiveEngine::close_pending() {
         begin_record(p);
         std::vector<Done*> done;
         for (auto& b : items) done.push_back(&b.on_done);
-        starts(p, fp.key, done);
+        starts(p, fp.key(p.base), done);
         for (std::size_t k = 0; k < items.size(); ++k) launch(items[k], id, k);
     }
 }
@@ -456,15 +475,17 @@ void CollectiveEngine::maybe_end(Period& p) {
     if (!p.replayed) ++m_memo_stats.simulated;
     if (p.mode == Mode::recording && m_memo.count(p.key) == 0) {
         Record& r = p.record;
-        r.links = p.links;
-        r.chips = p.chips;
+        const hw::Topology& topo = m_cluster.topology();
+        const int first = p.base * m_cluster.spec().chips_per_node();
         for (const std::size_t l : p.links) {
+            r.links.push_back({topo.link_node(l) - p.base, topo.link_role(l)});
             const hw::LinkStats& a = p.links0.at(l);
-            const hw::LinkStats& b = m_cluster.topology().links()[l].link->stats();
-            r.link_stats.push_back({l, {b.bytes - a.bytes, b.packets - a.packets, b.busy_fs - a.busy_fs}});
+            const hw::LinkStats& b = topo.links()[l].link->stats();
+            r.link_stats.push_back({b.bytes - a.bytes, b.packets - a.packets, b.busy_fs - a.busy_fs});
         }
         for (const int c : p.chips) {
-            r.chip_stats.push_back({c, m_cluster.chip_stats(c) - p.chips0.at(c)});
+            r.chips.push_back(c - first);
+            r.chip_stats.push_back(m_cluster.chip_stats(c) - p.chips0.at(c));
         }
         m_memo.emplace(p.key, std::move(r));
         ++m_memo_stats.recorded;
@@ -483,7 +504,10 @@ bool CollectiveEngine::starts(Period& p, const std::string& key, std::vector<Don
         const auto& events = p.replay->events;
         const Event* e = p.next < events.size() ? &events[p.next] : nullptr;
         if (e == nullptr || !e->start || p.start_fs + e->rel_fs != now || e->key != key || e->count != done.size()) {
-            conflict(p, "a start the record does not have: " + key);
+            conflict(p, fmt::format(
+                            "at +{} fs a start the record does not have: {} (expected: {})", now - p.start_fs, key,
+                            e == nullptr ? std::string("nothing")
+                                         : fmt::format("{} at +{} fs", e->start ? e->key : "a completion", e->rel_fs)));
             return false;
         }
         ++p.next;
@@ -504,17 +528,39 @@ void CollectiveEngine::begin_record(Period& p) {
     for (const int c : p.chips) p.chips0[c] = m_cluster.chip_stats(c);
 }
 
-void CollectiveEngine::begin_replay(Period& p, const Record& r) {
+bool CollectiveEngine::place(const Record& r, int base, Footprint& at) const {
+    const hw::Topology& topo = m_cluster.topology();
+    at.links.clear();
+    at.chips.clear();
+    for (const auto& [node, role] : r.links) {
+        const std::size_t l = topo.link_at(base + node, role);
+        if (l == hw::Topology::k_no_link) return false;
+        at.links.push_back(l);
+    }
+    const int first = base * m_cluster.spec().chips_per_node();
+    for (const int c : r.chips) {
+        if (first + c < 0 || first + c >= m_cluster.chips()) return false;
+        at.chips.push_back(first + c);
+    }
+    // take() keeps a period's links and chips sorted; a shift keeps chips in order, not always links.
+    std::sort(at.links.begin(), at.links.end());
+    return true;
+}
+
+void CollectiveEngine::begin_replay(Period& p, const Record& r, const Footprint& at) {
     ++m_memo_stats.replayed;
     p.mode = Mode::replaying;
     p.replayed = true;
     p.start_fs = sc_core::sc_time_stamp().value();
-    Footprint fp;
-    fp.links = r.links;
-    fp.chips = r.chips;
-    take(p, fp);
-    for (const auto& [l, d] : r.link_stats) m_cluster.topology().mutable_link(l).add_stats(d);
-    for (const auto& [c, d] : r.chip_stats) m_cluster.add_chip_stats(c, d);
+    take(p, at);
+    const hw::Topology& topo = m_cluster.topology();
+    for (std::size_t k = 0; k < r.links.size(); ++k) {
+        m_cluster.topology()
+            .mutable_link(topo.link_at(p.base + r.links[k].first, r.links[k].second))
+            .add_stats(r.link_stats[k]);
+    }
+    const int first = p.base * m_cluster.spec().chips_per_node();
+    for (std::size_t k = 0; k < r.chips.size(); ++k) m_cluster.add_chip_stats(first + r.chips[k], r.chip_stats[k]);
     p.replay = &r;
     p.next = 1;  // events[0] is this start
     for (std::size_t w = 0; w < m_wake_period.size() && p.wake < 0; ++w)
@@ -580,10 +626,10 @@ std::string CollectiveEngine::export_memo() const {
         nlohmann::json events = nlohmann::json::array(), links = nlohmann::json::array(),
                        chips = nlohmann::json::array();
         for (const Event& e : r.events) events.push_back({e.start, e.rel_fs, e.key, e.item, e.count});
-        for (const auto& [i, d] : r.link_stats) links.push_back({i, d.bytes, d.packets, d.busy_fs});
-        for (const auto& [c, s] : r.chip_stats) {
+        for (const auto& d : r.link_stats) links.push_back({d.bytes, d.packets, d.busy_fs});
+        for (const auto& s : r.chip_stats) {
             const hw::EndpointStats& d = s.endpoint;
-            chips.push_back({c, d.messages_sent, d.bytes_sent, d.bytes_received, d.bytes_reduced, d.packets_sent,
+            chips.push_back({d.messages_sent, d.bytes_sent, d.bytes_received, d.bytes_reduced, d.packets_sent,
                              d.dma_busy_fs, d.vector_busy_fs, s.memory.read_bytes, s.memory.write_bytes,
                              s.memory.requests, s.memory.busy_fs, s.fabric.bytes, s.fabric.transfers,
                              s.fabric.busy_fs});
@@ -602,20 +648,19 @@ void CollectiveEngine::import_memo(const std::string& text) {
             r.events.push_back({e.at(0).get<bool>(), e.at(1).get<std::uint64_t>(), e.at(2).get<std::string>(),
                                 e.at(3).get<std::size_t>(), e.at(4).get<std::size_t>()});
         }
-        r.links = j.at("links").get<std::vector<std::size_t>>();
+        r.links = j.at("links").get<std::vector<std::pair<int, std::size_t>>>();
         r.chips = j.at("chips").get<std::vector<int>>();
         for (const auto& l : j.at("link_stats")) {
             r.link_stats.push_back(
-                {l.at(0).get<std::size_t>(),
-                 {l.at(1).get<std::uint64_t>(), l.at(2).get<std::uint64_t>(), l.at(3).get<std::uint64_t>()}});
+                {l.at(0).get<std::uint64_t>(), l.at(1).get<std::uint64_t>(), l.at(2).get<std::uint64_t>()});
         }
         for (const auto& e : j.at("chip_stats")) {
             const auto u = [&](std::size_t i) { return e.at(i).get<std::uint64_t>(); };
             hw::ChipStats d;
-            d.endpoint = {u(1), u(2), u(3), u(4), u(5), u(6), u(7)};
-            d.memory = {u(8), u(9), u(10), u(11)};
-            d.fabric = {u(12), u(13), u(14)};
-            r.chip_stats.push_back({e.at(0).get<int>(), d});
+            d.endpoint = {u(0), u(1), u(2), u(3), u(4), u(5), u(6)};
+            d.memory = {u(7), u(8), u(9), u(10)};
+            d.fabric = {u(11), u(12), u(13)};
+            r.chip_stats.push_back(d);
         }
         m_memo.emplace(key, std::move(r));
     }

@@ -558,18 +558,32 @@ private:
         const int g = static_cast<int>(run.list / 2) * pp + s + (forward ? 1 : -1);
         const auto key = std::make_pair(2 * (g / pp) + (forward ? 0 : 1), run.mb);
         auto left = std::make_shared<int>(P.dp() * P.tp());
+        // One batch of one-transfer schedules, so the collective engine's memo can record and replay them.
+        std::vector<CollectiveEngine::BatchItem> batch;
         for (int d = 0; d < P.dp(); ++d) {
             for (int t = 0; t < P.tp(); ++t) {
-                const int src = P.rank({d, s, t});
-                const int dst = P.rank({d, peer, t});
+                const Planned& p = p2p_plan(P.rank({d, s, t}), P.rank({d, peer, t}), op.comm.bytes);
                 ++m_transfers;
-                m_engine.send(src, dst, op.comm.bytes, [this, left, peer, key](std::uint64_t) {
-                    if (--*left > 0) return;
-                    stage(peer).inbox[key] = true;
-                    stage(peer).progress.notify(sc_core::SC_ZERO_TIME);
-                });
+                batch.push_back({&p.schedule, &p.layout, op.comm.dtype, [this, left, peer, key](std::uint64_t) {
+                                     if (--*left > 0) return;
+                                     stage(peer).inbox[key] = true;
+                                     stage(peer).progress.notify(sc_core::SC_ZERO_TIME);
+                                 }});
             }
         }
+        m_engine.start_batch(std::move(batch), stage(s).at + "/" + stage(s).step_at);
+    }
+
+    const Planned& p2p_plan(int src, int dst, std::uint64_t bytes) {
+        const std::string key = fmt::format("p2p|{}|{}|{}", src, dst, bytes);
+        auto it = m_plans.find(key);
+        if (it != m_plans.end()) return it->second;
+        Planned p;
+        p.layout = m_engine.layout({src, dst});
+        p.schedule.algorithm = "send";
+        p.schedule.steps = 1;
+        p.schedule.transfers.push_back({0, 1, bytes, false, {}});
+        return m_plans.emplace(key, std::move(p)).first->second;
     }
 
     struct Rendezvous {

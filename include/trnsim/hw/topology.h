@@ -56,6 +56,13 @@ public:
     const std::vector<NamedLink>& links() const { return m_links; }
     // The link of links()[i], to add replayed counters to (CollectiveEngine's memo).
     Link& mutable_link(std::size_t i) { return const_cast<Link&>(*m_links.at(i).link); }
+    // Nodes are alike: every link belongs to a node and plays a part (a role) in it, the same in every node;
+    // link_at(n, role) is node n's link of that part (k_no_link past the nodes). A link's role is its name
+    // without the node ("n3.c5.x+" -> ".c5.x+"; the EFA port of chip c -> that of its local chip).
+    static constexpr std::size_t k_no_link = ~std::size_t{0};
+    int link_node(std::size_t i) const { return m_link_node.at(i); }
+    std::size_t link_role(std::size_t i) const { return m_link_role.at(i); }
+    std::size_t link_at(int node, std::size_t role) const;
 
     int nodes() const { return m_spec.nodes; }
     int chips_per_node() const { return m_spec.chips_per_node(); }
@@ -85,6 +92,9 @@ private:
     std::vector<std::unique_ptr<Link>> m_owned_links;
     std::vector<std::unique_ptr<NetworkSwitch>> m_switches;
     std::vector<NamedLink> m_links;
+    std::vector<int> m_link_node;                       // per link: its node
+    std::vector<std::size_t> m_link_role;               // per link: its part within its node
+    std::vector<std::vector<std::size_t>> m_role_link;  // per node, per part: the link
     std::vector<Link*> m_nic;  // per chip: uplink to the EFA network (nodes > 1)
     NetworkSwitch* m_efa = nullptr;
     std::vector<std::unique_ptr<Route>> m_routes;  // src * chips + dst

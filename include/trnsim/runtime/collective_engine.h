@@ -120,11 +120,15 @@ private:
 
     // What traffic touches: the links its routes cross and its chips (sorted), and, for a batch, the memo's
     // name for its transfers (chips, bytes, reduction, dependencies) and element size.
+    // Nodes are alike, so names are relative: an item's transfers name chips from its lowest node, and
+    // a batch (or a period) names each item's node from a base node; records hold chips and links (as node
+    // and role, hw::Topology::link_at) from their period's base, and replay from any base.
     struct Footprint {
-        std::string key;
+        std::vector<std::pair<std::string, int>> parts;  // per item: its name and its lowest node
         std::vector<std::size_t> links;
         std::vector<int> chips;
         void add(const Footprint& o);
+        std::string key(int base) const;  // the parts, their nodes counted from `base`
     };
     Footprint footprint(const BatchItem& item);
     Footprint p2p_footprint(int src_chip, int dst_chip, std::uint64_t bytes);
@@ -138,14 +142,15 @@ private:
     };
     struct Record {
         std::vector<Event> events;       // the first is the period's start
-        std::vector<std::size_t> links;  // the footprint, at the end
-        std::vector<int> chips;
-        std::vector<std::pair<std::size_t, hw::LinkStats>> link_stats;  // counters added
-        std::vector<std::pair<int, hw::ChipStats>> chip_stats;          // endpoint, memory, fabric
+        std::vector<std::pair<int, std::size_t>> links;  // the footprint at the end: node from the base, role
+        std::vector<int> chips;                           // from the base node's chip 0
+        std::vector<hw::LinkStats> link_stats;            // counters added, per link
+        std::vector<hw::ChipStats> chip_stats;            // endpoint, memory, fabric, per chip
     };
     enum class Mode { pending, plain, recording, replaying };
     struct Period {
         int id = 0;
+        int base = 0;  // the node its names count from: the lowest of the traffic that opened it
         Mode mode = Mode::plain;
         std::vector<std::size_t> links;  // claimed
         std::vector<int> chips;
@@ -178,7 +183,9 @@ private:
     void maybe_end(Period& p);
     bool starts(Period& p, const std::string& key, std::vector<Done*> done);
     void begin_record(Period& p);
-    void begin_replay(Period& p, const Record& r);
+    void begin_replay(Period& p, const Record& r, const Footprint& at);
+    // Where record `r` lies from base node `base`; false when it does not fit in the cluster.
+    bool place(const Record& r, int base, Footprint& at) const;
     void arm(Period& p);
     void deliver(int period);
     void conflict(const Period& p, const std::string& why);
