@@ -435,6 +435,10 @@ void CollectiveEngine::close_pending() {
             for (const std::size_t l : at.links) free = free && m_cluster.topology().links()[l].link->idle(now);
             for (const int c : at.chips) free = free && m_cluster.chip_idle(c, now);
         }
+        if (it != m_memo.end() && !free) {
+            logger("memo")->trace("not replayed at {} fs ({}): {}", sc_core::sc_time_stamp().value(),
+                                  m_skip.count(p.key) ? "skipped" : "footprint busy", p.key.substr(p.key.find('@')));
+        }
         if (free) {
             begin_replay(p, it->second, at);
             for (auto& b : items) p.on_done.push_back(std::move(b.on_done));
@@ -487,6 +491,8 @@ void CollectiveEngine::maybe_end(Period& p) {
             r.chips.push_back(c - first);
             r.chip_stats.push_back(m_cluster.chip_stats(c) - p.chips0.at(c));
         }
+        logger("memo")->trace("recorded {} fs to {} fs, {} items: {}", p.start_fs, sc_core::sc_time_stamp().value(),
+                              p.items, p.key.substr(p.key.find('@')));
         m_memo.emplace(p.key, std::move(r));
         ++m_memo_stats.recorded;
     }
