@@ -116,6 +116,8 @@ private:
     LinkSpec m_spec;
     double m_fs_per_byte;
     std::uint64_t m_latency_fs;
+    std::uint64_t m_last_bytes = ~std::uint64_t{0};  // the last packet's size and its serialization time
+    std::uint64_t m_last_serialization_fs = 0;
     LinkStats m_stats;
     Wakeup m_wake{[this] { on_wake(); }};
     std::uint64_t m_busy_until = 0;
