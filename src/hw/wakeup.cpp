@@ -35,7 +35,7 @@ void WakeupQueue::place(std::size_t i, const Entry& e) {
 void WakeupQueue::sift_up(std::size_t i) {
     const Entry e = m_heap[i];
     while (i > 0) {
-        const std::size_t parent = (i - 1) / kArity;
+        const std::size_t parent = (i - 1) / 2;
         if (!(e < m_heap[parent])) break;
         place(i, m_heap[parent]);
         i = parent;
@@ -47,12 +47,10 @@ void WakeupQueue::sift_down(std::size_t i) {
     const Entry e = m_heap[i];
     const std::size_t n = m_heap.size();
     for (;;) {
-        const std::size_t first = kArity * i + 1;
-        if (first >= n) break;
-        std::size_t child = first;
-        const std::size_t last = std::min(first + kArity, n);
-        for (std::size_t c = first + 1; c < last; ++c)
-            if (m_heap[c] < m_heap[child]) child = c;
+        std::size_t child = 2 * i + 1;
+        if (child >= n) break;
+        // The lesser child without a branch: which one it is, is a coin toss.
+        if (child + 1 < n) child += static_cast<std::size_t>(m_heap[child + 1] < m_heap[child]);
         if (!(m_heap[child] < e)) break;
         place(i, m_heap[child]);
         i = child;
