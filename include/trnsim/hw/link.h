@@ -11,7 +11,7 @@
 // Abstracted away: flits, link-level credits and finite buffers between hops (those queues are unbounded,
 // so there is no back-pressure across hops; only the sender is held back, by `PacketSource` credits at
 // the first link), link-level retries, packet headers (a packet carries payload only).
-// Events: one SystemC method activation per packet per hop (plus one when an idle link receives work).
+// Events: one wake-up (wakeup.h) per packet per hop (plus one when an idle link receives work).
 
 #include <cstdint>
 #include <deque>
