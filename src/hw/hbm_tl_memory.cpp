@@ -150,13 +150,15 @@ HbmTlMemory::HbmTlMemory(const sc_core::sc_module_name& name, const HbmRates& ra
                    static_cast<std::uint64_t>(std::llround(rates.write_latency_s * 1e15))},
       m_turnaround_fs(static_cast<std::uint64_t>(std::llround(rates.turnaround_s * 1e15))) {}
 
-void HbmTlMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
-    const std::uint64_t request = now + delay.value();
-    const std::uint64_t bytes = trans.get_data_length();
-    const bool write = trans.is_write();
-    std::uint64_t duration =
-        static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * m_fs_per_byte[write ? 1 : 0]));
+AccessTiming HbmTlMemory::timed_access(bool write, std::uint64_t bytes, std::uint64_t request) {
+    const int dir = write ? 1 : 0;
+    // Nearly every request is one packet: its time is computed once.
+    if (bytes != m_last_bytes[dir]) {
+        m_last_bytes[dir] = bytes;
+        m_last_duration[dir] =
+            static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * m_fs_per_byte[dir]));
+    }
+    std::uint64_t duration = m_last_duration[dir];
     // A turnaround only between back-to-back requests: an idle memory has drained its queues.
     if (request < m_free_fs && write != m_last_write) duration += m_turnaround_fs;
     m_last_write = write;
@@ -165,13 +167,19 @@ void HbmTlMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time&
     m_stats.busy_fs += duration;
     ++m_stats.requests;
     (write ? m_stats.write_bytes : m_stats.read_bytes) += bytes;
-    const std::uint64_t done = m_free_fs + m_latency_fs[write ? 1 : 0];
-    delay = sc_core::sc_time::from_value(done - now);
+    return {m_free_fs + m_latency_fs[dir], m_free_fs};
+}
+
+void HbmTlMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    const std::uint64_t request = now + delay.value();
+    const AccessTiming t = timed_access(trans.is_write(), trans.get_data_length(), request);
+    delay = sc_core::sc_time::from_value(t.done_fs - now);
     trans.set_response_status(tlm::TLM_OK_RESPONSE);
     if (auto* timing = trans.get_extension<MemoryTiming>()) {
-        timing->accept_delay = sc_core::sc_time::from_value(m_free_fs - now);
+        timing->accept_delay = sc_core::sc_time::from_value(t.accept_fs - now);
         timing->arrival_fs = request;
-        if (timing->on_done) timing->on_done(done);
+        if (timing->on_done) timing->on_done(t.done_fs);
     }
 }
 

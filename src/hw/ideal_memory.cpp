@@ -29,26 +29,33 @@ IdealMemory::IdealMemory(const sc_core::sc_module_name& name, const IdealMemoryS
       m_spec(spec),
       m_latency_fs(static_cast<std::uint64_t>(std::llround(spec.latency.seconds * 1e15))) {}
 
-void IdealMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
-    const std::uint64_t request = now + delay.value();
-    const std::uint64_t bytes = trans.get_data_length();
-    const auto duration =
-        static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * 1e15 / m_spec.bandwidth.bytes_per_s));
+AccessTiming IdealMemory::timed_access(bool write, std::uint64_t bytes, std::uint64_t request) {
+    if (bytes != m_last_bytes) {
+        m_last_bytes = bytes;
+        m_last_duration =
+            static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * 1e15 / m_spec.bandwidth.bytes_per_s));
+    }
     const std::uint64_t start = std::max(request, m_free_fs);
-    m_free_fs = start + duration;
-    m_stats.busy_fs += duration;
+    m_free_fs = start + m_last_duration;
+    m_stats.busy_fs += m_last_duration;
     ++m_stats.requests;
-    if (trans.is_write())
+    if (write)
         m_stats.write_bytes += bytes;
     else
         m_stats.read_bytes += bytes;
-    delay = sc_core::sc_time::from_value(m_free_fs + m_latency_fs - now);
+    return {m_free_fs + m_latency_fs, m_free_fs};
+}
+
+void IdealMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    const std::uint64_t request = now + delay.value();
+    const AccessTiming t = timed_access(trans.is_write(), trans.get_data_length(), request);
+    delay = sc_core::sc_time::from_value(t.done_fs - now);
     trans.set_response_status(tlm::TLM_OK_RESPONSE);
     if (auto* timing = trans.get_extension<MemoryTiming>()) {
-        timing->accept_delay = sc_core::sc_time::from_value(m_free_fs - now);
+        timing->accept_delay = sc_core::sc_time::from_value(t.accept_fs - now);
         timing->arrival_fs = request;
-        if (timing->on_done) timing->on_done(m_free_fs + m_latency_fs);
+        if (timing->on_done) timing->on_done(t.done_fs);
     }
 }
 

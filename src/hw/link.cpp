@@ -79,7 +79,11 @@ void Link::on_wake() {
     } else {
         m_rotation.push_back(slot);
     }
-    const std::uint64_t end = std::max(now + serialization_fs(p->bytes), p->tail_fs);
+    if (p->bytes != m_last_bytes) {
+        m_last_bytes = p->bytes;
+        m_last_serialization_fs = serialization_fs(p->bytes);
+    }
+    const std::uint64_t end = std::max(now + m_last_serialization_fs, p->tail_fs);
     m_busy_until = end;
     m_stats.busy_fs += end - now;
     m_stats.bytes += p->bytes;

@@ -49,16 +49,26 @@ OnChipFabric::OnChipFabric(const sc_core::sc_module_name& name, const FabricSpec
     };
 }
 
-void OnChipFabric::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
-    const std::uint64_t request = now + delay.value();
-    const std::uint64_t bytes = trans.get_data_length();
-    const auto duration = static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * m_fs_per_byte));
+void OnChipFabric::occupy(std::uint64_t bytes, std::uint64_t request) {
+    if (bytes != m_last_bytes) {
+        m_last_bytes = bytes;
+        m_last_duration = static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * m_fs_per_byte));
+    }
     const std::uint64_t start = std::max(request, m_free_fs);
-    m_free_fs = start + duration;
+    m_free_fs = start + m_last_duration;
     m_stats.bytes += bytes;
     ++m_stats.transfers;
-    m_stats.busy_fs += duration;
+    m_stats.busy_fs += m_last_duration;
+}
+
+AccessTiming OnChipFabric::timed_access(bool write, std::uint64_t bytes, std::uint64_t request) {
+    occupy(bytes, request);
+    return complete(m_direct_memory->timed_access(write, bytes, request));
+}
+
+void OnChipFabric::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    occupy(trans.get_data_length(), now + delay.value());
 
     auto* timing = trans.get_extension<MemoryTiming>();
     if (timing == nullptr) {
@@ -74,11 +84,10 @@ void OnChipFabric::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time
             "on-chip fabric: the memory model did not report completion within b_transport; collectives need a "
             "model that does (cluster.memory_model, docs/adr/0008)");
     }
-    const std::uint64_t done = std::max(m_memory_done_fs, m_free_fs) + m_latency_fs;
-    const std::uint64_t accept = std::max<std::uint64_t>(now + timing->accept_delay.value(), m_free_fs);
-    timing->accept_delay = sc_core::sc_time::from_value(accept - now);
-    delay = sc_core::sc_time::from_value(done - now);
-    if (timing->on_done) timing->on_done(done);
+    const AccessTiming t = complete({m_memory_done_fs, now + timing->accept_delay.value()});
+    timing->accept_delay = sc_core::sc_time::from_value(t.accept_fs - now);
+    delay = sc_core::sc_time::from_value(t.done_fs - now);
+    if (timing->on_done) timing->on_done(t.done_fs);
 }
 
 void OnChipFabric::add_stats(const FabricStats& d) {

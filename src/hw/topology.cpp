@@ -389,8 +389,13 @@ ChipEndpoint::ChipEndpoint(const sc_core::sc_module_name& name, const EndpointSp
     }
 }
 
-std::uint64_t ChipEndpoint::memory_access(bool write, std::uint64_t bytes, std::uint64_t* accept_fs) {
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
+std::uint64_t ChipEndpoint::memory_access(bool write, std::uint64_t bytes, std::uint64_t now,
+                                          std::uint64_t* accept_fs) {
+    if (m_direct_memory != nullptr) {
+        const AccessTiming t = m_direct_memory->timed_access(write, bytes, now);
+        if (accept_fs != nullptr) *accept_fs = t.accept_fs;
+        return t.done_fs;
+    }
     m_request.set_command(write ? tlm::TLM_WRITE_COMMAND : tlm::TLM_READ_COMMAND);
     m_request.set_address(0);
     m_request.set_data_ptr(nullptr);
@@ -451,6 +456,28 @@ void ChipEndpoint::set_dma_load(double load) {
     m_dma_load = load;
 }
 
+std::uint64_t ChipEndpoint::packet_dma_fs(std::uint64_t bytes) {
+    if (bytes == m_dma_cache.bytes && m_dma_load == m_dma_cache.load) return m_dma_cache.fs;
+    // The ring's engines share the packet (one DMA buffer each): descriptor cost plus the bytes at the
+    // ring's bandwidth, in the engine time the chip's kernels leave; the packet is handed to the link once
+    // it is read.
+    const double engine_fs = static_cast<double>(m_descriptor_fs) + static_cast<double>(bytes) * m_ring_fs_per_byte;
+    // Round-robin with the kernels' queues: the packet gets the engine time they leave, and at least half.
+    const double share = std::max(1.0 - m_dma_load, 0.5);
+    const std::uint64_t fs =
+        m_dma_load > 0
+            ? static_cast<std::uint64_t>(engine_fs / share + 0.5)
+            : m_descriptor_fs + static_cast<std::uint64_t>(static_cast<double>(bytes) * m_ring_fs_per_byte + 0.5);
+    m_dma_cache = {bytes, m_dma_load, fs};
+    return fs;
+}
+
+std::uint64_t ChipEndpoint::reduce_fs(std::uint64_t bytes, std::size_t elem_bytes) {
+    if (bytes != m_reduce_cache.bytes || elem_bytes != m_reduce_cache.elem_bytes)
+        m_reduce_cache = {bytes, elem_bytes, m_spec.reduce_fs(bytes, elem_bytes)};
+    return m_reduce_cache.fs;
+}
+
 void ChipEndpoint::ring_wake(int r) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     Ring& g = *m_rings[static_cast<std::size_t>(r)];
@@ -475,17 +502,8 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
     const std::uint64_t bytes = std::min(m_spec.packet_bytes, m->unsent);
     m->unsent -= bytes;
     std::uint64_t accept_fs = now;
-    const std::uint64_t read_done = memory_access(false, bytes, &accept_fs);
-    // The ring's engines share the packet (one DMA buffer each): descriptor cost plus the bytes at the
-    // ring's bandwidth, in the engine time the chip's kernels leave; the packet is handed to the link once
-    // it is read.
-    const double engine_fs = static_cast<double>(m_descriptor_fs) + static_cast<double>(bytes) * m_ring_fs_per_byte;
-    // Round-robin with the kernels' queues: the packet gets the engine time they leave, and at least half.
-    const double share = std::max(1.0 - m_dma_load, 0.5);
-    const std::uint64_t dma_fs =
-        m_dma_load > 0
-            ? static_cast<std::uint64_t>(engine_fs / share + 0.5)
-            : m_descriptor_fs + static_cast<std::uint64_t>(static_cast<double>(bytes) * m_ring_fs_per_byte + 0.5);
+    const std::uint64_t read_done = memory_access(false, bytes, now, &accept_fs);
+    const std::uint64_t dma_fs = packet_dma_fs(bytes);
     const std::uint64_t ready = std::max(now + dma_fs, read_done);
     Packet* p = m_pool.get();
     p->flow = m->id;
@@ -565,25 +583,25 @@ void ChipEndpoint::on_work() {
             if (m->reduce) {
                 // Read-add-write: the local operand is read from memory, the vector engine of the core
                 // serving this message adds the arrived packet to it, the sum is written back.
-                const std::uint64_t read_done = memory_access(false, w.packet->bytes);
+                const std::uint64_t read_done = memory_access(false, w.packet->bytes, now);
                 if (m->reducer < 0) {
                     m->reducer = m_next_reducer;
                     m_next_reducer = (m_next_reducer + 1) % m_spec.dma_rings;
                 }
                 auto& free = m_vector_free[static_cast<std::size_t>(m->reducer)];
                 const std::uint64_t start = std::max(read_done, free);
-                const std::uint64_t busy = m_spec.reduce_fs(w.packet->bytes, m->elem_bytes);
+                const std::uint64_t busy = reduce_fs(w.packet->bytes, m->elem_bytes);
                 free = start + busy;
                 m_stats.vector_busy_fs += busy;
                 m_stats.bytes_reduced += w.packet->bytes;
                 schedule({free, 0, 1, w.packet, m});
             } else {
-                const std::uint64_t write_done = memory_access(true, w.packet->bytes);
+                const std::uint64_t write_done = memory_access(true, w.packet->bytes, now);
                 m_pool.put(w.packet);
                 packet_done(m, write_done);
             }
         } else if (w.kind == 1) {
-            const std::uint64_t write_done = memory_access(true, w.packet->bytes);
+            const std::uint64_t write_done = memory_access(true, w.packet->bytes, now);
             m_pool.put(w.packet);
             packet_done(m, write_done);
         } else {
@@ -615,6 +633,9 @@ Cluster::Cluster(const sc_core::sc_module_name& name, const ClusterSpec& spec, c
         m_endpoints.push_back(std::make_unique<ChipEndpoint>(fmt::format("chip{}", c).c_str(), es, m_pool));
         m_endpoints.back()->memory_port.bind(m_fabrics.back()->dma_port);
         m_fabrics.back()->memory_port.bind(m_memories.back()->socket);
+        // Alongside the sockets, the direct path where the memory offers one (i_memory.h).
+        m_fabrics.back()->set_direct_memory(m_memories.back()->direct_access());
+        m_endpoints.back()->set_direct_memory(m_fabrics.back()->direct_access());
         sinks.push_back(m_endpoints.back().get());
     }
     m_topology = make_topology(spec);

@@ -1,5 +1,7 @@
 #include "trnsim/hw/wakeup.h"
 
+#include <algorithm>
+
 namespace trnsim::hw {
 
 Wakeup::Wakeup(std::function<void()> callback) : m_callback(std::move(callback)), m_queue(&WakeupQueue::instance()) {}
@@ -47,7 +49,8 @@ void WakeupQueue::sift_down(std::size_t i) {
     for (;;) {
         std::size_t child = 2 * i + 1;
         if (child >= n) break;
-        if (child + 1 < n && m_heap[child + 1] < m_heap[child]) ++child;
+        // The lesser child without a branch: which one it is, is a coin toss.
+        if (child + 1 < n) child += static_cast<std::size_t>(m_heap[child + 1] < m_heap[child]);
         if (!(m_heap[child] < e)) break;
         place(i, m_heap[child]);
         i = child;
@@ -56,6 +59,9 @@ void WakeupQueue::sift_down(std::size_t i) {
 }
 
 void WakeupQueue::schedule(Wakeup& w, std::uint64_t at_fs) {
+    // A wake-up whose callback is running is still at the root (not pending: m_due is none); its new key is
+    // later than the one it ran at, so it moves down. Any other pending wake-up is only ever made earlier.
+    const bool running = w.m_pos >= 0 && w.m_due == kNone;
     w.m_due = at_fs;
     w.m_seq = m_seq++;
     if (w.m_pos < 0) {
@@ -63,9 +69,12 @@ void WakeupQueue::schedule(Wakeup& w, std::uint64_t at_fs) {
         sift_up(m_heap.size() - 1);
     } else {
         const auto i = static_cast<std::size_t>(w.m_pos);
-        m_heap[i].due = at_fs;  // only ever made earlier
+        m_heap[i].due = at_fs;
         m_heap[i].seq = w.m_seq;
-        sift_up(i);
+        if (running)
+            sift_down(i);
+        else
+            sift_up(i);
     }
     if (m_running) return;  // run() arms the event for the earliest wake-up when it ends
     if (at_fs < m_armed) {
@@ -83,16 +92,22 @@ void WakeupQueue::run() {
     m_armed = ~std::uint64_t{0};
     m_running = true;
     while (!m_heap.empty() && m_heap.front().due <= now) {
+        // The callback runs with its entry left at the root: everything requested meanwhile is due later
+        // (or now, requested later), so the entry stays the least. When the callback requests its own next
+        // wake-up (a link's next packet, a ring's next read: the common case), the entry is re-keyed and
+        // sifted down once instead of popped and pushed again.
         Wakeup* w = m_heap.front().target;
-        const Entry last = m_heap.back();
-        m_heap.pop_back();
-        if (!m_heap.empty()) {
-            place(0, last);
-            sift_down(0);
-        }
-        w->m_pos = -1;
-        w->m_due = ~std::uint64_t{0};
+        w->m_due = kNone;
         w->m_callback();
+        if (w->m_due == kNone) {
+            const Entry last = m_heap.back();
+            m_heap.pop_back();
+            if (!m_heap.empty() && last.target != w) {
+                place(0, last);
+                sift_down(0);
+            }
+            w->m_pos = -1;
+        }
     }
     m_running = false;
     if (!m_heap.empty()) {

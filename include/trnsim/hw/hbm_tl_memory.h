@@ -50,11 +50,13 @@ HbmRates measure_hbm_rates(const HbmSpec& spec, std::uint64_t packet_bytes);
 // packets of `packet_bytes`, memoized in-process per distinct configuration.
 const HbmRates& hbm_rates(const Config& config, std::uint64_t packet_bytes);
 
-class HbmTlMemory : public IMemory {
+class HbmTlMemory : public IMemory, public ITimedAccess {
 public:
     HbmTlMemory(const sc_core::sc_module_name& name, const HbmRates& rates);
 
     void b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) override;
+    AccessTiming timed_access(bool write, std::uint64_t bytes, std::uint64_t request_fs) override;
+    ITimedAccess* direct_access() override { return this; }
     const MemoryStats& stats() const override { return m_stats; }
     double peak_bytes_per_s() const override { return m_rates.peak_bytes_per_s; }
     bool idle(std::uint64_t now_fs) const override { return m_free_fs <= now_fs; }
@@ -69,6 +71,8 @@ private:
     std::uint64_t m_turnaround_fs;
     std::uint64_t m_free_fs = 0;
     bool m_last_write = false;
+    std::uint64_t m_last_bytes[2] = {~std::uint64_t{0}, ~std::uint64_t{0}};  // the last request's size and
+    std::uint64_t m_last_duration[2] = {0, 0};                               // its time, per direction
     MemoryStats m_stats;
 };
 

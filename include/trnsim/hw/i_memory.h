@@ -40,6 +40,26 @@ struct MemoryTiming : tlm::tlm_extension<MemoryTiming> {
     }
 };
 
+// When an access that completes at once is done: its data delivered, and the target ready for the next
+// request (absolute times, fs).
+struct AccessTiming {
+    std::uint64_t done_fs = 0;
+    std::uint64_t accept_fs = 0;
+};
+
+// The direct path to a target that completes every access within b_transport (the memories and the
+// on-chip fabric that collectives use, docs/adr/0008): the same access as b_transport with a zero delay,
+// without the generic payload, the extension's callback and the sc_time conversions on the way. Like
+// TLM's direct memory interface it bypasses the transport, not the model: the target's state and counters
+// change exactly as through b_transport. The cluster hands it to an initiator next to binding the socket,
+// when the target offers one (docs/hw/interconnect.md, section 4a).
+class ITimedAccess {
+public:
+    virtual ~ITimedAccess() = default;
+    // An access of `bytes` requested at `request_fs` (the current time).
+    virtual AccessTiming timed_access(bool write, std::uint64_t bytes, std::uint64_t request_fs) = 0;
+};
+
 struct MemoryStats {
     std::uint64_t read_bytes = 0;
     std::uint64_t write_bytes = 0;
@@ -66,6 +86,8 @@ public:
     // Nothing in flight and nothing queued at `now_fs` (the collective memo replays a busy period only over
     // idle memories, docs/adr/0006). A model that cannot tell says no.
     virtual bool idle(std::uint64_t now_fs) const { return false; }
+    // The direct path (ITimedAccess) when the model offers one, else null.
+    virtual ITimedAccess* direct_access() { return nullptr; }
     // Adds the counters of a replayed busy period. Models that support replay override it.
     virtual void add_stats(const MemoryStats& d) {
         throw std::logic_error("memory model '" + std::string(name()) + "': counters cannot be replayed");

@@ -11,7 +11,7 @@
 // Abstracted away: flits, link-level credits and finite buffers between hops (those queues are unbounded,
 // so there is no back-pressure across hops; only the sender is held back, by `PacketSource` credits at
 // the first link), link-level retries, packet headers (a packet carries payload only).
-// Events: one SystemC method activation per packet per hop (plus one when an idle link receives work).
+// Events: one wake-up (wakeup.h) per packet per hop (plus one when an idle link receives work).
 
 #include <cstdint>
 #include <deque>
@@ -116,6 +116,8 @@ private:
     LinkSpec m_spec;
     double m_fs_per_byte;
     std::uint64_t m_latency_fs;
+    std::uint64_t m_last_bytes = ~std::uint64_t{0};  // the last packet's size and its serialization time
+    std::uint64_t m_last_serialization_fs = 0;
     LinkStats m_stats;
     Wakeup m_wake{[this] { on_wake(); }};
     std::uint64_t m_busy_until = 0;

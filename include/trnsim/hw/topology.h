@@ -195,6 +195,9 @@ public:
     // 1 / max(1 - load, 1/2). The kernels are not slowed (not modelled).
     void set_dma_load(double load);
     double dma_load() const { return m_dma_load; }
+    // The direct path to what memory_port is bound to (the fabric), when it offers one (i_memory.h): memory
+    // accesses then skip the TLM transport, with the same timing.
+    void set_direct_memory(ITimedAccess* target) { m_direct_memory = target; }
     // A packet of this chip started on its first link: its message may queue another.
     void on_first_hop_start(Packet* p) override;
 
@@ -222,9 +225,13 @@ private:
     void on_work();
     void schedule(const Work& w);
     void packet_done(Message* m, std::uint64_t done_fs);
-    // Issues one memory access at the current time; returns when its data are delivered, and in
+    // Issues one memory access at the current time `now`; returns when its data are delivered, and in
     // `accept_fs` when the memory can take the next request.
-    std::uint64_t memory_access(bool write, std::uint64_t bytes, std::uint64_t* accept_fs = nullptr);
+    std::uint64_t memory_access(bool write, std::uint64_t bytes, std::uint64_t now, std::uint64_t* accept_fs = nullptr);
+    // DMA-ring time of a packet of `bytes` under the current DMA load, and vector-engine time to reduce
+    // one, each computed once per distinct input (nearly every packet is a full one).
+    std::uint64_t packet_dma_fs(std::uint64_t bytes);
+    std::uint64_t reduce_fs(std::uint64_t bytes, std::size_t elem_bytes);
 
     EndpointSpec m_spec;
     PacketPool& m_pool;
@@ -239,6 +246,17 @@ private:
     std::priority_queue<Work, std::vector<Work>, std::greater<Work>> m_work;
     std::uint64_t m_seq = 0;
     Wakeup m_work_event{[this] { on_work(); }};
+    struct DmaCache {
+        std::uint64_t bytes = ~std::uint64_t{0};
+        double load = 0;
+        std::uint64_t fs = 0;
+    } m_dma_cache;
+    struct ReduceCache {
+        std::uint64_t bytes = ~std::uint64_t{0};
+        std::size_t elem_bytes = 0;
+        std::uint64_t fs = 0;
+    } m_reduce_cache;
+    ITimedAccess* m_direct_memory = nullptr;
     tlm::tlm_generic_payload m_request;
     MemoryTiming* m_timing = nullptr;  // owned by m_request
     bool m_memory_done = false;
