@@ -171,23 +171,11 @@ AccessTiming HbmTlMemory::timed_access(bool write, std::uint64_t bytes, std::uin
 }
 
 void HbmTlMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
-    const std::uint64_t request = now + delay.value();
-    const AccessTiming t = timed_access(trans.is_write(), trans.get_data_length(), request);
-    delay = sc_core::sc_time::from_value(t.done_fs - now);
-    trans.set_response_status(tlm::TLM_OK_RESPONSE);
-    if (auto* timing = trans.get_extension<MemoryTiming>()) {
-        timing->accept_delay = sc_core::sc_time::from_value(t.accept_fs - now);
-        timing->arrival_fs = request;
-        if (timing->on_done) timing->on_done(t.done_fs);
-    }
+    transport_timed(*this, trans, delay);
 }
 
 void HbmTlMemory::add_stats(const MemoryStats& d) {
-    m_stats.read_bytes += d.read_bytes;
-    m_stats.write_bytes += d.write_bytes;
-    m_stats.requests += d.requests;
-    m_stats.busy_fs += d.busy_fs;
+    m_stats += d;
 }
 
 std::map<std::string, double> HbmTlMemory::summary() const {

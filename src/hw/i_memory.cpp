@@ -13,6 +13,19 @@ std::map<std::string, MemoryFactory>& factories() {
 }
 }  // namespace
 
+void transport_timed(ITimedAccess& target, tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    const std::uint64_t request = now + delay.value();
+    const AccessTiming t = target.timed_access(trans.is_write(), trans.get_data_length(), request);
+    delay = sc_core::sc_time::from_value(t.done_fs - now);
+    trans.set_response_status(tlm::TLM_OK_RESPONSE);
+    if (auto* timing = trans.get_extension<MemoryTiming>()) {
+        timing->accept_delay = sc_core::sc_time::from_value(t.accept_fs - now);
+        timing->arrival_fs = request;
+        if (timing->on_done) timing->on_done(t.done_fs);
+    }
+}
+
 void register_memory_model(const std::string& name, MemoryFactory factory) {
     factories()[name] = std::move(factory);
 }

@@ -60,11 +60,22 @@ public:
     virtual AccessTiming timed_access(bool write, std::uint64_t bytes, std::uint64_t request_fs) = 0;
 };
 
+// b_transport of a target that offers the direct path: the access at the current time plus `delay`, its
+// completion reported through MemoryTiming when the payload carries it.
+void transport_timed(ITimedAccess& target, tlm::tlm_generic_payload& trans, sc_core::sc_time& delay);
+
 struct MemoryStats {
     std::uint64_t read_bytes = 0;
     std::uint64_t write_bytes = 0;
     std::uint64_t requests = 0;
     std::uint64_t busy_fs = 0;
+    MemoryStats& operator+=(const MemoryStats& d) {
+        read_bytes += d.read_bytes;
+        write_bytes += d.write_bytes;
+        requests += d.requests;
+        busy_fs += d.busy_fs;
+        return *this;
+    }
 };
 
 class IMemory : public sc_core::sc_module {
