@@ -38,6 +38,10 @@ json run_repeated(bool memo, int times, Extra extra, double load = 0, double loa
         q.bytes = 4u << 20;
         q.dtype = DType::bf16;
         const runtime::Schedule schedule = runtime::collective_algorithm("ring").build(q, layout);
+        // A send from rank 0 to rank 4: one transfer of 1 MiB.
+        const runtime::RankLayout pair = engine.layout({0, 4});
+        runtime::Schedule send;
+        send.transfers.push_back({0, 1, 1u << 20, false, {}});
         json durations = json::array();
         std::vector<int> chips;
         for (int c = 0; c < cluster.chips(); ++c) chips.push_back(c);
@@ -56,7 +60,7 @@ json run_repeated(bool memo, int times, Extra extra, double load = 0, double loa
                 engine.start(schedule, layout, DType::bf16, [&](std::uint64_t) { done.notify(sc_core::SC_ZERO_TIME); });
                 if (extra == Extra::send_midway && k == times - 1) {
                     sc_core::wait(sc_core::sc_time(20, sc_core::SC_US));
-                    engine.send(0, 4, 1u << 20, nullptr);
+                    engine.start(send, pair, DType::bf16, nullptr);
                 }
                 sc_core::wait(done);
                 durations.push_back(sc_core::sc_time_stamp().value() - t0);

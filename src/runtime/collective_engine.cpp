@@ -178,35 +178,6 @@ void CollectiveEngine::submit(Job* job, std::size_t i) {
     m_cluster.endpoint(m.src_chip).send(&m);
 }
 
-void CollectiveEngine::send(int src_rank, int dst_rank, std::uint64_t bytes, Done on_done) {
-    if (m_conflict) return;
-    const int src = chip_of_rank(src_rank), dst = chip_of_rank(dst_rank);
-    const Footprint fp = p2p_footprint(src, dst, bytes);
-    Period* p = claim(fp);
-    if (p == nullptr) return;
-    if (p->mode == Mode::pending) {  // a period starts with collectives: this one goes as it is
-        p->mode = Mode::plain;
-        std::vector<BatchItem> items = std::move(p->pending);
-        p->pending.clear();
-        for (const BatchItem& item : items) launch(item, p->id, p->items++);
-    }
-    const std::size_t index = p->items;
-    if (!starts(*p, fp.key(p->base), {&on_done}) || p->mode == Mode::replaying) return;
-    ++p->active;
-    hw::Message& m = m_p2p.emplace_back();
-    m.id = m_next_id++;
-    m.src_chip = src;
-    m.dst_chip = dst;
-    m.bytes = bytes;
-    m.reduce = false;
-    m.route = &m_cluster.topology().route(m.src_chip, m.dst_chip);
-    m.on_done = [this, period = p->id, index, done = std::move(on_done)](std::uint64_t fs) {
-        finish_item(period, index, fs);
-        if (done) done(fs);
-    };
-    m_cluster.endpoint(m.src_chip).send(&m);
-}
-
 void CollectiveEngine::set_dma_load(const std::vector<int>& chips, double load) {
     std::map<int, std::vector<int>> by_period;
     for (const int c : chips) {
@@ -278,21 +249,6 @@ CollectiveEngine::Footprint CollectiveEngine::footprint(const BatchItem& b) {
     Footprint out = fp;
     out.parts.front().first += fmt::format("/{}", dtype_bytes(b.dtype));
     return out;
-}
-
-CollectiveEngine::Footprint CollectiveEngine::p2p_footprint(int src, int dst, std::uint64_t bytes) {
-    Footprint fp;
-    const int node = std::min(src, dst) / m_cluster.spec().chips_per_node();
-    const int first = node * m_cluster.spec().chips_per_node();
-    fp.parts = {{fmt::format("p2p:{}>{}:{}", src - first, dst - first, bytes), node}};
-    std::set<std::size_t> links;
-    for (const hw::PacketSink* hop : m_cluster.topology().route(src, dst)) {
-        const auto it = m_link_index.find(hop);
-        if (it != m_link_index.end()) links.insert(it->second);
-    }
-    fp.links.assign(links.begin(), links.end());
-    fp.chips = src == dst ? std::vector<int>{src} : std::vector<int>{std::min(src, dst), std::max(src, dst)};
-    return fp;
 }
 
 CollectiveEngine::Period* CollectiveEngine::period(int id) {

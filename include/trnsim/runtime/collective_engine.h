@@ -72,8 +72,6 @@ public:
         Done on_done;
     };
     void start_batch(std::vector<BatchItem> items, const std::string& context = {});
-    // A point-to-point transfer between two ranks at the current time.
-    void send(int src_rank, int dst_rank, std::uint64_t bytes, Done on_done);
     // From now on the kernels running on `chips` take `load` of their DMA engines' time
     // (hw::ChipEndpoint::set_dma_load). A change inside a busy period is one of its events.
     void set_dma_load(const std::vector<int>& chips, double load);
@@ -131,7 +129,6 @@ private:
         std::string key(int base) const;  // the parts, their nodes counted from `base`
     };
     Footprint footprint(const BatchItem& item);
-    Footprint p2p_footprint(int src_chip, int dst_chip, std::uint64_t bytes);
 
     struct Event {
         bool start = false;
@@ -141,11 +138,11 @@ private:
         std::size_t count = 0;     // start: items
     };
     struct Record {
-        std::vector<Event> events;       // the first is the period's start
+        std::vector<Event> events;                       // the first is the period's start
         std::vector<std::pair<int, std::size_t>> links;  // the footprint at the end: node from the base, role
-        std::vector<int> chips;                           // from the base node's chip 0
-        std::vector<hw::LinkStats> link_stats;            // counters added, per link
-        std::vector<hw::ChipStats> chip_stats;            // endpoint, memory, fabric, per chip
+        std::vector<int> chips;                          // from the base node's chip 0
+        std::vector<hw::LinkStats> link_stats;           // counters added, per link
+        std::vector<hw::ChipStats> chip_stats;           // endpoint, memory, fabric, per chip
     };
     enum class Mode { pending, plain, recording, replaying };
     struct Period {
@@ -214,7 +211,6 @@ private:
     std::list<std::unique_ptr<Job>> m_jobs;
     std::vector<std::list<std::unique_ptr<Job>>::iterator> m_finished;
     sc_core::sc_event m_reap_event;
-    std::deque<hw::Message> m_p2p;  // point-to-point messages, stable addresses
     std::uint64_t m_next_id = 0;
 };
 
