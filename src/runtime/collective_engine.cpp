@@ -304,13 +304,16 @@ CollectiveEngine::Period* CollectiveEngine::claim(const Footprint& fp) {
     Period* p = m_periods.at(*owners.begin()).get();
     if (owners.size() == 1) {
         if (p->mode == Mode::replaying) {
-            // What joins a replayed period must be in its footprint, which the record claimed in full.
-            if (!std::includes(p->links.begin(), p->links.end(), fp.links.begin(), fp.links.end()) ||
-                !std::includes(p->chips.begin(), p->chips.end(), fp.chips.begin(), fp.chips.end())) {
-                conflict(*p, "traffic outside its footprint joined a replay");
-                return nullptr;
+            // What joins a replayed period must be in the record's footprint; the parts it did not hold yet
+            // are free (no other period owns them), as they were when the recording claimed them.
+            const Footprint& all = p->replay_at;
+            if (std::includes(all.links.begin(), all.links.end(), fp.links.begin(), fp.links.end()) &&
+                std::includes(all.chips.begin(), all.chips.end(), fp.chips.begin(), fp.chips.end())) {
+                take(*p, fp);
+                return p;
             }
-            return p;
+            conflict(*p, "traffic outside its footprint joined a replay");
+            return nullptr;
         }
         take(*p, fp);
         return p;
@@ -378,7 +381,8 @@ void CollectiveEngine::close_pending() {
         }
         const auto it = m_memo.find(p.key);
         Footprint at;
-        bool free = it != m_memo.end() && m_skip.count(p.key) == 0 && place(it->second, p.base, at);
+        bool free = it != m_memo.end() && m_skip.count(p.key) == 0 && place(it->second, p.base, true, at) &&
+                    place(it->second, p.base, false, p.replay_at);
         if (free) {
             for (const std::size_t l : at.links) free = free && (m_link_owner[l] < 0 || m_link_owner[l] == id);
             for (const int c : at.chips)
@@ -437,13 +441,22 @@ void CollectiveEngine::maybe_end(Period& p) {
         Record& r = p.record;
         const hw::Topology& topo = m_cluster.topology();
         const int first = p.base * m_cluster.spec().chips_per_node();
-        for (const std::size_t l : p.links) {
+        // What it held when it began first: a replay claims those then, and the rest when traffic reaches it.
+        std::vector<std::size_t> links = p.first_links;
+        for (const std::size_t l : p.links)
+            if (!std::binary_search(p.first_links.begin(), p.first_links.end(), l)) links.push_back(l);
+        std::vector<int> chips = p.first_chips;
+        for (const int c : p.chips)
+            if (!std::binary_search(p.first_chips.begin(), p.first_chips.end(), c)) chips.push_back(c);
+        r.first_links = p.first_links.size();
+        r.first_chips = p.first_chips.size();
+        for (const std::size_t l : links) {
             r.links.push_back({topo.link_node(l) - p.base, topo.link_role(l)});
             const hw::LinkStats& a = p.links0.at(l);
             const hw::LinkStats& b = topo.links()[l].link->stats();
             r.link_stats.push_back({b.bytes - a.bytes, b.packets - a.packets, b.busy_fs - a.busy_fs});
         }
-        for (const int c : p.chips) {
+        for (const int c : chips) {
             r.chips.push_back(c - first);
             r.chip_stats.push_back(m_cluster.chip_stats(c) - p.chips0.at(c));
         }
@@ -486,26 +499,29 @@ bool CollectiveEngine::starts(Period& p, const std::string& key, std::vector<Don
 void CollectiveEngine::begin_record(Period& p) {
     p.mode = Mode::recording;
     p.start_fs = sc_core::sc_time_stamp().value();
+    p.first_links = p.links;
+    p.first_chips = p.chips;
     for (const std::size_t l : p.links) p.links0[l] = m_cluster.topology().links()[l].link->stats();
     for (const int c : p.chips) p.chips0[c] = m_cluster.chip_stats(c);
 }
 
-bool CollectiveEngine::place(const Record& r, int base, Footprint& at) const {
+bool CollectiveEngine::place(const Record& r, int base, bool first, Footprint& at) const {
     const hw::Topology& topo = m_cluster.topology();
     at.links.clear();
     at.chips.clear();
-    for (const auto& [node, role] : r.links) {
-        const std::size_t l = topo.link_at(base + node, role);
+    for (std::size_t k = 0; k < (first ? r.first_links : r.links.size()); ++k) {
+        const std::size_t l = topo.link_at(base + r.links[k].first, r.links[k].second);
         if (l == hw::Topology::k_no_link) return false;
         at.links.push_back(l);
     }
-    const int first = base * m_cluster.spec().chips_per_node();
-    for (const int c : r.chips) {
-        if (first + c < 0 || first + c >= m_cluster.chips()) return false;
-        at.chips.push_back(first + c);
+    const int chip0 = base * m_cluster.spec().chips_per_node();
+    for (std::size_t k = 0; k < (first ? r.first_chips : r.chips.size()); ++k) {
+        const int c = chip0 + r.chips[k];
+        if (c < 0 || c >= m_cluster.chips()) return false;
+        at.chips.push_back(c);
     }
-    // take() keeps a period's links and chips sorted; a shift keeps chips in order, not always links.
     std::sort(at.links.begin(), at.links.end());
+    std::sort(at.chips.begin(), at.chips.end());
     return true;
 }
 
@@ -596,8 +612,9 @@ std::string CollectiveEngine::export_memo() const {
                              s.memory.requests, s.memory.busy_fs, s.fabric.bytes, s.fabric.transfers,
                              s.fabric.busy_fs});
         }
-        all[key] = {
-            {"events", events}, {"links", r.links}, {"chips", r.chips}, {"link_stats", links}, {"chip_stats", chips}};
+        all[key] = {{"events", events},    {"links", r.links},
+                    {"chips", r.chips},    {"first", {r.first_links, r.first_chips}},
+                    {"link_stats", links}, {"chip_stats", chips}};
     }
     return all.dump();
 }
@@ -612,6 +629,8 @@ void CollectiveEngine::import_memo(const std::string& text) {
         }
         r.links = j.at("links").get<std::vector<std::pair<int, std::size_t>>>();
         r.chips = j.at("chips").get<std::vector<int>>();
+        r.first_links = j.at("first").at(0).get<std::size_t>();
+        r.first_chips = j.at("first").at(1).get<std::size_t>();
         for (const auto& l : j.at("link_stats")) {
             r.link_stats.push_back(
                 {l.at(0).get<std::uint64_t>(), l.at(1).get<std::uint64_t>(), l.at(2).get<std::uint64_t>()});

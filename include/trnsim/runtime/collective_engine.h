@@ -143,6 +143,7 @@ private:
         std::vector<int> chips;                          // from the base node's chip 0
         std::vector<hw::LinkStats> link_stats;           // counters added, per link
         std::vector<hw::ChipStats> chip_stats;           // endpoint, memory, fabric, per chip
+        std::size_t first_links = 0, first_chips = 0;    // how many of them it held when it began
     };
     enum class Mode { pending, plain, recording, replaying };
     struct Period {
@@ -162,8 +163,11 @@ private:
         std::uint64_t start_fs = 0;
         Record record;
         std::map<std::size_t, hw::LinkStats> links0;  // counters when claimed
+        std::vector<std::size_t> first_links;         // recording: what it held when it began
+        std::vector<int> first_chips;
         std::map<int, hw::ChipStats> chips0;
         const Record* replay = nullptr;
+        Footprint replay_at;   // the record's whole footprint, where it is replayed
         std::size_t next = 0;  // in replay->events
         std::vector<Done> on_done;
         int wake = -1;          // index in m_wakes
@@ -181,8 +185,9 @@ private:
     bool starts(Period& p, const std::string& key, std::vector<Done*> done);
     void begin_record(Period& p);
     void begin_replay(Period& p, const Record& r, const Footprint& at);
-    // Where record `r` lies from base node `base`; false when it does not fit in the cluster.
-    bool place(const Record& r, int base, Footprint& at) const;
+    // Where record `r` lies from base node `base` (what it held when it began, or all of it, sorted); false
+    // when it does not fit in the cluster.
+    bool place(const Record& r, int base, bool first, Footprint& at) const;
     void arm(Period& p);
     void deliver(int period);
     void conflict(const Period& p, const std::string& why);
