@@ -95,7 +95,7 @@ private:
     std::vector<int> m_link_node;                       // per link: its node
     std::vector<std::size_t> m_link_role;               // per link: its part within its node
     std::vector<std::vector<std::size_t>> m_role_link;  // per node, per part: the link
-    std::vector<Link*> m_nic;  // per chip: uplink to the EFA network (nodes > 1)
+    std::vector<Link*> m_nic;                           // per chip: uplink to the EFA network (nodes > 1)
     NetworkSwitch* m_efa = nullptr;
     std::vector<std::unique_ptr<Route>> m_routes;  // src * chips + dst
 };
