@@ -309,7 +309,7 @@ CollectiveEngine::Period* CollectiveEngine::claim(const Footprint& fp) {
             const Footprint& all = p->replay_at;
             if (std::includes(all.links.begin(), all.links.end(), fp.links.begin(), fp.links.end()) &&
                 std::includes(all.chips.begin(), all.chips.end(), fp.chips.begin(), fp.chips.end())) {
-                take(*p, fp);
+                replay_take(*p, fp);
                 return p;
             }
             conflict(*p, "traffic outside its footprint joined a replay");
@@ -525,21 +525,36 @@ bool CollectiveEngine::place(const Record& r, int base, bool first, Footprint& a
     return true;
 }
 
+// Counters are added when a part is claimed, not all at the start: until then another period may hold it
+// and be recording its own counters there.
+void CollectiveEngine::replay_take(Period& p, const Footprint& parts) {
+    for (const std::size_t l : parts.links) {
+        if (m_link_owner[l] != p.id)
+            m_cluster.topology().mutable_link(l).add_stats(p.replay->link_stats[p.replay_link.at(l)]);
+    }
+    for (const int c : parts.chips) {
+        if (m_chip_owner[static_cast<std::size_t>(c)] != p.id)
+            m_cluster.add_chip_stats(c, p.replay->chip_stats[p.replay_chip.at(c)]);
+    }
+    take(p, parts);
+}
+
 void CollectiveEngine::begin_replay(Period& p, const Record& r, const Footprint& at) {
     ++m_memo_stats.replayed;
     p.mode = Mode::replaying;
     p.replayed = true;
     p.start_fs = sc_core::sc_time_stamp().value();
-    take(p, at);
     const hw::Topology& topo = m_cluster.topology();
-    for (std::size_t k = 0; k < r.links.size(); ++k) {
-        m_cluster.topology()
-            .mutable_link(topo.link_at(p.base + r.links[k].first, r.links[k].second))
-            .add_stats(r.link_stats[k]);
-    }
+    for (std::size_t k = 0; k < r.links.size(); ++k)
+        p.replay_link[topo.link_at(p.base + r.links[k].first, r.links[k].second)] = k;
     const int first = p.base * m_cluster.spec().chips_per_node();
-    for (std::size_t k = 0; k < r.chips.size(); ++k) m_cluster.add_chip_stats(first + r.chips[k], r.chip_stats[k]);
+    for (std::size_t k = 0; k < r.chips.size(); ++k) p.replay_chip[first + r.chips[k]] = k;
     p.replay = &r;
+    // What it holds from the start (the traffic that opened it claimed some of that already).
+    for (const std::size_t l : at.links)
+        m_cluster.topology().mutable_link(l).add_stats(r.link_stats[p.replay_link.at(l)]);
+    for (const int c : at.chips) m_cluster.add_chip_stats(c, r.chip_stats[p.replay_chip.at(c)]);
+    take(p, at);
     p.next = 1;  // events[0] is this start
     for (std::size_t w = 0; w < m_wake_period.size() && p.wake < 0; ++w)
         if (m_wake_period[w] < 0) p.wake = static_cast<int>(w);

@@ -167,8 +167,10 @@ private:
         std::vector<int> first_chips;
         std::map<int, hw::ChipStats> chips0;
         const Record* replay = nullptr;
-        Footprint replay_at;   // the record's whole footprint, where it is replayed
-        std::size_t next = 0;  // in replay->events
+        Footprint replay_at;                             // the record's whole footprint, where it is replayed
+        std::map<std::size_t, std::size_t> replay_link;  // replaying: a link's index in the record
+        std::map<int, std::size_t> replay_chip;          // replaying: a chip's index in the record
+        std::size_t next = 0;                            // in replay->events
         std::vector<Done> on_done;
         int wake = -1;          // index in m_wakes
         bool replayed = false;  // begun as a replay
@@ -185,6 +187,9 @@ private:
     bool starts(Period& p, const std::string& key, std::vector<Done*> done);
     void begin_record(Period& p);
     void begin_replay(Period& p, const Record& r, const Footprint& at);
+    // A replaying period claims `parts` as its traffic reaches them: the record's counters of those it did not
+    // hold yet are added then.
+    void replay_take(Period& p, const Footprint& parts);
     // Where record `r` lies from base node `base` (what it held when it began, or all of it, sorted); false
     // when it does not fit in the cluster.
     bool place(const Record& r, int base, bool first, Footprint& at) const;
