@@ -380,10 +380,10 @@ void CollectiveEngine::close_pending() {
             if (load > 0) p.key += fmt::format("{}:{};", c - first, load);
         }
         const auto it = m_memo.find(p.key);
-        Footprint at;
-        bool free = it != m_memo.end() && m_skip.count(p.key) == 0 && place(it->second, p.base, true, at) &&
-                    place(it->second, p.base, false, p.replay_at);
+        Footprint placed, at;
+        bool free = it != m_memo.end() && m_skip.count(p.key) == 0 && place(it->second, p.base, placed);
         if (free) {
+            at = first_parts(it->second, placed);
             for (const std::size_t l : at.links) free = free && (m_link_owner[l] < 0 || m_link_owner[l] == id);
             for (const int c : at.chips)
                 free = free && (m_chip_owner[static_cast<std::size_t>(c)] < 0 ||
@@ -400,7 +400,7 @@ void CollectiveEngine::close_pending() {
                                   m_skip.count(p.key) ? "skipped" : "footprint busy", p.key.substr(p.key.find('@')));
         }
         if (free) {
-            begin_replay(p, it->second, at);
+            begin_replay(p, it->second, placed, at);
             for (auto& b : items) p.on_done.push_back(std::move(b.on_done));
             p.items = items.size();
             arm(p);
@@ -505,24 +505,31 @@ void CollectiveEngine::begin_record(Period& p) {
     for (const int c : p.chips) p.chips0[c] = m_cluster.chip_stats(c);
 }
 
-bool CollectiveEngine::place(const Record& r, int base, bool first, Footprint& at) const {
+bool CollectiveEngine::place(const Record& r, int base, Footprint& placed) const {
     const hw::Topology& topo = m_cluster.topology();
-    at.links.clear();
-    at.chips.clear();
-    for (std::size_t k = 0; k < (first ? r.first_links : r.links.size()); ++k) {
-        const std::size_t l = topo.link_at(base + r.links[k].first, r.links[k].second);
+    for (const auto& [node, role] : r.links) {
+        const std::size_t l = topo.link_at(base + node, role);
         if (l == hw::Topology::k_no_link) return false;
-        at.links.push_back(l);
+        placed.links.push_back(l);
     }
     const int chip0 = base * m_cluster.spec().chips_per_node();
-    for (std::size_t k = 0; k < (first ? r.first_chips : r.chips.size()); ++k) {
-        const int c = chip0 + r.chips[k];
+    for (const int rel : r.chips) {
+        const int c = chip0 + rel;
         if (c < 0 || c >= m_cluster.chips()) return false;
-        at.chips.push_back(c);
+        placed.chips.push_back(c);
     }
-    std::sort(at.links.begin(), at.links.end());
-    std::sort(at.chips.begin(), at.chips.end());
     return true;
+}
+
+CollectiveEngine::Footprint CollectiveEngine::first_parts(const Record& r, const Footprint& placed, bool all) {
+    Footprint f;
+    const auto links = static_cast<std::ptrdiff_t>(all ? placed.links.size() : r.first_links);
+    const auto chips = static_cast<std::ptrdiff_t>(all ? placed.chips.size() : r.first_chips);
+    f.links.assign(placed.links.begin(), placed.links.begin() + links);
+    f.chips.assign(placed.chips.begin(), placed.chips.begin() + chips);
+    std::sort(f.links.begin(), f.links.end());
+    std::sort(f.chips.begin(), f.chips.end());
+    return f;
 }
 
 // Counters are added when a part is claimed, not all at the start: until then another period may hold it
@@ -539,16 +546,14 @@ void CollectiveEngine::replay_take(Period& p, const Footprint& parts) {
     take(p, parts);
 }
 
-void CollectiveEngine::begin_replay(Period& p, const Record& r, const Footprint& at) {
+void CollectiveEngine::begin_replay(Period& p, const Record& r, const Footprint& placed, const Footprint& at) {
     ++m_memo_stats.replayed;
     p.mode = Mode::replaying;
     p.replayed = true;
     p.start_fs = sc_core::sc_time_stamp().value();
-    const hw::Topology& topo = m_cluster.topology();
-    for (std::size_t k = 0; k < r.links.size(); ++k)
-        p.replay_link[topo.link_at(p.base + r.links[k].first, r.links[k].second)] = k;
-    const int first = p.base * m_cluster.spec().chips_per_node();
-    for (std::size_t k = 0; k < r.chips.size(); ++k) p.replay_chip[first + r.chips[k]] = k;
+    for (std::size_t k = 0; k < placed.links.size(); ++k) p.replay_link[placed.links[k]] = k;
+    for (std::size_t k = 0; k < placed.chips.size(); ++k) p.replay_chip[placed.chips[k]] = k;
+    p.replay_at = first_parts(r, placed, true);
     p.replay = &r;
     // What it holds from the start (the traffic that opened it claimed some of that already).
     for (const std::size_t l : at.links)

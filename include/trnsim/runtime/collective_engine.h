@@ -186,13 +186,16 @@ private:
     void maybe_end(Period& p);
     bool starts(Period& p, const std::string& key, std::vector<Done*> done);
     void begin_record(Period& p);
-    void begin_replay(Period& p, const Record& r, const Footprint& at);
+    // `placed`: the record's chips and links where it replays (place()); `at`: those it holds from the start.
+    void begin_replay(Period& p, const Record& r, const Footprint& placed, const Footprint& at);
     // A replaying period claims `parts` as its traffic reaches them: the record's counters of those it did not
     // hold yet are added then.
     void replay_take(Period& p, const Footprint& parts);
-    // Where record `r` lies from base node `base` (what it held when it began, or all of it, sorted); false
-    // when it does not fit in the cluster.
-    bool place(const Record& r, int base, bool first, Footprint& at) const;
+    // Where record `r`'s links and chips lie from base node `base`, in the record's order (appended to
+    // `placed`); false when they do not fit in the cluster.
+    bool place(const Record& r, int base, Footprint& placed) const;
+    // Of those, the ones it held when it began (or all of them), sorted as a period holds them.
+    static Footprint first_parts(const Record& r, const Footprint& placed, bool all = false);
     void arm(Period& p);
     void deliver(int period);
     void conflict(const Period& p, const std::string& why);
