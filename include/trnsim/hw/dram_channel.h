@@ -84,6 +84,16 @@ struct ChannelStats {
     std::uint64_t latency_max = 0;
 };
 
+// The row-candidate scan of PseudoChannel (exposed for its test): over the banks set in `mask`, the least packed
+// key (max(x[b], common) - now) << 40 | (age[b] - age_base), ~0 for an empty mask; x and age hold 64 entries.
+// The keys are integers, so both versions give the same result; the AVX-512 one runs where the CPU has it (it is
+// the scalar one on other targets).
+std::uint64_t scan_class_scalar(std::uint64_t mask, std::uint64_t common, std::uint64_t now, std::uint64_t age_base,
+                                const std::uint64_t* x, const std::uint64_t* age);
+std::uint64_t scan_class_avx512(std::uint64_t mask, std::uint64_t common, std::uint64_t now, std::uint64_t age_base,
+                                const std::uint64_t* x, const std::uint64_t* age);
+bool scan_class_avx512_supported();
+
 class PseudoChannel {
 public:
     PseudoChannel(const Organization& org, const Timing& timing, const ControllerSpec& spec);
