@@ -93,8 +93,8 @@ int run_merge(const MergeArgs& a) {
         rows += csv_row(e.record, schema);
         failed += e.record["status"] == "ok" ? 0 : 1;
     }
-    replace_durable(a.output, lines);
-    replace_durable(csv_path, rows);
+    report::write_file_atomic(a.output, lines);
+    report::write_file_atomic(csv_path, rows);
     std::printf("trnsim merge: %zu of %zu points from %zu files, %zu failed: %s, %s\n", points.size(), total,
                 a.inputs.size(), failed, a.output.c_str(), csv_path.c_str());
     return 0;

@@ -146,7 +146,7 @@ int run_sweep(const SweepArgs& a) {
     {
         std::string csv = csv_header(axis_keys, schema);
         for (const auto& [i, d] : done) csv += d.csv;
-        replace_durable(csv_path, csv);  // consistent with the JSONL from the start
+        report::write_file_atomic(csv_path, csv);  // consistent with the JSONL from the start
     }
     if (!cache.empty()) fs::create_directories(cache);
     AppendFile jsonl(output, false), csv(csv_path, false), sim(sim_path, !a.resume);
@@ -190,8 +190,8 @@ int run_sweep(const SweepArgs& a) {
         rows += d.csv;
         failed += d.ok ? 0 : 1;
     }
-    replace_durable(output, lines);
-    replace_durable(csv_path, rows);
+    report::write_file_atomic(output, lines);
+    report::write_file_atomic(csv_path, rows);
     std::printf("trnsim sweep: %zu points%s, %zu ok, %zu failed: %s, %s\n", in_shard,
                 shard.count > 1 ? fmt::format(" (shard {}/{} of {})", shard.index, shard.count, total).c_str() : "",
                 in_shard - failed, failed, output.c_str(), csv_path.c_str());

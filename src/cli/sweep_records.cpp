@@ -117,30 +117,6 @@ void append_durable(int fd, const std::string& text, const std::string& path) {
     ::fsync(fd);
 }
 
-void replace_durable(const std::string& path, const std::string& text) {
-    const std::string tmp = fmt::format("{}.tmp{}", path, static_cast<long>(::getpid()));
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
-    try {
-        append_durable(fd, text, path);
-    } catch (...) {
-        ::close(fd);
-        std::remove(tmp.c_str());
-        throw;
-    }
-    ::close(fd);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
-    }
-    const std::string dir = std::filesystem::path(path).parent_path().string();
-    const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        ::fsync(dfd);  // the rename itself survives a machine loss
-        ::close(dfd);
-    }
-}
-
 std::string csv_header(const std::vector<std::string>& axis_keys, const std::string& schema) {
     std::string out = "point";
     for (const auto& k : axis_keys) out += "," + csv_field(k);

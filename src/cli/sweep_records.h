@@ -39,9 +39,6 @@ RecordFile read_records(const std::string& path);
 // Appends `text` with one write() to a file opened with O_APPEND and makes it durable (fsync).
 void append_durable(int fd, const std::string& text, const std::string& path);
 
-// Replaces `path` with `text`: written to a temporary file in the same directory, fsynced, renamed.
-void replace_durable(const std::string& path, const std::string& text);
-
 // CSV: point, the axis values, status, the headline metrics of the schema, error. The header comes from the
 // axis keys and the schema.
 std::string csv_header(const std::vector<std::string>& axis_keys, const std::string& schema);

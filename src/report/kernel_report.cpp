@@ -1,5 +1,6 @@
 #include "trnsim/report/kernel_report.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -146,16 +147,34 @@ void check_writable(const std::string& path, const std::string& flag) {
 }
 
 void write_file_atomic(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-        if (!f) throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
-        f << text;
-        if (!f) throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
+    // The temporary file is this process's own (concurrent writers of one path don't share it) and in the
+    // target's directory (the rename stays within one file system).
+    const std::string tmp = fmt::format("{}.tmp{}", path, static_cast<long>(::getpid()));
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
+    std::size_t off = 0;
+    while (off < text.size()) {
+        const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || (off + static_cast<std::size_t>(n) == text.size() && ::fsync(fd) != 0)) {
+            const int error = errno;
+            ::close(fd);
+            std::remove(tmp.c_str());
+            throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(error)));
+        }
+        off += static_cast<std::size_t>(n);
     }
+    ::close(fd);
     if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        const int error = errno;
         std::remove(tmp.c_str());
-        throw UserError(fmt::format("cannot write '{}'", path));
+        throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(error)));
+    }
+    const std::string dir = std::filesystem::path(path).parent_path().string();
+    const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        ::fsync(dfd);  // the rename itself survives a machine loss
+        ::close(dfd);
     }
 }
 

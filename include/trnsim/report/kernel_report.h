@@ -22,7 +22,8 @@ nlohmann::json to_chrome_trace(const runtime::KernelResult& result);
 // Throws UserError (naming `flag` and the reason) unless a file can be created at `path`.
 void check_writable(const std::string& path, const std::string& flag);
 
-// Writes text to `path` atomically (a temporary file renamed into place).
+// Replaces `path` with `text` atomically and durably: written to a temporary file of this process in the same
+// directory, fsynced, renamed into place, the directory fsynced. A failure leaves `path` as it was (UserError).
 void write_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace trnsim::report
