@@ -788,8 +788,14 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
             which = std::move(again);
         }
     };
-    // The smallest count first (the others repeat its busy periods), then the rest.
-    const auto first = static_cast<std::size_t>(std::min_element(counts.begin(), counts.end()) - counts.begin());
+    // The smallest count of more than one micro-batch first, then the rest: the others repeat its busy
+    // periods. One micro-batch has no backward but the last one's (which overlaps the gradient buckets), so
+    // both larger counts would simulate the backward of an earlier micro-batch themselves.
+    std::size_t first = 0;
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+        const bool better = counts[first] < 2 ? counts[i] > counts[first] : counts[i] >= 2 && counts[i] < counts[first];
+        if (better) first = i;
+    }
     run({first}, {});
     std::string records;
     if (texts[first].rfind("{", 0) == 0) records = nlohmann::json::parse(texts[first]).at("memo").get<std::string>();
