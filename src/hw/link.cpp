@@ -22,7 +22,7 @@ void Link::add_stats(const LinkStats& d) {
 }
 
 void Link::accept(Packet* p) {
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    const std::uint64_t now = WakeupQueue::now();
     m_arriving.push({p->head_fs, m_seq++, p});
     // A busy link wakes when its current packet ends; an idle one when this packet's head arrives.
     if (m_busy_until <= now) m_wake.notify(std::max(p->head_fs, now) - now);
@@ -55,7 +55,7 @@ void Link::admit(std::uint64_t now) {
 }
 
 void Link::on_wake() {
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    const std::uint64_t now = WakeupQueue::now();
     if (m_busy_until > now) {
         m_wake.notify(m_busy_until - now);
         return;

@@ -414,7 +414,7 @@ std::uint64_t ChipEndpoint::memory_access(bool write, std::uint64_t bytes, std::
 }
 
 void ChipEndpoint::send(Message* m) {
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    const std::uint64_t now = WakeupQueue::now();
     m->ready_fs = now + m_transfer_fs;
     m->unsent = m->bytes;
     m->packets_left = (m->bytes + m_spec.packet_bytes - 1) / m_spec.packet_bytes;
@@ -479,7 +479,7 @@ std::uint64_t ChipEndpoint::reduce_fs(std::uint64_t bytes, std::size_t elem_byte
 }
 
 void ChipEndpoint::ring_wake(int r) {
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    const std::uint64_t now = WakeupQueue::now();
     Ring& g = *m_rings[static_cast<std::size_t>(r)];
     if (g.busy_until > now) {
         g.wake->notify(g.busy_until - now);
@@ -547,7 +547,7 @@ void ChipEndpoint::on_first_hop_start(Packet* p) {
     m->parked = false;
     Ring& g = *m_rings[static_cast<std::size_t>(m->ring)];
     g.active.push_back(m);
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    const std::uint64_t now = WakeupQueue::now();
     // An idle ring moves the next packet at once (inside the link's activation: no event of its own).
     if (g.busy_until <= now)
         ring_step(g, now);
@@ -560,7 +560,7 @@ void ChipEndpoint::accept(Packet* p) {
 }
 
 void ChipEndpoint::schedule(const Work& w) {
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    const std::uint64_t now = WakeupQueue::now();
     Work x = w;
     x.seq = m_seq++;
     m_work.push(x);
@@ -573,7 +573,7 @@ void ChipEndpoint::packet_done(Message* m, std::uint64_t done_fs) {
 }
 
 void ChipEndpoint::on_work() {
-    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    const std::uint64_t now = WakeupQueue::now();
     while (!m_work.empty() && m_work.top().at_fs <= now) {
         const Work w = m_work.top();
         m_work.pop();

@@ -7,7 +7,7 @@ namespace trnsim::hw {
 Wakeup::Wakeup(std::function<void()> callback) : m_callback(std::move(callback)), m_queue(&WakeupQueue::instance()) {}
 
 void Wakeup::notify(std::uint64_t delay_fs) {
-    const std::uint64_t at = sc_core::sc_time_stamp().value() + delay_fs;
+    const std::uint64_t at = WakeupQueue::now() + delay_fs;
     if (m_due <= at) return;
     m_queue->schedule(*this, at);
 }
@@ -78,7 +78,7 @@ void WakeupQueue::schedule(Wakeup& w, std::uint64_t at_fs) {
     }
     if (m_running) return;  // run() arms the event for the earliest wake-up when it ends
     if (at_fs < m_armed) {
-        const std::uint64_t now = sc_core::sc_time_stamp().value();
+        const std::uint64_t now = WakeupQueue::now();
         m_armed = at_fs;
         if (at_fs == now)
             m_event.notify(sc_core::SC_ZERO_TIME);
@@ -91,6 +91,8 @@ void WakeupQueue::run() {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     m_armed = ~std::uint64_t{0};
     m_running = true;
+    s_now = now;
+    s_running = true;
     while (!m_heap.empty() && m_heap.front().due <= now) {
         // The callback runs with its entry left at the root: everything requested meanwhile is due later
         // (or now, requested later), so the entry stays the least. When the callback requests its own next
@@ -110,6 +112,7 @@ void WakeupQueue::run() {
         }
     }
     m_running = false;
+    s_running = false;
     if (!m_heap.empty()) {
         m_armed = m_heap.front().due;
         m_event.notify(sc_core::sc_time::from_value(m_armed - now));

@@ -246,7 +246,11 @@ private:
         std::map<std::pair<int, std::int64_t>, bool> inbox;  // (list, micro-batch) whose input has arrived
         std::map<int, const ListRun*> last_backward;         // per local chunk: its backward of the last micro-batch
         std::uint64_t backward_end_fs = k_never;             // when the stage's last backward finished
-        std::string at, step_at;  // the op the stage's lists and its step ops are at (the memo's context)
+        std::string at, step_at;          // the op the stage's lists and its step ops are at (the memo's context)
+        const ListRun* at_run = nullptr;  // the list the stage is running, and the op it is at
+        std::size_t at_op = 0;
+        const ListRun* step_run = nullptr;  // the step ops, and the one they are at
+        std::size_t step_op = 0;
     };
     struct Planned {
         RankLayout layout;
@@ -351,6 +355,8 @@ private:
         for (std::size_t i = 0; i < ops.size(); ++i) {
             const Op& op = ops[i];
             (run.is_step ? st.step_at : st.at) = memo_context(s, run, op);
+            (run.is_step ? st.step_run : st.at_run) = &run;
+            (run.is_step ? st.step_op : st.at_op) = i;
             if (run.is_step && op.after_op >= 0) {
                 for (;;) {
                     const auto it = st.last_backward.find(op.after_chunk);
@@ -433,6 +439,55 @@ private:
         return fmt::format("{}:{}:{}", where, name, run.list % 2 == 1 && run.mb == m_m - 1 ? "L" : "");
     }
 
+    // Where a stage's step ops are, as far as what they start next goes. Waiting for a gradient bucket whose
+    // trigger lies in the list the stage is running (the last micro-batch's backward), it is the buckets
+    // that follow within one layer's ops of the stage's op: each bucket's kind and bytes and its trigger
+    // (the trigger op's context, its distance from the stage's op, done or not), so that buckets at the
+    // same place relative to the layer share records (bucket b37 after a middle layer's mlp.up.wgrad is
+    // bucket b50 after another's). Elsewhere it is the op's name (the bucket, with its index).
+    std::string step_context(int s) {
+        const StageState& st = stage(s);
+        if (st.step_run == nullptr) return st.step_at;
+        const OpList& steps = *st.step_run->ops;
+        const Op& first = steps[st.step_op];
+        if (first.after_op < 0) return st.step_at;
+        const auto it = st.last_backward.find(first.after_chunk);
+        if (it == st.last_backward.end() || it->second != st.at_run || it->second->complete) return st.step_at;
+        const ListRun& run = *st.at_run;
+        const auto horizon = static_cast<std::int64_t>(layer_ops(s, run.list));
+        const auto at = static_cast<std::int64_t>(st.at_op);
+        std::string ctx;
+        for (std::size_t k = st.step_op; k < steps.size(); ++k) {
+            const Op& b = steps[k];
+            if (b.after_op < 0 || b.after_chunk != first.after_chunk) {
+                ctx += "then " + b.name;
+                break;
+            }
+            if (b.after_op - at > horizon) {
+                ctx += "then later";
+                break;
+            }
+            const auto trigger = static_cast<std::size_t>(b.after_op);
+            ctx += fmt::format("{}:{}:{} after {}{:+}{};", b.name.substr(0, b.name.rfind('.')), b.comm.bytes,
+                               static_cast<int>(b.comm.dtype), memo_context(s, run, (*run.ops)[trigger]),
+                               b.after_op - at, run.done[trigger] ? " done" : "");
+        }
+        return ctx;
+    }
+
+    // The most ops of one transformer layer in op list `list` of stage s (the step context's horizon).
+    std::size_t layer_ops(int s, std::size_t list) {
+        const auto key = std::make_pair(s, list);
+        const auto it = m_layer_ops.find(key);
+        if (it != m_layer_ops.end()) return it->second;
+        std::map<int, std::size_t> per_layer;
+        for (const Op& op : list_of(m_setup.stages[static_cast<std::size_t>(s)], list))
+            if (op.layer >= 0) ++per_layer[op.layer];
+        std::size_t most = 0;
+        for (const auto& [layer, n] : per_layer) most = std::max(most, n);
+        return m_layer_ops.emplace(key, most).first->second;
+    }
+
     void wait_done(int s, ListRun& run, std::size_t d) {
         StageState& st = stage(s);
         if (run.done[d]) return;
@@ -498,7 +553,8 @@ private:
             if (static_cast<std::size_t>(++rv.arrived) < stages) return;
             for (std::uint64_t* l : rv.launched) *l = started;
             std::string context;
-            for (const auto& st : m_stage) context += st.at + "/" + st.step_at + ";";
+            for (int t = 0; t < static_cast<int>(m_stage.size()); ++t)
+                context += stage(t).at + "/" + step_context(t) + ";";
             launch(
                 op, groups,
                 [this, key] {
@@ -508,7 +564,7 @@ private:
                 context);
             return;
         }
-        launch(op, groups, finish, stage(s).at + "/" + stage(s).step_at);
+        launch(op, groups, finish, stage(s).at + "/" + step_context(s));
     }
 
     // Starts the op's collective for every group at once; `context`: where the stages that start it are (the
@@ -571,7 +627,7 @@ private:
                                  }});
             }
         }
-        m_engine.start_batch(std::move(batch), stage(s).at + "/" + stage(s).step_at);
+        m_engine.start_batch(std::move(batch), stage(s).at + "/" + step_context(s));
     }
 
     const Planned& p2p_plan(int src, int dst, std::uint64_t bytes) {
@@ -608,6 +664,7 @@ private:
     std::map<std::string, Planned> m_plans;
     std::map<std::string, Rendezvous> m_rendezvous;
     std::map<std::pair<int, int>, Instances> m_instances;
+    std::map<std::pair<int, std::size_t>, std::size_t> m_layer_ops;
     std::uint64_t m_collectives = 0, m_transfers = 0;
     std::vector<std::vector<int>> m_stage_chips;
     std::vector<double> m_stage_load;
@@ -731,8 +788,14 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
             which = std::move(again);
         }
     };
-    // The smallest count first (the others repeat its busy periods), then the rest.
-    const auto first = static_cast<std::size_t>(std::min_element(counts.begin(), counts.end()) - counts.begin());
+    // The smallest count of more than one micro-batch first, then the rest: the others repeat its busy
+    // periods. One micro-batch has no backward but the last one's (which overlaps the gradient buckets), so
+    // both larger counts would simulate the backward of an earlier micro-batch themselves.
+    std::size_t first = 0;
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+        const bool better = counts[first] < 2 ? counts[i] > counts[first] : counts[i] >= 2 && counts[i] < counts[first];
+        if (better) first = i;
+    }
     run({first}, {});
     std::string records;
     if (texts[first].rfind("{", 0) == 0) records = nlohmann::json::parse(texts[first]).at("memo").get<std::string>();

@@ -44,6 +44,9 @@ private:
 class WakeupQueue : public sc_core::sc_module {
 public:
     static WakeupQueue& instance();
+    // The current simulated time, fs: sc_time_stamp(), read once per activation of the queue (the models
+    // ask for it several times per wake-up, and sc_time_stamp is a call into the SystemC library).
+    static std::uint64_t now() { return s_running ? s_now : sc_core::sc_time_stamp().value(); }
     void schedule(Wakeup& w, std::uint64_t at_fs);  // at_fs earlier than w's pending wake-up, if any
 
 private:
@@ -67,6 +70,8 @@ private:
     std::uint64_t m_seq = 0;
     std::uint64_t m_armed = ~std::uint64_t{0};  // the time m_event is notified for
     bool m_running = false;                     // inside run(): wake-ups due now are taken by its loop
+    static inline bool s_running = false;       // inside run() of the (one) queue, at time s_now
+    static inline std::uint64_t s_now = 0;
     sc_core::sc_event m_event;
 };
 
