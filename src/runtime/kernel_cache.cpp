@@ -1,10 +1,12 @@
 #include "trnsim/runtime/kernel_cache.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <unistd.h>
 
@@ -135,16 +137,29 @@ std::vector<KernelTiming> KernelCache::time(const std::vector<lowering::KernelRe
     m_hits += requests.size() - missing.size();
 
     if (!missing.empty()) {
-        const auto start = std::chrono::steady_clock::now();
-        const std::string out = run_isolated([&] {
-            std::vector<KernelOptions> batch;
-            for (const std::size_t i : missing) {
+        // Each missing kernel in a child process of its own, exactly as `trnsim kernel` simulates it, as many
+        // at a time as there are cores. (Kernels sharing one elaboration, even on their own cores and
+        // memories, meet in the same delta cycles and the shared wake-up queue, which reorders their
+        // same-time events: their HBM command schedules came out slightly differently than alone.) The
+        // largest first (by the elements they move, a proxy for their DMA
+        // traffic, which dominates their simulation), so that the last to finish are short.
+        auto size = [](const lowering::KernelRequest& r) {
+            return r.op == "gemm" ? static_cast<double>(r.m) * static_cast<double>(r.k) +
+                                        static_cast<double>(r.k) * static_cast<double>(r.n) +
+                                        static_cast<double>(r.m) * static_cast<double>(r.n)
+                                  : static_cast<double>(r.rows) * static_cast<double>(r.cols);
+        };
+        std::vector<std::size_t> order(missing.size());
+        for (std::size_t j = 0; j < order.size(); ++j) order[j] = j;
+        std::stable_sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+            return size(requests[missing[x]]) > size(requests[missing[y]]);
+        });
+        std::vector<std::function<std::string()>> bodies;
+        for (const std::size_t j : order) {
+            bodies.push_back([&requests, &config, i = missing[j]] {
                 KernelOptions o;
                 o.request = requests[i];
-                batch.push_back(o);
-            }
-            nlohmann::json all = nlohmann::json::array();
-            for (const KernelResult& r : run_kernels(batch, config)) {
+                const KernelResult r = run_kernel(o, config);
                 KernelTiming t;
                 t.time_s = r.time_s;
                 t.flops = r.flops;
@@ -155,21 +170,21 @@ std::vector<KernelTiming> KernelCache::time(const std::vector<lowering::KernelRe
                 t.memory_energy_j = e == r.memory_summary.end() ? 0.0 : e->second;
                 t.sbuf_peak_bytes = r.sbuf_peak_bytes;
                 t.utilization = r.utilization;
-                all.push_back(to_json(t));
-            }
-            return all.dump();
-        });
-        m_wall_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        if (out.rfind("error: ", 0) == 0) {
-            std::string names;
-            for (const std::size_t i : missing) names += (names.empty() ? "" : "; ") + describe(requests[i]);
-            throw UserError(fmt::format("kernel simulation failed ({}): {}", names, out.substr(7)));
+                return to_json(t).dump();
+            });
         }
-        const nlohmann::json all = nlohmann::json::parse(out);
-        for (std::size_t j = 0; j < missing.size(); ++j) {
-            const KernelTiming t = from_json(all.at(j));
-            m_memory.emplace(keys[missing[j]], t);
-            store(keys[missing[j]], t);
+        const auto start = std::chrono::steady_clock::now();
+        const int jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        const std::vector<std::string> out = run_isolated_all(bodies, jobs);
+        m_wall_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        for (std::size_t b = 0; b < order.size(); ++b) {
+            const std::size_t i = missing[order[b]];
+            if (out[b].rfind("error: ", 0) == 0)
+                throw UserError(
+                    fmt::format("kernel simulation failed ({}): {}", describe(requests[i]), out[b].substr(7)));
+            const KernelTiming t = from_json(nlohmann::json::parse(out[b]));
+            m_memory.emplace(keys[i], t);
+            store(keys[i], t);
         }
     }
 
