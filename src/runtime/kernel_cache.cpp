@@ -64,16 +64,25 @@ KernelCache::KernelCache(std::string directory) : m_directory(std::move(director
     }
 }
 
-std::string KernelCache::key(const lowering::KernelRequest& r, const Config& config) {
-    std::string text = fmt::format("{}\nop={}\nm={}\nk={}\nn={}\nrows={}\ncols={}\ndtype={}\n", k_kernel_model_revision,
-                                   r.op, r.m, r.k, r.n, r.rows, r.cols, dtype_name(r.dtype));
+std::string KernelCache::chip_text(const Config& config) {
+    std::string text;
     for (const auto& [k, v] : config.values()) {  // std::map: sorted, the same order everywhere
         // Every chip parameter a kernel simulation reads; not the step-level ones (per-event energies and
         // static power, the logical-core grouping), so that sweeping those reuses the kernels.
         if (k.rfind("chip.", 0) != 0 || k.rfind("chip.energy.", 0) == 0 || k == "chip.lnc") continue;
         text += k + "=" + v.text + "\n";
     }
-    return stable_hash(text);
+    return text;
+}
+
+std::string KernelCache::key(const lowering::KernelRequest& r, const std::string& chip_text) {
+    return stable_hash(fmt::format("{}\nop={}\nm={}\nk={}\nn={}\nrows={}\ncols={}\ndtype={}\n", k_kernel_model_revision,
+                                   r.op, r.m, r.k, r.n, r.rows, r.cols, dtype_name(r.dtype)) +
+                       chip_text);
+}
+
+std::string KernelCache::key(const lowering::KernelRequest& r, const Config& config) {
+    return key(r, chip_text(config));
 }
 
 bool KernelCache::load(const std::string& key, KernelTiming& out) const {
@@ -118,11 +127,12 @@ void KernelCache::store(const std::string& key, const KernelTiming& t) const {
 
 std::vector<KernelTiming> KernelCache::time(const std::vector<lowering::KernelRequest>& requests,
                                             const Config& config) {
+    const std::string chip = chip_text(config);
     std::vector<std::string> keys;
     std::vector<std::size_t> missing;  // index of the first request of each missing key
     std::map<std::string, std::size_t> pending;
     for (std::size_t i = 0; i < requests.size(); ++i) {
-        keys.push_back(key(requests[i], config));
+        keys.push_back(key(requests[i], chip));
         const std::string& k = keys.back();
         if (m_memory.count(k) || pending.count(k)) continue;
         KernelTiming t;

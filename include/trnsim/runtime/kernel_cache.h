@@ -38,8 +38,12 @@ public:
 
     // The content key of one kernel under `config` (32 hex digits).
     static std::string key(const lowering::KernelRequest& request, const Config& config);
+    // The same in two parts, for many requests under one config: the text of its chip parameters, once, then
+    // each request's key.
+    static std::string chip_text(const Config& config);
+    static std::string key(const lowering::KernelRequest& request, const std::string& chip_text);
 
-    // Timings of every request, in order. Simulates the missing ones (deduplicated) in one child process;
+    // Timings of every request, in order. Simulates the missing ones (deduplicated), each in a child process;
     // lowering errors come back as UserError naming the kernel.
     std::vector<KernelTiming> time(const std::vector<lowering::KernelRequest>& requests, const Config& config);
 
