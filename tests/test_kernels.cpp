@@ -229,31 +229,3 @@ TEST_CASE("the trace holds one interval per instruction, inside the kernel's tim
     }
     CHECK(intervals == instructions);
 }
-
-TEST_CASE("kernels simulated together in one elaboration time exactly as each alone", "[kernel]") {
-    std::vector<Run> runs = {gemm("trn2", 512, 1024, 768), gemm("trn2", 2048, 256, 512, DType::fp8_e4m3)};
-    Run norm;
-    norm.op = "rmsnorm";
-    norm.rows = 1024;
-    norm.cols = 2048;
-    runs.push_back(norm);
-    const std::string out = testing::run_isolated([&] {
-        std::vector<runtime::KernelOptions> batch;
-        for (const Run& run : runs) batch.push_back(options_of(run));
-        json all = json::array();
-        for (const auto& r : runtime::run_kernels(batch, hw::resolve_chip_config("trn2", {}, {})))
-            all.push_back(report::to_json(r));
-        return all.dump();
-    });
-    REQUIRE(out.rfind("error:", 0) != 0);
-    const json together = json::parse(out);
-    REQUIRE(together.size() == runs.size());
-    for (std::size_t i = 0; i < runs.size(); ++i) {
-        const json alone = simulate(runs[i]);
-        INFO(i);
-        CHECK(together[i]["cycles"] == alone["cycles"]);
-        CHECK(together[i]["time_s"] == alone["time_s"]);
-        CHECK(together[i]["hbm"]["read_bytes"] == alone["hbm"]["read_bytes"]);
-        CHECK(together[i]["hbm"]["energy_j"] == alone["hbm"]["energy_j"]);
-    }
-}

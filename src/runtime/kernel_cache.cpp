@@ -1,10 +1,12 @@
 #include "trnsim/runtime/kernel_cache.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <unistd.h>
 
@@ -62,16 +64,25 @@ KernelCache::KernelCache(std::string directory) : m_directory(std::move(director
     }
 }
 
-std::string KernelCache::key(const lowering::KernelRequest& r, const Config& config) {
-    std::string text = fmt::format("{}\nop={}\nm={}\nk={}\nn={}\nrows={}\ncols={}\ndtype={}\n", k_kernel_model_revision,
-                                   r.op, r.m, r.k, r.n, r.rows, r.cols, dtype_name(r.dtype));
+std::string KernelCache::chip_text(const Config& config) {
+    std::string text;
     for (const auto& [k, v] : config.values()) {  // std::map: sorted, the same order everywhere
         // Every chip parameter a kernel simulation reads; not the step-level ones (per-event energies and
         // static power, the logical-core grouping), so that sweeping those reuses the kernels.
         if (k.rfind("chip.", 0) != 0 || k.rfind("chip.energy.", 0) == 0 || k == "chip.lnc") continue;
         text += k + "=" + v.text + "\n";
     }
-    return stable_hash(text);
+    return text;
+}
+
+std::string KernelCache::key(const lowering::KernelRequest& r, const std::string& chip_text) {
+    return stable_hash(fmt::format("{}\nop={}\nm={}\nk={}\nn={}\nrows={}\ncols={}\ndtype={}\n", k_kernel_model_revision,
+                                   r.op, r.m, r.k, r.n, r.rows, r.cols, dtype_name(r.dtype)) +
+                       chip_text);
+}
+
+std::string KernelCache::key(const lowering::KernelRequest& r, const Config& config) {
+    return key(r, chip_text(config));
 }
 
 bool KernelCache::load(const std::string& key, KernelTiming& out) const {
@@ -116,11 +127,12 @@ void KernelCache::store(const std::string& key, const KernelTiming& t) const {
 
 std::vector<KernelTiming> KernelCache::time(const std::vector<lowering::KernelRequest>& requests,
                                             const Config& config) {
+    const std::string chip = chip_text(config);
     std::vector<std::string> keys;
     std::vector<std::size_t> missing;  // index of the first request of each missing key
     std::map<std::string, std::size_t> pending;
     for (std::size_t i = 0; i < requests.size(); ++i) {
-        keys.push_back(key(requests[i], config));
+        keys.push_back(key(requests[i], chip));
         const std::string& k = keys.back();
         if (m_memory.count(k) || pending.count(k)) continue;
         KernelTiming t;
@@ -135,16 +147,29 @@ std::vector<KernelTiming> KernelCache::time(const std::vector<lowering::KernelRe
     m_hits += requests.size() - missing.size();
 
     if (!missing.empty()) {
-        const auto start = std::chrono::steady_clock::now();
-        const std::string out = run_isolated([&] {
-            std::vector<KernelOptions> batch;
-            for (const std::size_t i : missing) {
+        // Each missing kernel in a child process of its own, exactly as `trnsim kernel` simulates it, as many
+        // at a time as there are cores. (Kernels sharing one elaboration, even on their own cores and
+        // memories, meet in the same delta cycles and the shared wake-up queue, which reorders their
+        // same-time events: their HBM command schedules came out slightly differently than alone.) The
+        // largest first (by the elements they move, a proxy for their DMA
+        // traffic, which dominates their simulation), so that the last to finish are short.
+        auto size = [](const lowering::KernelRequest& r) {
+            return r.op == "gemm" ? static_cast<double>(r.m) * static_cast<double>(r.k) +
+                                        static_cast<double>(r.k) * static_cast<double>(r.n) +
+                                        static_cast<double>(r.m) * static_cast<double>(r.n)
+                                  : static_cast<double>(r.rows) * static_cast<double>(r.cols);
+        };
+        std::vector<std::size_t> order(missing.size());
+        for (std::size_t j = 0; j < order.size(); ++j) order[j] = j;
+        std::stable_sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+            return size(requests[missing[x]]) > size(requests[missing[y]]);
+        });
+        std::vector<std::function<std::string()>> bodies;
+        for (const std::size_t j : order) {
+            bodies.push_back([&requests, &config, i = missing[j]] {
                 KernelOptions o;
                 o.request = requests[i];
-                batch.push_back(o);
-            }
-            nlohmann::json all = nlohmann::json::array();
-            for (const KernelResult& r : run_kernels(batch, config)) {
+                const KernelResult r = run_kernel(o, config);
                 KernelTiming t;
                 t.time_s = r.time_s;
                 t.flops = r.flops;
@@ -155,21 +180,21 @@ std::vector<KernelTiming> KernelCache::time(const std::vector<lowering::KernelRe
                 t.memory_energy_j = e == r.memory_summary.end() ? 0.0 : e->second;
                 t.sbuf_peak_bytes = r.sbuf_peak_bytes;
                 t.utilization = r.utilization;
-                all.push_back(to_json(t));
-            }
-            return all.dump();
-        });
-        m_wall_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        if (out.rfind("error: ", 0) == 0) {
-            std::string names;
-            for (const std::size_t i : missing) names += (names.empty() ? "" : "; ") + describe(requests[i]);
-            throw UserError(fmt::format("kernel simulation failed ({}): {}", names, out.substr(7)));
+                return to_json(t).dump();
+            });
         }
-        const nlohmann::json all = nlohmann::json::parse(out);
-        for (std::size_t j = 0; j < missing.size(); ++j) {
-            const KernelTiming t = from_json(all.at(j));
-            m_memory.emplace(keys[missing[j]], t);
-            store(keys[missing[j]], t);
+        const auto start = std::chrono::steady_clock::now();
+        const int jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        const std::vector<std::string> out = run_isolated_all(bodies, jobs);
+        m_wall_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        for (std::size_t b = 0; b < order.size(); ++b) {
+            const std::size_t i = missing[order[b]];
+            if (out[b].rfind("error: ", 0) == 0)
+                throw UserError(
+                    fmt::format("kernel simulation failed ({}): {}", describe(requests[i]), out[b].substr(7)));
+            const KernelTiming t = from_json(nlohmann::json::parse(out[b]));
+            m_memory.emplace(keys[i], t);
+            store(keys[i], t);
         }
     }
 

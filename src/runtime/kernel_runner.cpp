@@ -96,123 +96,96 @@ Matrix reference(const lowering::LoweredKernel& k, const std::string& op, hw::Fu
 
 }  // namespace
 
-std::vector<KernelResult> run_kernels(const std::vector<KernelOptions>& batch, const Config& config) {
+KernelResult run_kernel(const KernelOptions& options, const Config& config) {
     const hw::ChipSpec chip = hw::ChipSpec::from_config(config);
     // Values are computed element by element in the engines' order; bound the work so that a
     // --functional run stays within minutes.
     constexpr double k_functional_max_flops = 1e10;
-    std::vector<lowering::LoweredKernel> kernels;
-    kernels.reserve(batch.size());
-    for (const auto& options : batch) {
-        kernels.push_back(lowering::lower_kernel(options.request, chip));
-        if (options.functional && kernels.back().flops > k_functional_max_flops) {
-            throw UserError(
-                fmt::format("--functional computes every value: allowed up to {:.0e} model FLOPs, this {} "
-                            "has {:.3g}; use a smaller shape (timing alone has no such limit)",
-                            k_functional_max_flops, options.request.op, kernels.back().flops));
-        }
+    const lowering::LoweredKernel kernel = lowering::lower_kernel(options.request, chip);
+    if (options.functional && kernel.flops > k_functional_max_flops) {
+        throw UserError(
+            fmt::format("--functional computes every value: allowed up to {:.0e} model FLOPs, this {} "
+                        "has {:.3g}; use a smaller shape (timing alone has no such limit)",
+                        k_functional_max_flops, options.request.op, kernel.flops));
     }
 
-    // Each kernel gets its own core and its own memory: they share nothing, so each runs exactly as it
-    // would alone, and one elaboration serves them all.
     init_systemc();
-    struct Instance {
-        std::unique_ptr<hw::IMemory> memory;
-        std::unique_ptr<hw::NeuronCore> core;
-        std::unique_ptr<hw::FunctionalState> fs;
-    };
-    std::vector<Instance> instances(batch.size());
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-        const std::string prefix = batch.size() == 1 ? "" : fmt::format("k{}_", i);
-        Instance& in = instances[i];
-        in.memory =
-            hw::make_memory(chip.memory_model, (prefix + "memory").c_str(), config, hw::MemoryContext{chip.cores});
-        in.core = std::make_unique<hw::NeuronCore>((prefix + "core").c_str(), chip.core);
-        in.core->dma().memory_port.bind(in.memory->socket);
-        if (batch[i].functional) {
-            in.fs = std::make_unique<hw::FunctionalState>(kernels[i].program);
-            fill_inputs(kernels[i], chip, *in.fs, batch[i].seed);
-        }
-        in.core->load(kernels[i].program, in.fs.get());
-        if (batch[i].trace) in.core->enable_trace();
+    const std::unique_ptr<hw::IMemory> memory_model =
+        hw::make_memory(chip.memory_model, "memory", config, hw::MemoryContext{chip.cores});
+    const auto core_model = std::make_unique<hw::NeuronCore>("core", chip.core);
+    core_model->dma().memory_port.bind(memory_model->socket);
+    std::unique_ptr<hw::FunctionalState> functional;
+    if (options.functional) {
+        functional = std::make_unique<hw::FunctionalState>(kernel.program);
+        fill_inputs(kernel, chip, *functional, options.seed);
     }
+    core_model->load(kernel.program, functional.get());
+    if (options.trace) core_model->enable_trace();
 
     const auto wall_start = std::chrono::steady_clock::now();
     run_simulation();
-    for (auto& in : instances) {
-        in.core->check_finished();
-        in.memory->finish(in.core->stats().end_fs);  // the memory's time-based energy ends with its kernel
-    }
+    core_model->check_finished();
+    memory_model->finish(core_model->stats().end_fs);  // the memory's time-based energy ends with the kernel
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
 
-    std::vector<KernelResult> results;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-        const KernelOptions& options = batch[i];
-        const lowering::LoweredKernel& kernel = kernels[i];
-        const hw::Program& program = kernel.program;
-        const hw::NeuronCore& core = *instances[i].core;
-        const hw::IMemory& memory = *instances[i].memory;
-        const auto& st = core.stats();
-        const auto& dma = core.dma_stats();
-        KernelResult r;
-        r.op = options.request.op;
-        r.shape = kernel.shape;
-        r.plan = kernel.plan;
-        r.dtype = dtype_name(options.request.dtype);
-        r.chip = chip.name;
-        const ClockDomain te_clock(chip.core.tensor.clock.hz);
-        const std::uint64_t end_fs = std::max<std::uint64_t>(st.end_fs, 1);
-        r.cycles = te_clock.cycle_at_or_after(end_fs);
-        r.time_s = static_cast<double>(end_fs) * 1e-15;
-        r.flops = kernel.flops;
-        r.achieved_tflops = r.flops / r.time_s * 1e-12;
-        r.peak_tflops = chip.core_peak_flops(options.request.dtype) * 1e-12;
-        for (int e = 0; e < hw::k_compute_engines; ++e) {
-            const std::string name = hw::engine_name(static_cast<hw::EngineKind>(e));
-            r.utilization[name] = static_cast<double>(st.engines[e].busy_fs) / static_cast<double>(end_fs);
-            r.instructions[name] = st.engines[e].instructions;
-        }
-        r.utilization["dma"] = static_cast<double>(dma.busy_fs) /
-                               (static_cast<double>(chip.core.dma.engines) * static_cast<double>(end_fs));
-        r.instructions["dma"] = dma.transfers;
-        r.tensor_engine_cycles = st.tensor_first_cycle < 0 ? 0 : st.tensor_last_cycle - st.tensor_first_cycle;
-        r.tensor_macs = st.macs;
-        r.hbm_read_bytes = memory.stats().read_bytes;
-        r.hbm_write_bytes = memory.stats().write_bytes;
-        r.dma_transfers = dma.transfers;
-        r.sbuf_peak_bytes = st.sbuf_bytes;
-        r.program_read_bytes = program.dma_read_bytes();
-        r.program_write_bytes = program.dma_write_bytes();
-        r.memory_bandwidth_gbps = static_cast<double>(r.hbm_read_bytes + r.hbm_write_bytes) / r.time_s * 1e-9;
-        r.memory_model = chip.memory_model;
-        r.memory_peak_gbps = memory.peak_bytes_per_s() * 1e-9;
-        r.memory_summary = memory.summary();
-        if (r.memory_summary.count("timing_violations") && r.memory_summary.at("timing_violations") > 0) {
-            throw std::logic_error("HBM timing checker found violations (chip.memory.hbm.check_timing)");
-        }
-        r.wall_s = wall;                                                        // of the whole batch
-        r.peak_rss_bytes = static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
-        r.events = st.wakeups + dma.wakeups;
-        r.config = config.values();
-        r.trace = core.trace();
-        if (instances[i].fs) {
-            hw::FunctionalState& fs = *instances[i].fs;
-            r.functional = true;
-            const Matrix ref = reference(kernel, options.request.op, fs);
-            const auto& t = program.dram[static_cast<std::size_t>(kernel.output)];
-            const Matrix y = as_matrix(fs.dram(kernel.output), t.rows, t.cols);
-            const double scale = std::max(ref.cwiseAbs().maxCoeff(), 1e-30);
-            r.max_rel_error = (y - ref).cwiseAbs().maxCoeff() / scale;
-        }
-        results.push_back(std::move(r));
+    const hw::Program& program = kernel.program;
+    const hw::NeuronCore& core = *core_model;
+    const hw::IMemory& memory = *memory_model;
+    const auto& st = core.stats();
+    const auto& dma = core.dma_stats();
+    KernelResult r;
+    r.op = options.request.op;
+    r.shape = kernel.shape;
+    r.plan = kernel.plan;
+    r.dtype = dtype_name(options.request.dtype);
+    r.chip = chip.name;
+    const ClockDomain te_clock(chip.core.tensor.clock.hz);
+    const std::uint64_t end_fs = std::max<std::uint64_t>(st.end_fs, 1);
+    r.cycles = te_clock.cycle_at_or_after(end_fs);
+    r.time_s = static_cast<double>(end_fs) * 1e-15;
+    r.flops = kernel.flops;
+    r.achieved_tflops = r.flops / r.time_s * 1e-12;
+    r.peak_tflops = chip.core_peak_flops(options.request.dtype) * 1e-12;
+    for (int e = 0; e < hw::k_compute_engines; ++e) {
+        const std::string name = hw::engine_name(static_cast<hw::EngineKind>(e));
+        r.utilization[name] = static_cast<double>(st.engines[e].busy_fs) / static_cast<double>(end_fs);
+        r.instructions[name] = st.engines[e].instructions;
     }
-    return results;
-}
-
-KernelResult run_kernel(const KernelOptions& options, const Config& config) {
-    return std::move(run_kernels({options}, config).front());
+    r.utilization["dma"] =
+        static_cast<double>(dma.busy_fs) / (static_cast<double>(chip.core.dma.engines) * static_cast<double>(end_fs));
+    r.instructions["dma"] = dma.transfers;
+    r.tensor_engine_cycles = st.tensor_first_cycle < 0 ? 0 : st.tensor_last_cycle - st.tensor_first_cycle;
+    r.tensor_macs = st.macs;
+    r.hbm_read_bytes = memory.stats().read_bytes;
+    r.hbm_write_bytes = memory.stats().write_bytes;
+    r.dma_transfers = dma.transfers;
+    r.sbuf_peak_bytes = st.sbuf_bytes;
+    r.program_read_bytes = program.dma_read_bytes();
+    r.program_write_bytes = program.dma_write_bytes();
+    r.memory_bandwidth_gbps = static_cast<double>(r.hbm_read_bytes + r.hbm_write_bytes) / r.time_s * 1e-9;
+    r.memory_model = chip.memory_model;
+    r.memory_peak_gbps = memory.peak_bytes_per_s() * 1e-9;
+    r.memory_summary = memory.summary();
+    if (r.memory_summary.count("timing_violations") && r.memory_summary.at("timing_violations") > 0) {
+        throw std::logic_error("HBM timing checker found violations (chip.memory.hbm.check_timing)");
+    }
+    r.wall_s = wall;
+    r.peak_rss_bytes = static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+    r.events = st.wakeups + dma.wakeups;
+    r.config = config.values();
+    r.trace = core.trace();
+    if (functional) {
+        hw::FunctionalState& fs = *functional;
+        r.functional = true;
+        const Matrix ref = reference(kernel, options.request.op, fs);
+        const auto& t = program.dram[static_cast<std::size_t>(kernel.output)];
+        const Matrix y = as_matrix(fs.dram(kernel.output), t.rows, t.cols);
+        const double scale = std::max(ref.cwiseAbs().maxCoeff(), 1e-30);
+        r.max_rel_error = (y - ref).cwiseAbs().maxCoeff() / scale;
+    }
+    return r;
 }
 
 }  // namespace trnsim::runtime

@@ -905,8 +905,9 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     const std::vector<KernelTiming> timings = cache.time(requests, config);
     // The distinct kernels, once each.
     std::map<std::string, const KernelTiming*> distinct;
+    const std::string chip_text = KernelCache::chip_text(config);
     for (std::size_t i = 0; i < requests.size(); ++i)
-        distinct.emplace(KernelCache::key(requests[i], config), &timings[i]);
+        distinct.emplace(KernelCache::key(requests[i], chip_text), &timings[i]);
     // HBM energy per byte of this run's kernels, for stream ops (no kernel of their own).
     double kernel_hbm_j = 0, kernel_hbm_bytes = 0;
     for (const auto& [key, t] : distinct) {

@@ -1,10 +1,10 @@
 #pragma once
 // Kernel timings for the training-step scheduler, memoized by content: the operator, its shape and dtype,
 // every resolved `chip.*` parameter a kernel simulation reads (all but `chip.energy.*` and `chip.lnc`, which
-// only the step uses), and the simulator's model revision (DESIGN.md section 4). Misses are
-// simulated together in one forked child process (one SystemC elaboration per process, ADR 0001; each
-// kernel on its own core and memory, run_kernels), hits come from memory or, with a cache directory, from
-// one JSON file per key that other processes (sweep workers) share.
+// only the step uses), and the simulator's model revision (DESIGN.md section 4). Each miss is simulated
+// in a forked child of its own (one SystemC elaboration per process, ADR 0001), as many at a time as there
+// are cores, exactly as `trnsim kernel` would; hits come from memory or, with a cache directory, from one
+// JSON file per key that other processes (sweep workers) share.
 
 #include <cstdint>
 #include <map>
@@ -38,8 +38,12 @@ public:
 
     // The content key of one kernel under `config` (32 hex digits).
     static std::string key(const lowering::KernelRequest& request, const Config& config);
+    // The same in two parts, for many requests under one config: the text of its chip parameters, once, then
+    // each request's key.
+    static std::string chip_text(const Config& config);
+    static std::string key(const lowering::KernelRequest& request, const std::string& chip_text);
 
-    // Timings of every request, in order. Simulates the missing ones (deduplicated) in one child process;
+    // Timings of every request, in order. Simulates the missing ones (deduplicated), each in a child process;
     // lowering errors come back as UserError naming the kernel.
     std::vector<KernelTiming> time(const std::vector<lowering::KernelRequest>& requests, const Config& config);
 

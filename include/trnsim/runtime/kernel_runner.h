@@ -57,8 +57,4 @@ struct KernelResult {
 
 KernelResult run_kernel(const KernelOptions& options, const Config& config);
 
-// Several kernels in one elaboration: each on its own core with its own memory (nothing shared), so each
-// result equals that of run_kernel alone; wall_s and peak_rss_bytes are the batch's. One call per process.
-std::vector<KernelResult> run_kernels(const std::vector<KernelOptions>& batch, const Config& config);
-
 }  // namespace trnsim::runtime
