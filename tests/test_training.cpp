@@ -136,6 +136,7 @@ TEST_CASE("step energy: the tensor engine's share is the graph's MACs, static po
     CHECK(r.energy.sbuf > 0);
     CHECK(r.energy.links > 0);
     CHECK(r.link_bytes > 0);
+    CHECK(r.collective_memory_bytes > 0);  // costed in energy.hbm at the kernels' energy per byte
     CHECK(r.energy_per_token_j == Approx(r.energy.total() / (8.0 * 512)));
     CHECK(r.energy_per_param_token_pj == Approx(r.energy.total() / (r.params * 8.0 * 512) * 1e12));
 }

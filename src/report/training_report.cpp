@@ -55,7 +55,9 @@ nlohmann::json to_json(const runtime::TrainingResult& r) {
                      {"hbm", e.hbm},
                      {"links", e.links},
                      {"static", e.static_energy}}}};
-    j["traffic"] = {{"link_bytes", r.link_bytes}, {"efa_bytes", r.efa_bytes}};
+    j["traffic"] = {{"link_bytes", r.link_bytes},
+                    {"efa_bytes", r.efa_bytes},
+                    {"collective_memory_bytes", r.collective_memory_bytes}};
     nlohmann::json stages = nlohmann::json::array();
     for (const auto& b : r.stages) {
         stages.push_back({{"stage", b.stage},

@@ -19,7 +19,7 @@
 
 namespace trnsim::runtime {
 
-const char* const k_kernel_model_revision = "trnsim-0.1.0/kernel-model-2026-11-25";
+const char* const k_kernel_model_revision = "trnsim-0.1.0/kernel-model-2026-11-26";
 
 namespace {
 

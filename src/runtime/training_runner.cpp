@@ -158,6 +158,7 @@ struct SimOutcome {
     std::vector<TraceEvent> trace;
     double step_s = 0;
     double link_bytes = 0, efa_bytes = 0;  // summed over every link a byte crossed
+    double memory_bytes = 0;               // collectives' reads and writes of chip memory, every chip
     std::vector<StageBreakdown> stages;
     std::uint64_t collectives = 0, transfers = 0;
     std::uint64_t replayed = 0, simulated = 0;  // busy periods of the collective engine (docs/adr/0006)
@@ -218,6 +219,10 @@ public:
         for (const auto& l : m_cluster.topology().links()) {
             const double b = static_cast<double>(l.link->stats().bytes);
             (l.name.rfind("efa", 0) == 0 ? o.efa_bytes : o.link_bytes) += b;
+        }
+        for (int c = 0; c < m_cluster.chips(); ++c) {
+            const hw::MemoryStats& m = m_cluster.memory(c).stats();
+            o.memory_bytes += static_cast<double>(m.read_bytes + m.write_bytes);
         }
         return o;
     }
@@ -692,7 +697,7 @@ nlohmann::json to_json(const SimOutcome& o) {
             {"stages", stages},         {"collectives", o.collectives},
             {"transfers", o.transfers}, {"replayed", o.replayed},
             {"simulated", o.simulated}, {"link_bytes", o.link_bytes},
-            {"efa_bytes", o.efa_bytes}};
+            {"efa_bytes", o.efa_bytes}, {"memory_bytes", o.memory_bytes}};
 }
 
 SimOutcome from_json(const nlohmann::json& j) {
@@ -708,6 +713,7 @@ SimOutcome from_json(const nlohmann::json& j) {
     o.simulated = j.at("simulated").get<std::uint64_t>();
     o.link_bytes = j.at("link_bytes").get<double>();
     o.efa_bytes = j.at("efa_bytes").get<double>();
+    o.memory_bytes = j.at("memory_bytes").get<double>();
     auto shares = [](const nlohmann::json& a) {
         std::vector<TimeShare> v;
         for (const auto& e : a) v.push_back({e.at(0).get<std::string>(), e.at(1).get<double>()});
@@ -823,6 +829,7 @@ SimOutcome extrapolate(const SimOutcome& o1, const SimOutcome& o2, std::int64_t 
     o.step_s = ext(o1.step_s, o2.step_s);
     o.link_bytes = ext(o1.link_bytes, o2.link_bytes);
     o.efa_bytes = ext(o1.efa_bytes, o2.efa_bytes);
+    o.memory_bytes = ext(o1.memory_bytes, o2.memory_bytes);
     for (std::size_t s = 0; s < o.stages.size(); ++s) {
         auto& b = o.stages[s];
         const auto& a = o1.stages[s];
@@ -1022,6 +1029,9 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     r.mfu = r.model_flops / (r.step_time_s * r.peak_flops);
     r.link_bytes = outcome.link_bytes;
     r.efa_bytes = outcome.efa_bytes;
+    r.collective_memory_bytes = outcome.memory_bytes;
+    // Collectives' memory traffic at the same energy per byte as the kernels' HBM traffic (as stream ops).
+    energy.hbm += outcome.memory_bytes * hbm_j_per_byte;
     energy.links = outcome.link_bytes * 8 * config.get_energy("cluster.link.energy_per_bit").joules +
                    outcome.efa_bytes * 8 * config.get_energy("cluster.efa.energy_per_bit").joules;
     energy.static_energy =

@@ -71,7 +71,8 @@ struct StageBreakdown {
 struct StepEnergy {
     double tensor_engine = 0;  // MACs x chip.energy.mac_<dtype>
     double sbuf = 0;           // SBUF/PSUM bytes x chip.energy.sbuf_byte
-    double hbm = 0;            // the HBM model's command, I/O and background energy of the kernels; streams
+    double hbm = 0;            // the HBM model's command, I/O and background energy of the kernels; streams and
+                               // collectives' memory traffic at the kernels' energy per byte
     double links = 0;          // bytes per hop x cluster.link.energy_per_bit (EFA: cluster.efa.energy_per_bit)
     double static_energy = 0;  // chips x chip.energy.static_power x step time
     double total() const { return tensor_engine + sbuf + hbm + links + static_energy; }
@@ -98,6 +99,7 @@ struct TrainingResult {
     StepEnergy energy;
     double energy_per_token_j = 0, energy_per_param_j = 0, energy_per_param_token_pj = 0;
     double link_bytes = 0, efa_bytes = 0;  // summed over hops, per step
+    double collective_memory_bytes = 0;    // collectives' reads and writes of chip memory, all chips, per step
     std::vector<workload::MemoryFootprint> memory;
     workload::CapacityCheck capacity;
     std::vector<int> simulated_ranks;  // one representative per stage (symmetry classes)
