@@ -1,5 +1,6 @@
 #include <cstdio>
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -28,48 +29,49 @@ int run_merge(const MergeArgs& a) {
     report::check_writable(a.output, "-o");
     const std::string csv_path = output_stem(a.output) + ".csv";
     report::check_writable(csv_path, "-o");
+    // Where each point's record is, and its CSV row: the records themselves are copied from the inputs at
+    // the end, so that a sweep too large to hold in memory merges all the same.
     struct Entry {
-        std::string line, file;
-        ordered_json record;
+        std::size_t file;
+        LineSpan line;
+        std::string csv;
+        bool ok;
     };
     std::map<std::size_t, Entry> points;
-    const ordered_json* first = nullptr;
-    std::string first_file;
-    std::vector<RecordFile> files;
-    files.reserve(a.inputs.size());
-    for (const auto& path : a.inputs) {
-        files.push_back(read_records(path));
-        const RecordFile& f = files.back();
-        if (f.truncated_tail) {
-            throw UserError(
-                fmt::format("{}: its last line is incomplete (the shard was interrupted); allowed: finish "
-                            "it with trnsim sweep --resume, then merge",
-                            path));
-        }
-        for (std::size_t i = 0; i < f.records.size(); ++i) {
-            const ordered_json& r = f.records[i];
+    std::optional<ordered_json> first;  // the first record: the sweep the others must belong to
+    std::string first_file, schema;
+    for (std::size_t f = 0; f < a.inputs.size(); ++f) {
+        const std::string& path = a.inputs[f];
+        const ScanEnd end = scan_records(path, [&](ordered_json&& r, const LineSpan& at, const std::string&) {
             const std::size_t index = r["point"].get<std::size_t>();
-            if (first == nullptr) {
-                first = &r;
+            if (!first) {
+                first = r;
                 first_file = path;
+                schema = record_schema(r);
             } else if (r["points"] != (*first)["points"] || r["args"].at(0) != (*first)["args"].at(0) ||
                        keys_of(r["axes"]) != keys_of((*first)["axes"])) {
                 throw UserError(
                     fmt::format("{} line {}: point {} is from another sweep than {} (its command, axes or point count "
                                 "differ); allowed: the shard outputs of one sweep file",
-                                path, i + 1, index, first_file));
+                                path, at.line, index, first_file));
             }
             const auto it = points.find(index);
             if (it != points.end()) {
                 throw UserError(
                     fmt::format("{} line {}: point {} is also in {}; allowed: shard outputs of one sweep, "
                                 "each point in one of them",
-                                path, i + 1, index, it->second.file));
+                                path, at.line, index, a.inputs[it->second.file]));
             }
-            points[index] = Entry{f.lines[i], path, r};
+            points[index] = Entry{f, at, csv_row(r, schema), r["status"] == "ok"};
+        });
+        if (end.truncated_tail) {
+            throw UserError(
+                fmt::format("{}: its last line is incomplete (the shard was interrupted); allowed: finish "
+                            "it with trnsim sweep --resume, then merge",
+                            path));
         }
     }
-    if (first == nullptr) throw UserError("merge: the inputs hold no records; allowed: outputs of trnsim sweep");
+    if (!first) throw UserError("merge: the inputs hold no records; allowed: outputs of trnsim sweep");
     const std::size_t total = (*first)["points"].get<std::size_t>();
     if (points.size() != total && !a.partial) {
         std::string missing;
@@ -84,16 +86,26 @@ int run_merge(const MergeArgs& a) {
                         "outputs of every shard, or --partial",
                         total - points.size(), total, missing, total - points.size() > shown ? ", ..." : ""));
     }
-    const std::string schema = record_schema(*first);
     const std::vector<std::string> axis_keys = keys_of((*first)["axes"]);
-    std::string lines, rows = csv_header(axis_keys, schema);
+    std::string rows = csv_header(axis_keys, schema);
     std::size_t failed = 0;
-    for (const auto& [i, e] : points) {
-        lines += e.line;
-        rows += csv_row(e.record, schema);
-        failed += e.record["status"] == "ok" ? 0 : 1;
+    {
+        report::AtomicFile merged(a.output);
+        // The inputs stay open while they are read in turn (shards hold every N-th point), a bounded number.
+        constexpr std::size_t k_open_max = 64;
+        std::map<std::size_t, std::ifstream> open;
+        for (const auto& [i, e] : points) {
+            auto it = open.find(e.file);
+            if (it == open.end()) {
+                if (open.size() == k_open_max) open.clear();
+                it = open.emplace(e.file, open_records(a.inputs[e.file])).first;
+            }
+            copy_line(it->second, a.inputs[e.file], e.line, merged);
+            rows += e.csv;
+            failed += e.ok ? 0 : 1;
+        }
+        merged.commit();
     }
-    report::write_file_atomic(a.output, lines);
     report::write_file_atomic(csv_path, rows);
     std::printf("trnsim merge: %zu of %zu points from %zu files, %zu failed: %s, %s\n", points.size(), total,
                 a.inputs.size(), failed, a.output.c_str(), csv_path.c_str());

@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,10 +36,11 @@ struct SweepArgs {
     bool quiet = false;
 };
 
-// A finished point as the outputs hold it.
+// A finished point: where the JSONL holds its record (not the record itself: a sweep's records may not fit in
+// memory), and its CSV row (a few hundred bytes).
 struct Done {
-    std::string line;  // JSONL, with its '\n'
-    std::string csv;   // CSV row, with its '\n'
+    LineSpan line;    // in the JSONL output
+    std::string csv;  // CSV row, with its '\n'
     bool ok = false;
 };
 
@@ -47,15 +49,24 @@ public:
     AppendFile(const std::string& path, bool truncate) : m_path(path) {
         m_fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0644);
         if (m_fd < 0) throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
+        struct stat st {};
+        if (::fstat(m_fd, &st) != 0) throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
+        m_size = static_cast<std::uint64_t>(st.st_size);
     }
     ~AppendFile() { ::close(m_fd); }
     AppendFile(const AppendFile&) = delete;
     AppendFile& operator=(const AppendFile&) = delete;
-    void append(const std::string& text) { append_durable(m_fd, text, m_path); }
+    // Returns where the text went (this process is the file's only writer).
+    std::uint64_t append(const std::string& text) {
+        append_durable(m_fd, text, m_path);
+        m_size += text.size();
+        return m_size - text.size();
+    }
 
 private:
     std::string m_path;
     int m_fd = -1;
+    std::uint64_t m_size = 0;
 };
 
 std::string point_label(const SweepPoint& p) {
@@ -70,11 +81,9 @@ std::map<std::size_t, Done> load_finished(const std::string& path, const SweepSp
                                           std::size_t total, const std::string& schema) {
     std::map<std::size_t, Done> done;
     if (!fs::exists(path)) return done;
-    const RecordFile file = read_records(path);
-    for (std::size_t i = 0; i < file.records.size(); ++i) {
-        const auto& r = file.records[i];
+    const ScanEnd file = scan_records(path, [&](ordered_json&& r, const LineSpan& at, const std::string&) {
         const std::size_t index = r["point"].get<std::size_t>();
-        const std::string where = fmt::format("--resume: {} line {} (point {})", path, i + 1, index);
+        const std::string where = fmt::format("--resume: {} line {} (point {})", path, at.line, index);
         if (index >= total || !shard.contains(index) || r.value("points", ordered_json()) != total ||
             r["args"] != ordered_json(expand_point(spec, index).args)) {
             throw UserError(fmt::format(
@@ -83,8 +92,8 @@ std::map<std::size_t, Done> load_finished(const std::string& path, const SweepSp
                 where, spec.file, shard.count > 1 ? fmt::format(", shard {}/{}", shard.index, shard.count) : ""));
         }
         if (done.count(index)) throw UserError(fmt::format("{}: the point appears twice", where));
-        done[index] = Done{file.lines[i], csv_row(r, schema), r["status"] == "ok"};
-    }
+        done[index] = Done{at, csv_row(r, schema), r["status"] == "ok"};
+    });
     if (file.truncated_tail) {
         // An append cut short (machine loss): the point it held runs again.
         if (::truncate(path.c_str(), static_cast<off_t>(file.complete_bytes)) != 0)
@@ -160,8 +169,8 @@ int run_sweep(const SweepArgs& a) {
         [&](const SweepPoint& p, PointOutcome out) {
             const ordered_json record =
                 out.ok ? ok_record(p, total, std::move(out.result)) : failed_record(p, total, out.error);
-            Done d{record_line(record), csv_row(record, schema), out.ok};
-            jsonl.append(d.line);
+            const std::string line = record_line(record);
+            Done d{LineSpan{jsonl.append(line), line.size(), 0}, csv_row(record, schema), out.ok};
             csv.append(d.csv);
             ordered_json cost;
             cost["point"] = p.index;
@@ -183,14 +192,20 @@ int run_sweep(const SweepArgs& a) {
     }
 
     // Complete: the outputs in point order, so that every run, -j and sharding (after merge) gives the same bytes.
-    std::string lines, rows = csv_header(axis_keys, schema);
+    std::string rows = csv_header(axis_keys, schema);
+    std::vector<LineSpan> lines;
     std::size_t failed = 0;
     for (const auto& [i, d] : done) {
-        lines += d.line;
+        lines.push_back(d.line);
         rows += d.csv;
         failed += d.ok ? 0 : 1;
     }
-    report::write_file_atomic(output, lines);
+    {
+        report::AtomicFile sorted(output);
+        std::ifstream in = open_records(output);
+        for (const LineSpan& l : lines) copy_line(in, output, l, sorted);
+        sorted.commit();
+    }
     report::write_file_atomic(csv_path, rows);
     std::printf("trnsim sweep: %zu points%s, %zu ok, %zu failed: %s, %s\n", in_shard,
                 shard.count > 1 ? fmt::format(" (shard {}/{} of {})", shard.index, shard.count, total).c_str() : "",

@@ -71,39 +71,58 @@ std::string record_schema(const ordered_json& record) {
     return args.empty() ? "" : schema_of_command(args.at(0).get<std::string>());
 }
 
-RecordFile read_records(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw UserError(fmt::format("{}: cannot read it (no such file, or not readable)", path));
-    std::stringstream buf;
-    buf << in.rdbuf();
-    const std::string text = buf.str();
-    RecordFile out;
-    std::size_t start = 0, line = 1;
-    while (start < text.size()) {
-        const auto end = text.find('\n', start);
-        if (end == std::string::npos) {
-            out.truncated_tail = true;
+ScanEnd scan_records(const std::string& path, const RecordVisitor& fn) {
+    std::ifstream in = open_records(path);
+    ScanEnd end;
+    std::string text;
+    for (std::size_t line = 1; std::getline(in, text); ++line) {
+        if (in.eof()) {  // no '\n' after it: an append cut short
+            end.truncated_tail = !text.empty();
             break;
         }
         try {
-            ordered_json r = ordered_json::parse(text.begin() + static_cast<std::ptrdiff_t>(start),
-                                                 text.begin() + static_cast<std::ptrdiff_t>(end));
+            ordered_json r = ordered_json::parse(text);
             if (!r.is_object() || !r.contains("point") || !r.contains("axes") || !r.contains("args") ||
                 !r.contains("status") || !r["point"].is_number_unsigned() || !r["axes"].is_object())
                 throw std::runtime_error("not a sweep record");
-            out.records.push_back(std::move(r));
-            out.lines.push_back(text.substr(start, end + 1 - start));
+            text += '\n';
+            fn(std::move(r), LineSpan{end.complete_bytes, text.size(), line}, text);
+        } catch (const UserError&) {
+            throw;
         } catch (const std::exception&) {
             throw UserError(
                 fmt::format("{}: line {} is not a sweep record (trnsim sweep writes one JSON object per "
                             "line with point, axes, args, status)",
                             path, line));
         }
-        start = end + 1;
-        out.complete_bytes = start;
-        ++line;
+        end.complete_bytes += text.size();
     }
+    return end;
+}
+
+RecordFile read_records(const std::string& path) {
+    RecordFile out;
+    const ScanEnd end = scan_records(path, [&](ordered_json&& r, const LineSpan&, const std::string& text) {
+        out.lines.push_back(text);
+        out.records.push_back(std::move(r));
+    });
+    out.complete_bytes = end.complete_bytes;
+    out.truncated_tail = end.truncated_tail;
     return out;
+}
+
+void copy_line(std::istream& in, const std::string& path, const LineSpan& span, report::AtomicFile& out) {
+    std::string buf(span.length, '\0');
+    in.seekg(static_cast<std::streamoff>(span.offset));
+    if (!in.read(buf.data(), static_cast<std::streamsize>(span.length)) || buf.empty() || buf.back() != '\n')
+        throw UserError(fmt::format("{}: changed while it was read (line {})", path, span.line));
+    out.write(buf);
+}
+
+std::ifstream open_records(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw UserError(fmt::format("{}: cannot read it (no such file, or not readable)", path));
+    return in;
 }
 
 void append_durable(int fd, const std::string& text, const std::string& path) {

@@ -8,11 +8,15 @@
 // simulator's own cost, goes to a separate log), so that shards merge into exactly the unsharded output.
 
 #include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "metrics.h"
 #include "sweep_spec.h"
+#include "trnsim/report/kernel_report.h"
 
 namespace trnsim::cli {
 
@@ -35,6 +39,24 @@ struct RecordFile {
 // Reads a JSONL file of records. A last line without '\n' is reported in truncated_tail and not parsed; any
 // other line that is not a record is a UserError naming the file and line.
 RecordFile read_records(const std::string& path);
+
+// The same one record at a time, for files too large to hold: each complete line's record, where the line is
+// in the file, and its text (with its '\n').
+struct LineSpan {
+    std::uint64_t offset = 0, length = 0;  // bytes, the '\n' included
+    std::size_t line = 0;                  // 1-based
+};
+struct ScanEnd {
+    std::uint64_t complete_bytes = 0;  // the length of the complete lines
+    bool truncated_tail = false;       // the file ends in a line without '\n' (an append cut short)
+};
+using RecordVisitor = std::function<void(ordered_json&& record, const LineSpan& where, const std::string& text)>;
+ScanEnd scan_records(const std::string& path, const RecordVisitor& visit);
+
+// Opens a records file for reading (UserError naming it if it can't), and copies the line at `span` of it
+// (`path` names it in errors) to `out`.
+std::ifstream open_records(const std::string& path);
+void copy_line(std::istream& in, const std::string& path, const LineSpan& span, report::AtomicFile& out);
 
 // Appends `text` with one write() to a file opened with O_APPEND and makes it durable (fsync).
 void append_durable(int fd, const std::string& text, const std::string& path);

@@ -146,36 +146,58 @@ void check_writable(const std::string& path, const std::string& flag) {
     }
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
+AtomicFile::AtomicFile(std::string path)
+    : m_path(std::move(path)), m_tmp(fmt::format("{}.tmp{}", m_path, static_cast<long>(::getpid()))) {
     // The temporary file is this process's own (concurrent writers of one path don't share it) and in the
     // target's directory (the rename stays within one file system).
-    const std::string tmp = fmt::format("{}.tmp{}", path, static_cast<long>(::getpid()));
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
+    m_fd = ::open(m_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (m_fd < 0) throw UserError(fmt::format("cannot write '{}': {}", m_path, std::strerror(errno)));
+}
+
+AtomicFile::~AtomicFile() {
+    if (m_fd < 0) return;  // committed
+    ::close(m_fd);
+    std::remove(m_tmp.c_str());
+}
+
+void AtomicFile::fail(int error) {
+    ::close(m_fd);
+    m_fd = -1;
+    std::remove(m_tmp.c_str());
+    throw UserError(fmt::format("cannot write '{}': {}", m_path, std::strerror(error)));
+}
+
+void AtomicFile::write(std::string_view text) {
     std::size_t off = 0;
     while (off < text.size()) {
-        const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+        const ssize_t n = ::write(m_fd, text.data() + off, text.size() - off);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0 || (off + static_cast<std::size_t>(n) == text.size() && ::fsync(fd) != 0)) {
-            const int error = errno;
-            ::close(fd);
-            std::remove(tmp.c_str());
-            throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(error)));
-        }
+        if (n <= 0) fail(n < 0 ? errno : EIO);
         off += static_cast<std::size_t>(n);
     }
-    ::close(fd);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+}
+
+void AtomicFile::commit() {
+    if (::fsync(m_fd) != 0) fail(errno);
+    ::close(m_fd);
+    m_fd = -1;
+    if (std::rename(m_tmp.c_str(), m_path.c_str()) != 0) {
         const int error = errno;
-        std::remove(tmp.c_str());
-        throw UserError(fmt::format("cannot write '{}': {}", path, std::strerror(error)));
+        std::remove(m_tmp.c_str());
+        throw UserError(fmt::format("cannot write '{}': {}", m_path, std::strerror(error)));
     }
-    const std::string dir = std::filesystem::path(path).parent_path().string();
+    const std::string dir = std::filesystem::path(m_path).parent_path().string();
     const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         ::fsync(dfd);  // the rename itself survives a machine loss
         ::close(dfd);
     }
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+    AtomicFile f(path);
+    f.write(text);
+    f.commit();
 }
 
 }  // namespace trnsim::report

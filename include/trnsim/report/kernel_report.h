@@ -2,6 +2,7 @@
 // Renders a kernel result: JSON ("schema": "trnsim.kernel/1") and a terminal table.
 
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -22,8 +23,25 @@ nlohmann::json to_chrome_trace(const runtime::KernelResult& result);
 // Throws UserError (naming `flag` and the reason) unless a file can be created at `path`.
 void check_writable(const std::string& path, const std::string& flag);
 
-// Replaces `path` with `text` atomically and durably: written to a temporary file of this process in the same
-// directory, fsynced, renamed into place, the directory fsynced. A failure leaves `path` as it was (UserError).
+// Replaces `path` atomically and durably with what is written to it: a temporary file of this process in the
+// same directory, fsynced, renamed into place by commit(), the directory fsynced. Errors are UserErrors; a
+// failure, or destruction before commit(), leaves `path` as it was and no temporary file.
+class AtomicFile {
+public:
+    explicit AtomicFile(std::string path);
+    ~AtomicFile();
+    AtomicFile(const AtomicFile&) = delete;
+    AtomicFile& operator=(const AtomicFile&) = delete;
+    void write(std::string_view text);
+    void commit();
+
+private:
+    [[noreturn]] void fail(int error);
+    std::string m_path, m_tmp;
+    int m_fd = -1;
+};
+
+// The same in one go: `path` becomes `text`.
 void write_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace trnsim::report
