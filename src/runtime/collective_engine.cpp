@@ -90,7 +90,7 @@ void CollectiveEngine::start(const Schedule& schedule, const RankLayout& layout,
     start_batch(std::move(items));
 }
 
-void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::string& context) {
+void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::string& context, int source) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     // A collective without transfers (a group of one) is done at once and is no traffic.
     std::vector<BatchItem> traffic;
@@ -109,6 +109,7 @@ void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::stri
     switch (p->mode) {
         case Mode::pending:  // opened now, or earlier at this time
             for (auto& b : traffic) p->pending.push_back(std::move(b));
+            p->source = p->source == -2 || p->source == source ? source : -1;
             p->context += "|" + context;
             p->added_delta = sc_core::sc_delta_count();
             m_close_event.notify(sc_core::SC_ZERO_TIME);
@@ -116,17 +117,23 @@ void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::stri
         case Mode::replaying: {
             std::vector<Done*> done;
             for (auto& b : traffic) done.push_back(&b.on_done);
-            starts(*p, fp.key(p->base), done);
+            starts(*p, fp.key(p->base), done, sends(traffic) ? source : -1);
             return;
         }
         default: {
             std::vector<Done*> done;
             for (auto& b : traffic) done.push_back(&b.on_done);
             const std::size_t first = p->items;
-            starts(*p, fp.key(p->base), done);
+            starts(*p, fp.key(p->base), done, sends(traffic) ? source : -1);
             for (std::size_t k = 0; k < traffic.size(); ++k) launch(traffic[k], p->id, first + k);
         }
     }
+}
+
+// Point-to-point sends: every item a single transfer (what the caller's quiet bound covers).
+bool CollectiveEngine::sends(const std::vector<BatchItem>& items) {
+    return std::all_of(items.begin(), items.end(),
+                       [](const BatchItem& b) { return b.schedule->transfers.size() == 1; });
 }
 
 void CollectiveEngine::launch(const BatchItem& item, int period, std::size_t index) {
@@ -193,7 +200,7 @@ void CollectiveEngine::set_dma_load(const std::vector<int>& chips, double load) 
         if (p.mode == Mode::pending)
             p.context += key;  // part of how the period starts
         else
-            starts(p, key, {});
+            starts(p, key, {}, -1);
         if (m_conflict) return;
     }
 }
@@ -395,9 +402,24 @@ void CollectiveEngine::close_pending() {
             for (const std::size_t l : at.links) free = free && m_cluster.topology().links()[l].link->idle(now);
             for (const int c : at.chips) free = free && m_cluster.chip_idle(c, now);
         }
+        // And not bound to meet a conflict: traffic of other sources must be able to come when the record
+        // has it, or unable to come before the record ends when it has none.
+        bool quiet = true;
+        if (free && m_quiet && p.source >= 0) {
+            const std::uint64_t now = sc_core::sc_time_stamp().value();
+            const auto& events = it->second.events;
+            const auto foreign =
+                std::find_if(events.begin(), events.end(), [](const Event& e) { return e.start && e.foreign; });
+            const std::uint64_t bound = m_quiet(placed.chips, p.source);
+            quiet = foreign == events.end() ? bound > now + events.back().rel_fs : bound <= now + foreign->rel_fs;
+            free = quiet;
+        }
         if (it != m_memo.end() && !free) {
             logger("memo")->trace("not replayed at {} fs ({}): {}", sc_core::sc_time_stamp().value(),
-                                  m_skip.count(p.key) ? "skipped" : "footprint busy", p.key.substr(p.key.find('@')));
+                                  m_skip.count(p.key) ? "skipped"
+                                  : quiet             ? "footprint busy"
+                                                      : "other traffic may come",
+                                  p.key.substr(p.key.find('@')));
         }
         if (free) {
             begin_replay(p, it->second, placed, at);
@@ -409,7 +431,7 @@ void CollectiveEngine::close_pending() {
         begin_record(p);
         std::vector<Done*> done;
         for (auto& b : items) done.push_back(&b.on_done);
-        starts(p, fp.key(p.base), done);
+        starts(p, fp.key(p.base), done, p.source);
         for (std::size_t k = 0; k < items.size(); ++k) launch(items[k], id, k);
     }
 }
@@ -473,7 +495,7 @@ void CollectiveEngine::maybe_end(Period& p) {
 
 // What starts in a period: during a recording, an event; during a replay, the next event of the record, or
 // a conflict. False when the traffic is not to be simulated.
-bool CollectiveEngine::starts(Period& p, const std::string& key, std::vector<Done*> done) {
+bool CollectiveEngine::starts(Period& p, const std::string& key, std::vector<Done*> done, int sender) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     if (p.mode == Mode::replaying) {
         const auto& events = p.replay->events;
@@ -491,7 +513,10 @@ bool CollectiveEngine::starts(Period& p, const std::string& key, std::vector<Don
         arm(p);
         return false;
     }
-    if (p.mode == Mode::recording) p.record.events.push_back({true, now - p.start_fs, key, p.items, done.size()});
+    if (p.mode == Mode::recording) {
+        const bool foreign = sender >= 0 && p.source >= 0 && sender != p.source;
+        p.record.events.push_back({true, now - p.start_fs, key, p.items, done.size(), foreign});
+    }
     p.items += done.size();
     return true;
 }
@@ -591,7 +616,7 @@ void CollectiveEngine::deliver(int id) {
         const std::uint64_t at = p->start_fs + e.rel_fs;
         if (e.start) {
             if (at < now)
-                conflict(*p, "a recorded start did not come");
+                conflict(*p, fmt::format("a recorded start did not come: {} at +{} fs", e.key, e.rel_fs));
             else
                 arm(*p);
             return;
@@ -623,7 +648,7 @@ std::string CollectiveEngine::export_memo() const {
     for (const auto& [key, r] : m_memo) {
         nlohmann::json events = nlohmann::json::array(), links = nlohmann::json::array(),
                        chips = nlohmann::json::array();
-        for (const Event& e : r.events) events.push_back({e.start, e.rel_fs, e.key, e.item, e.count});
+        for (const Event& e : r.events) events.push_back({e.start, e.rel_fs, e.key, e.item, e.count, e.foreign});
         for (const auto& d : r.link_stats) links.push_back({d.bytes, d.packets, d.busy_fs});
         for (const auto& s : r.chip_stats) {
             const hw::EndpointStats& d = s.endpoint;
@@ -645,7 +670,7 @@ void CollectiveEngine::import_memo(const std::string& text) {
         Record r;
         for (const auto& e : j.at("events")) {
             r.events.push_back({e.at(0).get<bool>(), e.at(1).get<std::uint64_t>(), e.at(2).get<std::string>(),
-                                e.at(3).get<std::size_t>(), e.at(4).get<std::size_t>()});
+                                e.at(3).get<std::size_t>(), e.at(4).get<std::size_t>(), e.at(5).get<bool>()});
         }
         r.links = j.at("links").get<std::vector<std::pair<int, std::size_t>>>();
         r.chips = j.at("chips").get<std::vector<int>>();

@@ -191,6 +191,28 @@ public:
             m_chip_share[c][s] += 1.0 / per_chip;
         }
         for (auto& chips : m_stage_chips) std::sort(chips.begin(), chips.end());
+        // Pipeline sends: which stages each stage sends to, and the least compute any of its op lists does
+        // before its first send (a bound on how soon the next list can send).
+        m_sends_to.resize(static_cast<std::size_t>(pp));
+        m_send_lead.assign(static_cast<std::size_t>(pp), k_never);
+        for (int s = 0; s < pp; ++s) {
+            const StageProgram& prog = setup.stages[static_cast<std::size_t>(s)];
+            for (std::size_t l = 0; l + 1 < list_count(prog); ++l) {
+                const OpList& ops = list_of(prog, l);
+                const auto& fs = setup.fs[static_cast<std::size_t>(s)][l];
+                std::uint64_t lead = 0;
+                for (std::size_t i = 0; i < ops.size(); ++i) {
+                    if (ops[i].is_comm && ops[i].comm.kind == CommKind::send) {
+                        m_sends_to[static_cast<std::size_t>(s)].insert(ops[i].comm.peer_stage);
+                        auto& least = m_send_lead[static_cast<std::size_t>(s)];
+                        least = std::min(least, lead);
+                        break;
+                    }
+                    if (!ops[i].is_comm) lead += fs[i];
+                }
+            }
+        }
+        if (memo) m_engine.set_quiet([this](const std::vector<int>& chips, int s) { return quiet_until(chips, s); });
         for (int s = 0; s < pp; ++s) {
             m_stage[static_cast<std::size_t>(s)].breakdown.stage = s;
             sc_core::sc_spawn([this, s] { stage_thread(s); });
@@ -256,6 +278,10 @@ private:
         std::size_t at_op = 0;
         const ListRun* step_run = nullptr;  // the step ops, and the one they are at
         std::size_t step_op = 0;
+        std::uint64_t compute_end_fs = 0;  // while the core computes op at_op: when it finishes (else 0)
+        bool at_issued = false;            // op at_op has started (its traffic, or its compute)
+        bool last_list = false;            // at_run is the last of the stage's op lists
+        bool lists_done = false;           // every op list has run (at_run is gone)
     };
     struct Planned {
         RankLayout layout;
@@ -337,12 +363,15 @@ private:
             runs.push_back(std::move(run));
             // A chunk's backward of the last micro-batch: the step's gradient buckets of that chunk follow it.
             if (r->list % 2 == 1 && r->mb == m_m - 1) st.last_backward[static_cast<int>(r->list / 2)] = r;
+            st.last_list = k + 1 == seq.size();
             st.progress.notify(sc_core::SC_ZERO_TIME);
             execute(s, *r);
             r->complete = true;
             st.progress.notify(sc_core::SC_ZERO_TIME);
         }
         st.backward_end_fs = sc_core::sc_time_stamp().value();
+        st.lists_done = true;
+        st.at_run = nullptr;
         st.progress.notify(sc_core::SC_ZERO_TIME);
         sc_core::wait(step_done);
         st.end_fs = sc_core::sc_time_stamp().value();
@@ -362,6 +391,7 @@ private:
             (run.is_step ? st.step_at : st.at) = memo_context(s, run, op);
             (run.is_step ? st.step_run : st.at_run) = &run;
             (run.is_step ? st.step_op : st.at_op) = i;
+            if (!run.is_step) st.at_issued = false;
             if (run.is_step && op.after_op >= 0) {
                 for (;;) {
                     const auto it = st.last_backward.find(op.after_chunk);
@@ -379,9 +409,12 @@ private:
                 if (t > 0) {
                     const double dma = m_setup.dma[static_cast<std::size_t>(s)][run.list][i];
                     set_load(s, dma);
+                    if (!run.is_step) st.compute_end_fs = sc_core::sc_time_stamp().value() + t;
                     sc_core::wait(sc_core::sc_time::from_value(t));
+                    if (!run.is_step) st.compute_end_fs = 0;
                     set_load(s, 0);
                 }
+                if (!run.is_step) st.at_issued = true;
                 st.busy_fs += t;
                 st.compute_fs[cls[i]] += t;
                 if (op.phase == workload::Phase::optimizer) st.optimizer_fs += t;
@@ -406,6 +439,7 @@ private:
                 }
                 default: start_collective(s, run, i); break;
             }
+            if (!run.is_step) st.at_issued = true;
         }
         for (std::size_t i = 0; i < ops.size(); ++i) wait_done(s, run, i);
     }
@@ -424,6 +458,52 @@ private:
             by_load[chip].push_back(c);
         }
         for (const auto& [chip, chips] : by_load) m_engine.set_dma_load(chips, chip);
+    }
+
+    // The collective engine's bound on sends that a replay started by stage s on `chips` does not foresee:
+    // the earliest time another stage can start a pipeline send from or to a stage with ranks on them. Ops
+    // are issued in program order and each compute op holds the core for its time, so a stage's next send
+    // cannot start before the compute ops ahead of it have run.
+    std::uint64_t quiet_until(const std::vector<int>& chips, int s) const {
+        std::set<int> touched;
+        for (const int c : chips) {
+            const auto it = m_chip_share.find(c);
+            if (it == m_chip_share.end()) continue;
+            for (const auto& [t, share] : it->second) touched.insert(t);
+        }
+        std::uint64_t quiet = k_never;
+        for (int t = 0; t < static_cast<int>(m_stage.size()); ++t) {
+            if (t == s) continue;
+            const auto& to = m_sends_to[static_cast<std::size_t>(t)];
+            if (touched.count(t) != 0 ||
+                std::any_of(to.begin(), to.end(), [&](int peer) { return touched.count(peer) != 0; }))
+                quiet = std::min(quiet, next_send_fs(t));
+        }
+        return quiet;
+    }
+
+    // The earliest time stage s can start its next pipeline send (k_never: it sends no more).
+    std::uint64_t next_send_fs(int s) const {
+        const StageState& st = m_stage[static_cast<std::size_t>(s)];
+        std::uint64_t at = sc_core::sc_time_stamp().value();
+        const std::uint64_t lead = m_send_lead[static_cast<std::size_t>(s)];
+        if (st.lists_done) return k_never;
+        if (st.at_run == nullptr) return lead == k_never ? k_never : at + lead;
+        const ListRun& run = *st.at_run;
+        const OpList& ops = *run.ops;
+        const auto& fs = m_setup.fs[static_cast<std::size_t>(s)][run.list];
+        std::size_t k = st.at_op;
+        if (st.compute_end_fs != 0) {
+            at = st.compute_end_fs;
+            ++k;
+        } else if (st.at_issued) {
+            ++k;
+        }
+        for (; k < ops.size(); ++k) {
+            if (ops[k].is_comm && ops[k].comm.kind == CommKind::send) return at;
+            if (!ops[k].is_comm) at += fs[k];
+        }
+        return st.last_list || lead == k_never ? k_never : at + lead;
     }
 
     // Where a stage is, as far as what it starts next goes (the collective engine's memo keeps its records
@@ -566,16 +646,16 @@ private:
                     for (auto& w : m_rendezvous[key].waiters) w();
                     m_rendezvous.erase(key);
                 },
-                context);
+                context, -1);
             return;
         }
-        launch(op, groups, finish, stage(s).at + "/" + step_context(s));
+        launch(op, groups, finish, stage(s).at + "/" + step_context(s), s);
     }
 
     // Starts the op's collective for every group at once; `context`: where the stages that start it are (the
-    // collective engine's memo keeps its records per context).
+    // collective engine's memo keeps its records per context); `source`: the stage (-1: several).
     void launch(const Op& op, const std::vector<std::vector<int>>& groups, std::function<void()> on_all_done,
-                const std::string& context) {
+                const std::string& context, int source) {
         auto left = std::make_shared<std::size_t>(groups.size());
         std::vector<CollectiveEngine::BatchItem> batch;
         for (const auto& g : groups) {
@@ -586,7 +666,7 @@ private:
                                  if (--*left == 0) on_all_done();
                              }});
         }
-        m_engine.start_batch(std::move(batch), context);
+        m_engine.start_batch(std::move(batch), context, source);
     }
 
     const Planned& plan(const Op& op, const std::vector<int>& group) {
@@ -632,7 +712,7 @@ private:
                                  }});
             }
         }
-        m_engine.start_batch(std::move(batch), stage(s).at + "/" + step_context(s));
+        m_engine.start_batch(std::move(batch), stage(s).at + "/" + step_context(s), s);
     }
 
     const Planned& p2p_plan(int src, int dst, std::uint64_t bytes) {
@@ -674,6 +754,8 @@ private:
     std::vector<std::vector<int>> m_stage_chips;
     std::vector<double> m_stage_load;
     std::map<int, std::map<int, double>> m_chip_share;  // chip -> stage -> share of the chip's ranks
+    std::vector<std::set<int>> m_sends_to;              // per stage: the stages its pipeline sends go to
+    std::vector<std::uint64_t> m_send_lead;             // per stage: the least compute before an op list's first send
 };
 
 nlohmann::json to_json(const SimOutcome& o) {

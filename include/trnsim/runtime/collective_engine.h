@@ -64,20 +64,28 @@ public:
     // arrived (reduced), with that time.
     void start(const Schedule& schedule, const RankLayout& layout, DType dtype, Done on_done);
     // Several collectives started together at the current time; `context` names the caller's state that
-    // decides what will start next (only the memo reads it: records are kept per context).
+    // decides what will start next (only the memo reads it: records are kept per context), and `source`
+    // the caller's part that starts them (a pipeline stage; -1: several or unknown), whose context it is.
     struct BatchItem {
         const Schedule* schedule = nullptr;  // schedule and layout outlive the simulation
         const RankLayout* layout = nullptr;
         DType dtype = DType::bf16;
         Done on_done;
     };
-    void start_batch(std::vector<BatchItem> items, const std::string& context = {});
+    void start_batch(std::vector<BatchItem> items, const std::string& context = {}, int source = -1);
     // From now on the kernels running on `chips` take `load` of their DMA engines' time
     // (hw::ChipEndpoint::set_dma_load). A change inside a busy period is one of its events.
     void set_dma_load(const std::vector<int>& chips, double load);
     // Records and replays busy periods from now on, except those of the records named in `skip`. Requires
     // that schedules and layouts are not freed and reused during the simulation (their addresses identify them).
     void enable_memo(std::set<std::string> skip = {});
+    // The caller's bound on traffic from outside a period's context: `quiet(chips, source)` is a time (fs)
+    // before which no source but `source` can start point-to-point sends (batches of one-transfer
+    // schedules) touching those chips. Where the bound decides a replay's fate, the period is simulated
+    // instead (a conflict would cost the simulation up to it): a record without other sources' sends is not
+    // replayed if one could start before its end, nor one with such a send if none can start by then.
+    using Quiet = std::function<std::uint64_t(const std::vector<int>& chips, int source)>;
+    void set_quiet(Quiet quiet) { m_quiet = std::move(quiet); }
     // Something joined a replayed period that its record does not know: the simulation was stopped and is
     // not valid; the record's key.
     bool memo_conflict() const { return m_conflict; }
@@ -136,6 +144,7 @@ private:
         std::string key;           // start: what started
         std::size_t item = 0;      // start: its first item; completion: the item (numbered in start order)
         std::size_t count = 0;     // start: items
+        bool foreign = false;      // start: point-to-point sends from another source than the period's
     };
     struct Record {
         std::vector<Event> events;                       // the first is the period's start
@@ -148,7 +157,8 @@ private:
     enum class Mode { pending, plain, recording, replaying };
     struct Period {
         int id = 0;
-        int base = 0;  // the node its names count from: the lowest of the traffic that opened it
+        int base = 0;     // the node its names count from: the lowest of the traffic that opened it
+        int source = -2;  // the source of the traffic that opened it (-1: several or unknown; -2: none yet)
         Mode mode = Mode::plain;
         std::vector<std::size_t> links;  // claimed
         std::vector<int> chips;
@@ -184,7 +194,9 @@ private:
     void close_pending();
     void finish_item(int period, std::size_t item, std::uint64_t fs);
     void maybe_end(Period& p);
-    bool starts(Period& p, const std::string& key, std::vector<Done*> done);
+    // `sender`: the source of point-to-point sends (-1: other traffic, or unknown).
+    bool starts(Period& p, const std::string& key, std::vector<Done*> done, int sender);
+    static bool sends(const std::vector<BatchItem>& items);
     void begin_record(Period& p);
     // `placed`: the record's chips and links where it replays (place()); `at`: those it holds from the start.
     void begin_replay(Period& p, const Record& r, const Footprint& placed, const Footprint& at);
@@ -205,6 +217,7 @@ private:
     bool m_conflict = false;
     std::string m_conflict_key;
     std::set<std::string> m_skip;
+    Quiet m_quiet;
     MemoStats m_memo_stats;
     std::map<std::string, Record> m_memo;
     std::map<std::pair<const Schedule*, const RankLayout*>, Footprint> m_footprints;
