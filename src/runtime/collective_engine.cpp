@@ -14,6 +14,26 @@
 
 namespace trnsim::runtime {
 
+namespace {
+
+// Two 64-bit lanes, each mixing in one value per step with splitmix64's finalizer (every input bit reaches
+// every output bit), with different seeds and constants: a 128-bit name for a sequence of integers.
+struct FieldHash {
+    std::uint64_t a = 0x9e3779b97f4a7c15ull, b = 0xd1b54a32d192ed03ull;
+    static std::uint64_t mix(std::uint64_t x, std::uint64_t m1, std::uint64_t m2) {
+        x = (x ^ (x >> 30)) * m1;
+        x = (x ^ (x >> 27)) * m2;
+        return x ^ (x >> 31);
+    }
+    void add(std::uint64_t v) {
+        a = mix(a ^ v, 0xbf58476d1ce4e5b9ull, 0x94d049bb133111ebull) + v;
+        b = mix((b + v) ^ 0x5851f42d4c957f2dull, 0xff51afd7ed558ccdull, 0xc4ceb9fe1a85ec53ull);
+    }
+    std::string hex() const { return fmt::format("{:016x}{:016x}", a, b); }
+};
+
+}  // namespace
+
 CollectiveEngine::CollectiveEngine(hw::Cluster& cluster) : m_cluster(cluster) {
     const hw::ClusterSpec& spec = cluster.spec();
     const auto order = cluster.topology().ring_order();
@@ -241,15 +261,23 @@ CollectiveEngine::Footprint CollectiveEngine::footprint(const BatchItem& b) {
         }
         const int node = *chips.begin() / m_cluster.spec().chips_per_node();
         const int first = node * m_cluster.spec().chips_per_node();
-        std::string text;
+        // The traffic's name: a 128-bit hash of every transfer (chips relative to the node, bytes, reduction,
+        // dependencies, with their count), value by value rather than through text: footprints are named in
+        // every process that simulates a step, and the text was most of their cost. Names are compared only
+        // within one run (records travel between its processes, never to disk).
+        FieldHash h;
+        h.add(b.schedule->transfers.size());
         for (const Transfer& t : b.schedule->transfers) {
             const int src = b.layout->chip_of_rank[static_cast<std::size_t>(t.src)];
             const int dst = b.layout->chip_of_rank[static_cast<std::size_t>(t.dst)];
-            text += fmt::format("{}>{}:{}:{}:", src - first, dst - first, t.bytes, t.reduce ? 1 : 0);
-            for (int d : t.deps) text += fmt::format("{},", d);
-            text += ';';
+            h.add(static_cast<std::uint64_t>(static_cast<std::int64_t>(src - first)));
+            h.add(static_cast<std::uint64_t>(static_cast<std::int64_t>(dst - first)));
+            h.add(t.bytes);
+            h.add(t.reduce ? 1 : 0);
+            h.add(t.deps.size());
+            for (int d : t.deps) h.add(static_cast<std::uint64_t>(static_cast<std::int64_t>(d)));
         }
-        fp.parts = {{stable_hash(text), node}};
+        fp.parts = {{h.hex(), node}};
         fp.links.assign(links.begin(), links.end());
         fp.chips.assign(chips.begin(), chips.end());
     }
