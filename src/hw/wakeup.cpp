@@ -27,20 +27,15 @@ WakeupQueue::WakeupQueue(const sc_core::sc_module_name& name) : sc_core::sc_modu
     sc_core::sc_spawn([this] { run(); }, "run", &opts);
 }
 
-void WakeupQueue::place(std::size_t i, const Entry& e) {
-    m_heap[i] = e;
-    e.target->m_pos = static_cast<std::int64_t>(i);
-}
-
 void WakeupQueue::sift_up(std::size_t i) {
     const Entry e = m_heap[i];
     while (i > 0) {
         const std::size_t parent = (i - 1) / 2;
         if (!(e < m_heap[parent])) break;
-        place(i, m_heap[parent]);
+        m_heap[i] = m_heap[parent];
         i = parent;
     }
-    place(i, e);
+    m_heap[i] = e;
 }
 
 void WakeupQueue::sift_down(std::size_t i) {
@@ -52,29 +47,29 @@ void WakeupQueue::sift_down(std::size_t i) {
         // The lesser child without a branch: which one it is, is a coin toss.
         if (child + 1 < n) child += static_cast<std::size_t>(m_heap[child + 1] < m_heap[child]);
         if (!(m_heap[child] < e)) break;
-        place(i, m_heap[child]);
+        m_heap[i] = m_heap[child];
         i = child;
     }
-    place(i, e);
+    m_heap[i] = e;
+}
+
+void WakeupQueue::pop_root() {
+    const Entry last = m_heap.back();
+    m_heap.pop_back();
+    if (m_heap.empty()) return;
+    m_heap[0] = last;
+    sift_down(0);
 }
 
 void WakeupQueue::schedule(Wakeup& w, std::uint64_t at_fs) {
-    // A wake-up whose callback is running is still at the root (not pending: m_due is none); its new key is
-    // later than the one it ran at, so it moves down. Any other pending wake-up is only ever made earlier.
-    const bool running = w.m_pos >= 0 && w.m_due == kNone;
     w.m_due = at_fs;
     w.m_seq = m_seq++;
-    if (w.m_pos < 0) {
+    // The running wake-up's entry is at the root (everything else is due later, or now but requested later):
+    // run() re-keys it there once its callback returns. Any other wake-up gets a new entry; one it had is
+    // left behind, stale (its request order is no longer the wake-up's), and dropped when it comes up.
+    if (&w != m_current) {
         m_heap.push_back({at_fs, w.m_seq, &w});
         sift_up(m_heap.size() - 1);
-    } else {
-        const auto i = static_cast<std::size_t>(w.m_pos);
-        m_heap[i].due = at_fs;
-        m_heap[i].seq = w.m_seq;
-        if (running)
-            sift_down(i);
-        else
-            sift_up(i);
     }
     if (m_running) return;  // run() arms the event for the earliest wake-up when it ends
     if (at_fs < m_armed) {
@@ -94,25 +89,30 @@ void WakeupQueue::run() {
     s_now = now;
     s_running = true;
     while (!m_heap.empty() && m_heap.front().due <= now) {
-        // The callback runs with its entry left at the root: everything requested meanwhile is due later
-        // (or now, requested later), so the entry stays the least. When the callback requests its own next
-        // wake-up (a link's next packet, a ring's next read: the common case), the entry is re-keyed and
-        // sifted down once instead of popped and pushed again.
         Wakeup* w = m_heap.front().target;
+        if (m_heap.front().seq != w->m_seq) {  // stale: the wake-up was requested again since
+            pop_root();
+            continue;
+        }
+        // The callback runs with its entry left at the root. When it requests its own next wake-up (a link's
+        // next packet, a ring's next read: the common case), the entry is re-keyed and sifted down once
+        // instead of popped and pushed again.
         w->m_due = kNone;
+        m_current = w;
         w->m_callback();
+        m_current = nullptr;
         if (w->m_due == kNone) {
-            const Entry last = m_heap.back();
-            m_heap.pop_back();
-            if (!m_heap.empty() && last.target != w) {
-                place(0, last);
-                sift_down(0);
-            }
-            w->m_pos = -1;
+            pop_root();
+        } else {
+            m_heap.front().due = w->m_due;
+            m_heap.front().seq = w->m_seq;
+            sift_down(0);
         }
     }
     m_running = false;
     s_running = false;
+    // Stale entries at the root would only arm a wake-up for nothing: drop them first.
+    while (!m_heap.empty() && m_heap.front().seq != m_heap.front().target->m_seq) pop_root();
     if (!m_heap.empty()) {
         m_armed = m_heap.front().due;
         m_event.notify(sc_core::sc_time::from_value(m_armed - now));
