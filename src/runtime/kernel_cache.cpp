@@ -151,8 +151,8 @@ std::vector<KernelTiming> KernelCache::time(const std::vector<lowering::KernelRe
         // at a time as there are cores. (Kernels sharing one elaboration, even on their own cores and
         // memories, meet in the same delta cycles and the shared wake-up queue, which reorders their
         // same-time events: their HBM command schedules came out slightly differently than alone.) The
-        // largest first (by the elements they move, a proxy for their DMA
-        // traffic, which dominates their simulation), so that the last to finish are short.
+        // largest first (by the elements they move, a proxy for their DMA traffic, which dominates their
+        // simulation), so that the last to finish are short.
         auto size = [](const lowering::KernelRequest& r) {
             return r.op == "gemm" ? static_cast<double>(r.m) * static_cast<double>(r.k) +
                                         static_cast<double>(r.k) * static_cast<double>(r.n) +
