@@ -126,13 +126,8 @@ std::ifstream open_records(const std::string& path) {
 }
 
 void append_durable(int fd, const std::string& text, const std::string& path) {
-    std::size_t off = 0;
-    while (off < text.size()) {
-        const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) throw UserError(fmt::format("cannot append to '{}': {}", path, std::strerror(errno)));
-        off += static_cast<std::size_t>(n);
-    }
+    if (const int error = report::write_all(fd, text))
+        throw UserError(fmt::format("cannot append to '{}': {}", path, std::strerror(error)));
     ::fsync(fd);
 }
 

@@ -167,14 +167,19 @@ void AtomicFile::fail(int error) {
     throw UserError(fmt::format("cannot write '{}': {}", m_path, std::strerror(error)));
 }
 
-void AtomicFile::write(std::string_view text) {
+int write_all(int fd, std::string_view text) {
     std::size_t off = 0;
     while (off < text.size()) {
-        const ssize_t n = ::write(m_fd, text.data() + off, text.size() - off);
+        const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) fail(n < 0 ? errno : EIO);
+        if (n <= 0) return n < 0 ? errno : EIO;
         off += static_cast<std::size_t>(n);
     }
+    return 0;
+}
+
+void AtomicFile::write(std::string_view text) {
+    if (const int error = write_all(m_fd, text)) fail(error);
 }
 
 void AtomicFile::commit() {

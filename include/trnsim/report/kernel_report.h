@@ -23,6 +23,10 @@ nlohmann::json to_chrome_trace(const runtime::KernelResult& result);
 // Throws UserError (naming `flag` and the reason) unless a file can be created at `path`.
 void check_writable(const std::string& path, const std::string& flag);
 
+// Writes all of `text` to the file descriptor `fd`, retrying short writes and EINTR; returns 0, or the errno of
+// the write that failed.
+int write_all(int fd, std::string_view text);
+
 // Replaces `path` atomically and durably with what is written to it: a temporary file of this process in the
 // same directory, fsynced, renamed into place by commit(), the directory fsynced. Errors are UserErrors; a
 // failure, or destruction before commit(), leaves `path` as it was and no temporary file.
