@@ -160,3 +160,108 @@ TEST_CASE("kernels' DMA load slows the collectives that share the engines", "[co
     CHECK(on["memory_busy"] == off["memory_busy"]);
     CHECK(on["fabric_busy"] == off["fabric_busy"]);
 }
+
+namespace {
+
+enum class Break { none, across, load };
+
+// Four 8 MiB all-reduces of `algorithm`, one per row of trn2.48xlarge's 4x4 torus (the ranks of 4 chips
+// each; the ring order runs odd rows backwards, so those groups are mirror images of the first, not
+// translations), started as one batch the caller calls `apart`. A ring maps every row onto the first; the
+// recursive doubling-halving sends between chips two apart, whose routes (ties go the + way round) map an
+// odd row onto the other odd row only. With `brk`, 30 us in, a transfer between the first and
+// second rows (across: the parts no longer stay apart) or a DMA load on the first row only (load). Returns
+// each item's completion time (fs), every link's and every chip's counters, the memo counts and the conflict.
+json run_rows(bool memo, Break brk = Break::none, const std::string& algorithm = "ring") {
+    const std::string out = testing::run_isolated([=] {
+        init_systemc();
+        const Config config = hw::resolve_cluster_config("trn2.48xlarge", {}, {});
+        hw::Cluster cluster("cluster", hw::ClusterSpec::from_config(config), config);
+        runtime::CollectiveEngine engine(cluster);
+        if (memo) engine.enable_memo();
+        std::vector<runtime::RankLayout> layouts;
+        const int per = engine.ranks() / 4;  // the ranks of one row
+        for (int g = 0; g < 4; ++g) {
+            std::vector<int> group;
+            for (int r = 0; r < per; ++r) group.push_back(per * g + r);
+            layouts.push_back(engine.layout(group));
+        }
+        runtime::CollectiveRequest q;
+        q.op = runtime::CollectiveOp::all_reduce;
+        q.bytes = 8u << 20;
+        q.dtype = DType::bf16;
+        std::vector<runtime::Schedule> schedules;
+        for (const auto& l : layouts) schedules.push_back(runtime::collective_algorithm(algorithm).build(q, l));
+        const runtime::RankLayout pair = engine.layout({0, per});
+        runtime::Schedule send;
+        send.transfers.push_back({0, 1, 1u << 20, false, {}});
+        json done = json::array({0, 0, 0, 0});
+        sc_core::sc_spawn([&] {
+            std::vector<runtime::CollectiveEngine::BatchItem> batch;
+            for (std::size_t g = 0; g < 4; ++g)
+                batch.push_back({&schedules[g], &layouts[g], DType::bf16, [&, g](std::uint64_t fs) { done[g] = fs; }});
+            engine.start_batch(std::move(batch), "rows", 0, true);
+            sc_core::wait(sc_core::sc_time(30, sc_core::SC_US));
+            if (brk == Break::across) engine.start(send, pair, DType::bf16, nullptr);
+            if (brk == Break::load) engine.set_dma_load({0, 1, 2, 3}, 0.5);
+        });
+        run_simulation();
+        json links = json::array(), chips = json::array();
+        for (const auto& l : cluster.topology().links())
+            links.push_back({l.link->stats().bytes, l.link->stats().packets, l.link->stats().busy_fs});
+        for (int c = 0; c < cluster.chips(); ++c) {
+            const hw::ChipStats s = cluster.chip_stats(c);
+            chips.push_back({s.endpoint.bytes_sent, s.endpoint.bytes_received, s.endpoint.bytes_reduced,
+                             s.endpoint.packets_sent, s.endpoint.dma_busy_fs, s.endpoint.vector_busy_fs,
+                             s.memory.read_bytes, s.memory.write_bytes, s.memory.busy_fs, s.fabric.bytes,
+                             s.fabric.busy_fs});
+        }
+        return json{{"done", done},
+                    {"links", links},
+                    {"chips", chips},
+                    {"mirrored", engine.memo_stats().mirrored},
+                    {"followers", engine.memo_stats().followers},
+                    {"conflict", engine.memo_conflict()},
+                    {"conflict_key", engine.memo_conflict_key()}}
+            .dump();
+    });
+    INFO(out.substr(0, 400));
+    REQUIRE(out.rfind("error:", 0) != 0);
+    return json::parse(out);
+}
+
+}  // namespace
+
+TEST_CASE("alike groups kept apart are simulated once, with the times and counters of simulating all",
+          "[collective][memo]") {
+    const json off = run_rows(false);
+    const json on = run_rows(true);
+    CHECK(off["mirrored"] == 0);
+    CHECK(on["mirrored"] == 1);
+    CHECK(on["followers"] == 3);  // one row simulated
+    CHECK_FALSE(on["conflict"].get<bool>());
+    CHECK(on["done"] == off["done"]);
+    CHECK(on["links"] == off["links"]);
+    CHECK(on["chips"] == off["chips"]);
+    // Every row moved bytes (the counters of the rows not simulated are the first row's, mapped).
+    for (int c = 0; c < 16; ++c) CHECK(on["chips"][c][0].get<std::uint64_t>() > 0);
+    // Two leaders (rows 0 and 1), each with a follower: the same times and counters.
+    const json rdh_off = run_rows(false, Break::none, "rdh");
+    const json rdh_on = run_rows(true, Break::none, "rdh");
+    CHECK(rdh_on["mirrored"] == 1);
+    CHECK(rdh_on["followers"] == 2);
+    CHECK(rdh_on["done"] == rdh_off["done"]);
+    CHECK(rdh_on["links"] == rdh_off["links"]);
+    CHECK(rdh_on["chips"] == rdh_off["chips"]);
+}
+
+TEST_CASE("traffic or a load change that breaks the symmetry of mirrored groups is a conflict", "[collective][memo]") {
+    const json across = run_rows(true, Break::across);
+    CHECK(across["conflict"].get<bool>());
+    CHECK(across["conflict_key"].get<std::string>().rfind("mirror|", 0) == 0);
+    const json load = run_rows(true, Break::load);
+    CHECK(load["conflict"].get<bool>());
+    CHECK(load["conflict_key"].get<std::string>().rfind("mirror|", 0) == 0);
+    // Simulated in full, both finish.
+    CHECK_FALSE(run_rows(false, Break::across)["conflict"].get<bool>());
+}

@@ -162,6 +162,7 @@ TEST_CASE("replaying collectives from the memo gives the step that simulating ev
     // Tensor- and data-parallel (the last backward overlaps the gradient reduce-scatter), pipelines, tensor
     // parallelism within a chip (2 ranks per trn1 chip) and across chips; and on four nodes of two chips,
     // where a record made on one node is replayed on others (stages and data-parallel replicas on other nodes).
+    // With one stage, the replicas' alike tensor-parallel groups are simulated once (mirrored).
     const Config one_node = small_cluster();
     const Config four_nodes =
         hw::resolve_cluster_config("trn1.32xlarge", {}, {"cluster.topology=ring:2", "cluster.nodes=4"});
@@ -177,6 +178,9 @@ TEST_CASE("replaying collectives from the memo gives the step that simulating ev
         const auto memo = runtime::run_training(o, cluster);
         CHECK(memo.busy_periods_replayed > 0);
         CHECK(full.busy_periods_replayed == 0);
+        // One stage, several replicas: their tensor-parallel groups are alike and apart (docs/adr/0009).
+        if (pp == 1 && dp > 1) CHECK(memo.busy_periods_mirrored > 0);
+        CHECK(full.busy_periods_mirrored == 0);
         CHECK(memo.step_time_s == full.step_time_s);
         CHECK(memo.link_bytes == full.link_bytes);
         CHECK(memo.energy.total() == full.energy.total());

@@ -94,7 +94,8 @@ nlohmann::json to_json(const runtime::TrainingResult& r) {
                 {"collectives", r.collectives},
                 {"transfers", r.transfers},
                 {"busy_periods_replayed", r.busy_periods_replayed},
-                {"busy_periods_simulated", r.busy_periods_simulated}};
+                {"busy_periods_simulated", r.busy_periods_simulated},
+                {"busy_periods_mirrored", r.busy_periods_mirrored}};
     j["config"] = config_to_json(r.config);
     return j;
 }

@@ -110,7 +110,7 @@ void CollectiveEngine::start(const Schedule& schedule, const RankLayout& layout,
     start_batch(std::move(items));
 }
 
-void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::string& context, int source) {
+void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::string& context, int source, bool apart) {
     const std::uint64_t now = sc_core::sc_time_stamp().value();
     // A collective without transfers (a group of one) is done at once and is no traffic.
     std::vector<BatchItem> traffic;
@@ -131,6 +131,7 @@ void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::stri
             for (auto& b : traffic) p->pending.push_back(std::move(b));
             p->source = p->source == -2 || p->source == source ? source : -1;
             p->context += "|" + context;
+            p->apart = (p->apart != 0) && apart ? 1 : 0;
             p->added_delta = sc_core::sc_delta_count();
             m_close_event.notify(sc_core::SC_ZERO_TIME);
             return;
@@ -145,6 +146,15 @@ void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::stri
             for (auto& b : traffic) done.push_back(&b.on_done);
             const std::size_t first = p->items;
             starts(*p, fp.key(p->base), done, sends(traffic) ? source : -1);
+            if (p->mirror) {
+                std::vector<std::size_t> leaders;
+                if (!mirror_items(*p, traffic, first, leaders)) {
+                    mirror_conflict(*p, "traffic that does not mirror joined it");
+                    return;
+                }
+                for (const std::size_t k : leaders) launch(traffic[k], p->id, first + k);
+                return;
+            }
             for (std::size_t k = 0; k < traffic.size(); ++k) launch(traffic[k], p->id, first + k);
         }
     }
@@ -164,8 +174,10 @@ void CollectiveEngine::launch(const BatchItem& item, int period, std::size_t ind
     const auto& tr = item.schedule->transfers;
     ++this->period(period)->active;
     job->on_done = [this, period, index, done = item.on_done](std::uint64_t fs) {
-        finish_item(period, index, fs);
+        const std::vector<Done> followers = finish_item(period, index, fs);
         if (done) done(fs);
+        for (const Done& d : followers)
+            if (d) d(fs);
     };
     job->messages.resize(tr.size());
     job->waiting.resize(tr.size());
@@ -214,6 +226,19 @@ void CollectiveEngine::set_dma_load(const std::vector<int>& chips, double load) 
     }
     for (auto& [id, mine] : by_period) {
         Period& p = *m_periods.at(id);
+        if (p.mirror) {
+            // Every part's chips change with their leader's.
+            const std::set<int> changed(mine.begin(), mine.end());
+            for (const auto& part : p.mirror->parts) {
+                for (const auto& [a, b] : part.chip) {
+                    if (changed.count(a) != changed.count(b)) {
+                        mirror_conflict(p, fmt::format("the DMA load of chip {} changed and not of chip {}",
+                                                       changed.count(a) ? a : b, changed.count(a) ? b : a));
+                        return;
+                    }
+                }
+            }
+        }
         const int first = p.base * m_cluster.spec().chips_per_node();
         for (int& c : mine) c -= first;
         const std::string key = fmt::format("load:{}:{};", fmt::join(mine, ","), load);
@@ -359,6 +384,10 @@ CollectiveEngine::Period* CollectiveEngine::claim(const Footprint& fp) {
             conflict(*m_periods.at(id), "traffic joined a replay and another period");
             return nullptr;
         }
+        if (m_periods.at(id)->mirror) {
+            mirror_conflict(*m_periods.at(id), "traffic joined it and another period");
+            return nullptr;
+        }
     }
     for (const int id : owners) {
         Period& q = *m_periods.at(id);
@@ -460,17 +489,37 @@ void CollectiveEngine::close_pending() {
         std::vector<Done*> done;
         for (auto& b : items) done.push_back(&b.on_done);
         starts(p, fp.key(p.base), done, p.source);
+        // Alike groups kept apart: only the first is simulated (docs/adr/0009).
+        std::vector<std::size_t> leaders;
+        if (p.apart == 1 && m_skip.count("mirror|" + p.key) == 0 && mirror_items(p, items, 0, leaders)) {
+            ++m_memo_stats.mirrored;
+            for (const std::size_t k : leaders) launch(items[k], id, k);
+            continue;
+        }
         for (std::size_t k = 0; k < items.size(); ++k) launch(items[k], id, k);
     }
 }
 
-// A started item of a period finished (simulated): recorded, and the period ends if it was the last.
-void CollectiveEngine::finish_item(int id, std::size_t item, std::uint64_t fs) {
+// A started item of a period finished (simulated): recorded, with the items that follow it in a mirrored
+// period, and the period ends if it was the last.
+std::vector<CollectiveEngine::Done> CollectiveEngine::finish_item(int id, std::size_t item, std::uint64_t fs) {
     Period* p = period(id);
-    if (p == nullptr) return;
+    if (p == nullptr) return {};
     --p->active;
     if (p->mode == Mode::recording) p->record.events.push_back({false, fs - p->start_fs, {}, item, 0});
+    std::vector<Done> followers;
+    if (p->mirror) {
+        const auto it = p->mirror->followers.find(item);
+        if (it != p->mirror->followers.end()) {
+            for (auto& [index, done] : it->second) {
+                p->record.events.push_back({false, fs - p->start_fs, {}, index, 0});
+                followers.push_back(std::move(done));
+            }
+            p->mirror->followers.erase(it);
+        }
+    }
     maybe_end(*p);
+    return followers;
 }
 
 bool CollectiveEngine::idle(const Period& p) const {
@@ -487,6 +536,7 @@ bool CollectiveEngine::idle(const Period& p) const {
 void CollectiveEngine::maybe_end(Period& p) {
     if (p.active != 0 || p.mode == Mode::replaying || p.mode == Mode::pending || !idle(p)) return;
     if (!p.replayed) ++m_memo_stats.simulated;
+    if (p.mirror) mirror_counters(p);
     if (p.mode == Mode::recording && m_memo.count(p.key) == 0) {
         Record& r = p.record;
         const hw::Topology& topo = m_cluster.topology();
@@ -557,6 +607,184 @@ void CollectiveEngine::begin_record(Period& p) {
     for (const std::size_t l : p.links) p.links0[l] = m_cluster.topology().links()[l].link->stats();
     for (const int c : p.chips) p.chips0[c] = m_cluster.chip_stats(c);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Mirrored parts (docs/adr/0009)
+
+bool CollectiveEngine::mirror_items(Period& p, std::vector<BatchItem>& items, std::size_t first,
+                                    std::vector<std::size_t>& leaders) {
+    std::vector<Footprint> fps;
+    for (const BatchItem& b : items) fps.push_back(footprint(b));
+    std::unique_ptr<Mirror> opened;
+    Mirror* m = p.mirror.get();
+    std::vector<std::size_t> part_of(items.size());
+    if (m == nullptr) {
+        // Parts: the items connected through shared chips or links, numbered in the order of their first item.
+        std::vector<std::size_t> root(items.size());
+        for (std::size_t k = 0; k < root.size(); ++k) root[k] = k;
+        const auto find = [&](std::size_t k) {
+            while (root[k] != k) k = root[k] = root[root[k]];
+            return k;
+        };
+        std::map<int, std::size_t> chip_item;
+        std::map<std::size_t, std::size_t> link_item;
+        for (std::size_t k = 0; k < items.size(); ++k) {
+            for (const int c : fps[k].chips) {
+                const auto [it, fresh] = chip_item.emplace(c, k);
+                if (!fresh) root[find(k)] = find(it->second);
+            }
+            for (const std::size_t l : fps[k].links) {
+                const auto [it, fresh] = link_item.emplace(l, k);
+                if (!fresh) root[find(k)] = find(it->second);
+            }
+        }
+        std::map<std::size_t, std::size_t> number;  // a part's root item -> the part
+        for (std::size_t k = 0; k < items.size(); ++k)
+            part_of[k] = number.emplace(find(k), number.size()).first->second;
+        if (number.size() < 2) return false;
+        opened = std::make_unique<Mirror>();
+        m = opened.get();
+        m->parts.resize(number.size());
+    } else {
+        // Joining: each item keeps to the one part it touches.
+        for (std::size_t k = 0; k < items.size(); ++k) {
+            std::set<std::size_t> touched;
+            for (const int c : fps[k].chips) {
+                const auto it = m->chip_part.find(c);
+                if (it != m->chip_part.end()) touched.insert(it->second);
+            }
+            for (const std::size_t l : fps[k].links) {
+                const auto it = m->link_part.find(l);
+                if (it != m->link_part.end()) touched.insert(it->second);
+            }
+            if (touched.size() != 1) return false;
+            part_of[k] = *touched.begin();
+        }
+    }
+    // What the items touch joins their parts (parts stay disjoint).
+    for (std::size_t k = 0; k < items.size(); ++k) {
+        for (const int c : fps[k].chips) {
+            const auto [it, fresh] = m->chip_part.emplace(c, part_of[k]);
+            if (!fresh && it->second != part_of[k]) return false;
+        }
+        for (const std::size_t l : fps[k].links) {
+            const auto [it, fresh] = m->link_part.emplace(l, part_of[k]);
+            if (!fresh && it->second != part_of[k]) return false;
+        }
+    }
+    std::vector<std::vector<std::size_t>> by_part(m->parts.size());
+    for (std::size_t k = 0; k < items.size(); ++k) by_part[part_of[k]].push_back(k);
+    // A follower's items, in order, are the images of its leader's; its maps stay within it, and the
+    // kernels' DMA load of every chip is its image's (it shapes the traffic).
+    const auto follows = [&](std::size_t j, Mirror::Part& part) {
+        const auto& mine = by_part[j];
+        const auto& lead = by_part[part.leader];
+        if (mine.size() != lead.size()) return false;
+        for (std::size_t i = 0; i < lead.size(); ++i)
+            if (!mirrors(items[lead[i]], items[mine[i]], part)) return false;
+        for (const auto& [a, b] : part.chip) {
+            if (m->chip_part.at(b) != j) return false;
+            if (m_cluster.endpoint(a).dma_load() != m_cluster.endpoint(b).dma_load()) return false;
+        }
+        for (const auto& [a, b] : part.link)
+            if (m->link_part.at(b) != j) return false;
+        return true;
+    };
+    if (opened) {
+        // Each part follows the first leader before it that it mirrors, or leads.
+        bool any = false;
+        for (std::size_t j = 0; j < m->parts.size(); ++j) {
+            m->parts[j].leader = j;
+            for (std::size_t l = 0; l < j; ++l) {
+                if (m->parts[l].leader != l) continue;
+                Mirror::Part trial;
+                trial.leader = l;
+                if (follows(j, trial)) {
+                    m->parts[j] = std::move(trial);
+                    any = true;
+                    break;
+                }
+            }
+        }
+        if (!any) return false;
+        for (std::size_t j = 0; j < m->parts.size(); ++j) m_memo_stats.followers += m->parts[j].leader != j ? 1 : 0;
+    } else {
+        for (std::size_t j = 0; j < m->parts.size(); ++j)
+            if (m->parts[j].leader != j && !follows(j, m->parts[j])) return false;
+    }
+    for (std::size_t j = 0; j < m->parts.size(); ++j) {
+        const std::size_t l = m->parts[j].leader;
+        if (l == j) {
+            leaders.insert(leaders.end(), by_part[j].begin(), by_part[j].end());
+            continue;
+        }
+        for (std::size_t i = 0; i < by_part[l].size(); ++i) {
+            const std::size_t k = by_part[j][i];
+            m->followers[first + by_part[l][i]].push_back({first + k, std::move(items[k].on_done)});
+        }
+    }
+    std::sort(leaders.begin(), leaders.end());  // launched in batch order
+    if (opened) p.mirror = std::move(opened);
+    return true;
+}
+
+bool CollectiveEngine::mirrors(const BatchItem& a, const BatchItem& b, Mirror::Part& part) {
+    const auto& ta = a.schedule->transfers;
+    const auto& tb = b.schedule->transfers;
+    if (a.dtype != b.dtype || ta.size() != tb.size()) return false;
+    const bool same = a.schedule == b.schedule;
+    const auto map_chip = [&](int x, int y) {
+        const auto [it, fresh] = part.chip.emplace(x, y);
+        return fresh ? part.chip_images.insert(y).second : it->second == y;
+    };
+    const auto map_link = [&](std::size_t x, std::size_t y) {
+        const auto [it, fresh] = part.link.emplace(x, y);
+        return fresh ? part.link_images.insert(y).second : it->second == y;
+    };
+    hw::Topology& topo = m_cluster.topology();
+    for (std::size_t i = 0; i < ta.size(); ++i) {
+        const Transfer& x = ta[i];
+        const Transfer& y = tb[i];
+        if (!same && (x.bytes != y.bytes || x.reduce != y.reduce || x.deps != y.deps)) return false;
+        const int xs = a.layout->chip_of_rank[static_cast<std::size_t>(x.src)];
+        const int xd = a.layout->chip_of_rank[static_cast<std::size_t>(x.dst)];
+        const int ys = b.layout->chip_of_rank[static_cast<std::size_t>(y.src)];
+        const int yd = b.layout->chip_of_rank[static_cast<std::size_t>(y.dst)];
+        if (!map_chip(xs, ys) || !map_chip(xd, yd)) return false;
+        // Hop by hop onto links of the same bandwidth and latency (the last hop is the receiving chip).
+        const hw::Route& rx = topo.route(xs, xd);
+        const hw::Route& ry = topo.route(ys, yd);
+        if (rx.size() != ry.size()) return false;
+        for (std::size_t h = 0; h + 1 < rx.size(); ++h) {
+            const auto ix = m_link_index.find(rx[h]);
+            const auto iy = m_link_index.find(ry[h]);
+            if (ix == m_link_index.end() || iy == m_link_index.end()) return false;
+            const hw::LinkSpec& sx = topo.links()[ix->second].link->spec();
+            const hw::LinkSpec& sy = topo.links()[iy->second].link->spec();
+            if (sx.bandwidth.bytes_per_s != sy.bandwidth.bytes_per_s || sx.latency.seconds != sy.latency.seconds)
+                return false;
+            if (!map_link(ix->second, iy->second)) return false;
+        }
+    }
+    return true;
+}
+
+void CollectiveEngine::mirror_counters(Period& p) {
+    const hw::Topology& topo = m_cluster.topology();
+    for (const Mirror::Part& part : p.mirror->parts) {
+        for (const auto& [a, b] : part.link) {
+            const hw::LinkStats& was = p.links0.at(a);
+            const hw::LinkStats& now = topo.links()[a].link->stats();
+            m_cluster.topology().mutable_link(b).add_stats(
+                {now.bytes - was.bytes, now.packets - was.packets, now.busy_fs - was.busy_fs});
+        }
+        for (const auto& [a, b] : part.chip) m_cluster.add_chip_stats(b, m_cluster.chip_stats(a) - p.chips0.at(a));
+    }
+    p.mirror.reset();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Records
 
 bool CollectiveEngine::place(const Record& r, int base, Footprint& placed) const {
     const hw::Topology& topo = m_cluster.topology();
@@ -661,6 +889,15 @@ void CollectiveEngine::deliver(int id) {
         }
         if (cb) cb(at);
     }
+}
+
+void CollectiveEngine::mirror_conflict(const Period& p, const std::string& why) {
+    if (m_conflict) return;
+    logger("memo")->debug("conflict at {} fs in the mirrored simulation of {}: {}", sc_core::sc_time_stamp().value(),
+                          p.key, why);
+    m_conflict = true;
+    m_conflict_key = "mirror|" + p.key;
+    sc_core::sc_stop();
 }
 
 void CollectiveEngine::conflict(const Period& p, const std::string& why) {

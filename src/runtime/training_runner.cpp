@@ -162,6 +162,7 @@ struct SimOutcome {
     std::vector<StageBreakdown> stages;
     std::uint64_t collectives = 0, transfers = 0;
     std::uint64_t replayed = 0, simulated = 0;  // busy periods of the collective engine (docs/adr/0006)
+    std::uint64_t mirrored = 0;                 // of the simulated, those with mirrored parts (docs/adr/0009)
 };
 
 constexpr std::uint64_t k_never = ~std::uint64_t{0};
@@ -237,6 +238,7 @@ public:
         o.transfers = m_transfers;
         o.replayed = m_engine.memo_stats().replayed;
         o.simulated = m_engine.memo_stats().simulated;
+        o.mirrored = m_engine.memo_stats().mirrored;
         o.trace = m_trace;
         for (const auto& l : m_cluster.topology().links()) {
             const double b = static_cast<double>(l.link->stats().bytes);
@@ -646,16 +648,20 @@ private:
                     for (auto& w : m_rendezvous[key].waiters) w();
                     m_rendezvous.erase(key);
                 },
-                context, -1);
+                context, -1, false);
             return;
         }
-        launch(op, groups, finish, stage(s).at + "/" + step_context(s), s);
+        // Collectives span replicas (gradient buckets, step ops) only from the last micro-batch's backward
+        // on, and with one stage no other stage sends into its chips: until then the groups of one batch
+        // stay apart, and the engine may simulate one of several alike ones (docs/adr/0009).
+        const bool apart = m_setup.stages.size() == 1 && !run.is_step && !(run.list % 2 == 1 && run.mb == m_m - 1);
+        launch(op, groups, finish, stage(s).at + "/" + step_context(s), s, apart);
     }
 
     // Starts the op's collective for every group at once; `context`: where the stages that start it are (the
     // collective engine's memo keeps its records per context); `source`: the stage (-1: several).
     void launch(const Op& op, const std::vector<std::vector<int>>& groups, std::function<void()> on_all_done,
-                const std::string& context, int source) {
+                const std::string& context, int source, bool apart) {
         auto left = std::make_shared<std::size_t>(groups.size());
         std::vector<CollectiveEngine::BatchItem> batch;
         for (const auto& g : groups) {
@@ -666,7 +672,7 @@ private:
                                  if (--*left == 0) on_all_done();
                              }});
         }
-        m_engine.start_batch(std::move(batch), context, source);
+        m_engine.start_batch(std::move(batch), context, source, apart);
     }
 
     const Planned& plan(const Op& op, const std::vector<int>& group) {
@@ -775,11 +781,17 @@ nlohmann::json to_json(const SimOutcome& o) {
     }
     nlohmann::json trace = nlohmann::json::array();
     for (const auto& e : o.trace) trace.push_back({e.stage, e.track, e.name, e.start_fs, e.end_fs});
-    return {{"trace", trace},           {"step", o.step_s},
-            {"stages", stages},         {"collectives", o.collectives},
-            {"transfers", o.transfers}, {"replayed", o.replayed},
-            {"simulated", o.simulated}, {"link_bytes", o.link_bytes},
-            {"efa_bytes", o.efa_bytes}, {"memory_bytes", o.memory_bytes}};
+    return {{"trace", trace},
+            {"step", o.step_s},
+            {"stages", stages},
+            {"collectives", o.collectives},
+            {"transfers", o.transfers},
+            {"replayed", o.replayed},
+            {"simulated", o.simulated},
+            {"mirrored", o.mirrored},
+            {"link_bytes", o.link_bytes},
+            {"efa_bytes", o.efa_bytes},
+            {"memory_bytes", o.memory_bytes}};
 }
 
 SimOutcome from_json(const nlohmann::json& j) {
@@ -793,6 +805,7 @@ SimOutcome from_json(const nlohmann::json& j) {
     o.transfers = j.at("transfers").get<std::uint64_t>();
     o.replayed = j.at("replayed").get<std::uint64_t>();
     o.simulated = j.at("simulated").get<std::uint64_t>();
+    o.mirrored = j.at("mirrored").get<std::uint64_t>();
     o.link_bytes = j.at("link_bytes").get<double>();
     o.efa_bytes = j.at("efa_bytes").get<double>();
     o.memory_bytes = j.at("memory_bytes").get<double>();
@@ -827,6 +840,9 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
     std::vector<std::set<std::string>> skip(counts.size());
     std::vector<std::uint64_t> conflict_fs(counts.size(), 0);  // the last conflict's time
     std::vector<bool> memo_on(counts.size(), setup.options.memo);
+    // The records an attempt that met a conflict had made (and imported) by then: the periods that ended
+    // before the conflict are valid records, so the next attempt replays them instead of simulating again.
+    std::vector<std::string> carried(counts.size());
     // Runs the counts `which` (in parallel) until none meets a conflict.
     auto run = [&](std::vector<std::size_t> which, const std::string& records) {
         for (int attempt = 0; !which.empty(); ++attempt) {
@@ -836,18 +852,21 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
                 const bool trace = i == 0 && setup.options.trace;
                 const bool memo = memo_on[i] && attempt < k_memo_attempts;
                 const std::set<std::string>& no = skip[i];
-                bodies.push_back([&setup, &config, &records, &no, &conflict_tag, m, trace, memo] {
+                const std::string& more = carried[i];
+                bodies.push_back([&setup, &config, &records, &no, &more, &conflict_tag, m, trace, memo] {
                     init_systemc();
                     StepSimulation sim(setup, config, m, trace, memo, no);
                     if (memo && !records.empty()) sim.engine().import_memo(records);
+                    if (memo && !more.empty()) sim.engine().import_memo(more);
                     run_simulation();
                     const auto& ms = sim.engine().memo_stats();
                     logger("memo")->debug(
-                        "{} micro-batches: busy periods {} simulated ({} recorded, {} merged), {} replayed", m,
-                        ms.simulated, ms.recorded, ms.merged, ms.replayed);
+                        "{} micro-batches: busy periods {} simulated ({} recorded, {} merged, {} mirrored), {} "
+                        "replayed",
+                        m, ms.simulated, ms.recorded, ms.merged, ms.mirrored, ms.replayed);
                     if (sim.engine().memo_conflict()) {
                         return conflict_tag + std::to_string(sc_core::sc_time_stamp().value()) + " " +
-                               sim.engine().memo_conflict_key();
+                               sim.engine().memo_conflict_key() + "\n" + sim.engine().export_memo();
                     }
                     if (!sim.finished()) throw std::logic_error("training step: a stage did not finish (deadlock)");
                     return nlohmann::json{{"outcome", to_json(sim.outcome())},
@@ -864,10 +883,12 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
                     const std::size_t i = which[k];
                     const std::string rest = out[k].substr(conflict_tag.size());
                     const std::size_t space = rest.find(' ');
+                    const std::size_t line = rest.find('\n');
                     const std::uint64_t at = std::stoull(rest.substr(0, space));
                     if (at <= conflict_fs[i]) memo_on[i] = false;  // no progress: without the memo
                     conflict_fs[i] = at;
-                    skip[i].insert(rest.substr(space + 1));
+                    skip[i].insert(rest.substr(space + 1, line - space - 1));
+                    carried[i] = rest.substr(line + 1);
                     logger("memo")->debug("{} micro-batches, attempt {}: a memo conflict at {} fs; again {}", counts[i],
                                           attempt + 1, at, memo_on[i] ? "without that record" : "without the memo");
                     again.push_back(i);
@@ -1105,6 +1126,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     r.transfers = outcome.transfers;
     r.busy_periods_replayed = outcome.replayed;
     r.busy_periods_simulated = outcome.simulated;
+    r.busy_periods_mirrored = outcome.mirrored;
     r.tokens_per_s = static_cast<double>(tr.tokens_per_step()) / r.step_time_s;
     r.model_flops = workload::model_flops_per_step(setup.model, tr);
     r.peak_flops = static_cast<double>(cluster.chips()) * chip.cores * chip.core_peak_flops(tr.dtype);

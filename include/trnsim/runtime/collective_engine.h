@@ -72,7 +72,11 @@ public:
         DType dtype = DType::bf16;
         Done on_done;
     };
-    void start_batch(std::vector<BatchItem> items, const std::string& context = {}, int source = -1);
+    // `apart`: the caller's word that until this batch's traffic is over, whatever joins it keeps to the
+    // groups it runs on (no collective spans two of them, no other source sends into them); the memo then
+    // simulates only one of several alike groups (docs/adr/0009). A wrong word only causes a conflict.
+    void start_batch(std::vector<BatchItem> items, const std::string& context = {}, int source = -1,
+                     bool apart = false);
     // From now on the kernels running on `chips` take `load` of their DMA engines' time
     // (hw::ChipEndpoint::set_dma_load). A change inside a busy period is one of its events.
     void set_dma_load(const std::vector<int>& chips, double load);
@@ -95,6 +99,8 @@ public:
         std::uint64_t recorded = 0;   // of them, recorded
         std::uint64_t merged = 0;     // periods merged into another (traffic touching both)
         std::uint64_t replayed = 0;   // busy periods replayed from a record
+        std::uint64_t mirrored = 0;   // simulated with alike parts simulated once (docs/adr/0009)
+        std::uint64_t followers = 0;  // in them, the parts not simulated (each the image of another)
     };
     const MemoStats& memo_stats() const { return m_memo_stats; }
     // The records as text, and adding records from such a text: for another simulation of the same cluster
@@ -155,6 +161,24 @@ private:
         std::size_t first_links = 0, first_chips = 0;    // how many of them it held when it began
     };
     enum class Mode { pending, plain, recording, replaying };
+    // A recording period whose traffic falls into parts on disjoint chips and links, some of them images of
+    // another (their leader) under a map of chips and links that preserves every route and link spec: only
+    // the leaders are simulated; a follower's items finish when their leader's do, and at the end its links
+    // and chips get its leader's counters (docs/adr/0009).
+    struct Mirror {
+        struct Part {
+            std::size_t leader = 0;                   // the part it mirrors; itself for a leader
+            std::map<int, int> chip;                  // a follower's map: leader chip -> its own
+            std::map<std::size_t, std::size_t> link;  // leader link -> its own
+            std::set<int> chip_images;                // the maps' values (the maps are one-to-one)
+            std::set<std::size_t> link_images;
+        };
+        std::vector<Part> parts;
+        std::map<int, std::size_t> chip_part;
+        std::map<std::size_t, std::size_t> link_part;
+        // Per leader item: the items that follow it (their numbers) and their callbacks.
+        std::map<std::size_t, std::vector<std::pair<std::size_t, Done>>> followers;
+    };
     struct Period {
         int id = 0;
         int base = 0;     // the node its names count from: the lowest of the traffic that opened it
@@ -184,6 +208,8 @@ private:
         std::vector<Done> on_done;
         int wake = -1;          // index in m_wakes
         bool replayed = false;  // begun as a replay
+        int apart = -1;         // pending: whether every batch that opened it said `apart` (-1: none yet)
+        std::unique_ptr<Mirror> mirror;
     };
     Period* period(int id);
     Period& new_period(Mode mode);
@@ -192,7 +218,17 @@ private:
     Period* claim(const Footprint& fp);
     void take(Period& p, const Footprint& fp);
     void close_pending();
-    void finish_item(int period, std::size_t item, std::uint64_t fs);
+    // A started item of a period finished (simulated); returns the callbacks of the items that follow it
+    // (a mirrored period), to be called after its own.
+    std::vector<Done> finish_item(int period, std::size_t item, std::uint64_t fs);
+    // Sorts `items` (numbered from `first` in the period) into the mirror's parts, opening the mirror when
+    // `p` has none: the indices of the leaders' items, to be simulated; false when they do not mirror (when
+    // opening: when no part mirrors another).
+    bool mirror_items(Period& p, std::vector<BatchItem>& items, std::size_t first, std::vector<std::size_t>& leaders);
+    // Whether `b` is the image of leader item `a` under `part`'s maps, extending them.
+    bool mirrors(const BatchItem& a, const BatchItem& b, Mirror::Part& part);
+    // The leader's counters since they were claimed, added to every other part (a mirrored period's end).
+    void mirror_counters(Period& p);
     void maybe_end(Period& p);
     // `sender`: the source of point-to-point sends (-1: other traffic, or unknown).
     bool starts(Period& p, const std::string& key, std::vector<Done*> done, int sender);
@@ -211,6 +247,8 @@ private:
     void arm(Period& p);
     void deliver(int period);
     void conflict(const Period& p, const std::string& why);
+    // A mirrored period met traffic or a load change that does not mirror: named "mirror|" + its key.
+    void mirror_conflict(const Period& p, const std::string& why);
     bool idle(const Period& p) const;
 
     bool m_memo_on = false;

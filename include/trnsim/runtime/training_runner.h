@@ -108,6 +108,7 @@ struct TrainingResult {
     std::uint64_t collectives = 0, transfers = 0;  // started, in the last simulation
     std::uint64_t busy_periods_replayed = 0;       // busy periods replayed from the memo (docs/adr/0006)
     std::uint64_t busy_periods_simulated = 0;      // busy periods simulated packet by packet
+    std::uint64_t busy_periods_mirrored = 0;       // of them, with alike parts simulated once (docs/adr/0009)
     std::vector<TraceEvent> trace;                 // with TrainingOptions::trace: the longest simulation
     double wall_s = 0;
     std::map<std::string, ConfigValue> config;
