@@ -651,11 +651,20 @@ private:
                 context, -1, false);
             return;
         }
-        // Collectives span replicas (gradient buckets, step ops) only from the last micro-batch's backward
-        // on, and with one stage no other stage sends into its chips: until then the groups of one batch
-        // stay apart, and the engine may simulate one of several alike ones (docs/adr/0009).
-        const bool apart = m_setup.stages.size() == 1 && !run.is_step && !(run.list % 2 == 1 && run.mb == m_m - 1);
-        launch(op, groups, finish, stage(s).at + "/" + step_context(s), s, apart);
+        launch(op, groups, finish, stage(s).at + "/" + step_context(s), s, apart(run, i));
+    }
+
+    // Whether the groups of op i's collective stay apart while it runs (docs/adr/0009): with one stage no
+    // other stage sends into its chips, and collectives of other groups (the gradient buckets, which span
+    // the tensor-parallel groups' replicas) start from the last micro-batch's backward on; among the step
+    // ops, those whose remaining collectives all run on the same groups (ZeRO-1's parameter all-gathers
+    // after the optimizer).
+    bool apart(const ListRun& run, std::size_t i) const {
+        if (m_setup.stages.size() != 1) return false;
+        if (!run.is_step) return !(run.list % 2 == 1 && run.mb == m_m - 1);
+        const OpList& ops = *run.ops;
+        return std::all_of(ops.begin() + static_cast<std::ptrdiff_t>(i), ops.end(),
+                           [&](const Op& o) { return !o.is_comm || o.comm.group == ops[i].comm.group; });
     }
 
     // Starts the op's collective for every group at once; `context`: where the stages that start it are (the
