@@ -149,7 +149,7 @@ void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::stri
             if (p->mirror) {
                 std::vector<std::size_t> leaders;
                 if (!mirror_items(*p, traffic, first, leaders)) {
-                    mirror_conflict(*p, "traffic that does not mirror joined it");
+                    mirror_conflict({p}, "traffic that does not mirror joined it");
                     return;
                 }
                 for (const std::size_t k : leaders) launch(traffic[k], p->id, first + k);
@@ -232,8 +232,8 @@ void CollectiveEngine::set_dma_load(const std::vector<int>& chips, double load) 
             for (const auto& part : p.mirror->parts) {
                 for (const auto& [a, b] : part.chip) {
                     if (changed.count(a) != changed.count(b)) {
-                        mirror_conflict(p, fmt::format("the DMA load of chip {} changed and not of chip {}",
-                                                       changed.count(a) ? a : b, changed.count(a) ? b : a));
+                        mirror_conflict({&p}, fmt::format("the DMA load of chip {} changed and not of chip {}",
+                                                          changed.count(a) ? a : b, changed.count(a) ? b : a));
                         return;
                     }
                 }
@@ -384,10 +384,14 @@ CollectiveEngine::Period* CollectiveEngine::claim(const Footprint& fp) {
             conflict(*m_periods.at(id), "traffic joined a replay and another period");
             return nullptr;
         }
-        if (m_periods.at(id)->mirror) {
-            mirror_conflict(*m_periods.at(id), "traffic joined it and another period");
-            return nullptr;
-        }
+    }
+    // Every mirrored period among them is named (a retry mirrors none of them).
+    std::vector<const Period*> mirrored;
+    for (const int id : owners)
+        if (m_periods.at(id)->mirror) mirrored.push_back(m_periods.at(id).get());
+    if (!mirrored.empty()) {
+        mirror_conflict(mirrored, "traffic joined it and another period");
+        return nullptr;
     }
     for (const int id : owners) {
         Period& q = *m_periods.at(id);
@@ -891,12 +895,15 @@ void CollectiveEngine::deliver(int id) {
     }
 }
 
-void CollectiveEngine::mirror_conflict(const Period& p, const std::string& why) {
+void CollectiveEngine::mirror_conflict(const std::vector<const Period*>& periods, const std::string& why) {
     if (m_conflict) return;
-    logger("memo")->debug("conflict at {} fs in the mirrored simulation of {}: {}", sc_core::sc_time_stamp().value(),
-                          p.key, why);
     m_conflict = true;
-    m_conflict_key = "mirror|" + p.key;
+    m_conflict_key.clear();
+    for (const Period* p : periods) {
+        logger("memo")->debug("conflict at {} fs in the mirrored simulation of {}: {}",
+                              sc_core::sc_time_stamp().value(), p->key, why);
+        m_conflict_key += (m_conflict_key.empty() ? "" : "\t") + ("mirror|" + p->key);
+    }
     sc_core::sc_stop();
 }
 

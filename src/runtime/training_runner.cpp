@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -660,7 +661,6 @@ private:
     // ops, those whose remaining collectives all run on the same groups (ZeRO-1's parameter all-gathers
     // after the optimizer).
     bool apart(const ListRun& run, std::size_t i) const {
-        if (m_setup.stages.size() != 1) return false;
         if (!run.is_step) return !(run.list % 2 == 1 && run.mb == m_m - 1);
         const OpList& ops = *run.ops;
         return std::all_of(ops.begin() + static_cast<std::ptrdiff_t>(i), ops.end(),
@@ -894,9 +894,13 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
                     const std::size_t space = rest.find(' ');
                     const std::size_t line = rest.find('\n');
                     const std::uint64_t at = std::stoull(rest.substr(0, space));
-                    if (at <= conflict_fs[i]) memo_on[i] = false;  // no progress: without the memo
+                    // The records (tab-separated) to do without from now on.
+                    bool fresh = false;
+                    std::istringstream keys(rest.substr(space + 1, line - space - 1));
+                    for (std::string key; std::getline(keys, key, '\t');) fresh = skip[i].insert(key).second || fresh;
+                    // No progress (an earlier conflict, or the same one again): without the memo.
+                    if (at < conflict_fs[i] || (at == conflict_fs[i] && !fresh)) memo_on[i] = false;
                     conflict_fs[i] = at;
-                    skip[i].insert(rest.substr(space + 1, line - space - 1));
                     carried[i] = rest.substr(line + 1);
                     logger("memo")->debug("{} micro-batches, attempt {}: a memo conflict at {} fs; again {}", counts[i],
                                           attempt + 1, at, memo_on[i] ? "without that record" : "without the memo");

@@ -91,7 +91,7 @@ public:
     using Quiet = std::function<std::uint64_t(const std::vector<int>& chips, int source)>;
     void set_quiet(Quiet quiet) { m_quiet = std::move(quiet); }
     // Something joined a replayed period that its record does not know: the simulation was stopped and is
-    // not valid; the record's key.
+    // not valid; the record's key (or "mirror|" + the keys of mirrored periods, separated by tabs).
     bool memo_conflict() const { return m_conflict; }
     const std::string& memo_conflict_key() const { return m_conflict_key; }
     struct MemoStats {
@@ -247,8 +247,9 @@ private:
     void arm(Period& p);
     void deliver(int period);
     void conflict(const Period& p, const std::string& why);
-    // A mirrored period met traffic or a load change that does not mirror: named "mirror|" + its key.
-    void mirror_conflict(const Period& p, const std::string& why);
+    // Mirrored periods met traffic or a load change that does not mirror: named "mirror|" + their keys,
+    // separated by tabs.
+    void mirror_conflict(const std::vector<const Period*>& periods, const std::string& why);
     bool idle(const Period& p) const;
 
     bool m_memo_on = false;
