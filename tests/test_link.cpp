@@ -16,12 +16,6 @@ using nlohmann::json;
 
 namespace {
 
-// Records when each packet's last byte reaches the end of its route.
-struct Recorder : hw::PacketSink {
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> arrivals;  // (flow, tail fs)
-    void accept(hw::Packet* p) override { arrivals.emplace_back(p->flow, p->tail_fs); }
-};
-
 // A message: `packets` packets of `bytes` each, all available at time `at_fs`, on `route`.
 struct Flow {
     std::uint64_t id;
@@ -33,12 +27,18 @@ struct Flow {
     std::vector<hw::Packet> storage;
 };
 
+// Records when each packet's last byte reaches the end of its route.
+struct Recorder : hw::PacketSink {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> arrivals;  // (flow, tail fs)
+    void accept(hw::Packet* p) override { arrivals.emplace_back(static_cast<Flow*>(p->message)->id, p->tail_fs); }
+};
+
 void inject(Flow& f) {
     f.slots.assign(f.route.size(), -1);
     f.storage.resize(static_cast<std::size_t>(f.packets));
     for (auto& p : f.storage) {
-        p.flow = f.id;
-        p.bytes = f.bytes;
+        p.message = &f;  // the recorder's way back to the flow
+        p.bytes = static_cast<std::uint32_t>(f.bytes);
         p.head_fs = p.tail_fs = f.at_fs;
         p.route = &f.route;
         p.hop = 0;

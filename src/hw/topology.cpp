@@ -421,7 +421,14 @@ void ChipEndpoint::send(Message* m) {
     m->done_fs = 0;
     m->in_window = 0;
     m->parked = false;
-    m->flow_slots.assign(m->route->size(), -1);
+    const std::size_t hops = m->route->size();
+    if (hops <= m->short_slots.size()) {
+        m->flow_slots = m->short_slots.data();
+    } else {
+        m->long_slots.resize(hops);
+        m->flow_slots = m->long_slots.data();
+    }
+    std::fill(m->flow_slots, m->flow_slots + hops, -1);
     m->ring = m_next_ring;
     m->reducer = -1;
     m_next_ring = (m_next_ring + 1) % m_spec.dma_rings;
@@ -506,15 +513,14 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
     const std::uint64_t dma_fs = packet_dma_fs(bytes);
     const std::uint64_t ready = std::max(now + dma_fs, read_done);
     Packet* p = m_pool.get();
-    p->flow = m->id;
-    p->bytes = bytes;
+    p->bytes = static_cast<std::uint32_t>(bytes);
     p->head_fs = ready;
     p->tail_fs = ready;
     p->route = m->route;
     p->hop = 0;
     p->message = m;
     p->source = m->route->empty() ? nullptr : this;
-    p->flow_slots = m->flow_slots.data();
+    p->flow_slots = m->flow_slots;
     ++m_stats.packets_sent;
     m_stats.bytes_sent += bytes;
     if (p->source != nullptr) ++m->in_window;

@@ -54,20 +54,22 @@ public:
 // A route: the sinks a packet visits in order; the last one is the destination endpoint.
 using Route = std::vector<PacketSink*>;
 
-struct Packet {
-    std::uint64_t flow = 0;  // arbitration flow: one per message
-    std::uint64_t bytes = 0;
+// One cache line: a large cluster has hundreds of thousands of packets in flight, and the links' work on
+// them is bound by the cache misses of reaching them.
+struct alignas(64) Packet {
     std::uint64_t head_fs = 0;  // first byte available at the current sink's input
     std::uint64_t tail_fs = 0;  // last byte available there
     const Route* route = nullptr;
-    std::size_t hop = 0;      // index in *route of the sink the packet is at
     void* message = nullptr;  // owner's bookkeeping (the endpoint's message)
     PacketSource* source = nullptr;
-    // One entry per hop of the route, -1 initially, shared by the packets of a flow: the index of the
-    // flow's queue at that hop's link while it has one (so a link finds a flow's queue without a lookup).
+    // One entry per hop of the route, -1 initially, shared by the packets of a flow (one message): the
+    // index of the flow's queue at that hop's link while it has one (so a link finds it without a lookup).
     std::int32_t* flow_slots = nullptr;
-    Packet* next = nullptr;  // the link's queue of this flow
+    Packet* next = nullptr;   // the link's queue of this flow
+    std::uint32_t bytes = 0;  // at most cluster.link.packet (1 GiB)
+    std::uint32_t hop = 0;    // index in *route of the sink the packet is at
 };
+static_assert(sizeof(Packet) == 64, "a packet is one cache line");
 
 // Passes a packet to the next sink of its route.
 inline void forward(Packet* p) {

@@ -12,6 +12,7 @@
 // - `Cluster`: per chip its memory (`cluster.memory_model`: the transaction-level HBM or the ideal memory),
 //   its on-chip fabric and its endpoint (endpoint -> fabric -> memory, TLM), and the topology.
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -141,10 +142,15 @@ struct Message {
     std::uint64_t packets_left = 0;
     std::uint64_t done_fs = 0;
     int ring = 0;
-    int reducer = -1;  // the receiving chip's core that adds it (assigned when its first packet arrives)
-    std::vector<std::int32_t> flow_slots;  // per hop, for the links (Packet::flow_slots)
-    int in_window = 0;                     // packets handed to the first link and not yet started there
-    bool parked = false;                   // out of its ring's rotation until a credit returns
+    int reducer = -1;     // the receiving chip's core that adds it (assigned when its first packet arrives)
+    int in_window = 0;    // packets handed to the first link and not yet started there
+    bool parked = false;  // out of its ring's rotation until a credit returns
+    // Per hop, for the links (Packet::flow_slots): in the message itself for routes of up to 8 hops (every
+    // torus and switch route here), so that a link's lookup touches the message's line, not another
+    // allocation.
+    std::int32_t* flow_slots = nullptr;
+    std::array<std::int32_t, 8> short_slots{};
+    std::vector<std::int32_t> long_slots;
 };
 
 struct EndpointStats {
