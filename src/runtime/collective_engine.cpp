@@ -89,7 +89,6 @@ RankLayout CollectiveEngine::layout(const std::vector<int>& group) const {
 }
 
 void CollectiveEngine::restart() {
-    m_next_id = 0;
     for (int c = 0; c < m_cluster.chips(); ++c) m_cluster.endpoint(c).restart_assignment();
 }
 
@@ -197,7 +196,6 @@ void CollectiveEngine::submit(Job* job, std::size_t i) {
     const Transfer& t = job->schedule->transfers[i];
     const RankLayout& l = *job->layout;
     hw::Message& m = job->messages[i];
-    m.id = m_next_id++;
     m.src_chip = l.chip_of_rank[static_cast<std::size_t>(t.src)];
     m.dst_chip = l.chip_of_rank[static_cast<std::size_t>(t.dst)];
     m.bytes = t.bytes;

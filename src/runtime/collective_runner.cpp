@@ -109,7 +109,7 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
                 received0 += cluster.endpoint(c).stats().bytes_received;
                 reduced0 += cluster.endpoint(c).stats().bytes_reduced;
             }
-            // Each batch starts from the same assignment state (message ids pick the reducing core).
+            // Each batch starts from the same assignment state (DMA rings, reducing cores).
             engine.restart();
             std::vector<std::uint64_t> last_fs(batch.size(), 0);
             jobs_left = batch.size();

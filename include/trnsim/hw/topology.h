@@ -128,7 +128,6 @@ struct EndpointSpec {
 
 // One point-to-point transfer between chips (or within one chip, when `route` is empty).
 struct Message {
-    std::uint64_t id = 0;  // unique: the flow links arbitrate on
     int src_chip = 0;
     int dst_chip = 0;
     std::uint64_t bytes = 0;

@@ -107,8 +107,8 @@ public:
     // config (records hold chip and link indices and are meaningless elsewhere).
     std::string export_memo() const;
     void import_memo(const std::string& text);
-    // Message ids (which pick a DMA ring and the arbitration order) restart from 0, and so does every
-    // endpoint's ring assignment: called between independent runs so a result does not depend on history.
+    // Every endpoint's assignments (messages to DMA rings, received reductions to vector engines) restart:
+    // called between independent runs so a result does not depend on history.
     void restart();
 
     hw::Cluster& cluster() { return m_cluster; }
@@ -276,7 +276,6 @@ private:
     std::list<std::unique_ptr<Job>> m_jobs;
     std::vector<std::list<std::unique_ptr<Job>>::iterator> m_finished;
     sc_core::sc_event m_reap_event;
-    std::uint64_t m_next_id = 0;
 };
 
 }  // namespace trnsim::runtime
