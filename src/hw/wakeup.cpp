@@ -27,50 +27,45 @@ WakeupQueue::WakeupQueue(const sc_core::sc_module_name& name) : sc_core::sc_modu
     sc_core::sc_spawn([this] { run(); }, "run", &opts);
 }
 
-void WakeupQueue::sift_up(std::size_t i) {
-    const Entry e = m_heap[i];
-    while (i > 0) {
-        const std::size_t parent = (i - 1) / 2;
-        if (!(e < m_heap[parent])) break;
-        m_heap[i] = m_heap[parent];
-        i = parent;
+bool WakeupQueue::take(std::uint64_t now, Entry& out) {
+    std::vector<Entry>& b0 = m_buckets[0];
+    if (m_head0 == b0.size()) {
+        b0.clear();
+        m_head0 = 0;
+        int b = 1;
+        while (b < kBuckets && m_buckets[b].empty()) ++b;
+        if (b == kBuckets) return false;
+        std::vector<Entry>& from = m_buckets[b];
+        std::uint64_t least = kNone;
+        for (const Entry& e : from) least = std::min(least, e.due);
+        if (least > now) return false;
+        m_last = least;
+        for (const Entry& e : from) m_buckets[bucket_of(e.due, m_last)].push_back(e);
+        from.clear();
+        // Those due at the new last time, in request order (everything requested later goes behind them).
+        std::sort(b0.begin(), b0.end(), [](const Entry& x, const Entry& y) { return x.seq < y.seq; });
     }
-    m_heap[i] = e;
+    out = b0[m_head0++];
+    return true;
 }
 
-void WakeupQueue::sift_down(std::size_t i) {
-    const Entry e = m_heap[i];
-    const std::size_t n = m_heap.size();
-    for (;;) {
-        std::size_t child = 2 * i + 1;
-        if (child >= n) break;
-        // The lesser child without a branch: which one it is, is a coin toss.
-        if (child + 1 < n) child += static_cast<std::size_t>(m_heap[child + 1] < m_heap[child]);
-        if (!(m_heap[child] < e)) break;
-        m_heap[i] = m_heap[child];
-        i = child;
+std::uint64_t WakeupQueue::earliest() const {
+    if (m_head0 < m_buckets[0].size()) return m_last;
+    for (int b = 1; b < kBuckets; ++b) {
+        if (m_buckets[b].empty()) continue;
+        std::uint64_t least = kNone;
+        for (const Entry& e : m_buckets[b]) least = std::min(least, e.due);
+        return least;
     }
-    m_heap[i] = e;
-}
-
-void WakeupQueue::pop_root() {
-    const Entry last = m_heap.back();
-    m_heap.pop_back();
-    if (m_heap.empty()) return;
-    m_heap[0] = last;
-    sift_down(0);
+    return kNone;
 }
 
 void WakeupQueue::schedule(Wakeup& w, std::uint64_t at_fs) {
     w.m_due = at_fs;
     w.m_seq = m_seq++;
-    // The running wake-up's entry is at the root (everything else is due later, or now but requested later):
-    // run() re-keys it there once its callback returns. Any other wake-up gets a new entry; one it had is
-    // left behind, stale (its request order is no longer the wake-up's), and dropped when it comes up.
-    if (&w != m_current) {
-        m_heap.push_back({at_fs, w.m_seq, &w});
-        sift_up(m_heap.size() - 1);
-    }
+    // An entry it had is left behind, stale (its request order is no longer the wake-up's), and dropped
+    // when it comes up.
+    push({at_fs, w.m_seq, &w});
     if (m_running) return;  // run() arms the event for the earliest wake-up when it ends
     if (at_fs < m_armed) {
         const std::uint64_t now = WakeupQueue::now();
@@ -88,34 +83,19 @@ void WakeupQueue::run() {
     m_running = true;
     s_now = now;
     s_running = true;
-    while (!m_heap.empty() && m_heap.front().due <= now) {
-        Wakeup* w = m_heap.front().target;
-        if (m_heap.front().seq != w->m_seq) {  // stale: the wake-up was requested again since
-            pop_root();
-            continue;
-        }
-        // The callback runs with its entry left at the root. When it requests its own next wake-up (a link's
-        // next packet, a ring's next read: the common case), the entry is re-keyed and sifted down once
-        // instead of popped and pushed again.
+    Entry e;
+    while (take(now, e)) {
+        Wakeup* w = e.target;
+        if (e.seq != w->m_seq) continue;  // stale: the wake-up was requested again since
         w->m_due = kNone;
-        m_current = w;
         w->m_callback();
-        m_current = nullptr;
-        if (w->m_due == kNone) {
-            pop_root();
-        } else {
-            m_heap.front().due = w->m_due;
-            m_heap.front().seq = w->m_seq;
-            sift_down(0);
-        }
     }
     m_running = false;
     s_running = false;
-    // Stale entries at the root would only arm a wake-up for nothing: drop them first.
-    while (!m_heap.empty() && m_heap.front().seq != m_heap.front().target->m_seq) pop_root();
-    if (!m_heap.empty()) {
-        m_armed = m_heap.front().due;
-        m_event.notify(sc_core::sc_time::from_value(m_armed - now));
+    const std::uint64_t next = earliest();
+    if (next != kNone) {
+        m_armed = next;
+        m_event.notify(sc_core::sc_time::from_value(next - now));
     }
 }
 
