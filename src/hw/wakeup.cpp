@@ -27,45 +27,12 @@ WakeupQueue::WakeupQueue(const sc_core::sc_module_name& name) : sc_core::sc_modu
     sc_core::sc_spawn([this] { run(); }, "run", &opts);
 }
 
-bool WakeupQueue::take(std::uint64_t now, Entry& out) {
-    std::vector<Entry>& b0 = m_buckets[0];
-    if (m_head0 == b0.size()) {
-        b0.clear();
-        m_head0 = 0;
-        int b = 1;
-        while (b < kBuckets && m_buckets[b].empty()) ++b;
-        if (b == kBuckets) return false;
-        std::vector<Entry>& from = m_buckets[b];
-        std::uint64_t least = kNone;
-        for (const Entry& e : from) least = std::min(least, e.due);
-        if (least > now) return false;
-        m_last = least;
-        for (const Entry& e : from) m_buckets[bucket_of(e.due, m_last)].push_back(e);
-        from.clear();
-        // Those due at the new last time, in request order (everything requested later goes behind them).
-        std::sort(b0.begin(), b0.end(), [](const Entry& x, const Entry& y) { return x.seq < y.seq; });
-    }
-    out = b0[m_head0++];
-    return true;
-}
-
-std::uint64_t WakeupQueue::earliest() const {
-    if (m_head0 < m_buckets[0].size()) return m_last;
-    for (int b = 1; b < kBuckets; ++b) {
-        if (m_buckets[b].empty()) continue;
-        std::uint64_t least = kNone;
-        for (const Entry& e : m_buckets[b]) least = std::min(least, e.due);
-        return least;
-    }
-    return kNone;
-}
-
 void WakeupQueue::schedule(Wakeup& w, std::uint64_t at_fs) {
     w.m_due = at_fs;
     w.m_seq = m_seq++;
     // An entry it had is left behind, stale (its request order is no longer the wake-up's), and dropped
     // when it comes up.
-    push({at_fs, w.m_seq, &w});
+    m_queue.push({at_fs, w.m_seq, &w});
     if (m_running) return;  // run() arms the event for the earliest wake-up when it ends
     if (at_fs < m_armed) {
         const std::uint64_t now = WakeupQueue::now();
@@ -84,7 +51,7 @@ void WakeupQueue::run() {
     s_now = now;
     s_running = true;
     Entry e;
-    while (take(now, e)) {
+    while (m_queue.take(now, e)) {
         Wakeup* w = e.target;
         if (e.seq != w->m_seq) continue;  // stale: the wake-up was requested again since
         w->m_due = kNone;
@@ -92,7 +59,7 @@ void WakeupQueue::run() {
     }
     m_running = false;
     s_running = false;
-    const std::uint64_t next = earliest();
+    const std::uint64_t next = m_queue.earliest();
     if (next != kNone) {
         m_armed = next;
         m_event.notify(sc_core::sc_time::from_value(next - now));
