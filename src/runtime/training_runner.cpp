@@ -655,11 +655,11 @@ private:
         launch(op, groups, finish, stage(s).at + "/" + step_context(s), s, apart(run, i));
     }
 
-    // Whether the groups of op i's collective stay apart while it runs (docs/adr/0009): with one stage no
-    // other stage sends into its chips, and collectives of other groups (the gradient buckets, which span
-    // the tensor-parallel groups' replicas) start from the last micro-batch's backward on; among the step
-    // ops, those whose remaining collectives all run on the same groups (ZeRO-1's parameter all-gathers
-    // after the optimizer).
+    // Whether the groups of op i's collective stay apart while it runs (docs/adr/0009): collectives of
+    // other groups (the gradient buckets, which span the tensor-parallel groups' replicas) start from the
+    // last micro-batch's backward on, and a pipeline send keeps to the replicas (one that joins two busy
+    // periods is a conflict the retry clears); among the step ops, a collective whose remaining step
+    // collectives all run on the same groups (ZeRO-1's parameter all-gathers after the optimizer).
     bool apart(const ListRun& run, std::size_t i) const {
         if (!run.is_step) return !(run.list % 2 == 1 && run.mb == m_m - 1);
         const OpList& ops = *run.ops;

@@ -146,7 +146,7 @@ struct Message {
     bool parked = false;  // out of its ring's rotation until a credit returns
     // Per hop, for the links (Packet::flow_slots): in the message itself for routes of up to 8 hops (every
     // torus and switch route here), so that a link's lookup touches the message's line, not another
-    // allocation.
+    // allocation. A message in flight must stay where it is (its packets point into it).
     std::int32_t* flow_slots = nullptr;
     std::array<std::int32_t, 8> short_slots{};
     std::vector<std::int32_t> long_slots;
