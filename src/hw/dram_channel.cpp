@@ -161,7 +161,17 @@ TRNSIM_FLATTEN void PseudoChannel::enqueue(const Request& r) {
     }
 }
 
+namespace {
+
+constexpr std::uint32_t kBucketFull = 15;
+inline int bucket_shift(int row) {
+    return (row & 7) * 4;
+}
+
+}  // namespace
+
 int PseudoChannel::find_group(const BankQueue& bq, int row) const {
+    if ((bq.row_buckets >> bucket_shift(row) & kBucketFull) == 0) return -1;
     for (int g = bq.groups; g >= 0; g = m_groups[static_cast<std::size_t>(g)].next) {
         if (m_groups[static_cast<std::size_t>(g)].row == row) return g;
     }
@@ -196,6 +206,8 @@ void PseudoChannel::admit(int s) {
         fresh = Group{0, x.row, -1, -1, 0, -1, bq.groups};
         if (bq.groups >= 0) m_groups[static_cast<std::size_t>(bq.groups)].prev = g;
         bq.groups = g;
+        const int shift = bucket_shift(x.row);
+        if ((bq.row_buckets >> shift & kBucketFull) != kBucketFull) bq.row_buckets += std::uint32_t{1} << shift;
         if (m_open_row[static_cast<std::size_t>(b)] == x.row) bq.open_group = g;
     }
     Group& G = m_groups[static_cast<std::size_t>(g)];
@@ -622,6 +634,11 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
         if (G.next >= 0) m_groups[static_cast<std::size_t>(G.next)].prev = G.prev;
         G.next = m_free_group;
         m_free_group = g;
+        const int shift = bucket_shift(G.row);
+        if (bq.groups < 0)
+            bq.row_buckets = 0;
+        else if ((bq.row_buckets >> shift & kBucketFull) != kBucketFull)
+            bq.row_buckets -= std::uint32_t{1} << shift;
         bq.open_group = -1;
         m_cas_mask[q] &= ~bit(b);
         m_hit_key[q][b] = kNone;

@@ -169,6 +169,9 @@ private:
         // Only a head is ever classified (ACT and PRE serve the head), so the flag lives here and a PRE does not
         // load the request's line; a request served as a row hit without being the head was never classified.
         bool head_classified = false;
+        // Row groups per row bucket (row mod 8), four bits each, sticky at 15 until the queue has no group: a
+        // request to a row of an empty bucket starts a group without walking the list (most random requests).
+        std::uint32_t row_buckets = 0;
     };
     struct alignas(64) BankQueues {  // a bank's two queues (reads, writes) in one cache line
         BankQueue queue[2];
