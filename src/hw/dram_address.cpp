@@ -37,9 +37,10 @@ AddressMap::AddressMap(const Organization& org, int stacks, MapScheme scheme)
         offset += m_shift[f];
         m_bursts *= m_radix[f];
     }
+    m_plain_pow2 = m_pow2 && m_burst_shift >= 0 && scheme == MapScheme::ro_ba_bg_ra_co_ch;
 }
 
-Decoded AddressMap::decode(std::uint64_t address) const {
+Decoded AddressMap::decode_general(std::uint64_t address) const {
     const std::uint64_t burst =
         m_burst_shift >= 0 ? address >> m_burst_shift : address / static_cast<std::uint64_t>(m_org.burst_bytes);
     if (burst >= m_bursts)

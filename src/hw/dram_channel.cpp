@@ -143,7 +143,6 @@ TRNSIM_FLATTEN void PseudoChannel::enqueue(const Request& r) {
     x.bank = static_cast<std::uint8_t>(m_org.bank_index(r.sid, r.bank_group, r.bank));
     x.row = r.row;
     x.write = r.write;
-    x.classified = false;
     m_next_valid = false;
     if (r.arrival <= m_now) {
         // Requests enqueued earlier for this tick (or before) come first: admission follows enqueue order.
@@ -162,7 +161,17 @@ TRNSIM_FLATTEN void PseudoChannel::enqueue(const Request& r) {
     }
 }
 
+namespace {
+
+constexpr std::uint32_t kBucketFull = 15;
+inline int bucket_shift(int row) {
+    return (row & 7) * 4;
+}
+
+}  // namespace
+
 int PseudoChannel::find_group(const BankQueue& bq, int row) const {
+    if ((bq.row_buckets >> bucket_shift(row) & kBucketFull) == 0) return -1;
     for (int g = bq.groups; g >= 0; g = m_groups[static_cast<std::size_t>(g)].next) {
         if (m_groups[static_cast<std::size_t>(g)].row == row) return g;
     }
@@ -184,6 +193,7 @@ void PseudoChannel::admit(int s) {
         tail.bank_next_seq = x.seq;
     } else {
         bq.head = s;
+        bq.head_classified = false;
         m_head_key[q][b] = age_key(x.seq, b);
     }
     bq.tail = s;
@@ -196,6 +206,8 @@ void PseudoChannel::admit(int s) {
         fresh = Group{0, x.row, -1, -1, 0, -1, bq.groups};
         if (bq.groups >= 0) m_groups[static_cast<std::size_t>(bq.groups)].prev = g;
         bq.groups = g;
+        const int shift = bucket_shift(x.row);
+        if ((bq.row_buckets >> shift & kBucketFull) != kBucketFull) bq.row_buckets += std::uint32_t{1} << shift;
         if (m_open_row[static_cast<std::size_t>(b)] == x.row) bq.open_group = g;
     }
     Group& G = m_groups[static_cast<std::size_t>(g)];
@@ -215,6 +227,7 @@ void PseudoChannel::admit(int s) {
     m_req_mask[q] |= bit(b);
     const bool new_hits = bq.open_group == g && G.count == 1;
     if (new_hits) {
+        bq.open_head = s;
         m_cas_mask[q] |= bit(b);
         m_hit_key[q][b] = age_key(x.seq, b);
     }
@@ -275,8 +288,10 @@ void PseudoChannel::open_bank(int b, int row, int known_group) {
         BankQueue& bq = bank_queue(q, b);
         bq.open_group = q == active_queue() ? known_group : find_group(bq, row);
         if (bq.open_group >= 0) {
+            const Group& G = m_groups[static_cast<std::size_t>(bq.open_group)];
+            bq.open_head = G.head;
             m_cas_mask[q] |= bit(b);
-            m_hit_key[q][b] = age_key(m_groups[static_cast<std::size_t>(bq.open_group)].head_seq, b);
+            m_hit_key[q][b] = age_key(G.head_seq, b);
         }
     }
 }
@@ -602,10 +617,13 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
     const bool write = q == 1;
     BankQueue& bq = bank_queue(q, b);
     Group& G = m_groups[static_cast<std::size_t>(bq.open_group)];
-    const int s = G.head;
+    const int s = bq.open_head;
     Slot& x = m_slots[static_cast<std::size_t>(s)];
+    // Served as the bank's oldest request, it may have been classified by an ACT or PRE; otherwise never.
+    const bool classified = x.bank_prev < 0 && bq.head_classified;
 
     G.head = x.group_next;
+    bq.open_head = x.group_next;
     if (G.head < 0) G.tail = -1;
     if (--G.count == 0) {
         const int g = bq.open_group;
@@ -616,6 +634,11 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
         if (G.next >= 0) m_groups[static_cast<std::size_t>(G.next)].prev = G.prev;
         G.next = m_free_group;
         m_free_group = g;
+        const int shift = bucket_shift(G.row);
+        if (bq.groups < 0)
+            bq.row_buckets = 0;
+        else if ((bq.row_buckets >> shift & kBucketFull) != kBucketFull)
+            bq.row_buckets -= std::uint32_t{1} << shift;
         bq.open_group = -1;
         m_cas_mask[q] &= ~bit(b);
         m_hit_key[q][b] = kNone;
@@ -629,6 +652,7 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
         prev.bank_next_seq = x.bank_next_seq;
     } else {
         bq.head = x.bank_next;
+        bq.head_classified = false;
         m_head_key[q][b] = bq.head >= 0 ? age_key(x.bank_next_seq, b) : kNone;
     }
     if (x.bank_next >= 0)
@@ -637,7 +661,7 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
         bq.tail = x.bank_prev;
     if (--bq.count == 0) m_req_mask[q] &= ~bit(b);
     --m_queued[q];
-    if (!x.classified) ++m_stats.row_hits;
+    if (!classified) ++m_stats.row_hits;
 
     const bool auto_pre = m_spec.page == PagePolicy::closed && bq.open_group < 0 && bank_queue(1 - q, b).open_group < 0;
     const Command cmd = write ? (auto_pre ? Command::WRA : Command::WR) : (auto_pre ? Command::RDA : Command::RD);
@@ -704,7 +728,8 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
 
 void PseudoChannel::issue_act(int b, std::uint64_t t) {
     const int q = active_queue();
-    Slot& x = m_slots[static_cast<std::size_t>(bank_queue(q, b).head)];
+    BankQueue& bq = bank_queue(q, b);
+    const Slot& x = m_slots[static_cast<std::size_t>(bq.head)];
     account(t);
     const auto i = static_cast<std::size_t>(b);
     const auto T = [t](int v) { return t + static_cast<std::uint64_t>(v); };
@@ -721,8 +746,8 @@ void PseudoChannel::issue_act(int b, std::uint64_t t) {
     ++m_act_count;
     row_bus_used(t, m_t.act_bus);
     open_bank(b, x.row, x.group);
-    if (!x.classified) {
-        x.classified = true;
+    if (!bq.head_classified) {
+        bq.head_classified = true;
         ++m_stats.row_misses;
     }
     ++m_stats.acts;
@@ -744,9 +769,9 @@ void PseudoChannel::issue_pre(int b, std::uint64_t t, bool for_request) {
     raise(m_pc_refab, t + static_cast<std::uint64_t>(m_t.RP));
     row_bus_used(t, m_t.pre_bus);
     if (for_request) {
-        Slot& x = m_slots[static_cast<std::size_t>(bank_queue(active_queue(), b).head)];
-        if (!x.classified) {
-            x.classified = true;
+        BankQueue& bq = bank_queue(active_queue(), b);
+        if (!bq.head_classified) {
+            bq.head_classified = true;
             ++m_stats.row_conflicts;
         }
     }

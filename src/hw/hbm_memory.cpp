@@ -43,9 +43,9 @@ void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
         Transaction& t = m_transactions[d.id];
         t.done_fs = std::max(t.done_fs, m_ticks.edge_fs(static_cast<std::int64_t>(d.tick)));
         if (--t.bursts_left == 0) {
-            auto callback = std::move(t.on_done);
+            std::function<void(std::uint64_t)> callback;
+            callback.swap(t.on_done);  // leaves the free transaction without one, as b_transport expects
             const std::uint64_t done = t.done_fs;
-            t.on_done = nullptr;
             m_free_transactions.push_back(d.id);
             if (callback) callback(done);
         }
@@ -64,13 +64,19 @@ void HbmMemory::update_next(std::size_t c) {
     // simulated in one go (nothing reaches the channel meanwhile except through b_transport, which brings
     // it up to date first). A channel with a sender waiting for queue space is looked at on every command
     // tick instead, since the tick a slot frees is the tick that sender's request arrives.
+    // A channel without work never needs a wake-up (UINT64_MAX): on_wake then skips it without looking at
+    // its count of outstanding bursts.
+    if (m_outstanding[c] == 0) {
+        m_next[c] = UINT64_MAX;
+        return;
+    }
     const auto& channel = *m_channels[c];
     const std::uint64_t d = channel.next_command_tick();
     m_next[c] = m_waiters[c] > 0 || d == UINT64_MAX ? d : d + channel.min_completion_ticks();
 }
 
 void HbmMemory::wake_for(std::size_t c) {
-    if (m_outstanding[c] > 0) wake_at(m_next[c]);
+    wake_at(m_next[c]);  // UINT64_MAX for a channel without work: no wake-up
 }
 
 void HbmMemory::wake_at(std::uint64_t tick) {
@@ -98,11 +104,7 @@ void HbmMemory::on_wake() {
     // channel leaves the others' next ticks as they are).
     std::uint64_t next = UINT64_MAX;
     for (std::size_t c = 0; c < m_channels.size(); ++c) {
-        if (m_outstanding[c] == 0) continue;
-        if (m_next[c] <= now_tick) {
-            advance(c, now_tick + 1);
-            if (m_outstanding[c] == 0) continue;
-        }
+        if (m_next[c] <= now_tick) advance(c, now_tick + 1);
         next = std::min(next, m_next[c]);
     }
     if (next != UINT64_MAX) wake_at(next);
@@ -139,8 +141,9 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
         Transaction& t = m_transactions[id];
         t.bursts_left = bursts;
         t.done_fs = 0;
-        // Taken, not copied: an initiator sets on_done afresh for every request.
-        t.on_done = timing ? std::move(timing->on_done) : nullptr;
+        // Taken, not copied: an initiator sets on_done afresh for every request. (A free transaction has
+        // none, so a swap takes it and leaves the extension's empty.)
+        if (timing) t.on_done.swap(timing->on_done);
     }
     std::uint64_t arrival_tick = 0;
     auto tick = current_tick();

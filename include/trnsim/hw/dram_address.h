@@ -29,7 +29,18 @@ public:
 
     // `address`: any byte of a burst (the offset within the burst is ignored). Throws std::out_of_range at
     // or beyond capacity_bytes().
-    Decoded decode(std::uint64_t address) const;
+    Decoded decode(std::uint64_t address) const {
+        // The common case, every field a power of two without hashing, inline: a memory decodes each burst.
+        if (m_plain_pow2) {
+            const std::uint64_t x = address >> m_burst_shift;
+            if (x < m_bursts) {
+                const auto field = [&](Field f) { return static_cast<int>((x >> m_offset[f]) & (m_radix[f] - 1)); };
+                return Decoded{field(stack), field(channel), field(pseudo_channel), field(sid), field(bank_group),
+                               field(bank),  field(row),     field(column)};
+            }
+        }
+        return decode_general(address);
+    }
     // Inverse of decode: the first byte of the burst. Throws std::out_of_range for a field out of range.
     std::uint64_t encode(const Decoded& d) const;
     std::uint64_t capacity_bytes() const { return m_bursts * static_cast<std::uint64_t>(m_org.burst_bytes); }
@@ -38,6 +49,7 @@ public:
 private:
     enum Field { channel, pseudo_channel, stack, column, sid, bank_group, bank, row, kFields };
     void permute(std::uint64_t (&v)[kFields], bool inverse) const;  // the xor_hashed scheme
+    Decoded decode_general(std::uint64_t address) const;
     Organization m_org;
     int m_stacks;
     MapScheme m_scheme;
@@ -45,7 +57,8 @@ private:
     int m_shift[kFields];   // log2(radix) when the radix is a power of two, else -1
     int m_offset[kFields];  // bit offset of the field in the burst index (all radices powers of two)
     bool m_pow2 = true;
-    int m_burst_shift = -1;  // log2(burst_bytes) when a power of two
+    bool m_plain_pow2 = false;  // every field and the burst a power of two, no hashing: decode by shifts
+    int m_burst_shift = -1;     // log2(burst_bytes) when a power of two
     std::uint64_t m_bursts = 1;
 };
 

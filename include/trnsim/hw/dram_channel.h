@@ -152,7 +152,7 @@ private:
         int bank_prev, bank_next;  // age-ordered list of the bank's requests in this queue
         int group, group_next;     // FIFO of the requests to the same (bank, row) in this queue
         std::uint8_t bank;
-        bool write, classified;
+        bool write;
     };
     struct Group {  // queued requests of one queue to one row of one bank
         std::uint64_t head_seq;
@@ -162,6 +162,16 @@ private:
         int head = -1, tail = -1, count = 0;
         int groups = -1;      // list of row groups
         int open_group = -1;  // group of the open row, -1 if none
+        // The open group's head (valid while open_group >= 0), so that a column command finds its request
+        // without first loading the group's line.
+        int open_head = -1;
+        // Whether the head request is a row hit, miss or conflict already (by the first ACT or PRE for it).
+        // Only a head is ever classified (ACT and PRE serve the head), so the flag lives here and a PRE does not
+        // load the request's line; a request served as a row hit without being the head was never classified.
+        bool head_classified = false;
+        // Row groups per row bucket (row mod 8), four bits each, sticky at 15 until the queue has no group: a
+        // request to a row of an empty bucket starts a group without walking the list (most random requests).
+        std::uint32_t row_buckets = 0;
     };
     struct alignas(64) BankQueues {  // a bank's two queues (reads, writes) in one cache line
         BankQueue queue[2];
