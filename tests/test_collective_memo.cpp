@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <set>
+
 #include <systemc>
 
 #include "support/isolated.h"
@@ -172,13 +174,14 @@ enum class Break { none, across, load };
 // odd row onto the other odd row only. With `brk`, 30 us in, a transfer between the first and
 // second rows (across: the parts no longer stay apart) or a DMA load on the first row only (load). Returns
 // each item's completion time (fs), every link's and every chip's counters, the memo counts and the conflict.
-json run_rows(bool memo, Break brk = Break::none, const std::string& algorithm = "ring") {
+json run_rows(bool memo, Break brk = Break::none, const std::string& algorithm = "ring",
+              const std::set<std::string>& skip = {}) {
     const std::string out = testing::run_isolated([=] {
         init_systemc();
         const Config config = hw::resolve_cluster_config("trn2.48xlarge", {}, {});
         hw::Cluster cluster("cluster", hw::ClusterSpec::from_config(config), config);
         runtime::CollectiveEngine engine(cluster);
-        if (memo) engine.enable_memo();
+        if (memo) engine.enable_memo(skip);
         std::vector<runtime::RankLayout> layouts;
         const int per = engine.ranks() / 4;  // the ranks of one row
         for (int g = 0; g < 4; ++g) {
@@ -250,6 +253,10 @@ TEST_CASE("alike groups kept apart are simulated once, with the times and counte
     const json rdh_on = run_rows(true, Break::none, "rdh");
     CHECK(rdh_on["mirrored"] == 1);
     CHECK(rdh_on["followers"] == 2);
+    // A run told to mirror nothing (after too many mirror conflicts) simulates every row.
+    const json none = run_rows(true, Break::none, "ring", {runtime::CollectiveEngine::k_no_mirror});
+    CHECK(none["mirrored"] == 0);
+    CHECK(none["done"] == off["done"]);
     CHECK(rdh_on["done"] == rdh_off["done"]);
     CHECK(rdh_on["links"] == rdh_off["links"]);
     CHECK(rdh_on["chips"] == rdh_off["chips"]);

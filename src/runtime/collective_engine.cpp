@@ -493,7 +493,8 @@ void CollectiveEngine::close_pending() {
         starts(p, fp.key(p.base), done, p.source);
         // Alike groups kept apart: only the first is simulated (docs/adr/0009).
         std::vector<std::size_t> leaders;
-        if (p.apart == 1 && m_skip.count("mirror|" + p.key) == 0 && mirror_items(p, items, 0, leaders)) {
+        if (p.apart == 1 && m_skip.count(k_no_mirror) == 0 && m_skip.count("mirror|" + p.key) == 0 &&
+            mirror_items(p, items, 0, leaders)) {
             ++m_memo_stats.mirrored;
             for (const std::size_t k : leaders) launch(items[k], id, k);
             continue;

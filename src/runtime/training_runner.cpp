@@ -843,6 +843,10 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
     // The records an attempt that met a conflict had made (and imported) by then: the periods that ended
     // before the conflict are valid records, so the next attempt replays them instead of simulating again.
     std::vector<std::string> carried(counts.size());
+    // Mirrored periods that met a conflict, per count: past k_mirror_conflicts the count mirrors none (a
+    // layout whose mirrors keep breaking must not use up the attempts that replays need).
+    constexpr int k_mirror_conflicts = 16;
+    std::vector<int> mirror_conflicts(counts.size(), 0);
     // Runs the counts `which` (in parallel) until none meets a conflict.
     auto run = [&](std::vector<std::size_t> which, const std::string& records) {
         for (int attempt = 0; !which.empty(); ++attempt) {
@@ -888,7 +892,11 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
                     // The records (tab-separated) to do without from now on.
                     bool fresh = false;
                     std::istringstream keys(rest.substr(space + 1, line - space - 1));
-                    for (std::string key; std::getline(keys, key, '\t');) fresh = skip[i].insert(key).second || fresh;
+                    for (std::string key; std::getline(keys, key, '\t');) {
+                        fresh = skip[i].insert(key).second || fresh;
+                        if (key.rfind("mirror|", 0) == 0 && ++mirror_conflicts[i] >= k_mirror_conflicts)
+                            skip[i].insert(CollectiveEngine::k_no_mirror);
+                    }
                     // No progress (an earlier conflict, or the same one again): without the memo.
                     if (at < conflict_fs[i] || (at == conflict_fs[i] && !fresh)) memo_on[i] = false;
                     conflict_fs[i] = at;

@@ -80,7 +80,10 @@ public:
     // From now on the kernels running on `chips` take `load` of their DMA engines' time
     // (hw::ChipEndpoint::set_dma_load). A change inside a busy period is one of its events.
     void set_dma_load(const std::vector<int>& chips, double load);
-    // Records and replays busy periods from now on, except those of the records named in `skip`. Requires
+    // In `skip` (enable_memo): no period is mirrored (docs/adr/0009).
+    static inline const std::string k_no_mirror = "mirror|*";
+    // Records and replays busy periods from now on, except those of the records named in `skip` (a record's
+    // key; "mirror|" + a key: do not mirror that period; k_no_mirror: mirror none). Requires
     // that schedules and layouts are not freed and reused during the simulation (their addresses identify them).
     void enable_memo(std::set<std::string> skip = {});
     // The caller's bound on traffic from outside a period's context: `quiet(chips, source)` is a time (fs)
