@@ -1,6 +1,7 @@
 // The collective engine's memo (docs/adr/0006): a busy period that starts again in the same state is
 // replayed with the times and counters the simulation would give, and anything the record does not know
-// stops the replay instead of being answered wrongly.
+// stops the replay instead of being answered wrongly. Alike groups kept apart (docs/adr/0009) are simulated
+// once with the same results, and whatever breaks their symmetry is a conflict.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
