@@ -130,7 +130,7 @@ void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::stri
             for (auto& b : traffic) p->pending.push_back(std::move(b));
             p->source = p->source == -2 || p->source == source ? source : -1;
             p->context += "|" + context;
-            p->apart = (p->apart != 0) && apart ? 1 : 0;
+            p->apart = p->apart && apart;
             p->added_delta = sc_core::sc_delta_count();
             m_close_event.notify(sc_core::SC_ZERO_TIME);
             return;
@@ -493,7 +493,7 @@ void CollectiveEngine::close_pending() {
         starts(p, fp.key(p.base), done, p.source);
         // Alike groups kept apart: only the first is simulated (docs/adr/0009).
         std::vector<std::size_t> leaders;
-        if (p.apart == 1 && m_skip.count(k_no_mirror) == 0 && m_skip.count("mirror|" + p.key) == 0 &&
+        if (p.apart && m_skip.count(k_no_mirror) == 0 && m_skip.count("mirror|" + p.key) == 0 &&
             mirror_items(p, items, 0, leaders)) {
             ++m_memo_stats.mirrored;
             for (const std::size_t k : leaders) launch(items[k], id, k);

@@ -211,7 +211,7 @@ private:
         std::vector<Done> on_done;
         int wake = -1;          // index in m_wakes
         bool replayed = false;  // begun as a replay
-        int apart = -1;         // pending: whether every batch that opened it said `apart` (-1: none yet)
+        bool apart = true;      // pending: every batch that opened it said `apart`
         std::unique_ptr<Mirror> mirror;
     };
     Period* period(int id);
