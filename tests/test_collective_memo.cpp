@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <set>
 
 #include <systemc>
@@ -272,4 +273,140 @@ TEST_CASE("traffic or a load change that breaks the symmetry of mirrored groups 
     CHECK(load["conflict_key"].get<std::string>().rfind("mirror|", 0) == 0);
     // Simulated in full, both finish.
     CHECK_FALSE(run_rows(false, Break::across)["conflict"].get<bool>());
+}
+
+namespace {
+
+// The four rows' 8 MiB all-reduces of `algorithm` one after the other (each starts 10 us after the one
+// before has finished), so each is a busy period of its own. Returns each one's duration (fs), every link's
+// and chip's counters and the memo counts.
+json run_rows_in_turn(bool memo, const std::string& algorithm) {
+    const std::string out = testing::run_isolated([=] {
+        init_systemc();
+        const Config config = hw::resolve_cluster_config("trn2.48xlarge", {}, {});
+        hw::Cluster cluster("cluster", hw::ClusterSpec::from_config(config), config);
+        runtime::CollectiveEngine engine(cluster);
+        if (memo) engine.enable_memo();
+        std::vector<runtime::RankLayout> layouts;
+        const int per = engine.ranks() / 4;
+        for (int g = 0; g < 4; ++g) {
+            std::vector<int> group;
+            for (int r = 0; r < per; ++r) group.push_back(per * g + r);
+            layouts.push_back(engine.layout(group));
+        }
+        runtime::CollectiveRequest q;
+        q.op = runtime::CollectiveOp::all_reduce;
+        q.bytes = 8u << 20;
+        q.dtype = DType::bf16;
+        std::vector<runtime::Schedule> schedules;
+        for (const auto& l : layouts) schedules.push_back(runtime::collective_algorithm(algorithm).build(q, l));
+        json durations = json::array();
+        sc_core::sc_spawn([&] {
+            for (std::size_t g = 0; g < 4; ++g) {
+                sc_core::sc_event done;
+                const std::uint64_t t0 = sc_core::sc_time_stamp().value();
+                engine.start(schedules[g], layouts[g], DType::bf16,
+                             [&](std::uint64_t) { done.notify(sc_core::SC_ZERO_TIME); });
+                sc_core::wait(done);
+                durations.push_back(sc_core::sc_time_stamp().value() - t0);
+                sc_core::wait(sc_core::sc_time(10, sc_core::SC_US));
+            }
+        });
+        run_simulation();
+        json links = json::array(), chips = json::array();
+        for (const auto& l : cluster.topology().links())
+            links.push_back({l.link->stats().bytes, l.link->stats().packets, l.link->stats().busy_fs});
+        for (int c = 0; c < cluster.chips(); ++c) {
+            const hw::ChipStats s = cluster.chip_stats(c);
+            chips.push_back({s.endpoint.bytes_sent, s.endpoint.bytes_received, s.endpoint.bytes_reduced,
+                             s.endpoint.packets_sent, s.endpoint.dma_busy_fs, s.endpoint.vector_busy_fs,
+                             s.memory.read_bytes, s.memory.write_bytes, s.memory.busy_fs, s.fabric.bytes,
+                             s.fabric.busy_fs});
+        }
+        return json{{"durations", durations},
+                    {"links", links},
+                    {"chips", chips},
+                    {"recorded", engine.memo_stats().recorded},
+                    {"replayed", engine.memo_stats().replayed},
+                    {"conflict", engine.memo_conflict()}}
+            .dump();
+    });
+    INFO(out.substr(0, 400));
+    REQUIRE(out.rfind("error:", 0) != 0);
+    return json::parse(out);
+}
+
+}  // namespace
+
+TEST_CASE("a record replays on the image of its traffic under a translation or reflection of the torus",
+          "[collective][memo]") {
+    // Ring: every row's traffic, hops included, is the first row's under a map of the torus (odd rows run
+    // backwards: a reflection), so rows 1-3 replay row 0's record, with the times and counters of simulating.
+    const json off = run_rows_in_turn(false, "ring");
+    const json on = run_rows_in_turn(true, "ring");
+    CHECK(on["recorded"] == 1);
+    CHECK(on["replayed"] == 3);
+    CHECK_FALSE(on["conflict"].get<bool>());
+    CHECK(on["durations"] == off["durations"]);
+    CHECK(on["links"] == off["links"]);
+    CHECK(on["chips"] == off["chips"]);
+    // Recursive doubling-halving sends between chips two apart, which go the + way round in every row: the
+    // reflection maps the first row's hops onto - links, not the odd rows' actual routes, so the odd rows
+    // have a record of their own (a translation maps row 1 onto row 3), and nothing replays wrongly.
+    const json rdh_off = run_rows_in_turn(false, "rdh");
+    const json rdh_on = run_rows_in_turn(true, "rdh");
+    CHECK(rdh_on["recorded"] == 2);
+    CHECK(rdh_on["replayed"] == 2);
+    CHECK(rdh_on["durations"] == rdh_off["durations"]);
+    CHECK(rdh_on["links"] == rdh_off["links"]);
+    CHECK(rdh_on["chips"] == rdh_off["chips"]);
+}
+
+TEST_CASE("a torus's node maps are its translations and reflections, and keep every link's spec", "[collective]") {
+    const std::string out = testing::run_isolated([] {
+        init_systemc();
+        const Config config = hw::resolve_cluster_config("trn2-ultraserver", {}, {});
+        hw::Cluster cluster("cluster", hw::ClusterSpec::from_config(config), config);
+        const hw::Topology& topo = cluster.topology();
+        const auto& maps = topo.node_maps();
+        json checks = json::object();
+        checks["maps"] = maps.size();
+        bool identity_first = true, bijective = true, specs = true, reflected_z = false;
+        for (std::size_t c = 0; c < maps[0].chip.size(); ++c)
+            identity_first = identity_first && maps[0].chip[c] == int(c);
+        std::map<std::string, std::size_t> role_of;
+        for (std::size_t i = 0; i < topo.links().size(); ++i)
+            if (topo.link_node(i) == 0) role_of[topo.links()[i].name] = topo.link_role(i);
+        for (const auto& m : maps) {
+            std::set<int> chips(m.chip.begin(), m.chip.end());
+            std::set<std::size_t> roles(m.role.begin(), m.role.end());
+            bijective = bijective && chips.size() == m.chip.size() && roles.size() == m.role.size();
+            for (std::size_t r = 0; r < m.role.size(); ++r) {
+                const auto& a = topo.links()[topo.link_at(0, r)].link->spec();
+                const auto& b = topo.links()[topo.link_at(0, m.role[r])].link->spec();
+                specs = specs && a.bandwidth.bytes_per_s == b.bandwidth.bytes_per_s;
+            }
+            // The map z -> -z (no shift): chip 16 (z = 1) goes to chip 48 (z = 3), its z+ link to that chip's z-.
+            if (m.chip[16] == 48 && m.chip[0] == 0 && m.chip[1] == 1 && m.chip[4] == 4)
+                reflected_z = m.role[role_of.at("n0.c16.z+")] == role_of.at("n0.c48.z-");
+        }
+        checks["identity_first"] = identity_first;
+        checks["bijective"] = bijective;
+        checks["specs"] = specs;
+        checks["reflected_z"] = reflected_z;
+        // A switched node has only the identity.
+        const Config sw = hw::resolve_cluster_config("trn3-ultraserver-64", {}, {});
+        hw::Cluster switched("switched", hw::ClusterSpec::from_config(sw), sw);
+        checks["switched_maps"] = switched.topology().node_maps().size();
+        return checks.dump();
+    });
+    INFO(out);
+    REQUIRE(out.rfind("error:", 0) != 0);
+    const json j = json::parse(out);
+    CHECK(j["maps"] == 64 * 8);  // 64 translations x 8 sets of reflected dimensions
+    CHECK(j["identity_first"].get<bool>());
+    CHECK(j["bijective"].get<bool>());
+    CHECK(j["specs"].get<bool>());
+    CHECK(j["reflected_z"].get<bool>());
+    CHECK(j["switched_maps"] == 1);
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -70,6 +71,61 @@ void Topology::build(const std::vector<PacketSink*>& endpoints) {
         if (at.size() <= id) at.resize(id + 1, k_no_link);
         at[id] = i;
     }
+    build_node_maps(roles);
+}
+
+// A role names its chip as ".c<local>." (or "efa.port<local>"); a map moves that chip and, for a
+// reflected dimension, turns the direction of its links ("x+" <-> "x-"). A map that leaves a role without
+// an image, or gives a link one of another spec, is dropped.
+void Topology::build_node_maps(const std::map<std::string, std::size_t>& roles) {
+    std::vector<std::string> name(roles.size());
+    for (const auto& [n, id] : roles) name[id] = n;
+    static const std::string axes = "xyz";
+    std::set<std::vector<int>> seen;
+    m_node_maps.clear();
+    for (const ChipMap& cm : chip_maps()) {
+        if (!seen.insert(cm.chip).second) continue;
+        NodeMap m;
+        m.chip = cm.chip;
+        bool ok = true;
+        for (std::size_t r = 0; r < name.size() && ok; ++r) {
+            const std::string& n = name[r];
+            std::string image;
+            if (n.rfind("efa.port", 0) == 0) {
+                image = fmt::format("efa.port{}", cm.chip.at(static_cast<std::size_t>(std::stoi(n.substr(8)))));
+            } else if (n.rfind(".c", 0) == 0 && n.find('.', 2) != std::string::npos) {
+                const std::size_t dot = n.find('.', 2);
+                std::string rest = n.substr(dot);  // ".x+", ".nic", ".up1"
+                const int local = std::stoi(n.substr(2, dot - 2));
+                if (rest.size() == 3 && (rest[2] == '+' || rest[2] == '-')) {
+                    const std::size_t d = axes.find(rest[1]);
+                    if (d != std::string::npos && d < cm.reflects.size() && cm.reflects[d])
+                        rest[2] = rest[2] == '+' ? '-' : '+';
+                }
+                image = fmt::format(".c{}{}", cm.chip.at(static_cast<std::size_t>(local)), rest);
+            } else {
+                // A part of the node that names no chip (a switch port): only the identity keeps it.
+                image = n;
+                for (std::size_t c = 0; c < cm.chip.size(); ++c) ok = ok && cm.chip[c] == static_cast<int>(c);
+            }
+            const auto it = roles.find(image);
+            ok = ok && it != roles.end();
+            if (ok) {
+                const Link* a = m_links[link_at(0, r)].link;
+                const Link* b = m_links[link_at(0, it->second)].link;
+                ok = a->spec().bandwidth.bytes_per_s == b->spec().bandwidth.bytes_per_s &&
+                     a->spec().latency.seconds == b->spec().latency.seconds;
+                m.role.push_back(it->second);
+            }
+        }
+        if (ok) m_node_maps.push_back(std::move(m));
+    }
+}
+
+std::vector<Topology::ChipMap> Topology::chip_maps() const {
+    ChipMap id;
+    for (int c = 0; c < chips_per_node(); ++c) id.chip.push_back(c);
+    return {id};
 }
 
 std::size_t Topology::link_at(int node, std::size_t role) const {
@@ -188,6 +244,33 @@ protected:
                 cur[d] = (cur[d] + (plus ? 1 : size - 1)) % size;
             }
         }
+    }
+
+    // Every translation, each with every set of reflected dimensions (of size > 2; reflecting a ring of
+    // two is the identity), identity first.
+    std::vector<ChipMap> chip_maps() const override {
+        const std::size_t nd = m_dims.size();
+        std::vector<ChipMap> maps;
+        for (int t = 0; t < chips_per_node(); ++t) {
+            const auto shift = coords(t);
+            for (unsigned mask = 0; mask < (1u << nd); ++mask) {
+                bool valid = true;
+                for (std::size_t d = 0; d < nd; ++d) valid = valid && (!(mask >> d & 1u) || m_dims[d] > 2);
+                if (!valid) continue;
+                ChipMap m;
+                for (std::size_t d = 0; d < nd; ++d) m.reflects.push_back((mask >> d & 1u) != 0);
+                for (int c = 0; c < chips_per_node(); ++c) {
+                    auto x = coords(c);
+                    for (std::size_t d = 0; d < nd; ++d) {
+                        const int v = m.reflects[d] ? m_dims[d] - x[d] : x[d];
+                        x[d] = (v + shift[d]) % m_dims[d];
+                    }
+                    m.chip.push_back(index(x));
+                }
+                maps.push_back(std::move(m));
+            }
+        }
+        return maps;
     }
 
 private:

@@ -43,6 +43,16 @@ CollectiveEngine::CollectiveEngine(hw::Cluster& cluster) : m_cluster(cluster) {
     const auto& links = cluster.topology().links();
     for (std::size_t i = 0; i < links.size(); ++i) m_link_index[links[i].link] = i;
     m_link_owner.assign(links.size(), -1);
+    m_maps = cluster.topology().node_maps();
+    for (const auto& m : m_maps) {
+        hw::Topology::NodeMap inv;
+        inv.chip.resize(m.chip.size());
+        inv.role.resize(m.role.size());
+        for (std::size_t i = 0; i < m.chip.size(); ++i)
+            inv.chip[static_cast<std::size_t>(m.chip[i])] = static_cast<int>(i);
+        for (std::size_t i = 0; i < m.role.size(); ++i) inv.role[m.role[i]] = i;
+        m_inverse.push_back(std::move(inv));
+    }
     m_chip_owner.assign(static_cast<std::size_t>(cluster.chips()), -1);
     sc_core::sc_spawn_options opts;
     opts.spawn_method();
@@ -137,14 +147,14 @@ void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::stri
         case Mode::replaying: {
             std::vector<Done*> done;
             for (auto& b : traffic) done.push_back(&b.on_done);
-            starts(*p, fp.key(p->base), done, sends(traffic) ? source : -1);
+            starts(*p, name(fp, p->base, p->map), done, sends(traffic) ? source : -1);
             return;
         }
         default: {
             std::vector<Done*> done;
             for (auto& b : traffic) done.push_back(&b.on_done);
             const std::size_t first = p->items;
-            starts(*p, fp.key(p->base), done, sends(traffic) ? source : -1);
+            starts(*p, name(fp, p->base, p->map), done, sends(traffic) ? source : -1);
             if (p->mirror) {
                 std::vector<std::size_t> leaders;
                 if (!mirror_items(*p, traffic, first, leaders)) {
@@ -237,15 +247,20 @@ void CollectiveEngine::set_dma_load(const std::vector<int>& chips, double load) 
                 }
             }
         }
-        const int first = p.base * m_cluster.spec().chips_per_node();
-        for (int& c : mine) c -= first;
-        const std::string key = fmt::format("load:{}:{};", fmt::join(mine, ","), load);
-        if (p.mode == Mode::pending)
-            p.context += key;  // part of how the period starts
-        else
-            starts(p, key, {}, -1);
+        if (p.mode == Mode::pending) {
+            // Part of how the period starts, named once its frame is known (close_pending).
+            p.loads.push_back({p.context.size(), std::move(mine), load});
+            continue;
+        }
+        starts(p, load_key(p, mine, load), {}, -1);
         if (m_conflict) return;
     }
+}
+
+std::string CollectiveEngine::load_key(const Period& p, std::vector<int> chips, double load) const {
+    for (int& c : chips) c = frame_chip(p.base, p.map, c);
+    std::sort(chips.begin(), chips.end());
+    return fmt::format("load:{}:{};", fmt::join(chips, ","), load);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -261,20 +276,16 @@ void CollectiveEngine::Footprint::add(const Footprint& o) {
     chips = std::move(c);
 }
 
-std::string CollectiveEngine::Footprint::key(int base) const {
-    std::string k;
-    for (const auto& [name, node] : parts) k += fmt::format("{}+{};", name, node - base);
-    return k;
-}
-
 CollectiveEngine::Footprint CollectiveEngine::footprint(const BatchItem& b) {
-    Footprint& fp = m_footprints[{b.schedule, b.layout}];
-    if (fp.parts.empty()) {
+    Traffic& t = m_traffic[{b.schedule, b.layout}];
+    if (t.schedule == nullptr) {
+        t.schedule = b.schedule;
+        t.layout = b.layout;
         std::set<std::size_t> links;
         std::set<int> chips;
-        for (const Transfer& t : b.schedule->transfers) {
-            const int src = b.layout->chip_of_rank[static_cast<std::size_t>(t.src)];
-            const int dst = b.layout->chip_of_rank[static_cast<std::size_t>(t.dst)];
+        for (const Transfer& x : b.schedule->transfers) {
+            const int src = b.layout->chip_of_rank[static_cast<std::size_t>(x.src)];
+            const int dst = b.layout->chip_of_rank[static_cast<std::size_t>(x.dst)];
             chips.insert(src);
             chips.insert(dst);
             for (const hw::PacketSink* hop : m_cluster.topology().route(src, dst)) {
@@ -282,31 +293,140 @@ CollectiveEngine::Footprint CollectiveEngine::footprint(const BatchItem& b) {
                 if (it != m_link_index.end()) links.insert(it->second);
             }
         }
-        const int node = *chips.begin() / m_cluster.spec().chips_per_node();
-        const int first = node * m_cluster.spec().chips_per_node();
-        // The traffic's name: a 128-bit hash of every transfer (chips relative to the node, bytes, reduction,
-        // dependencies, with their count), value by value rather than through text: footprints are named in
-        // every process that simulates a step, and the text was most of their cost. Names are compared only
-        // within one run (records travel between its processes, never to disk).
-        FieldHash h;
-        h.add(b.schedule->transfers.size());
-        for (const Transfer& t : b.schedule->transfers) {
-            const int src = b.layout->chip_of_rank[static_cast<std::size_t>(t.src)];
-            const int dst = b.layout->chip_of_rank[static_cast<std::size_t>(t.dst)];
-            h.add(static_cast<std::uint64_t>(static_cast<std::int64_t>(src - first)));
-            h.add(static_cast<std::uint64_t>(static_cast<std::int64_t>(dst - first)));
-            h.add(t.bytes);
-            h.add(t.reduce ? 1 : 0);
-            h.add(t.deps.size());
-            for (int d : t.deps) h.add(static_cast<std::uint64_t>(static_cast<std::int64_t>(d)));
-        }
-        fp.parts = {{h.hex(), node}};
-        fp.links.assign(links.begin(), links.end());
-        fp.chips.assign(chips.begin(), chips.end());
+        t.node = *chips.begin() / m_cluster.spec().chips_per_node();
+        t.links.assign(links.begin(), links.end());
+        t.chips.assign(chips.begin(), chips.end());
     }
-    Footprint out = fp;
-    out.parts.front().first += fmt::format("/{}", dtype_bytes(b.dtype));
+    Footprint out;
+    out.parts = {{&t, dtype_bytes(b.dtype)}};
+    out.links = t.links;
+    out.chips = t.chips;
     return out;
+}
+
+void CollectiveEngine::prepare(Traffic& t) {
+    if (!t.hop_first.empty()) return;
+    hw::Topology& topo = m_cluster.topology();
+    const int first = t.node * m_cluster.spec().chips_per_node();
+    for (const Transfer& x : t.schedule->transfers) {
+        const int src = t.layout->chip_of_rank[static_cast<std::size_t>(x.src)];
+        const int dst = t.layout->chip_of_rank[static_cast<std::size_t>(x.dst)];
+        t.ends.push_back(src - first);
+        t.ends.push_back(dst - first);
+        t.hop_first.push_back(t.hops.size());
+        const hw::Route& route = topo.route(src, dst);
+        for (std::size_t k = 0; k + 1 < route.size(); ++k) {
+            const std::size_t l = m_link_index.at(route[k]);
+            t.hops.emplace_back(topo.link_node(l) - t.node, topo.link_role(l));
+        }
+    }
+    t.hop_first.push_back(t.hops.size());
+    // What no map changes, hashed once: the transfers' bytes, reductions and dependencies, with their count.
+    FieldHash h;
+    h.add(t.schedule->transfers.size());
+    for (const Transfer& x : t.schedule->transfers) {
+        h.add(x.bytes);
+        h.add(x.reduce ? 1 : 0);
+        h.add(x.deps.size());
+        for (int d : x.deps) h.add(static_cast<std::uint64_t>(static_cast<std::int64_t>(d)));
+    }
+    t.shape = {h.a, h.b};
+}
+
+// The traffic's name in its own frame (its lowest node) under a node map: a 128-bit hash of its shape
+// (prepare) and every transfer's chips and, with several maps, every hop but the last (the receiving chip),
+// value by value rather than through text: footprints are named in every
+// process that simulates a step, and the text was most of their cost. Names are compared only within one
+// run (records travel between its processes, never to disk).
+const std::string& CollectiveEngine::traffic_name(Traffic& t, std::size_t map) {
+    for (const auto& [m, name] : t.names)
+        if (m == map) return name;
+    prepare(t);
+    const int per_node = m_cluster.spec().chips_per_node();
+    const auto& chip = m_maps[map].chip;
+    const auto& role = m_maps[map].role;
+    const auto image = [&](int rel) {
+        const int node = rel / per_node;
+        return static_cast<std::uint64_t>(node * per_node + chip[static_cast<std::size_t>(rel - node * per_node)]);
+    };
+    const bool hops = m_maps.size() > 1;
+    FieldHash h;
+    h.add(t.shape[0]);
+    h.add(t.shape[1]);
+    const auto& tr = t.schedule->transfers;
+    for (std::size_t i = 0; i < tr.size(); ++i) {
+        h.add(image(t.ends[2 * i]));
+        h.add(image(t.ends[2 * i + 1]));
+        if (!hops) continue;
+        h.add(t.hop_first[i + 1] - t.hop_first[i]);
+        for (std::size_t k = t.hop_first[i]; k < t.hop_first[i + 1]; ++k) {
+            h.add(static_cast<std::uint64_t>(t.hops[k].first));
+            h.add(role[t.hops[k].second]);
+        }
+    }
+    t.names.emplace_back(map, h.hex());
+    return t.names.back().second;
+}
+
+std::string CollectiveEngine::name(const Footprint& fp, int base, std::size_t map) {
+    std::string k;
+    for (const auto& [t, elem] : fp.parts) k += fmt::format("{}/{}+{};", traffic_name(*t, map), elem, t->node - base);
+    return k;
+}
+
+// The first of the node maps in the order of the mapped transfers: their chips, item by item and transfer
+// by transfer, then (all chips alike) their hops. Traffic that is the image of other traffic under a map
+// reads the same under its own first map as the other under its own, nearly always (a map that leaves the
+// traffic as it is can pick another first map for one than the other: a missed replay, never a wrong one).
+std::size_t CollectiveEngine::frame_map(const Footprint& fp) {
+    if (m_maps.size() == 1) return 0;
+    std::vector<const Traffic*> key;
+    for (const auto& [t, elem] : fp.parts) {
+        prepare(*t);
+        key.push_back(t);
+    }
+    const auto known = m_frame_maps.find(key);
+    if (known != m_frame_maps.end()) return known->second;
+    const int per_node = m_cluster.spec().chips_per_node();
+    // <0: map a reads first; 0: alike so far.
+    const auto compare = [&](std::size_t a, std::size_t b) {
+        const auto& ca = m_maps[a].chip;
+        const auto& cb = m_maps[b].chip;
+        for (const Traffic* t : key) {
+            for (const int e : t->ends) {
+                const auto local = static_cast<std::size_t>(e % per_node);
+                if (ca[local] != cb[local]) return ca[local] - cb[local];
+            }
+        }
+        const auto& ra = m_maps[a].role;
+        const auto& rb = m_maps[b].role;
+        for (const Traffic* t : key) {
+            for (const auto& [node, role] : t->hops)
+                if (ra[role] != rb[role]) return ra[role] < rb[role] ? -1 : 1;
+        }
+        return 0;
+    };
+    std::size_t best = 0;
+    for (std::size_t m = 1; m < m_maps.size(); ++m)
+        if (compare(m, best) < 0) best = m;
+    m_frame_maps.emplace(std::move(key), best);
+    return best;
+}
+
+int CollectiveEngine::frame_chip(int base, std::size_t map, int chip) const {
+    const int per_node = m_cluster.spec().chips_per_node();
+    return (chip / per_node - base) * per_node + m_maps[map].chip[static_cast<std::size_t>(chip % per_node)];
+}
+
+int CollectiveEngine::frame_unchip(int base, std::size_t map, int rel) const {
+    const int per_node = m_cluster.spec().chips_per_node();
+    const int node = rel >= 0 ? rel / per_node : -((-rel + per_node - 1) / per_node);
+    return (base + node) * per_node + m_inverse[map].chip[static_cast<std::size_t>(rel - node * per_node)];
+}
+
+std::pair<int, std::size_t> CollectiveEngine::frame_link(int base, std::size_t map, std::size_t link) const {
+    const hw::Topology& topo = m_cluster.topology();
+    return {topo.link_node(link) - base, m_maps[map].role[topo.link_role(link)]};
 }
 
 CollectiveEngine::Period* CollectiveEngine::period(int id) {
@@ -439,15 +559,28 @@ void CollectiveEngine::close_pending() {
         p.pending.clear();
         Footprint fp;
         for (const auto& b : items) fp.add(footprint(b));
-        const int first = p.base * m_cluster.spec().chips_per_node();
-        p.key = fp.key(p.base) + "@" + p.context + "@";
+        // Its frame, from everything that opened it (a tensor-parallel group in one plane of a torus leaves
+        // the third dimension's reflection open; the data-parallel buckets starting with it settle it).
+        p.map = frame_map(fp);
+        std::string context;
+        std::size_t from = 0;
+        for (const auto& l : p.loads) {
+            context += p.context.substr(from, l.at - from) + load_key(p, l.chips, l.load);
+            from = l.at;
+        }
+        context += p.context.substr(from);
+        p.loads.clear();
+        p.key = name(fp, p.base, p.map) + "@" + context + "@";
+        std::vector<std::pair<int, double>> loads;
         for (const int c : p.chips) {
             const double load = m_cluster.endpoint(c).dma_load();
-            if (load > 0) p.key += fmt::format("{}:{};", c - first, load);
+            if (load > 0) loads.emplace_back(frame_chip(p.base, p.map, c), load);
         }
+        std::sort(loads.begin(), loads.end());
+        for (const auto& [c, load] : loads) p.key += fmt::format("{}:{};", c, load);
         const auto it = m_memo.find(p.key);
         Footprint placed, at;
-        bool free = it != m_memo.end() && m_skip.count(p.key) == 0 && place(it->second, p.base, placed);
+        bool free = it != m_memo.end() && m_skip.count(p.key) == 0 && place(it->second, p.base, p.map, placed);
         if (free) {
             at = first_parts(it->second, placed);
             for (const std::size_t l : at.links) free = free && (m_link_owner[l] < 0 || m_link_owner[l] == id);
@@ -490,7 +623,7 @@ void CollectiveEngine::close_pending() {
         begin_record(p);
         std::vector<Done*> done;
         for (auto& b : items) done.push_back(&b.on_done);
-        starts(p, fp.key(p.base), done, p.source);
+        starts(p, name(fp, p.base, p.map), done, p.source);
         // Alike groups kept apart: only the first is simulated (docs/adr/0009).
         std::vector<std::size_t> leaders;
         if (p.apart && m_skip.count(k_no_mirror) == 0 && m_skip.count("mirror|" + p.key) == 0 &&
@@ -543,7 +676,6 @@ void CollectiveEngine::maybe_end(Period& p) {
     if (p.mode == Mode::recording && m_memo.count(p.key) == 0) {
         Record& r = p.record;
         const hw::Topology& topo = m_cluster.topology();
-        const int first = p.base * m_cluster.spec().chips_per_node();
         // What it held when it began first: a replay claims those then, and the rest when traffic reaches it.
         std::vector<std::size_t> links = p.first_links;
         for (const std::size_t l : p.links)
@@ -554,13 +686,13 @@ void CollectiveEngine::maybe_end(Period& p) {
         r.first_links = p.first_links.size();
         r.first_chips = p.first_chips.size();
         for (const std::size_t l : links) {
-            r.links.push_back({topo.link_node(l) - p.base, topo.link_role(l)});
+            r.links.push_back(frame_link(p.base, p.map, l));
             const hw::LinkStats& a = p.links0.at(l);
             const hw::LinkStats& b = topo.links()[l].link->stats();
             r.link_stats.push_back({b.bytes - a.bytes, b.packets - a.packets, b.busy_fs - a.busy_fs});
         }
         for (const int c : chips) {
-            r.chips.push_back(c - first);
+            r.chips.push_back(frame_chip(p.base, p.map, c));
             r.chip_stats.push_back(m_cluster.chip_stats(c) - p.chips0.at(c));
         }
         logger("memo")->trace("recorded {} fs to {} fs, {} items: {}", p.start_fs, sc_core::sc_time_stamp().value(),
@@ -789,18 +921,19 @@ void CollectiveEngine::mirror_counters(Period& p) {
 // ---------------------------------------------------------------------------------------------------
 // Records
 
-bool CollectiveEngine::place(const Record& r, int base, Footprint& placed) const {
+bool CollectiveEngine::place(const Record& r, int base, std::size_t map, Footprint& placed) const {
     const hw::Topology& topo = m_cluster.topology();
+    const auto& inverse = m_inverse[map];
     for (const auto& [node, role] : r.links) {
-        const std::size_t l = topo.link_at(base + node, role);
+        const std::size_t l = topo.link_at(base + node, inverse.role[role]);
         if (l == hw::Topology::k_no_link) return false;
         placed.links.push_back(l);
     }
-    const int chip0 = base * m_cluster.spec().chips_per_node();
+    const int per_node = m_cluster.spec().chips_per_node();
     for (const int rel : r.chips) {
-        const int c = chip0 + rel;
-        if (c < 0 || c >= m_cluster.chips()) return false;
-        placed.chips.push_back(c);
+        const int node = base + (rel >= 0 ? rel / per_node : -((-rel + per_node - 1) / per_node));
+        if (node < 0 || node >= m_cluster.spec().nodes) return false;
+        placed.chips.push_back(frame_unchip(base, map, rel));
     }
     return true;
 }

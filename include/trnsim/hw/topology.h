@@ -77,7 +77,26 @@ public:
     // cycle when the last is also a neighbour of the first). Identity for the switched kinds.
     virtual std::vector<int> ring_order() const;
 
+    // Maps of a node onto itself that keep every link's spec: a permutation of the node's chips (local
+    // numbers) and the matching one of link roles, the same in every node. Tori give every translation
+    // combined with every reflection of dimensions (a reflection turns + links into - links); the other
+    // kinds the identity alone. Identity first. They need not carry routes onto routes (a ring of 4 breaks
+    // ties towards +, which a reflection does not keep): the collective engine's memo names every hop
+    // (runtime/collective_engine.h, "Frames").
+    struct NodeMap {
+        std::vector<int> chip;          // local chip -> local chip
+        std::vector<std::size_t> role;  // link role -> link role
+    };
+    const std::vector<NodeMap>& node_maps() const { return m_node_maps; }
+
 protected:
+    // The chip permutations behind node_maps() and, per dimension, whether each reflects it.
+    struct ChipMap {
+        std::vector<int> chip;
+        std::vector<bool> reflects;
+    };
+    virtual std::vector<ChipMap> chip_maps() const;
+    void build_node_maps(const std::map<std::string, std::size_t>& roles);
     // Builds node `node`'s links; `first_chip` is its chip 0.
     virtual void build_node(int node, int first_chip) = 0;
     // Appends the hops from local chip `a` to local chip `b` of node `node` (a != b).
@@ -96,7 +115,8 @@ private:
     std::vector<int> m_link_node;                       // per link: its node
     std::vector<std::size_t> m_link_role;               // per link: its part within its node
     std::vector<std::vector<std::size_t>> m_role_link;  // per node, per part: the link
-    std::vector<Link*> m_nic;                           // per chip: uplink to the EFA network (nodes > 1)
+    std::vector<NodeMap> m_node_maps;
+    std::vector<Link*> m_nic;  // per chip: uplink to the EFA network (nodes > 1)
     NetworkSwitch* m_efa = nullptr;
     std::vector<std::unique_ptr<Route>> m_routes;  // src * chips + dst
 };

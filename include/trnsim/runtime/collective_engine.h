@@ -22,6 +22,7 @@
 // traffic, same time, same order relative to the completions). Anything else is a conflict: the engine stops
 // the simulation and names the record (memo_conflict_key), and the caller simulates again without it.
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -134,18 +135,47 @@ private:
     void launch(const BatchItem& item, int period, std::size_t index);
 
     // What traffic touches: the links its routes cross and its chips (sorted), and, for a batch, the memo's
-    // name for its transfers (chips, bytes, reduction, dependencies) and element size.
-    // Nodes are alike, so names are relative: an item's transfers name chips from its lowest node, and
-    // a batch (or a period) names each item's node from a base node; records hold chips and links (as node
-    // and role, hw::Topology::link_at) from their period's base, and replay from any base.
+    // name for its transfers (chips, bytes, reduction, dependencies, hops) and element size.
+    // Names are relative to a frame: a base node and one of the topology's node maps
+    // (hw::Topology::node_maps: a torus's translations and reflections). An item's transfers name chips
+    // and hops from its lowest node, and a batch (or a period) names each item's node from the base node,
+    // everything seen through the map. A period's frame is that of the traffic that opened it: its lowest
+    // node, and the map under which its transfers read first (compared chip by chip, then hop by hop), so
+    // that traffic that is the image of other traffic under a node shift and a map has the same name.
+    // Records hold chips and links in their period's frame and replay in any frame. With several maps
+    // the names spell out every hop: equal names then mean that one traffic's routes are the other's,
+    // mapped, whether or not the map carries routes onto routes in general.
+    struct Traffic {
+        const Schedule* schedule = nullptr;
+        const RankLayout* layout = nullptr;
+        int node = 0;  // its lowest node
+        std::vector<std::size_t> links;
+        std::vector<int> chips;
+        // Once needed: every transfer's chips as numbered from its lowest node's chip 0, and its hops but
+        // the last (node from its lowest, role), from hop_first[i] to hop_first[i + 1].
+        std::vector<int> ends;
+        std::vector<std::pair<int, std::size_t>> hops;
+        std::vector<std::size_t> hop_first;
+        std::array<std::uint64_t, 2> shape{};  // hash of what every map leaves alone (bytes, reductions, deps)
+        std::vector<std::pair<std::size_t, std::string>> names;  // per node map, once needed
+    };
+    void prepare(Traffic& t);
     struct Footprint {
-        std::vector<std::pair<std::string, int>> parts;  // per item: its name and its lowest node
+        std::vector<std::pair<Traffic*, std::size_t>> parts;  // per item: its traffic and element size
         std::vector<std::size_t> links;
         std::vector<int> chips;
         void add(const Footprint& o);
-        std::string key(int base) const;  // the parts, their nodes counted from `base`
     };
     Footprint footprint(const BatchItem& item);
+    // The parts of `fp` named in the frame (base node, node map).
+    std::string name(const Footprint& fp, int base, std::size_t map);
+    const std::string& traffic_name(Traffic& t, std::size_t map);
+    // The node map under which `fp`'s transfers read first from base node `base`.
+    std::size_t frame_map(const Footprint& fp);
+    // A chip and a link as a frame names them, and back.
+    int frame_chip(int base, std::size_t map, int chip) const;
+    int frame_unchip(int base, std::size_t map, int rel) const;
+    std::pair<int, std::size_t> frame_link(int base, std::size_t map, std::size_t link) const;
 
     struct Event {
         bool start = false;
@@ -184,8 +214,9 @@ private:
     };
     struct Period {
         int id = 0;
-        int base = 0;     // the node its names count from: the lowest of the traffic that opened it
-        int source = -2;  // the source of the traffic that opened it (-1: several or unknown; -2: none yet)
+        int base = 0;         // the node its names count from: the lowest of the traffic that opened it
+        std::size_t map = 0;  // and the node map they see through (frame_map; chosen when it closes)
+        int source = -2;      // the source of the traffic that opened it (-1: several or unknown; -2: none yet)
         Mode mode = Mode::plain;
         std::vector<std::size_t> links;  // claimed
         std::vector<int> chips;
@@ -194,6 +225,12 @@ private:
         // pending: what starts at this time, until a delta cycle passes without more
         std::vector<BatchItem> pending;
         std::string context;
+        struct Load {
+            std::size_t at = 0;  // in context
+            std::vector<int> chips;
+            double load = 0;
+        };
+        std::vector<Load> loads;  // load changes among them, named when it closes
         std::uint64_t added_delta = 0;
         // recording and replaying
         std::string key;
@@ -242,9 +279,9 @@ private:
     // A replaying period claims `parts` as its traffic reaches them: the record's counters of those it did not
     // hold yet are added then.
     void replay_take(Period& p, const Footprint& parts);
-    // Where record `r`'s links and chips lie from base node `base`, in the record's order (appended to
+    // Where record `r`'s links and chips lie in the frame (base node, node map), in the record's order (appended to
     // `placed`); false when they do not fit in the cluster.
-    bool place(const Record& r, int base, Footprint& placed) const;
+    bool place(const Record& r, int base, std::size_t map, Footprint& placed) const;
     // Of those, the ones it held when it began (or all of them), sorted as a period holds them.
     static Footprint first_parts(const Record& r, const Footprint& placed, bool all = false);
     void arm(Period& p);
@@ -254,6 +291,8 @@ private:
     // separated by tabs.
     void mirror_conflict(const std::vector<const Period*>& periods, const std::string& why);
     bool idle(const Period& p) const;
+    // A load change on `chips` as an event of `p` (chips named in its frame).
+    std::string load_key(const Period& p, std::vector<int> chips, double load) const;
 
     bool m_memo_on = false;
     bool m_conflict = false;
@@ -262,7 +301,9 @@ private:
     Quiet m_quiet;
     MemoStats m_memo_stats;
     std::map<std::string, Record> m_memo;
-    std::map<std::pair<const Schedule*, const RankLayout*>, Footprint> m_footprints;
+    std::map<std::pair<const Schedule*, const RankLayout*>, Traffic> m_traffic;
+    std::vector<hw::Topology::NodeMap> m_maps, m_inverse;             // the topology's node maps and their inverses
+    std::map<std::vector<const Traffic*>, std::size_t> m_frame_maps;  // frame_map's answers
     std::unordered_map<const hw::PacketSink*, std::size_t> m_link_index;
     std::map<int, std::unique_ptr<Period>> m_periods;
     std::map<int, int> m_merged_into;
