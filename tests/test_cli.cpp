@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <map>
+
 #include <nlohmann/json.hpp>
 
 #include "support/trnsim_process.h"
@@ -579,6 +581,34 @@ TEST_CASE("run --trace writes the stage timelines: the core track adds up to the
     }
     CHECK(comm > 0);
     CHECK(core_us * 1e-6 == Approx(result["breakdown"][0]["busy_s"].get<double>()).epsilon(1e-6));
+    // Utilization counters: the stage's engines, the links and the chips' DMA rings, each 0..1, in time
+    // order, idle again at the end. The tensor engine's, integrated, is at most the core's busy time.
+    std::map<std::string, std::vector<std::pair<double, double>>> counters;
+    for (const auto& e : trace["traceEvents"]) {
+        if (e["ph"] == "C") counters[e["name"]].push_back({e["ts"].get<double>(), e["args"]["value"].get<double>()});
+    }
+    for (const char* engine : {"tensor", "vector", "scalar", "gpsimd", "dma"})
+        CHECK(counters.count(std::string("stage 0 ") + engine + " utilization") == 1);
+    int links = 0, rings = 0;
+    for (const auto& [name, points] : counters) {
+        INFO(name);
+        links += name.rfind("link ", 0) == 0 ? 1 : 0;
+        rings += name.find("DMA rings") != std::string::npos ? 1 : 0;
+        for (std::size_t i = 0; i < points.size(); ++i) {
+            CHECK(points[i].second >= 0);
+            CHECK(points[i].second <= 1);
+            if (i > 0) CHECK(points[i].first >= points[i - 1].first);
+        }
+        CHECK(points.back().second == 0);
+    }
+    CHECK(links > 0);
+    CHECK(rings > 0);
+    const auto& tensor = counters["stage 0 tensor utilization"];
+    double tensor_us = 0;
+    for (std::size_t i = 0; i + 1 < tensor.size(); ++i)
+        tensor_us += tensor[i].second * (tensor[i + 1].first - tensor[i].first);
+    CHECK(tensor_us > 0);
+    CHECK(tensor_us <= core_us * (1 + 1e-9));
 }
 
 TEST_CASE("describe --cluster prints the cluster's keys with their sources; a chip or a cluster is required",

@@ -173,6 +173,7 @@ TEST_CASE("replaying collectives from the memo gives the step that simulating ev
         auto o = options(tp, pp, dp, dp * 6);
         o.sample_microbatches = 6;  // simulate all six
         o.memo = false;
+        o.trace = true;  // the trace's link and DMA-ring counters come from the periods, replayed or not
         const auto full = runtime::run_training(o, cluster);
         o.memo = true;
         const auto memo = runtime::run_training(o, cluster);
@@ -184,6 +185,15 @@ TEST_CASE("replaying collectives from the memo gives the step that simulating ev
         CHECK(memo.step_time_s == full.step_time_s);
         CHECK(memo.link_bytes == full.link_bytes);
         CHECK(memo.energy.total() == full.energy.total());
+        CHECK_FALSE(full.trace_counters.empty());
+        REQUIRE(memo.trace_counters.size() == full.trace_counters.size());
+        bool same = true;
+        for (std::size_t i = 0; i < memo.trace_counters.size(); ++i) {
+            const auto& a = memo.trace_counters[i];
+            const auto& b = full.trace_counters[i];
+            same = same && a.track == b.track && a.at_fs == b.at_fs && a.value == b.value;
+        }
+        CHECK(same);
         REQUIRE(memo.stages.size() == full.stages.size());
         for (std::size_t s = 0; s < memo.stages.size(); ++s) {
             CHECK(memo.stages[s].busy_s == full.stages[s].busy_s);

@@ -120,6 +120,20 @@ nlohmann::json to_chrome_trace(const runtime::TrainingResult& r) {
                           {"ts", static_cast<double>(e.start_fs) * 1e-9},
                           {"dur", static_cast<double>(e.end_fs - e.start_fs) * 1e-9}});
     }
+    // Utilization counters: the stages' engines with their timelines, the links and the chips' DMA rings
+    // each in a process of their own.
+    static const char* const groups[] = {"stages", "links (collectives and pipeline transfers)",
+                                         "chip DMA rings (collectives and pipeline transfers)"};
+    for (int g = 0; g < 3; ++g)
+        events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", g + 1}, {"args", {{"name", groups[g]}}}});
+    for (const auto& c : r.trace_counters) {
+        const int pid = c.track.rfind("stage", 0) == 0 ? 1 : c.track.rfind("link", 0) == 0 ? 2 : 3;
+        events.push_back({{"name", c.track + " utilization"},
+                          {"ph", "C"},
+                          {"pid", pid},
+                          {"ts", static_cast<double>(c.at_fs) * 1e-9},
+                          {"args", {{"value", c.value}}}});
+    }
     return {{"traceEvents", events},
             {"displayTimeUnit", "ns"},
             {"otherData",

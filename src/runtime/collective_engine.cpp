@@ -454,7 +454,8 @@ void CollectiveEngine::take(Period& p, const Footprint& fp) {
         if (m_link_owner[l] == p.id) continue;
         m_link_owner[l] = p.id;
         p.links.insert(std::upper_bound(p.links.begin(), p.links.end(), l), l);
-        if (p.mode == Mode::recording) p.links0[l] = m_cluster.topology().links()[l].link->stats();
+        if (p.mode == Mode::recording || (m_on_period_end && p.mode != Mode::replaying))
+            p.links0[l] = m_cluster.topology().links()[l].link->stats();
     }
     for (const int c : fp.chips) {
         auto& owner = m_chip_owner[static_cast<std::size_t>(c)];
@@ -462,7 +463,8 @@ void CollectiveEngine::take(Period& p, const Footprint& fp) {
         owner = p.id;
         p.chips.insert(std::upper_bound(p.chips.begin(), p.chips.end(), c), c);
         m_cluster.endpoint(c).restart_assignment();
-        if (p.mode == Mode::recording) p.chips0[c] = m_cluster.chip_stats(c);
+        if (p.mode == Mode::recording || (m_on_period_end && p.mode != Mode::replaying))
+            p.chips0[c] = m_cluster.chip_stats(c);
     }
 }
 
@@ -527,6 +529,9 @@ CollectiveEngine::Period* CollectiveEngine::claim(const Footprint& fp) {
         m_periods.erase(id);
         m_merged_into[id] = p->id;
         p->active += q->active;
+        p->start_fs = std::min(p->start_fs, q->start_fs);
+        p->links0.insert(q->links0.begin(), q->links0.end());
+        p->chips0.insert(q->chips0.begin(), q->chips0.end());
         for (const std::size_t l : q->links) m_link_owner[l] = p->id;
         for (const int c : q->chips) m_chip_owner[static_cast<std::size_t>(c)] = p->id;
         std::vector<std::size_t> links;
@@ -700,10 +705,30 @@ void CollectiveEngine::maybe_end(Period& p) {
         m_memo.emplace(p.key, std::move(r));
         ++m_memo_stats.recorded;
     }
+    if (m_on_period_end) m_on_period_end(use(p));
     for (const std::size_t l : p.links) m_link_owner[l] = -1;
     for (const int c : p.chips) m_chip_owner[static_cast<std::size_t>(c)] = -1;
     if (p.wake >= 0) m_wake_period[static_cast<std::size_t>(p.wake)] = -1;
     m_periods.erase(p.id);
+}
+
+CollectiveEngine::PeriodUse CollectiveEngine::use(const Period& p) const {
+    PeriodUse u;
+    u.start_fs = p.start_fs;
+    u.end_fs = sc_core::sc_time_stamp().value();
+    const hw::Topology& topo = m_cluster.topology();
+    for (const std::size_t l : p.links) {
+        const std::uint64_t busy = p.replayed ? p.replay->link_stats[p.replay_link.at(l)].busy_fs
+                                              : topo.links()[l].link->stats().busy_fs - p.links0.at(l).busy_fs;
+        if (busy > 0) u.link_busy.emplace_back(l, busy);
+    }
+    for (const int c : p.chips) {
+        const std::uint64_t busy =
+            p.replayed ? p.replay->chip_stats[p.replay_chip.at(c)].endpoint.dma_busy_fs
+                       : m_cluster.chip_stats(c).endpoint.dma_busy_fs - p.chips0.at(c).endpoint.dma_busy_fs;
+        if (busy > 0) u.dma_busy.emplace_back(c, busy);
+    }
+    return u;
 }
 
 // What starts in a period: during a recording, an event; during a replay, the next event of the record, or

@@ -1,6 +1,7 @@
 #include "trnsim/runtime/training_runner.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <deque>
@@ -141,7 +142,12 @@ struct Setup {
     // The share of its core's DMA engine time each compute op takes (its kernels' DMA utilization,
     // time-weighted; a stream op: 1).
     std::vector<std::vector<std::vector<double>>> dma;
+    // And its kernels' utilization of the tensor, vector, scalar and gpsimd engines, time-weighted (for the
+    // trace).
+    std::vector<std::vector<std::vector<std::array<double, 4>>>> engines;
 };
+
+constexpr std::array<const char*, 4> k_engines{"tensor", "vector", "scalar", "gpsimd"};
 
 const OpList& list_of(const StageProgram& p, std::size_t list) {
     if (list == 2 * p.chunks.size()) return p.step;
@@ -157,6 +163,7 @@ std::size_t list_count(const StageProgram& p) {
 
 struct SimOutcome {
     std::vector<TraceEvent> trace;
+    std::vector<TraceCounter> counters;
     double step_s = 0;
     double link_bytes = 0, efa_bytes = 0;  // summed over every link a byte crossed
     double memory_bytes = 0;               // collectives' reads and writes of chip memory, every chip
@@ -215,6 +222,24 @@ public:
             }
         }
         if (memo) m_engine.set_quiet([this](const std::vector<int>& chips, int s) { return quiet_until(chips, s); });
+        if (trace) {
+            const double rings = static_cast<double>(hw::EndpointSpec::from_config(config).dma_rings);
+            m_engine.on_period_end([this, rings](const CollectiveEngine::PeriodUse& u) {
+                const double span = static_cast<double>(u.end_fs - u.start_fs);
+                if (span <= 0) return;
+                const auto& links = m_cluster.topology().links();
+                for (const auto& [l, busy] : u.link_busy) {
+                    const std::string track = "link " + links[l].name;
+                    m_counters.push_back({track, u.start_fs, static_cast<double>(busy) / span});
+                    m_counters.push_back({track, u.end_fs, 0.0});
+                }
+                for (const auto& [c, busy] : u.dma_busy) {
+                    const std::string track = fmt::format("chip {} DMA rings", c);
+                    m_counters.push_back({track, u.start_fs, static_cast<double>(busy) / (span * rings)});
+                    m_counters.push_back({track, u.end_fs, 0.0});
+                }
+            });
+        }
         for (int s = 0; s < pp; ++s) {
             m_stage[static_cast<std::size_t>(s)].breakdown.stage = s;
             sc_core::sc_spawn([this, s] { stage_thread(s); });
@@ -241,6 +266,11 @@ public:
         o.simulated = m_engine.memo_stats().simulated;
         o.mirrored = m_engine.memo_stats().mirrored;
         o.trace = m_trace;
+        // In time order; at one time, in the order written (a period's end before the start of the next one
+        // on its links).
+        o.counters = m_counters;
+        std::stable_sort(o.counters.begin(), o.counters.end(),
+                         [](const TraceCounter& a, const TraceCounter& b) { return a.at_fs < b.at_fs; });
         for (const auto& l : m_cluster.topology().links()) {
             const double b = static_cast<double>(l.link->stats().bytes);
             (l.name.rfind("efa", 0) == 0 ? o.efa_bytes : o.link_bytes) += b;
@@ -412,10 +442,12 @@ private:
                 if (t > 0) {
                     const double dma = m_setup.dma[static_cast<std::size_t>(s)][run.list][i];
                     set_load(s, dma);
+                    count_engines(s, &m_setup.engines[static_cast<std::size_t>(s)][run.list][i], dma);
                     if (!run.is_step) st.compute_end_fs = sc_core::sc_time_stamp().value() + t;
                     sc_core::wait(sc_core::sc_time::from_value(t));
                     if (!run.is_step) st.compute_end_fs = 0;
                     set_load(s, 0);
+                    count_engines(s, nullptr, 0);
                 }
                 if (!run.is_step) st.at_issued = true;
                 st.busy_fs += t;
@@ -744,8 +776,18 @@ private:
         if (m_trace_on && duration > 0) m_trace.push_back({s, track, name, start, start + duration});
     }
 
+    // Stage s's engines from now on: a compute op's kernels' utilization, or idle (nullptr).
+    void count_engines(int s, const std::array<double, 4>* engines, double dma) {
+        if (!m_trace_on) return;
+        const std::uint64_t now = sc_core::sc_time_stamp().value();
+        for (std::size_t e = 0; e < k_engines.size(); ++e)
+            m_counters.push_back({fmt::format("stage {} {}", s, k_engines[e]), now, engines ? (*engines)[e] : 0.0});
+        m_counters.push_back({fmt::format("stage {} dma", s), now, dma});
+    }
+
     bool m_trace_on = false;
     std::vector<TraceEvent> m_trace;
+    std::vector<TraceCounter> m_counters;
 
     const Setup& m_setup;
     hw::ClusterSpec m_spec;
@@ -781,7 +823,10 @@ nlohmann::json to_json(const SimOutcome& o) {
     }
     nlohmann::json trace = nlohmann::json::array();
     for (const auto& e : o.trace) trace.push_back({e.stage, e.track, e.name, e.start_fs, e.end_fs});
+    nlohmann::json counters = nlohmann::json::array();
+    for (const auto& c : o.counters) counters.push_back({c.track, c.at_fs, c.value});
     return {{"trace", trace},
+            {"counters", counters},
             {"step", o.step_s},
             {"stages", stages},
             {"collectives", o.collectives},
@@ -801,6 +846,8 @@ SimOutcome from_json(const nlohmann::json& j) {
         o.trace.push_back({e.at(0).get<int>(), e.at(1).get<int>(), e.at(2).get<std::string>(),
                            e.at(3).get<std::uint64_t>(), e.at(4).get<std::uint64_t>()});
     }
+    for (const auto& c : j.at("counters"))
+        o.counters.push_back({c.at(0).get<std::string>(), c.at(1).get<std::uint64_t>(), c.at(2).get<double>()});
     o.collectives = j.at("collectives").get<std::uint64_t>();
     o.transfers = j.at("transfers").get<std::uint64_t>();
     o.replayed = j.at("replayed").get<std::uint64_t>();
@@ -1049,17 +1096,20 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     setup.fs.resize(setup.stages.size());
     setup.cls.resize(setup.stages.size());
     setup.dma.resize(setup.stages.size());
+    setup.engines.resize(setup.stages.size());
     for (std::size_t s = 0; s < setup.stages.size(); ++s) {
         const StageProgram& p = setup.stages[s];
         for (std::size_t l = 0; l < list_count(p); ++l) {
             setup.fs[s].emplace_back();
             setup.cls[s].emplace_back();
             setup.dma[s].emplace_back();
+            setup.engines[s].emplace_back();
             const OpList& ops = list_of(p, l);
             for (std::size_t i = 0; i < ops.size(); ++i) {
                 const OpCost& c = costs[s][l][i];
                 double seconds = c.stream ? static_cast<double>(c.stream_fs) * 1e-15 : 0.0;
                 double dma_seconds = seconds;  // a stream op is all DMA
+                std::array<double, 4> engine_seconds{};
                 // Executions per step of this op on one rank, and ranks doing it (the stage's class).
                 const double runs = (l == list_count(p) - 1 ? 1.0 : static_cast<double>(tr.grad_accum_steps())) *
                                     static_cast<double>(tr.tp * tr.dp);
@@ -1071,6 +1121,10 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
                     seconds += c.counts[k] * t.time_s;
                     const auto dma = t.utilization.find("dma");
                     if (dma != t.utilization.end()) dma_seconds += c.counts[k] * t.time_s * dma->second;
+                    for (std::size_t e = 0; e < k_engines.size(); ++e) {
+                        const auto u = t.utilization.find(k_engines[e]);
+                        if (u != t.utilization.end()) engine_seconds[e] += c.counts[k] * t.time_s * u->second;
+                    }
                     // Energy of every piece (a logical core runs lnc of them side by side).
                     const double n = runs * c.counts[k] * static_cast<double>(chip.lnc);
                     const double macs = static_cast<double>(t.tensor_macs);
@@ -1084,6 +1138,8 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
                 }
                 setup.fs[s][l].push_back(static_cast<std::uint64_t>(std::llround(seconds * 1e15)));
                 setup.dma[s][l].push_back(seconds > 0 ? std::min(1.0, dma_seconds / seconds) : 0.0);
+                for (double& e : engine_seconds) e = seconds > 0 ? std::min(1.0, e / seconds) : 0.0;
+                setup.engines[s][l].push_back(engine_seconds);
                 setup.cls[s][l].push_back(ops[i].is_comm ? "" : op_class(ops[i]));
             }
         }
@@ -1124,6 +1180,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
         if (std::abs(d2 - d1) * extended <= k_line_tolerance * line) {
             outcome = extrapolate(b, c, s0 + step, s0 + 2 * step, m);
             outcome.trace = c.trace;
+            outcome.counters = c.counters;
             r.extrapolated = true;
         } else {
             outcome = simulate(setup, config, {m}).front();
@@ -1133,6 +1190,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     }
     r.step_time_s = outcome.step_s;
     r.trace = std::move(outcome.trace);
+    r.trace_counters = std::move(outcome.counters);
     r.stages = outcome.stages;
     r.collectives = outcome.collectives;
     r.transfers = outcome.transfers;

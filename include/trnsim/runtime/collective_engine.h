@@ -111,6 +111,15 @@ public:
     // config (records hold chip and link indices and are meaningless elsewhere).
     std::string export_memo() const;
     void import_memo(const std::string& text);
+    // A busy period that ended (simulated or replayed): when it ran, and the busy time it added to each of
+    // its links and to each of its chips' DMA rings (all rings together). For a timeline (the training
+    // trace); with a listener, plain periods keep the counters they start from too.
+    struct PeriodUse {
+        std::uint64_t start_fs = 0, end_fs = 0;
+        std::vector<std::pair<std::size_t, std::uint64_t>> link_busy;  // link index (Topology::links), fs
+        std::vector<std::pair<int, std::uint64_t>> dma_busy;           // chip, fs
+    };
+    void on_period_end(std::function<void(const PeriodUse&)> listener) { m_on_period_end = std::move(listener); }
     // Every endpoint's assignments (messages to DMA rings, received reductions to vector engines) restart:
     // called between independent runs so a result does not depend on history.
     void restart();
@@ -270,6 +279,8 @@ private:
     // The leader's counters since they were claimed, added to every other part (a mirrored period's end).
     void mirror_counters(Period& p);
     void maybe_end(Period& p);
+    // What the period's links and DMA rings were busy for, for the listener.
+    PeriodUse use(const Period& p) const;
     // `sender`: the source of point-to-point sends (-1: other traffic, or unknown).
     bool starts(Period& p, const std::string& key, std::vector<Done*> done, int sender);
     static bool sends(const std::vector<BatchItem>& items);
@@ -302,6 +313,7 @@ private:
     MemoStats m_memo_stats;
     std::map<std::string, Record> m_memo;
     std::map<std::pair<const Schedule*, const RankLayout*>, Traffic> m_traffic;
+    std::function<void(const PeriodUse&)> m_on_period_end;
     std::vector<hw::Topology::NodeMap> m_maps, m_inverse;             // the topology's node maps and their inverses
     std::map<std::vector<const Traffic*>, std::size_t> m_frame_maps;  // frame_map's answers
     std::unordered_map<const hw::PacketSink*, std::size_t> m_link_index;

@@ -53,6 +53,16 @@ struct TraceEvent {
     std::uint64_t start_fs = 0, end_fs = 0;
 };
 
+// A point of a utilization counter track (0..1 from this time on): per stage, each engine of its cores
+// (the running op's kernels' utilization of the tensor, vector, scalar and gpsimd engines and of the DMA
+// engines); per link, and per chip's DMA rings, the share of each busy period of the collectives' traffic
+// they were busy.
+struct TraceCounter {
+    std::string track;  // "stage 0 tensor", "link n0.c3.x+", "chip 5 DMA rings"
+    std::uint64_t at_fs = 0;
+    double value = 0;
+};
+
 struct TimeShare {
     std::string name;
     double seconds = 0;
@@ -110,6 +120,7 @@ struct TrainingResult {
     std::uint64_t busy_periods_simulated = 0;      // busy periods simulated packet by packet
     std::uint64_t busy_periods_mirrored = 0;       // of them, with alike parts simulated once (docs/adr/0009)
     std::vector<TraceEvent> trace;                 // with TrainingOptions::trace: the longest simulation
+    std::vector<TraceCounter> trace_counters;      // and its utilization counters, in time order
     double wall_s = 0;
     std::map<std::string, ConfigValue> config;
 };
