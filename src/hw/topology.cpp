@@ -78,44 +78,66 @@ void Topology::build(const std::vector<PacketSink*>& endpoints) {
 // reflected dimension, turns the direction of its links ("x+" <-> "x-"). A map that leaves a role without
 // an image, or gives a link one of another spec, is dropped.
 void Topology::build_node_maps(const std::map<std::string, std::size_t>& roles) {
-    std::vector<std::string> name(roles.size());
-    for (const auto& [n, id] : roles) name[id] = n;
+    // Each role as (its chip, the rest of its name): ".c5.x+" -> (5, ".x+"), "efa.port5" -> (5, "efa.port");
+    // a role that names no chip (a switch port) has chip -1. The rest is numbered, and a table gives the
+    // role of every (rest, chip), so that a map's image of a role is two lookups.
+    const std::size_t n = roles.size();
+    std::vector<int> chip(n, -1);
+    std::vector<std::size_t> rest(n);
+    std::map<std::string, std::size_t> rests;
+    for (const auto& [name, id] : roles) {
+        std::string r = name;
+        if (name.rfind("efa.port", 0) == 0) {
+            chip[id] = std::stoi(name.substr(8));
+            r = "efa.port";
+        } else if (name.rfind(".c", 0) == 0 && name.find('.', 2) != std::string::npos) {
+            const std::size_t dot = name.find('.', 2);
+            chip[id] = std::stoi(name.substr(2, dot - 2));
+            r = name.substr(dot);  // ".x+", ".nic", ".up1"
+        }
+        rest[id] = rests.emplace(r, rests.size()).first->second;
+    }
+    // Per rest: the rest with its direction turned (".x+" <-> ".x-"), or none, and the dimension it runs along.
     static const std::string axes = "xyz";
+    constexpr std::size_t none = ~std::size_t{0};
+    std::vector<std::size_t> turned(rests.size(), none), axis(rests.size(), none);
+    for (const auto& [r, id] : rests) {
+        if (r.size() != 3 || (r[2] != '+' && r[2] != '-')) continue;
+        axis[id] = axes.find(r[1]);
+        std::string t = r;
+        t[2] = r[2] == '+' ? '-' : '+';
+        const auto it = rests.find(t);
+        if (it != rests.end()) turned[id] = it->second;
+    }
+    const int per_node = chips_per_node();
+    std::vector<std::size_t> role_of(rests.size() * static_cast<std::size_t>(per_node + 1), none);
+    const auto slot = [&](std::size_t r, int c) {
+        return r * static_cast<std::size_t>(per_node + 1) + static_cast<std::size_t>(c + 1);
+    };
+    for (std::size_t id = 0; id < n; ++id) role_of[slot(rest[id], chip[id])] = id;
     std::set<std::vector<int>> seen;
     m_node_maps.clear();
     for (const ChipMap& cm : chip_maps()) {
         if (!seen.insert(cm.chip).second) continue;
+        bool identity = true;
+        for (std::size_t c = 0; c < cm.chip.size(); ++c) identity = identity && cm.chip[c] == static_cast<int>(c);
         NodeMap m;
         m.chip = cm.chip;
         bool ok = true;
-        for (std::size_t r = 0; r < name.size() && ok; ++r) {
-            const std::string& n = name[r];
-            std::string image;
-            if (n.rfind("efa.port", 0) == 0) {
-                image = fmt::format("efa.port{}", cm.chip.at(static_cast<std::size_t>(std::stoi(n.substr(8)))));
-            } else if (n.rfind(".c", 0) == 0 && n.find('.', 2) != std::string::npos) {
-                const std::size_t dot = n.find('.', 2);
-                std::string rest = n.substr(dot);  // ".x+", ".nic", ".up1"
-                const int local = std::stoi(n.substr(2, dot - 2));
-                if (rest.size() == 3 && (rest[2] == '+' || rest[2] == '-')) {
-                    const std::size_t d = axes.find(rest[1]);
-                    if (d != std::string::npos && d < cm.reflects.size() && cm.reflects[d])
-                        rest[2] = rest[2] == '+' ? '-' : '+';
-                }
-                image = fmt::format(".c{}{}", cm.chip.at(static_cast<std::size_t>(local)), rest);
-            } else {
-                // A part of the node that names no chip (a switch port): only the identity keeps it.
-                image = n;
-                for (std::size_t c = 0; c < cm.chip.size(); ++c) ok = ok && cm.chip[c] == static_cast<int>(c);
-            }
-            const auto it = roles.find(image);
-            ok = ok && it != roles.end();
+        for (std::size_t id = 0; id < n && ok; ++id) {
+            std::size_t r = rest[id];
+            const std::size_t d = axis[r];
+            if (d != none && d < cm.reflects.size() && cm.reflects[d]) r = turned[r];
+            // A role that names no chip stays itself: only the identity keeps it.
+            const int c = chip[id] < 0 ? -1 : cm.chip.at(static_cast<std::size_t>(chip[id]));
+            const std::size_t image = r == none || (chip[id] < 0 && !identity) ? none : role_of[slot(r, c)];
+            ok = image != none;
             if (ok) {
-                const Link* a = m_links[link_at(0, r)].link;
-                const Link* b = m_links[link_at(0, it->second)].link;
+                const Link* a = m_links[link_at(0, id)].link;
+                const Link* b = m_links[link_at(0, image)].link;
                 ok = a->spec().bandwidth.bytes_per_s == b->spec().bandwidth.bytes_per_s &&
                      a->spec().latency.seconds == b->spec().latency.seconds;
-                m.role.push_back(it->second);
+                m.role.push_back(image);
             }
         }
         if (ok) m_node_maps.push_back(std::move(m));
