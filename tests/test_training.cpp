@@ -166,10 +166,19 @@ TEST_CASE("replaying collectives from the memo gives the step that simulating ev
     const Config one_node = small_cluster();
     const Config four_nodes =
         hw::resolve_cluster_config("trn1.32xlarge", {}, {"cluster.topology=ring:2", "cluster.nodes=4"});
-    for (const auto& [tp, pp, dp, nodes] : std::vector<std::tuple<int, int, int, int>>{
-             {2, 1, 4, 1}, {2, 2, 2, 1}, {4, 1, 2, 1}, {4, 2, 1, 1}, {2, 4, 1, 1}, {4, 2, 2, 4}, {4, 4, 1, 4}}) {
+    // And the 4x4 torus of one trn1.32xlarge (nodes 0 below), four stages of two rows' halves, whose
+    // records replay on each other under the torus's translations and reflections (docs/adr/0010).
+    const Config torus = hw::resolve_cluster_config("trn1.32xlarge", {}, {});
+    for (const auto& [tp, pp, dp, nodes] : std::vector<std::tuple<int, int, int, int>>{{2, 1, 4, 1},
+                                                                                       {2, 2, 2, 1},
+                                                                                       {4, 1, 2, 1},
+                                                                                       {4, 2, 1, 1},
+                                                                                       {2, 4, 1, 1},
+                                                                                       {4, 2, 2, 4},
+                                                                                       {4, 4, 1, 4},
+                                                                                       {4, 4, 2, 0}}) {
         INFO("tp " << tp << " pp " << pp << " dp " << dp << " nodes " << nodes);
-        const Config& cluster = nodes == 1 ? one_node : four_nodes;
+        const Config& cluster = nodes == 0 ? torus : nodes == 1 ? one_node : four_nodes;
         auto o = options(tp, pp, dp, dp * 6);
         o.sample_microbatches = 6;  // simulate all six
         o.memo = false;
