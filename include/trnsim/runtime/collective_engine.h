@@ -179,7 +179,7 @@ private:
     // The parts of `fp` named in the frame (base node, node map).
     std::string name(const Footprint& fp, int base, std::size_t map);
     const std::string& traffic_name(Traffic& t, std::size_t map);
-    // The node map under which `fp`'s transfers read first from base node `base`.
+    // The node map under which `fp`'s transfers read first (cached per composition).
     std::size_t frame_map(const Footprint& fp);
     // A chip and a link as a frame names them, and back.
     int frame_chip(int base, std::size_t map, int chip) const;
@@ -290,8 +290,8 @@ private:
     // A replaying period claims `parts` as its traffic reaches them: the record's counters of those it did not
     // hold yet are added then.
     void replay_take(Period& p, const Footprint& parts);
-    // Where record `r`'s links and chips lie in the frame (base node, node map), in the record's order (appended to
-    // `placed`); false when they do not fit in the cluster.
+    // Where record `r`'s links and chips lie in the frame (base node, node map), in the record's order
+    // (appended to `placed`); false when they do not fit in the cluster.
     bool place(const Record& r, int base, std::size_t map, Footprint& placed) const;
     // Of those, the ones it held when it began (or all of them), sorted as a period holds them.
     static Footprint first_parts(const Record& r, const Footprint& placed, bool all = false);
