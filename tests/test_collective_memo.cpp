@@ -169,6 +169,49 @@ namespace {
 
 enum class Break { none, across, load };
 
+// The ranks of each row of trn2.48xlarge's 4x4 torus, and an 8 MiB all-reduce of `algorithm` over each.
+std::vector<runtime::RankLayout> row_layouts(const runtime::CollectiveEngine& engine) {
+    std::vector<runtime::RankLayout> layouts;
+    const int per = engine.ranks() / 4;
+    for (int g = 0; g < 4; ++g) {
+        std::vector<int> group;
+        for (int r = 0; r < per; ++r) group.push_back(per * g + r);
+        layouts.push_back(engine.layout(group));
+    }
+    return layouts;
+}
+
+std::vector<runtime::Schedule> row_all_reduces(const std::vector<runtime::RankLayout>& layouts,
+                                               const std::string& algorithm) {
+    runtime::CollectiveRequest q;
+    q.op = runtime::CollectiveOp::all_reduce;
+    q.bytes = 8u << 20;
+    q.dtype = DType::bf16;
+    std::vector<runtime::Schedule> schedules;
+    for (const auto& l : layouts) schedules.push_back(runtime::collective_algorithm(algorithm).build(q, l));
+    return schedules;
+}
+
+// Every link's and every chip's counters.
+json link_counters(hw::Cluster& cluster) {
+    json links = json::array();
+    for (const auto& l : cluster.topology().links())
+        links.push_back({l.link->stats().bytes, l.link->stats().packets, l.link->stats().busy_fs});
+    return links;
+}
+
+json chip_counters(hw::Cluster& cluster) {
+    json chips = json::array();
+    for (int c = 0; c < cluster.chips(); ++c) {
+        const hw::ChipStats s = cluster.chip_stats(c);
+        chips.push_back({s.endpoint.bytes_sent, s.endpoint.bytes_received, s.endpoint.bytes_reduced,
+                         s.endpoint.packets_sent, s.endpoint.dma_busy_fs, s.endpoint.vector_busy_fs,
+                         s.memory.read_bytes, s.memory.write_bytes, s.memory.busy_fs, s.fabric.bytes,
+                         s.fabric.busy_fs});
+    }
+    return chips;
+}
+
 // Four 8 MiB all-reduces of `algorithm`, one per row of trn2.48xlarge's 4x4 torus (the ranks of 4 chips
 // each; the ring order runs odd rows backwards, so those groups are mirror images of the first, not
 // translations), started as one batch the caller calls `apart`. A ring maps every row onto the first; the
@@ -184,19 +227,9 @@ json run_rows(bool memo, Break brk = Break::none, const std::string& algorithm =
         hw::Cluster cluster("cluster", hw::ClusterSpec::from_config(config), config);
         runtime::CollectiveEngine engine(cluster);
         if (memo) engine.enable_memo(skip);
-        std::vector<runtime::RankLayout> layouts;
-        const int per = engine.ranks() / 4;  // the ranks of one row
-        for (int g = 0; g < 4; ++g) {
-            std::vector<int> group;
-            for (int r = 0; r < per; ++r) group.push_back(per * g + r);
-            layouts.push_back(engine.layout(group));
-        }
-        runtime::CollectiveRequest q;
-        q.op = runtime::CollectiveOp::all_reduce;
-        q.bytes = 8u << 20;
-        q.dtype = DType::bf16;
-        std::vector<runtime::Schedule> schedules;
-        for (const auto& l : layouts) schedules.push_back(runtime::collective_algorithm(algorithm).build(q, l));
+        const std::vector<runtime::RankLayout> layouts = row_layouts(engine);
+        const std::vector<runtime::Schedule> schedules = row_all_reduces(layouts, algorithm);
+        const int per = engine.ranks() / 4;
         const runtime::RankLayout pair = engine.layout({0, per});
         runtime::Schedule send;
         send.transfers.push_back({0, 1, 1u << 20, false, {}});
@@ -211,16 +244,7 @@ json run_rows(bool memo, Break brk = Break::none, const std::string& algorithm =
             if (brk == Break::load) engine.set_dma_load({0, 1, 2, 3}, 0.5);
         });
         run_simulation();
-        json links = json::array(), chips = json::array();
-        for (const auto& l : cluster.topology().links())
-            links.push_back({l.link->stats().bytes, l.link->stats().packets, l.link->stats().busy_fs});
-        for (int c = 0; c < cluster.chips(); ++c) {
-            const hw::ChipStats s = cluster.chip_stats(c);
-            chips.push_back({s.endpoint.bytes_sent, s.endpoint.bytes_received, s.endpoint.bytes_reduced,
-                             s.endpoint.packets_sent, s.endpoint.dma_busy_fs, s.endpoint.vector_busy_fs,
-                             s.memory.read_bytes, s.memory.write_bytes, s.memory.busy_fs, s.fabric.bytes,
-                             s.fabric.busy_fs});
-        }
+        const json links = link_counters(cluster), chips = chip_counters(cluster);
         return json{{"done", done},
                     {"links", links},
                     {"chips", chips},
@@ -287,19 +311,8 @@ json run_rows_in_turn(bool memo, const std::string& algorithm) {
         hw::Cluster cluster("cluster", hw::ClusterSpec::from_config(config), config);
         runtime::CollectiveEngine engine(cluster);
         if (memo) engine.enable_memo();
-        std::vector<runtime::RankLayout> layouts;
-        const int per = engine.ranks() / 4;
-        for (int g = 0; g < 4; ++g) {
-            std::vector<int> group;
-            for (int r = 0; r < per; ++r) group.push_back(per * g + r);
-            layouts.push_back(engine.layout(group));
-        }
-        runtime::CollectiveRequest q;
-        q.op = runtime::CollectiveOp::all_reduce;
-        q.bytes = 8u << 20;
-        q.dtype = DType::bf16;
-        std::vector<runtime::Schedule> schedules;
-        for (const auto& l : layouts) schedules.push_back(runtime::collective_algorithm(algorithm).build(q, l));
+        const std::vector<runtime::RankLayout> layouts = row_layouts(engine);
+        const std::vector<runtime::Schedule> schedules = row_all_reduces(layouts, algorithm);
         json durations = json::array();
         sc_core::sc_spawn([&] {
             for (std::size_t g = 0; g < 4; ++g) {
@@ -313,16 +326,7 @@ json run_rows_in_turn(bool memo, const std::string& algorithm) {
             }
         });
         run_simulation();
-        json links = json::array(), chips = json::array();
-        for (const auto& l : cluster.topology().links())
-            links.push_back({l.link->stats().bytes, l.link->stats().packets, l.link->stats().busy_fs});
-        for (int c = 0; c < cluster.chips(); ++c) {
-            const hw::ChipStats s = cluster.chip_stats(c);
-            chips.push_back({s.endpoint.bytes_sent, s.endpoint.bytes_received, s.endpoint.bytes_reduced,
-                             s.endpoint.packets_sent, s.endpoint.dma_busy_fs, s.endpoint.vector_busy_fs,
-                             s.memory.read_bytes, s.memory.write_bytes, s.memory.busy_fs, s.fabric.bytes,
-                             s.fabric.busy_fs});
-        }
+        const json links = link_counters(cluster), chips = chip_counters(cluster);
         return json{{"durations", durations},
                     {"links", links},
                     {"chips", chips},
