@@ -64,7 +64,7 @@ int execute(RunArgs& a) {
     const runtime::TrainingResult result = runtime::run_training(a.options, config);
     std::fputs(report::to_table(result).c_str(), stdout);
     if (!a.json.empty()) report::write_file_atomic(a.json, report::to_json(result).dump(2) + "\n");
-    if (!a.trace.empty()) report::write_file_atomic(a.trace, report::to_chrome_trace(result).dump() + "\n");
+    if (!a.trace.empty()) report::write_chrome_trace(result, a.trace);
     return 0;
 }
 

@@ -1,6 +1,8 @@
 #include "trnsim/report/training_report.h"
 
 #include <algorithm>
+#include <iterator>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -100,47 +102,67 @@ nlohmann::json to_json(const runtime::TrainingResult& r) {
     return j;
 }
 
-nlohmann::json to_chrome_trace(const runtime::TrainingResult& r) {
-    nlohmann::json events = nlohmann::json::array();
+void write_chrome_trace(const runtime::TrainingResult& r, const std::string& path) {
+    AtomicFile out(path);
+    fmt::memory_buffer b;
+    bool first = true;
+    const auto flush = [&](bool force) {
+        if (!force && b.size() < (1u << 20)) return;
+        out.write(std::string_view(b.data(), b.size()));
+        b.clear();
+    };
+    const auto event = [&](const nlohmann::json& e) {
+        fmt::format_to(std::back_inserter(b), "{}{}", first ? "\n" : ",\n", e.dump());
+        first = false;
+        flush(false);
+    };
+    fmt::format_to(std::back_inserter(b), "{{\"traceEvents\":[");
     static const char* const tracks[] = {"core", "communication", "pipeline wait"};
-    for (const auto& b : r.stages) {
+    for (const auto& s : r.stages) {
         for (int t = 0; t < 3; ++t) {
-            events.push_back({{"name", "thread_name"},
-                              {"ph", "M"},
-                              {"pid", 1},
-                              {"tid", b.stage * 3 + t},
-                              {"args", {{"name", fmt::format("stage {} {}", b.stage, tracks[t])}}}});
+            event({{"name", "thread_name"},
+                   {"ph", "M"},
+                   {"pid", 1},
+                   {"tid", s.stage * 3 + t},
+                   {"args", {{"name", fmt::format("stage {} {}", s.stage, tracks[t])}}}});
         }
     }
     for (const auto& e : r.trace) {
-        events.push_back({{"name", e.name},
-                          {"ph", "X"},
-                          {"pid", 1},
-                          {"tid", e.stage * 3 + e.track},
-                          {"ts", static_cast<double>(e.start_fs) * 1e-9},
-                          {"dur", static_cast<double>(e.end_fs - e.start_fs) * 1e-9}});
+        event({{"name", e.name},
+               {"ph", "X"},
+               {"pid", 1},
+               {"tid", e.stage * 3 + e.track},
+               {"ts", static_cast<double>(e.start_fs) * 1e-9},
+               {"dur", static_cast<double>(e.end_fs - e.start_fs) * 1e-9}});
     }
     // Utilization counters: the stages' engines with their timelines, the links and the chips' DMA rings
     // each in a process of their own.
     static const char* const groups[] = {"stages", "links (collectives and pipeline transfers)",
                                          "chip DMA rings (collectives and pipeline transfers)"};
     for (int g = 0; g < 3; ++g)
-        events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", g + 1}, {"args", {{"name", groups[g]}}}});
-    for (const auto& c : r.trace_counters) {
-        const int pid = c.track.rfind("stage", 0) == 0 ? 1 : c.track.rfind("link", 0) == 0 ? 2 : 3;
-        events.push_back({{"name", c.track + " utilization"},
-                          {"ph", "C"},
-                          {"pid", pid},
-                          {"ts", static_cast<double>(c.at_fs) * 1e-9},
-                          {"args", {{"value", c.value}}}});
+        event({{"name", "process_name"}, {"ph", "M"}, {"pid", g + 1}, {"args", {{"name", groups[g]}}}});
+    std::vector<std::string> names;
+    std::vector<int> pids;
+    for (const std::string& t : r.trace_tracks) {
+        names.push_back(nlohmann::json(t + " utilization").dump());  // quoted and escaped
+        pids.push_back(t.rfind("stage", 0) == 0 ? 1 : t.rfind("link", 0) == 0 ? 2 : 3);
     }
-    return {{"traceEvents", events},
-            {"displayTimeUnit", "ns"},
-            {"otherData",
-             {{"model", r.model},
-              {"cluster", r.cluster},
-              {"training", r.training},
-              {"microbatches_simulated", r.simulated.empty() ? 0 : r.simulated.back()}}}};
+    for (const auto& c : r.trace_counters) {
+        // ts in us, to the femtosecond.
+        fmt::format_to(
+            std::back_inserter(b), "{}{{\"name\":{},\"ph\":\"C\",\"pid\":{},\"ts\":{},\"args\":{{\"value\":{}}}}}",
+            first ? "\n" : ",\n", names[c.track], pids[c.track], static_cast<double>(c.at_fs) * 1e-9, c.value);
+        first = false;
+        flush(false);
+    }
+    fmt::format_to(std::back_inserter(b), "\n],\"displayTimeUnit\":\"ns\",\"otherData\":{}}}\n",
+                   nlohmann::json{{"model", r.model},
+                                  {"cluster", r.cluster},
+                                  {"training", r.training},
+                                  {"microbatches_simulated", r.simulated.empty() ? 0 : r.simulated.back()}}
+                       .dump());
+    flush(true);
+    out.commit();
 }
 
 std::string to_table(const runtime::TrainingResult& r) {

@@ -4,11 +4,14 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -164,6 +167,7 @@ std::size_t list_count(const StageProgram& p) {
 struct SimOutcome {
     std::vector<TraceEvent> trace;
     std::vector<TraceCounter> counters;
+    std::vector<std::string> tracks;
     double step_s = 0;
     double link_bytes = 0, efa_bytes = 0;  // summed over every link a byte crossed
     double memory_bytes = 0;               // collectives' reads and writes of chip memory, every chip
@@ -228,15 +232,19 @@ public:
                 const double span = static_cast<double>(u.end_fs - u.start_fs);
                 if (span <= 0) return;
                 const auto& links = m_cluster.topology().links();
+                m_link_track.resize(links.size(), k_no_track);
+                m_chip_track.resize(static_cast<std::size_t>(m_cluster.chips()), k_no_track);
                 for (const auto& [l, busy] : u.link_busy) {
-                    const std::string track = "link " + links[l].name;
-                    m_counters.push_back({track, u.start_fs, static_cast<double>(busy) / span});
-                    m_counters.push_back({track, u.end_fs, 0.0});
+                    std::uint32_t& track = m_link_track[l];
+                    if (track == k_no_track) track = new_track("link " + links[l].name);
+                    count(track, u.start_fs, static_cast<double>(busy) / span);
+                    count(track, u.end_fs, 0.0);
                 }
                 for (const auto& [c, busy] : u.dma_busy) {
-                    const std::string track = fmt::format("chip {} DMA rings", c);
-                    m_counters.push_back({track, u.start_fs, static_cast<double>(busy) / (span * rings)});
-                    m_counters.push_back({track, u.end_fs, 0.0});
+                    std::uint32_t& track = m_chip_track[static_cast<std::size_t>(c)];
+                    if (track == k_no_track) track = new_track(fmt::format("chip {} DMA rings", c));
+                    count(track, u.start_fs, static_cast<double>(busy) / (span * rings));
+                    count(track, u.end_fs, 0.0);
                 }
             });
         }
@@ -269,6 +277,7 @@ public:
         // In time order; at one time, in the order written (a period's end before the start of the next one
         // on its links).
         o.counters = m_counters;
+        o.tracks = m_tracks;
         std::stable_sort(o.counters.begin(), o.counters.end(),
                          [](const TraceCounter& a, const TraceCounter& b) { return a.at_fs < b.at_fs; });
         for (const auto& l : m_cluster.topology().links()) {
@@ -779,15 +788,48 @@ private:
     // Stage s's engines from now on: a compute op's kernels' utilization, or idle (nullptr).
     void count_engines(int s, const std::array<double, 4>* engines, double dma) {
         if (!m_trace_on) return;
+        auto& tracks = m_engine_tracks[s];
+        if (tracks.empty()) {
+            for (const char* e : k_engines) tracks.push_back(new_track(fmt::format("stage {} {}", s, e)));
+            tracks.push_back(new_track(fmt::format("stage {} dma", s)));
+        }
         const std::uint64_t now = sc_core::sc_time_stamp().value();
-        for (std::size_t e = 0; e < k_engines.size(); ++e)
-            m_counters.push_back({fmt::format("stage {} {}", s, k_engines[e]), now, engines ? (*engines)[e] : 0.0});
-        m_counters.push_back({fmt::format("stage {} dma", s), now, dma});
+        for (std::size_t e = 0; e < k_engines.size(); ++e) count(tracks[e], now, engines ? (*engines)[e] : 0.0);
+        count(tracks[k_engines.size()], now, dma);
+    }
+
+    static constexpr std::uint32_t k_no_track = ~std::uint32_t{0};
+    std::uint32_t new_track(std::string name) {
+        m_tracks.push_back(std::move(name));
+        m_track_last.push_back(k_no_last);
+        return static_cast<std::uint32_t>(m_tracks.size() - 1);
+    }
+    // A counter's value from `at_fs` on (each track's points come in time order): a point at the time of the
+    // track's last one replaces it, and one that does not change the value is left out.
+    static constexpr std::size_t k_no_last = ~std::size_t{0};
+    void count(std::uint32_t track, std::uint64_t at_fs, double value) {
+        std::size_t& last = m_track_last[track];
+        if (last != k_no_last) {
+            TraceCounter& c = m_counters[last];
+            if (c.at_fs == at_fs) {
+                c.value = value;
+                return;
+            }
+            if (c.value == value) return;
+        } else if (value == 0) {
+            return;  // idle from the start
+        }
+        last = m_counters.size();
+        m_counters.push_back({track, at_fs, value});
     }
 
     bool m_trace_on = false;
     std::vector<TraceEvent> m_trace;
     std::vector<TraceCounter> m_counters;
+    std::vector<std::string> m_tracks;
+    std::vector<std::size_t> m_track_last;  // per track: its last point in m_counters
+    std::vector<std::uint32_t> m_link_track, m_chip_track;
+    std::map<int, std::vector<std::uint32_t>> m_engine_tracks;
 
     const Setup& m_setup;
     hw::ClusterSpec m_spec;
@@ -806,6 +848,43 @@ private:
     std::vector<std::uint64_t> m_send_lead;             // per stage: the least compute before an op list's first send
 };
 
+// The trace's counters travel after the outcome's JSON as text, one "track at value" per line (the value in
+// the shortest form that reads back to the same double): a 512-chip step has millions of them, which as
+// JSON values took gigabytes.
+constexpr std::string_view k_counters_mark = "\n#counters\n";
+
+std::string with_counters(std::string json, const std::vector<TraceCounter>& counters) {
+    fmt::memory_buffer b;
+    for (const TraceCounter& c : counters)
+        fmt::format_to(std::back_inserter(b), "{} {} {}\n", c.track, c.at_fs, c.value);
+    json += k_counters_mark;
+    json.append(b.data(), b.size());
+    return json;
+}
+
+// The JSON part of a simulation's text, and its counters.
+std::string_view json_part(std::string_view text) {
+    return text.substr(0, std::min(text.size(), text.find(k_counters_mark)));
+}
+
+std::vector<TraceCounter> counters_part(const std::string& text) {
+    std::vector<TraceCounter> out;
+    const std::size_t at = text.find(k_counters_mark);
+    if (at == std::string::npos) return out;
+    const char* p = text.c_str() + at + k_counters_mark.size();
+    while (*p != '\0') {
+        char* end = nullptr;
+        TraceCounter c;
+        c.track = static_cast<std::uint32_t>(std::strtoul(p, &end, 10));
+        c.at_fs = std::strtoull(end, &end, 10);
+        c.value = std::strtod(end, &end);
+        if (*end != '\n') throw std::logic_error("training step: a trace counter line is malformed");
+        out.push_back(c);
+        p = end + 1;
+    }
+    return out;
+}
+
 nlohmann::json to_json(const SimOutcome& o) {
     nlohmann::json stages = nlohmann::json::array();
     auto shares = [](const std::vector<TimeShare>& v) {
@@ -823,10 +902,8 @@ nlohmann::json to_json(const SimOutcome& o) {
     }
     nlohmann::json trace = nlohmann::json::array();
     for (const auto& e : o.trace) trace.push_back({e.stage, e.track, e.name, e.start_fs, e.end_fs});
-    nlohmann::json counters = nlohmann::json::array();
-    for (const auto& c : o.counters) counters.push_back({c.track, c.at_fs, c.value});
     return {{"trace", trace},
-            {"counters", counters},
+            {"tracks", o.tracks},
             {"step", o.step_s},
             {"stages", stages},
             {"collectives", o.collectives},
@@ -846,8 +923,7 @@ SimOutcome from_json(const nlohmann::json& j) {
         o.trace.push_back({e.at(0).get<int>(), e.at(1).get<int>(), e.at(2).get<std::string>(),
                            e.at(3).get<std::uint64_t>(), e.at(4).get<std::uint64_t>()});
     }
-    for (const auto& c : j.at("counters"))
-        o.counters.push_back({c.at(0).get<std::string>(), c.at(1).get<std::uint64_t>(), c.at(2).get<double>()});
+    o.tracks = j.at("tracks").get<std::vector<std::string>>();
     o.collectives = j.at("collectives").get<std::uint64_t>();
     o.transfers = j.at("transfers").get<std::uint64_t>();
     o.replayed = j.at("replayed").get<std::uint64_t>();
@@ -920,9 +996,11 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
                                sim.engine().memo_conflict_key() + "\n" + sim.engine().export_memo();
                     }
                     if (!sim.finished()) throw std::logic_error("training step: a stage did not finish (deadlock)");
-                    return nlohmann::json{{"outcome", to_json(sim.outcome())},
-                                          {"memo", memo ? sim.engine().export_memo() : ""}}
-                        .dump();
+                    const SimOutcome outcome = sim.outcome();
+                    return with_counters(
+                        nlohmann::json{{"outcome", to_json(outcome)}, {"memo", memo ? sim.engine().export_memo() : ""}}
+                            .dump(),
+                        outcome.counters);
                 });
             }
             const int jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -966,7 +1044,8 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
     }
     run({first}, {});
     std::string records;
-    if (texts[first].rfind("{", 0) == 0) records = nlohmann::json::parse(texts[first]).at("memo").get<std::string>();
+    if (texts[first].rfind("{", 0) == 0)
+        records = nlohmann::json::parse(json_part(texts[first])).at("memo").get<std::string>();
     std::vector<std::size_t> rest;
     for (std::size_t i = 0; i < counts.size(); ++i) {
         if (i == first) continue;
@@ -978,7 +1057,8 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
     for (const std::string& text : texts) {
         if (text.rfind("error: ", 0) == 0)
             throw std::runtime_error("training step simulation failed: " + text.substr(7));
-        out.push_back(from_json(nlohmann::json::parse(text).at("outcome")));
+        out.push_back(from_json(nlohmann::json::parse(json_part(text)).at("outcome")));
+        out.back().counters = counters_part(text);
     }
     return out;
 }
@@ -1181,6 +1261,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
             outcome = extrapolate(b, c, s0 + step, s0 + 2 * step, m);
             outcome.trace = c.trace;
             outcome.counters = c.counters;
+            outcome.tracks = c.tracks;
             r.extrapolated = true;
         } else {
             outcome = simulate(setup, config, {m}).front();
@@ -1191,6 +1272,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     r.step_time_s = outcome.step_s;
     r.trace = std::move(outcome.trace);
     r.trace_counters = std::move(outcome.counters);
+    r.trace_tracks = std::move(outcome.tracks);
     r.stages = outcome.stages;
     r.collectives = outcome.collectives;
     r.transfers = outcome.transfers;

@@ -58,7 +58,7 @@ struct TraceEvent {
 // engines); per link, and per chip's DMA rings, the share of each busy period of the collectives' traffic
 // they were busy.
 struct TraceCounter {
-    std::string track;  // "stage 0 tensor", "link n0.c3.x+", "chip 5 DMA rings"
+    std::uint32_t track = 0;  // in TrainingResult::trace_tracks: "stage 0 tensor", "link n0.c3.x+", "chip 5 DMA rings"
     std::uint64_t at_fs = 0;
     double value = 0;
 };
@@ -121,6 +121,7 @@ struct TrainingResult {
     std::uint64_t busy_periods_mirrored = 0;       // of them, with alike parts simulated once (docs/adr/0009)
     std::vector<TraceEvent> trace;                 // with TrainingOptions::trace: the longest simulation
     std::vector<TraceCounter> trace_counters;      // and its utilization counters, in time order
+    std::vector<std::string> trace_tracks;         // their tracks' names
     double wall_s = 0;
     std::map<std::string, ConfigValue> config;
 };
