@@ -978,6 +978,13 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
                 const std::int64_t m = counts[i];
                 const bool trace = i == 0 && setup.options.trace;
                 const bool memo = memo_on[i] && attempt < k_memo_attempts;
+                if (setup.options.memo && !memo) {
+                    // Exact all the same, but every collective goes packet by packet: say why it is slow.
+                    logger("memo")->warn(
+                        "{} micro-batches: simulated without the collective memo after {} conflicts (busy periods "
+                        "that do not repeat, e.g. stages sharing chips; docs/adr/0006): this can take minutes",
+                        m, attempt);
+                }
                 const std::set<std::string>& no = skip[i];
                 const std::string& more = carried[i];
                 bodies.push_back([&setup, &config, &records, &no, &more, &conflict_tag, m, trace, memo] {
