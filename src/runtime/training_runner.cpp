@@ -274,8 +274,7 @@ public:
         o.simulated = m_engine.memo_stats().simulated;
         o.mirrored = m_engine.memo_stats().mirrored;
         o.trace = m_trace;
-        // In time order; at one time, in the order written (a period's end before the start of the next one
-        // on its links).
+        // In time order (each track's points are; the tracks' are interleaved here).
         o.counters = m_counters;
         o.tracks = m_tracks;
         std::stable_sort(o.counters.begin(), o.counters.end(),
@@ -804,14 +803,14 @@ private:
         m_track_last.push_back(k_no_last);
         return static_cast<std::uint32_t>(m_tracks.size() - 1);
     }
-    // A counter's value from `at_fs` on (each track's points come in time order): a point at the time of the
-    // track's last one replaces it, and one that does not change the value is left out.
+    // A counter's value from `at_fs` on: a point at (or, from a merged period that began earlier, before)
+    // the time of the track's last one replaces it, and one that does not change the value is left out.
     static constexpr std::size_t k_no_last = ~std::size_t{0};
     void count(std::uint32_t track, std::uint64_t at_fs, double value) {
         std::size_t& last = m_track_last[track];
         if (last != k_no_last) {
             TraceCounter& c = m_counters[last];
-            if (c.at_fs == at_fs) {
+            if (at_fs <= c.at_fs) {
                 c.value = value;
                 return;
             }
