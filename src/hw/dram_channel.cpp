@@ -718,7 +718,13 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
     }
 
     const std::uint64_t done = T(write ? m_wr_done : m_rd_done);
-    m_done[q].items.push_back(Done{done, m_cas_order++, x.id});
+    if (m_issued) {
+        m_issued->push_back(Completion{x.id, done});
+        m_issued_kinds |= 1 << q;
+    } else {
+        m_done[q].items.push_back(Done{done, m_cas_order, x.id});
+    }
+    ++m_cas_order;
     if (write)
         ++m_stats.writes;
     else
@@ -908,8 +914,27 @@ bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done
 }
 
 void PseudoChannel::run_until_taking_issued(std::uint64_t until, std::vector<Completion>& done) {
+    if (!m_done[0].empty() || !m_done[1].empty()) {  // completions left by run_until: merge them
+        run_ticks(until, false);
+        pop_completions(kNone, done);
+        return;
+    }
+    // Nothing held: every RD/WR issued now goes straight to `done`, in issue order. Reads and writes each
+    // complete in issue order, so completion order (tick, then issue order) is a stable sort by tick, needed
+    // only when a write issued after a read completes before it.
+    const std::size_t first = done.size();
+    struct Direct {
+        std::vector<Completion>*& out;
+        ~Direct() { out = nullptr; }
+    } direct{m_issued};
+    m_issued = &done;
+    m_issued_kinds = 0;
     run_ticks(until, false);
-    pop_completions(kNone, done);
+    if (m_issued_kinds == 3) {  // reads and writes
+        const auto by_tick = [](const Completion& a, const Completion& b) { return a.tick < b.tick; };
+        const auto begin = done.begin() + static_cast<std::ptrdiff_t>(first);
+        if (!std::is_sorted(begin, done.end(), by_tick)) std::stable_sort(begin, done.end(), by_tick);
+    }
 }
 
 // The decision loop and enqueue are flattened: every call in them (candidate scans, command issue) is

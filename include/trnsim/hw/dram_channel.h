@@ -311,6 +311,8 @@ private:
 
     DoneQueue m_done[2];
     std::uint64_t m_cas_order = 0;
+    std::vector<Completion>* m_issued = nullptr;  // during run_until_taking_issued: completions go here directly
+    int m_issued_kinds = 0;                       // and which were issued there: bit 0 reads, bit 1 writes
 
     std::uint64_t m_now = 0;
     std::uint64_t m_accounted = 0, m_auto_close = 0, m_refresh_until = 0;
