@@ -322,8 +322,13 @@ void PseudoChannel::update_act_x(int b) {
 }
 
 void PseudoChannel::update_bg_act_x(int b) {
-    const int first = b - b % m_org.banks_per_group;
-    for (int o = first; o < first + m_org.banks_per_group; ++o) update_act_x(o);
+    // The group's banks are numbered consecutively from its flat index x banks per group (a multiply: b % banks
+    // per group is a division on every ACT).
+    const auto g = static_cast<std::size_t>(m_bg_of[static_cast<std::size_t>(b)]);
+    const int first = static_cast<int>(g) * m_org.banks_per_group;
+    const std::uint64_t group_act = m_bg_act[g];
+    for (int o = first; o < first + m_org.banks_per_group; ++o)
+        m_act_x[o] = max2(m_bank_act[static_cast<std::size_t>(o)], group_act);
 }
 
 // ---- candidates ----------------------------------------------------------------------------------------
