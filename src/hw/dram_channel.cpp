@@ -180,24 +180,11 @@ int PseudoChannel::find_group(const BankQueue& bq, int row) const {
 
 void PseudoChannel::admit(int s) {
     Slot& x = m_slots[static_cast<std::size_t>(s)];
-    x.seq = m_seq++;
+    const std::uint64_t seq = m_seq++;
     const int q = x.write ? 1 : 0;
     const int b = x.bank;
     BankQueue& bq = bank_queue(q, b);
-    const bool was_empty = bq.count == 0;
-    x.bank_prev = bq.tail;
-    x.bank_next = -1;
-    if (bq.tail >= 0) {
-        Slot& tail = m_slots[static_cast<std::size_t>(bq.tail)];
-        tail.bank_next = s;
-        tail.bank_next_seq = x.seq;
-    } else {
-        bq.head = s;
-        bq.head_classified = false;
-        m_head_key[q][b] = age_key(x.seq, b);
-    }
-    bq.tail = s;
-    ++bq.count;
+    const bool was_empty = bq.head < 0;
     int g = find_group(bq, x.row);
     if (g < 0) {
         g = m_free_group;
@@ -211,25 +198,40 @@ void PseudoChannel::admit(int s) {
         if (m_open_row[static_cast<std::size_t>(b)] == x.row) bq.open_group = g;
     }
     Group& G = m_groups[static_cast<std::size_t>(g)];
-    x.group = g;
     x.group_next = -1;
     if (G.tail >= 0) {
         Slot& tail = m_slots[static_cast<std::size_t>(G.tail)];
         tail.group_next = s;
-        tail.group_next_seq = x.seq;
+        tail.group_next_seq = seq;
     } else {
         G.head = s;
-        G.head_seq = x.seq;
+        G.head_seq = seq;
     }
     G.tail = s;
     ++G.count;
+    x.bank_prev = bq.tail;
+    x.bank_next = -1;
+    if (bq.tail >= 0) {
+        Slot& tail = m_slots[static_cast<std::size_t>(bq.tail)];
+        tail.bank_next = s;
+        tail.bank_next_seq = seq;
+        tail.bank_next_row = x.row;
+        tail.bank_next_group = g;
+    } else {
+        bq.head = s;
+        bq.head_row = x.row;
+        bq.head_group = g;
+        m_classified[q] &= ~bit(b);
+        m_head_key[q][b] = age_key(seq, b);
+    }
+    bq.tail = s;
     ++m_queued[q];
     m_req_mask[q] |= bit(b);
     const bool new_hits = bq.open_group == g && G.count == 1;
     if (new_hits) {
         bq.open_head = s;
         m_cas_mask[q] |= bit(b);
-        m_hit_key[q][b] = age_key(x.seq, b);
+        m_hit_key[q][b] = age_key(seq, b);
     }
     if (q == active_queue()) {
         if (new_hits) {
@@ -286,7 +288,14 @@ void PseudoChannel::open_bank(int b, int row, int known_group) {
     m_closed &= ~bit(b);
     for (int q = 0; q < 2; ++q) {
         BankQueue& bq = bank_queue(q, b);
-        bq.open_group = q == active_queue() ? known_group : find_group(bq, row);
+        if (q == active_queue()) {  // the row of the bank's head, which heads its group
+            bq.open_group = known_group;
+            bq.open_head = bq.head;
+            m_cas_mask[q] |= bit(b);
+            m_hit_key[q][b] = m_head_key[q][b];
+            continue;
+        }
+        bq.open_group = find_group(bq, row);
         if (bq.open_group >= 0) {
             const Group& G = m_groups[static_cast<std::size_t>(bq.open_group)];
             bq.open_head = G.head;
@@ -313,8 +322,13 @@ void PseudoChannel::update_act_x(int b) {
 }
 
 void PseudoChannel::update_bg_act_x(int b) {
-    const int first = b - b % m_org.banks_per_group;
-    for (int o = first; o < first + m_org.banks_per_group; ++o) update_act_x(o);
+    // The group's banks are numbered consecutively from its flat index x banks per group (a multiply: b % banks
+    // per group is a division on every ACT).
+    const auto g = static_cast<std::size_t>(m_bg_of[static_cast<std::size_t>(b)]);
+    const int first = static_cast<int>(g) * m_org.banks_per_group;
+    const std::uint64_t group_act = m_bg_act[g];
+    for (int o = first; o < first + m_org.banks_per_group; ++o)
+        m_act_x[o] = max2(m_bank_act[static_cast<std::size_t>(o)], group_act);
 }
 
 // ---- candidates ----------------------------------------------------------------------------------------
@@ -329,7 +343,7 @@ std::uint64_t PseudoChannel::col_tick(int q, int b) const {
 
 std::uint64_t PseudoChannel::row_tick(int b) const {
     const auto i = static_cast<std::size_t>(b);
-    if (m_open_row[i] < 0) return max2(max2(m_act_x[b], max2(m_pc_act, faw_ready())), max2(m_row_bus, m_now));
+    if (m_closed >> b & 1) return max2(max2(m_act_x[b], max2(m_pc_act, faw_ready())), max2(m_row_bus, m_now));
     return max2(max2(m_bank_pre[i], m_pc_pre), max2(m_row_bus, m_now));
 }
 
@@ -520,7 +534,7 @@ std::uint64_t PseudoChannel::pending_refresh_tick() const {
         return max2(m_pc_refab, max2(m_row_bus, m_now));
     }
     const auto b = static_cast<std::size_t>(m_refpb_pending[static_cast<std::size_t>(m_refpb_head)]);
-    if (m_open_row[b] >= 0) return max2(max2(m_bank_pre[b], m_pc_pre), max2(m_row_bus, m_now));
+    if (!(m_closed >> b & 1)) return max2(max2(m_bank_pre[b], m_pc_pre), max2(m_row_bus, m_now));
     return max2(max2(m_bank_act[b], m_pc_refpb), max2(m_row_bus, m_now));
 }
 
@@ -620,7 +634,7 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
     const int s = bq.open_head;
     Slot& x = m_slots[static_cast<std::size_t>(s)];
     // Served as the bank's oldest request, it may have been classified by an ACT or PRE; otherwise never.
-    const bool classified = x.bank_prev < 0 && bq.head_classified;
+    const bool classified = x.bank_prev < 0 && (m_classified[q] >> b & 1);
 
     G.head = x.group_next;
     bq.open_head = x.group_next;
@@ -650,16 +664,20 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
         Slot& prev = m_slots[static_cast<std::size_t>(x.bank_prev)];
         prev.bank_next = x.bank_next;
         prev.bank_next_seq = x.bank_next_seq;
+        prev.bank_next_row = x.bank_next_row;
+        prev.bank_next_group = x.bank_next_group;
     } else {
         bq.head = x.bank_next;
-        bq.head_classified = false;
+        bq.head_row = x.bank_next_row;
+        bq.head_group = x.bank_next_group;
+        m_classified[q] &= ~bit(b);
         m_head_key[q][b] = bq.head >= 0 ? age_key(x.bank_next_seq, b) : kNone;
     }
     if (x.bank_next >= 0)
         m_slots[static_cast<std::size_t>(x.bank_next)].bank_prev = x.bank_prev;
     else
         bq.tail = x.bank_prev;
-    if (--bq.count == 0) m_req_mask[q] &= ~bit(b);
+    if (bq.head < 0) m_req_mask[q] &= ~bit(b);
     --m_queued[q];
     if (!classified) ++m_stats.row_hits;
 
@@ -705,7 +723,13 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
     }
 
     const std::uint64_t done = T(write ? m_wr_done : m_rd_done);
-    m_done[q].items.push_back(Done{done, m_cas_order++, x.id});
+    if (m_issued) {
+        m_issued->push_back(Completion{x.id, done});
+        m_issued_kinds |= 1 << q;
+    } else {
+        m_done[q].items.push_back(Done{done, m_cas_order, x.id});
+    }
+    ++m_cas_order;
     if (write)
         ++m_stats.writes;
     else
@@ -728,8 +752,8 @@ void PseudoChannel::issue_cas(int b, std::uint64_t t) {
 
 void PseudoChannel::issue_act(int b, std::uint64_t t) {
     const int q = active_queue();
-    BankQueue& bq = bank_queue(q, b);
-    const Slot& x = m_slots[static_cast<std::size_t>(bq.head)];
+    const BankQueue& bq = bank_queue(q, b);
+    const int row = bq.head_row;
     account(t);
     const auto i = static_cast<std::size_t>(b);
     const auto T = [t](int v) { return t + static_cast<std::uint64_t>(v); };
@@ -745,13 +769,13 @@ void PseudoChannel::issue_act(int b, std::uint64_t t) {
     m_faw[m_act_count & 3] = t;
     ++m_act_count;
     row_bus_used(t, m_t.act_bus);
-    open_bank(b, x.row, x.group);
-    if (!bq.head_classified) {
-        bq.head_classified = true;
+    open_bank(b, row, bq.head_group);
+    if (!(m_classified[q] >> b & 1)) {
+        m_classified[q] |= bit(b);
         ++m_stats.row_misses;
     }
     ++m_stats.acts;
-    log(t, Command::ACT, b, x.row);
+    log(t, Command::ACT, b, row);
     m_rc_dirty[0] = true;
     revalidate_row_class(1);
     if (!m_org.dual_command_bus)
@@ -769,9 +793,9 @@ void PseudoChannel::issue_pre(int b, std::uint64_t t, bool for_request) {
     raise(m_pc_refab, t + static_cast<std::uint64_t>(m_t.RP));
     row_bus_used(t, m_t.pre_bus);
     if (for_request) {
-        BankQueue& bq = bank_queue(active_queue(), b);
-        if (!bq.head_classified) {
-            bq.head_classified = true;
+        const int q = active_queue();
+        if (!(m_classified[q] >> b & 1)) {
+            m_classified[q] |= bit(b);
             ++m_stats.row_conflicts;
         }
     }
@@ -852,7 +876,7 @@ void PseudoChannel::issue_refresh(std::uint64_t t) {
         return;
     }
     const int b = m_refpb_pending[static_cast<std::size_t>(m_refpb_head)];
-    if (m_open_row[static_cast<std::size_t>(b)] >= 0)
+    if (!(m_closed >> b & 1))
         issue_pre(b, t, false);
     else
         issue_refpb(b, t);
@@ -895,8 +919,27 @@ bool PseudoChannel::run_until(std::uint64_t until, std::vector<Completion>& done
 }
 
 void PseudoChannel::run_until_taking_issued(std::uint64_t until, std::vector<Completion>& done) {
+    if (!m_done[0].empty() || !m_done[1].empty()) {  // completions left by run_until: merge them
+        run_ticks(until, false);
+        pop_completions(kNone, done);
+        return;
+    }
+    // Nothing held: every RD/WR issued now goes straight to `done`, in issue order. Reads and writes each
+    // complete in issue order, so completion order (tick, then issue order) is a stable sort by tick, needed
+    // only when a write issued after a read completes before it.
+    const std::size_t first = done.size();
+    struct Direct {
+        std::vector<Completion>*& out;
+        ~Direct() { out = nullptr; }
+    } direct{m_issued};
+    m_issued = &done;
+    m_issued_kinds = 0;
     run_ticks(until, false);
-    pop_completions(kNone, done);
+    if (m_issued_kinds == 3) {  // reads and writes
+        const auto by_tick = [](const Completion& a, const Completion& b) { return a.tick < b.tick; };
+        const auto begin = done.begin() + static_cast<std::ptrdiff_t>(first);
+        if (!std::is_sorted(begin, done.end(), by_tick)) std::stable_sort(begin, done.end(), by_tick);
+    }
 }
 
 // The decision loop and enqueue are flattened: every call in them (candidate scans, command issue) is
@@ -939,7 +982,7 @@ TRNSIM_FLATTEN bool PseudoChannel::run_ticks(std::uint64_t until, bool stop_when
             issue_refresh(t);
         } else if (m_rc[m_row].tick == t) {
             const int b = m_rc[m_row].bank;
-            if (m_open_row[static_cast<std::size_t>(b)] < 0)
+            if (m_row == 0)  // the ACT class: a precharged bank
                 issue_act(b, t);
             else
                 issue_pre(b, t, true);

@@ -142,33 +142,35 @@ private:
     static constexpr std::uint64_t kNone = ~std::uint64_t{0};
     static constexpr std::size_t kMaxBanks = 64, kMaxSids = 8;
 
-    // A request in a queue: one cache line. The ages (seq) of the next requests in its lists are copied in, and
-    // a row group keeps its head's, so that serving a request or opening a row updates the age keys without
-    // loading another request's line.
+    // A request in a queue: one cache line. The age (seq), row and row group of the next request in its bank list
+    // are copied in, and a row group keeps its head's age, so that serving a request or opening a row updates the
+    // age keys and the bank's head without loading another request's line. (Its own age lives in the keys and in
+    // its predecessors.)
     struct alignas(64) Slot {
-        std::uint64_t id, arrival, seq;
+        std::uint64_t id, arrival;
         std::uint64_t bank_next_seq, group_next_seq;  // seq of bank_next, group_next (when >= 0)
         int row;
-        int bank_prev, bank_next;  // age-ordered list of the bank's requests in this queue
-        int group, group_next;     // FIFO of the requests to the same (bank, row) in this queue
+        int bank_prev, bank_next;            // age-ordered list of the bank's requests in this queue
+        int bank_next_row, bank_next_group;  // of bank_next (when >= 0)
+        int group_next;                      // FIFO of the requests to the same (bank, row) in this queue
         std::uint8_t bank;
         bool write;
     };
+    static_assert(sizeof(Slot) == 64, "a queued request is one cache line");
     struct Group {  // queued requests of one queue to one row of one bank
         std::uint64_t head_seq;
         int row, head, tail, count, prev, next;
     };
     struct BankQueue {  // one bank's requests in one queue
-        int head = -1, tail = -1, count = 0;
+        int head = -1, tail = -1;
+        // The head's row and row group (valid while head >= 0): an ACT opens the head's row, and the head is its
+        // group's head, so an ACT loads neither the request's line nor the group's.
+        int head_row = -1, head_group = -1;
         int groups = -1;      // list of row groups
         int open_group = -1;  // group of the open row, -1 if none
         // The open group's head (valid while open_group >= 0), so that a column command finds its request
         // without first loading the group's line.
         int open_head = -1;
-        // Whether the head request is a row hit, miss or conflict already (by the first ACT or PRE for it).
-        // Only a head is ever classified (ACT and PRE serve the head), so the flag lives here and a PRE does not
-        // load the request's line; a request served as a row hit without being the head was never classified.
-        bool head_classified = false;
         // Row groups per row bucket (row mod 8), four bits each, sticky at 15 until the queue has no group: a
         // request to a row of an empty bucket starts a group without walking the list (most random requests).
         std::uint32_t row_buckets = 0;
@@ -277,6 +279,10 @@ private:
     std::uint64_t m_cas_mask[2] = {0, 0};          // banks whose open row has requests in the queue
     std::vector<int> m_future;                     // slots waiting for their arrival tick, in arrival order
     std::size_t m_future_head = 0;
+    // Banks whose head request is a row hit, miss or conflict already (by the first ACT or PRE for it). Only a
+    // head is ever classified (ACT and PRE serve the head), so a bit per bank will do and a PRE loads neither the
+    // request nor the bank queue; a request served as a row hit without being the head was never classified.
+    std::uint64_t m_classified[2] = {0, 0};
     std::uint64_t m_seq = 0;
     bool m_write_mode = false;  // drain mode of tick m_now (from m_prev_mode and the queues as they are now)
     bool m_prev_mode = false;   // drain mode of tick m_now - 1
@@ -305,6 +311,8 @@ private:
 
     DoneQueue m_done[2];
     std::uint64_t m_cas_order = 0;
+    std::vector<Completion>* m_issued = nullptr;  // during run_until_taking_issued: completions go here directly
+    int m_issued_kinds = 0;                       // and which were issued there: bit 0 reads, bit 1 writes
 
     std::uint64_t m_now = 0;
     std::uint64_t m_accounted = 0, m_auto_close = 0, m_refresh_until = 0;
