@@ -965,11 +965,10 @@ bool CollectiveEngine::place(const Record& r, int base, std::size_t map, Footpri
         if (l == hw::Topology::k_no_link) return false;
         placed.links.push_back(l);
     }
-    const int per_node = m_cluster.spec().chips_per_node();
     for (const int rel : r.chips) {
-        const int node = base + (rel >= 0 ? rel / per_node : -((-rel + per_node - 1) / per_node));
-        if (node < 0 || node >= m_cluster.spec().nodes) return false;
-        placed.chips.push_back(frame_unchip(base, map, rel));
+        const int c = frame_unchip(base, map, rel);
+        if (c < 0 || c >= m_cluster.chips()) return false;
+        placed.chips.push_back(c);
     }
     return true;
 }
