@@ -111,10 +111,15 @@ void write_chrome_trace(const runtime::TrainingResult& r, const std::string& pat
         out.write(std::string_view(b.data(), b.size()));
         b.clear();
     };
-    const auto event = [&](const nlohmann::json& e) {
-        fmt::format_to(std::back_inserter(b), "{}{}", first ? "\n" : ",\n", e.dump());
-        first = false;
+    // Starts the next element of traceEvents.
+    const auto next = [&] {
         flush(false);
+        fmt::format_to(std::back_inserter(b), "{}", first ? "\n" : ",\n");
+        first = false;
+    };
+    const auto event = [&](const nlohmann::json& e) {
+        next();
+        fmt::format_to(std::back_inserter(b), "{}", e.dump());
     };
     fmt::format_to(std::back_inserter(b), "{{\"traceEvents\":[");
     static const char* const tracks[] = {"core", "communication", "pipeline wait"};
@@ -148,12 +153,10 @@ void write_chrome_trace(const runtime::TrainingResult& r, const std::string& pat
         pids.push_back(t.rfind("stage", 0) == 0 ? 1 : t.rfind("link", 0) == 0 ? 2 : 3);
     }
     for (const auto& c : r.trace_counters) {
-        // ts in us, to the femtosecond.
-        fmt::format_to(
-            std::back_inserter(b), "{}{{\"name\":{},\"ph\":\"C\",\"pid\":{},\"ts\":{},\"args\":{{\"value\":{}}}}}",
-            first ? "\n" : ",\n", names[c.track], pids[c.track], static_cast<double>(c.at_fs) * 1e-9, c.value);
-        first = false;
-        flush(false);
+        next();  // ts in us, to the femtosecond
+        fmt::format_to(std::back_inserter(b),
+                       "{{\"name\":{},\"ph\":\"C\",\"pid\":{},\"ts\":{},\"args\":{{\"value\":{}}}}}", names[c.track],
+                       pids[c.track], static_cast<double>(c.at_fs) * 1e-9, c.value);
     }
     fmt::format_to(std::back_inserter(b), "\n],\"displayTimeUnit\":\"ns\",\"otherData\":{}}}\n",
                    nlohmann::json{{"model", r.model},
