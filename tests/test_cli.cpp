@@ -587,7 +587,7 @@ TEST_CASE("run --trace writes the stage timelines: the core track adds up to the
     for (const auto& e : trace["traceEvents"]) {
         if (e["ph"] == "C") counters[e["name"]].push_back({e["ts"].get<double>(), e["args"]["value"].get<double>()});
     }
-    for (const char* engine : {"tensor", "vector", "scalar", "gpsimd", "dma"})
+    for (const char* engine : {"tensor", "vector", "scalar", "gpsimd", "dma", "hbm"})
         CHECK(counters.count(std::string("stage 0 ") + engine + " utilization") == 1);
     int links = 0, rings = 0;
     for (const auto& [name, points] : counters) {

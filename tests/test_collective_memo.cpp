@@ -27,9 +27,9 @@ enum class Extra { none, send_midway };
 // Runs a 4 MiB ring all-reduce over 8 chips `times` times, one after the other with 10 us between, on one
 // engine; with `extra`, the last time a point-to-point send starts halfway through it. Returns each
 // run's duration (fs), the summed link bytes and busy time, the engine's memo counts and its conflict flag.
-// With `load`, the chips' kernels take that share of their DMA engines from the start, for `load_us` (0: all
-// along).
-json run_repeated(bool memo, int times, Extra extra, double load = 0, double load_us = 0) {
+// With `load`, the chips' kernels take that share of their DMA engines' and memory's time from the start, for
+// `load_us` (0: all along).
+json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, double load_us = 0) {
     const std::string out = testing::run_isolated([=] {
         init_systemc();
         const Config config = hw::resolve_cluster_config("trn2.48xlarge", {}, {"cluster.topology=ring:8"});
@@ -49,12 +49,12 @@ json run_repeated(bool memo, int times, Extra extra, double load = 0, double loa
         json durations = json::array();
         std::vector<int> chips;
         for (int c = 0; c < cluster.chips(); ++c) chips.push_back(c);
-        if (load > 0) {
+        if (!load.idle()) {
             sc_core::sc_spawn([&] {
-                engine.set_dma_load(chips, load);
+                engine.set_kernel_load(chips, load);
                 if (load_us <= 0) return;
                 sc_core::wait(sc_core::sc_time(load_us, sc_core::SC_US));
-                engine.set_dma_load(chips, 0);
+                engine.set_kernel_load(chips, {});
             });
         }
         sc_core::sc_spawn([&] {
@@ -145,24 +145,50 @@ TEST_CASE("kernels' DMA load slows the collectives that share the engines", "[co
     const double alone = run_repeated(false, 1, Extra::none)["durations"][0].get<double>();
     // Half the engines' time taken: every packet's DMA time doubles, so the collective is slower, but by
     // less than 2x (links and latencies do not slow down).
-    const double half = run_repeated(false, 1, Extra::none, 0.5)["durations"][0].get<double>();
+    const double half = run_repeated(false, 1, Extra::none, {0.5, 0})["durations"][0].get<double>();
     CHECK(half > alone * 1.05);
     CHECK(half < alone * 2);
     // Kernels that would keep the engines busy all the time still leave every other turn (round-robin):
     // the same as half.
-    const double full = run_repeated(false, 1, Extra::none, 1.0)["durations"][0].get<double>();
+    const double full = run_repeated(false, 1, Extra::none, {1.0, 0})["durations"][0].get<double>();
     CHECK(full == half);
     // A load for the first 50 us only: slower than alone, faster than loaded throughout.
-    const double partial = run_repeated(false, 1, Extra::none, 0.75, 50)["durations"][0].get<double>();
+    const double partial = run_repeated(false, 1, Extra::none, {0.75, 0}, 50)["durations"][0].get<double>();
     CHECK(partial > alone);
     CHECK(partial < half);
     // The memo records the load changes with the traffic: on and off agree.
-    const json off = run_repeated(false, 3, Extra::none, 0.5, 300);
-    const json on = run_repeated(true, 3, Extra::none, 0.5, 300);
+    const json off = run_repeated(false, 3, Extra::none, {0.5, 0}, 300);
+    const json on = run_repeated(true, 3, Extra::none, {0.5, 0}, 300);
     CHECK(on["durations"] == off["durations"]);
     CHECK(on["link_busy"] == off["link_busy"]);
     CHECK(on["memory_busy"] == off["memory_busy"]);
     CHECK(on["fabric_busy"] == off["fabric_busy"]);
+}
+
+TEST_CASE("kernels' memory load slows the collectives' memory accesses that share the chip memory",
+          "[collective][hbm]") {
+    const json alone = run_repeated(false, 1, Extra::none);
+    // Kernels taking half the memory's time: every collective access occupies it twice as long (read/write
+    // turnarounds aside, which more back-to-back accesses may add), so the memory is busier and the
+    // collective no faster; its bytes do not change.
+    const json half = run_repeated(false, 1, Extra::none, {0, 0.5});
+    const auto busy = [](const json& j) { return j["memory_busy"].get<double>(); };
+    CHECK(busy(half) > 1.5 * busy(alone));
+    CHECK(half["memory_bytes"] == alone["memory_bytes"]);
+    CHECK(half["durations"][0].get<double>() >= alone["durations"][0].get<double>());
+    // The collectives keep every other turn: kernels that would take all of it leave what half leave.
+    CHECK(run_repeated(false, 1, Extra::none, {0, 1.0}) == half);
+    // Both loads together slow it more than either.
+    const json both = run_repeated(false, 1, Extra::none, {0.5, 0.5});
+    const json dma = run_repeated(false, 1, Extra::none, {0.5, 0});
+    CHECK(both["durations"][0].get<double>() > dma["durations"][0].get<double>());
+    CHECK(busy(both) > busy(dma));
+    // The memo records the load changes with the traffic: on and off agree.
+    const json off = run_repeated(false, 3, Extra::none, {0.25, 0.75}, 300);
+    const json on = run_repeated(true, 3, Extra::none, {0.25, 0.75}, 300);
+    CHECK(on["durations"] == off["durations"]);
+    CHECK(on["memory_busy"] == off["memory_busy"]);
+    CHECK(on["link_busy"] == off["link_busy"]);
 }
 
 namespace {
@@ -241,7 +267,7 @@ json run_rows(bool memo, Break brk = Break::none, const std::string& algorithm =
             engine.start_batch(std::move(batch), "rows", 0, true);
             sc_core::wait(sc_core::sc_time(30, sc_core::SC_US));
             if (brk == Break::across) engine.start(send, pair, DType::bf16, nullptr);
-            if (brk == Break::load) engine.set_dma_load({0, 1, 2, 3}, 0.5);
+            if (brk == Break::load) engine.set_kernel_load({0, 1, 2, 3}, {0.5, 0});
         });
         run_simulation();
         const json links = link_counters(cluster), chips = chip_counters(cluster);

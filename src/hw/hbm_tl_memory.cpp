@@ -155,8 +155,10 @@ AccessTiming HbmTlMemory::timed_access(bool write, std::uint64_t bytes, std::uin
     // Nearly every request is one packet: its time is computed once.
     if (bytes != m_last_bytes[dir]) {
         m_last_bytes[dir] = bytes;
+        // Round-robin with the kernels' requests: the time they leave, and at least half.
+        const double share = std::max(1.0 - m_kernel_load, 0.5);
         m_last_duration[dir] =
-            static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * m_fs_per_byte[dir]));
+            static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * m_fs_per_byte[dir] / share));
     }
     std::uint64_t duration = m_last_duration[dir];
     // A turnaround only between back-to-back requests: an idle memory has drained its queues.
@@ -172,6 +174,12 @@ AccessTiming HbmTlMemory::timed_access(bool write, std::uint64_t bytes, std::uin
 
 void HbmTlMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
     transport_timed(*this, trans, delay);
+}
+
+void HbmTlMemory::set_kernel_load(double load) {
+    if (load == m_kernel_load) return;
+    m_kernel_load = load;
+    m_last_bytes[0] = m_last_bytes[1] = ~std::uint64_t{0};  // the durations change with it
 }
 
 void HbmTlMemory::add_stats(const MemoryStats& d) {

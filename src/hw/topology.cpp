@@ -749,8 +749,16 @@ Cluster::Cluster(const sc_core::sc_module_name& name, const ClusterSpec& spec, c
         m_endpoints.back()->set_direct_memory(m_fabrics.back()->direct_access());
         sinks.push_back(m_endpoints.back().get());
     }
+    m_kernel_load.assign(static_cast<std::size_t>(spec.chips()), KernelLoad{});
     m_topology = make_topology(spec);
     m_topology->build(sinks);
+}
+
+void Cluster::set_kernel_load(int chip, const KernelLoad& load) {
+    const auto c = static_cast<std::size_t>(chip);
+    m_kernel_load.at(c) = load;
+    m_endpoints[c]->set_dma_load(load.dma);
+    m_memories[c]->set_kernel_load(load.memory);
 }
 
 bool Cluster::chip_idle(int chip, std::uint64_t now_fs) const {

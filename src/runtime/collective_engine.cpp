@@ -225,10 +225,10 @@ void CollectiveEngine::submit(Job* job, std::size_t i) {
     m_cluster.endpoint(m.src_chip).send(&m);
 }
 
-void CollectiveEngine::set_dma_load(const std::vector<int>& chips, double load) {
+void CollectiveEngine::set_kernel_load(const std::vector<int>& chips, const hw::KernelLoad& load) {
     std::map<int, std::vector<int>> by_period;
     for (const int c : chips) {
-        m_cluster.endpoint(c).set_dma_load(load);
+        m_cluster.set_kernel_load(c, load);
         const int owner = m_chip_owner[static_cast<std::size_t>(c)];
         if (owner >= 0) by_period[owner].push_back(c);
     }
@@ -240,7 +240,7 @@ void CollectiveEngine::set_dma_load(const std::vector<int>& chips, double load) 
             for (const auto& part : p.mirror->parts) {
                 for (const auto& [a, b] : part.chip) {
                     if (changed.count(a) != changed.count(b)) {
-                        mirror_conflict({&p}, fmt::format("the DMA load of chip {} changed and not of chip {}",
+                        mirror_conflict({&p}, fmt::format("the kernel load of chip {} changed and not of chip {}",
                                                           changed.count(a) ? a : b, changed.count(a) ? b : a));
                         return;
                     }
@@ -257,10 +257,10 @@ void CollectiveEngine::set_dma_load(const std::vector<int>& chips, double load) 
     }
 }
 
-std::string CollectiveEngine::load_key(const Period& p, std::vector<int> chips, double load) const {
+std::string CollectiveEngine::load_key(const Period& p, std::vector<int> chips, const hw::KernelLoad& load) const {
     for (int& c : chips) c = frame_chip(p.base, p.map, c);
     std::sort(chips.begin(), chips.end());
-    return fmt::format("load:{}:{};", fmt::join(chips, ","), load);
+    return fmt::format("load:{}:{}/{};", fmt::join(chips, ","), load.dma, load.memory);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -587,13 +587,13 @@ void CollectiveEngine::close_pending() {
         context += p.context.substr(from);
         p.loads.clear();
         p.key = name(fp, p.base, p.map) + "@" + context + "@";
-        std::vector<std::pair<int, double>> loads;
+        std::vector<std::pair<int, hw::KernelLoad>> loads;
         for (const int c : p.chips) {
-            const double load = m_cluster.endpoint(c).dma_load();
-            if (load > 0) loads.emplace_back(frame_chip(p.base, p.map, c), load);
+            const hw::KernelLoad& load = m_cluster.kernel_load(c);
+            if (!load.idle()) loads.emplace_back(frame_chip(p.base, p.map, c), load);
         }
         std::sort(loads.begin(), loads.end());
-        for (const auto& [c, load] : loads) p.key += fmt::format("{}:{};", c, load);
+        for (const auto& [c, load] : loads) p.key += fmt::format("{}:{}/{};", c, load.dma, load.memory);
         const auto it = m_memo.find(p.key);
         Footprint placed, at;
         bool free = it != m_memo.end() && m_skip.count(p.key) == 0 && place(it->second, p.base, p.map, placed);
@@ -846,7 +846,7 @@ bool CollectiveEngine::mirror_items(Period& p, std::vector<BatchItem>& items, st
     std::vector<std::vector<std::size_t>> by_part(m->parts.size());
     for (std::size_t k = 0; k < items.size(); ++k) by_part[part_of[k]].push_back(k);
     // A follower's items, in order, are the images of its leader's; its maps stay within it, and the
-    // kernels' DMA load of every chip is its image's (it shapes the traffic).
+    // kernels' load of every chip is its image's (it shapes the traffic).
     const auto follows = [&](std::size_t j, Mirror::Part& part) {
         const auto& mine = by_part[j];
         const auto& lead = by_part[part.leader];
@@ -855,7 +855,7 @@ bool CollectiveEngine::mirror_items(Period& p, std::vector<BatchItem>& items, st
             if (!mirrors(items[lead[i]], items[mine[i]], part)) return false;
         for (const auto& [a, b] : part.chip) {
             if (m->chip_part.at(b) != j) return false;
-            if (m_cluster.endpoint(a).dma_load() != m_cluster.endpoint(b).dma_load()) return false;
+            if (m_cluster.kernel_load(a) != m_cluster.kernel_load(b)) return false;
         }
         for (const auto& [a, b] : part.link)
             if (m->link_part.at(b) != j) return false;

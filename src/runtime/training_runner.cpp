@@ -23,6 +23,7 @@
 #include "trnsim/core/sim_context.h"
 #include "trnsim/hw/chip.h"
 #include "trnsim/hw/cluster_spec.h"
+#include "trnsim/hw/hbm_tl_memory.h"
 #include "trnsim/hw/topology.h"
 #include "trnsim/lowering/kernel.h"
 #include "trnsim/runtime/collective_engine.h"
@@ -145,6 +146,10 @@ struct Setup {
     // The share of its core's DMA engine time each compute op takes (its kernels' DMA utilization,
     // time-weighted; a stream op: 1).
     std::vector<std::vector<std::vector<double>>> dma;
+    // And the share of the chip memory's time it takes, per rank of the chip (its HBM reads and writes at the
+    // rates the collectives' memory serves them, times the chip's ranks, over its time; 0 with
+    // cluster.memory_model ideal, which the kernels do not share).
+    std::vector<std::vector<std::vector<double>>> memory;
     // And its kernels' utilization of the tensor, vector, scalar and gpsimd engines, time-weighted (for the
     // trace).
     std::vector<std::vector<std::vector<std::array<double, 4>>>> engines;
@@ -192,9 +197,9 @@ public:
         if (memo) m_engine.enable_memo(skip);
         const int pp = static_cast<int>(setup.stages.size());
         for (int s = 0; s < pp; ++s) m_stage.emplace_back();
-        // Each stage's chips, and the share of each chip's ranks in each stage (for the kernels' DMA load).
+        // Each stage's chips, and the share of each chip's ranks in each stage (for the kernels' load).
         m_stage_chips.resize(static_cast<std::size_t>(pp));
-        m_stage_load.assign(static_cast<std::size_t>(pp), 0.0);
+        m_stage_load.assign(static_cast<std::size_t>(pp), hw::KernelLoad{});
         const double per_chip = static_cast<double>(m_spec.ranks_per_chip);
         for (int r = 0; r < setup.placement.ranks(); ++r) {
             const int s = setup.placement.coord(r).pp;
@@ -448,14 +453,15 @@ private:
                 const std::uint64_t t = fs[i];
                 record(s, 0, op.name, sc_core::sc_time_stamp().value(), t);
                 if (t > 0) {
-                    const double dma = m_setup.dma[static_cast<std::size_t>(s)][run.list][i];
-                    set_load(s, dma);
-                    count_engines(s, &m_setup.engines[static_cast<std::size_t>(s)][run.list][i], dma);
+                    const auto u = static_cast<std::size_t>(s);
+                    const hw::KernelLoad load{m_setup.dma[u][run.list][i], m_setup.memory[u][run.list][i]};
+                    set_load(s, load);
+                    count_engines(s, &m_setup.engines[u][run.list][i], load);
                     if (!run.is_step) st.compute_end_fs = sc_core::sc_time_stamp().value() + t;
                     sc_core::wait(sc_core::sc_time::from_value(t));
                     if (!run.is_step) st.compute_end_fs = 0;
-                    set_load(s, 0);
-                    count_engines(s, nullptr, 0);
+                    set_load(s, {});
+                    count_engines(s, nullptr, {});
                 }
                 if (!run.is_step) st.at_issued = true;
                 st.busy_fs += t;
@@ -487,20 +493,23 @@ private:
         for (std::size_t i = 0; i < ops.size(); ++i) wait_done(s, run, i);
     }
 
-    // Stage s's ranks run kernels taking `load` of their cores' DMA engine time: each of its chips gets the
-    // load of its ranks' stages, weighted by their share of the chip's ranks.
-    void set_load(int s, double load) {
-        double& now = m_stage_load[static_cast<std::size_t>(s)];
+    // Stage s's ranks run kernels taking `load` of their cores' DMA engine time and of their share of the
+    // chip memory's time: each of its chips gets the load of its ranks' stages, weighted by their share of
+    // the chip's ranks.
+    void set_load(int s, const hw::KernelLoad& load) {
+        hw::KernelLoad& now = m_stage_load[static_cast<std::size_t>(s)];
         if (now == load) return;
         now = load;
-        std::map<double, std::vector<int>> by_load;
+        std::map<hw::KernelLoad, std::vector<int>> by_load;
         for (const int c : m_stage_chips[static_cast<std::size_t>(s)]) {
-            double chip = 0;
-            for (const auto& [stage, share] : m_chip_share.at(c))
-                chip += share * m_stage_load[static_cast<std::size_t>(stage)];
+            hw::KernelLoad chip;
+            for (const auto& [stage, share] : m_chip_share.at(c)) {
+                chip.dma += share * m_stage_load[static_cast<std::size_t>(stage)].dma;
+                chip.memory += share * m_stage_load[static_cast<std::size_t>(stage)].memory;
+            }
             by_load[chip].push_back(c);
         }
-        for (const auto& [chip, chips] : by_load) m_engine.set_dma_load(chips, chip);
+        for (const auto& [chip, chips] : by_load) m_engine.set_kernel_load(chips, chip);
     }
 
     // The collective engine's bound on sends that a replay started by stage s on `chips` does not foresee:
@@ -784,17 +793,20 @@ private:
         if (m_trace_on && duration > 0) m_trace.push_back({s, track, name, start, start + duration});
     }
 
-    // Stage s's engines from now on: a compute op's kernels' utilization, or idle (nullptr).
-    void count_engines(int s, const std::array<double, 4>* engines, double dma) {
+    // Stage s's engines from now on: a compute op's kernels' utilization and load (DMA, chip memory), or
+    // idle (nullptr).
+    void count_engines(int s, const std::array<double, 4>* engines, const hw::KernelLoad& load) {
         if (!m_trace_on) return;
         auto& tracks = m_engine_tracks[s];
         if (tracks.empty()) {
             for (const char* e : k_engines) tracks.push_back(new_track(fmt::format("stage {} {}", s, e)));
             tracks.push_back(new_track(fmt::format("stage {} dma", s)));
+            tracks.push_back(new_track(fmt::format("stage {} hbm", s)));
         }
         const std::uint64_t now = sc_core::sc_time_stamp().value();
         for (std::size_t e = 0; e < k_engines.size(); ++e) count(tracks[e], now, engines ? (*engines)[e] : 0.0);
-        count(tracks[k_engines.size()], now, dma);
+        count(tracks[k_engines.size()], now, load.dma);
+        count(tracks[k_engines.size() + 1], now, load.memory);
     }
 
     static constexpr std::uint32_t k_no_track = ~std::uint32_t{0};
@@ -841,7 +853,7 @@ private:
     std::map<std::pair<int, int>, Instances> m_instances;
     std::uint64_t m_collectives = 0, m_transfers = 0;
     std::vector<std::vector<int>> m_stage_chips;
-    std::vector<double> m_stage_load;
+    std::vector<hw::KernelLoad> m_stage_load;
     std::map<int, std::map<int, double>> m_chip_share;  // chip -> stage -> share of the chip's ranks
     std::vector<std::set<int>> m_sends_to;              // per stage: the stages its pipeline sends go to
     std::vector<std::uint64_t> m_send_lead;             // per stage: the least compute before an op list's first send
@@ -1182,6 +1194,12 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     setup.fs.resize(setup.stages.size());
     setup.cls.resize(setup.stages.size());
     setup.dma.resize(setup.stages.size());
+    setup.memory.resize(setup.stages.size());
+    // The collectives' memory (ADR 0008) serves the kernels' bytes at these rates.
+    const hw::HbmRates* rates = cluster.memory_model == "hbm" ? &hw::hbm_rates(config, cluster.packet.count) : nullptr;
+    auto memory_fs = [&](double read_bytes, double write_bytes) {
+        return rates == nullptr ? 0.0 : read_bytes / rates->read_bytes_per_s + write_bytes / rates->write_bytes_per_s;
+    };
     setup.engines.resize(setup.stages.size());
     for (std::size_t s = 0; s < setup.stages.size(); ++s) {
         const StageProgram& p = setup.stages[s];
@@ -1189,12 +1207,16 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
             setup.fs[s].emplace_back();
             setup.cls[s].emplace_back();
             setup.dma[s].emplace_back();
+            setup.memory[s].emplace_back();
             setup.engines[s].emplace_back();
             const OpList& ops = list_of(p, l);
             for (std::size_t i = 0; i < ops.size(); ++i) {
                 const OpCost& c = costs[s][l][i];
                 double seconds = c.stream ? static_cast<double>(c.stream_fs) * 1e-15 : 0.0;
                 double dma_seconds = seconds;  // a stream op is all DMA
+                // A stream op's bytes are its rank's; a kernel's, one piece's, and a rank runs lnc pieces.
+                double memory_seconds =
+                    c.stream ? memory_fs(ops[i].kernel.bytes_read, ops[i].kernel.bytes_written) : 0.0;
                 std::array<double, 4> engine_seconds{};
                 // Executions per step of this op on one rank, and ranks doing it (the stage's class).
                 const double runs = (l == list_count(p) - 1 ? 1.0 : static_cast<double>(tr.grad_accum_steps())) *
@@ -1207,6 +1229,9 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
                     seconds += c.counts[k] * t.time_s;
                     const auto dma = t.utilization.find("dma");
                     if (dma != t.utilization.end()) dma_seconds += c.counts[k] * t.time_s * dma->second;
+                    memory_seconds +=
+                        c.counts[k] * static_cast<double>(chip.lnc) *
+                        memory_fs(static_cast<double>(t.hbm_read_bytes), static_cast<double>(t.hbm_write_bytes));
                     for (std::size_t e = 0; e < k_engines.size(); ++e) {
                         const auto u = t.utilization.find(k_engines[e]);
                         if (u != t.utilization.end()) engine_seconds[e] += c.counts[k] * t.time_s * u->second;
@@ -1224,6 +1249,8 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
                 }
                 setup.fs[s][l].push_back(static_cast<std::uint64_t>(std::llround(seconds * 1e15)));
                 setup.dma[s][l].push_back(seconds > 0 ? std::min(1.0, dma_seconds / seconds) : 0.0);
+                setup.memory[s][l].push_back(seconds > 0 ? std::min(1.0, memory_seconds * ranks_per_chip / seconds)
+                                                         : 0.0);
                 for (double& e : engine_seconds) e = seconds > 0 ? std::min(1.0, e / seconds) : 0.0;
                 setup.engines[s][l].push_back(engine_seconds);
                 setup.cls[s][l].push_back(ops[i].is_comm ? "" : op_class(ops[i]));

@@ -17,6 +17,10 @@
 //   (FIFO in arrival order), plus the turnaround when it follows a request of the other direction back to
 //   back (the memory busy when it arrives); its data are delivered the fixed latency after that. Completion
 //   is reported within b_transport.
+// - Shared with the kernels (set_kernel_load): while the chip's kernels take a share u of the memory's time,
+//   the controller serves the kernels' and the collectives' requests round-robin, so a collective request
+//   gets the time they leave, and at least half: its occupancy is stretched by 1 / max(1 - u, 1/2), as the
+//   DMA rings are (hw::ChipEndpoint::set_dma_load). The kernels are not slowed (not modelled).
 // Not modelled (beyond what the measurement averages in): bank conflicts between more than two
 // concurrent streams, addresses (every request is a sequential stream's), refresh as discrete events,
 // queueing inside the controller. docs/adr/0008 lists the limits.
@@ -61,6 +65,7 @@ public:
     double peak_bytes_per_s() const override { return m_rates.peak_bytes_per_s; }
     bool idle(std::uint64_t now_fs) const override { return m_free_fs <= now_fs; }
     void add_stats(const MemoryStats& d) override;
+    void set_kernel_load(double load) override;
     std::map<std::string, double> summary() const override;
     const HbmRates& rates() const { return m_rates; }
 
@@ -69,6 +74,7 @@ private:
     double m_fs_per_byte[2];        // read, write
     std::uint64_t m_latency_fs[2];  // read, write
     std::uint64_t m_turnaround_fs;
+    double m_kernel_load = 0;
     std::uint64_t m_free_fs = 0;
     bool m_last_write = false;
     std::uint64_t m_last_bytes[2] = {~std::uint64_t{0}, ~std::uint64_t{0}};  // the last request's size and

@@ -99,6 +99,10 @@ public:
     virtual bool idle(std::uint64_t now_fs) const { return false; }
     // The direct path (ITimedAccess) when the model offers one, else null.
     virtual ITimedAccess* direct_access() { return nullptr; }
+    // The share of the memory's time the chip's running kernels take (0..1; CollectiveEngine::set_kernel_load).
+    // A model of the chip's memory that the collectives share with the kernels serves their requests in the
+    // time the kernels leave (hbm_tl_memory.h); a model of the memory out of the way ignores it.
+    virtual void set_kernel_load(double load) {}
     // Adds the counters of a replayed busy period. Models that support replay override it.
     virtual void add_stats(const MemoryStats& d) {
         throw std::logic_error("memory model '" + std::string(name()) + "': counters cannot be replayed");

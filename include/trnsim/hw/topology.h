@@ -290,6 +290,17 @@ private:
     EndpointStats m_stats;
 };
 
+// What a chip's running kernels take of the resources its collectives share with them: the DMA engines'
+// time and the memory's (each 0..1).
+struct KernelLoad {
+    double dma = 0;
+    double memory = 0;
+    bool operator==(const KernelLoad& o) const { return dma == o.dma && memory == o.memory; }
+    bool operator!=(const KernelLoad& o) const { return !(*this == o); }
+    bool operator<(const KernelLoad& o) const { return dma != o.dma ? dma < o.dma : memory < o.memory; }
+    bool idle() const { return dma == 0 && memory == 0; }
+};
+
 // Everything a chip counts during collectives: its endpoint, its memory and its fabric.
 struct ChipStats {
     EndpointStats endpoint;
@@ -316,6 +327,9 @@ public:
     ChipStats chip_stats(int chip) const;
     // Adds what a replayed stretch of traffic did on the chip (CollectiveEngine's memo).
     void add_chip_stats(int chip, const ChipStats& d);
+    // From now on the chip's kernels take `load` (ChipEndpoint::set_dma_load, IMemory::set_kernel_load).
+    void set_kernel_load(int chip, const KernelLoad& load);
+    const KernelLoad& kernel_load(int chip) const { return m_kernel_load.at(static_cast<std::size_t>(chip)); }
 
 private:
     ClusterSpec m_spec;
@@ -323,6 +337,7 @@ private:
     std::vector<std::unique_ptr<IMemory>> m_memories;
     std::vector<std::unique_ptr<OnChipFabric>> m_fabrics;
     std::vector<std::unique_ptr<ChipEndpoint>> m_endpoints;
+    std::vector<KernelLoad> m_kernel_load;
     std::unique_ptr<Topology> m_topology;
 };
 

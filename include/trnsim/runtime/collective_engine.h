@@ -78,9 +78,9 @@ public:
     // simulates only one of several alike groups (docs/adr/0009). A wrong word only causes a conflict.
     void start_batch(std::vector<BatchItem> items, const std::string& context = {}, int source = -1,
                      bool apart = false);
-    // From now on the kernels running on `chips` take `load` of their DMA engines' time
-    // (hw::ChipEndpoint::set_dma_load). A change inside a busy period is one of its events.
-    void set_dma_load(const std::vector<int>& chips, double load);
+    // From now on the kernels running on `chips` take `load` of their DMA engines' and memory's time
+    // (hw::Cluster::set_kernel_load). A change inside a busy period is one of its events.
+    void set_kernel_load(const std::vector<int>& chips, const hw::KernelLoad& load);
     // In `skip` (enable_memo): no period is mirrored (docs/adr/0009).
     static inline const std::string k_no_mirror = "mirror|*";
     // Records and replays busy periods from now on, except those of the records named in `skip` (a record's
@@ -237,7 +237,7 @@ private:
         struct Load {
             std::size_t at = 0;  // in context
             std::vector<int> chips;
-            double load = 0;
+            hw::KernelLoad load;
         };
         std::vector<Load> loads;  // load changes among them, named when it closes
         std::uint64_t added_delta = 0;
@@ -303,7 +303,7 @@ private:
     void mirror_conflict(const std::vector<const Period*>& periods, const std::string& why);
     bool idle(const Period& p) const;
     // A load change on `chips` as an event of `p` (chips named in its frame).
-    std::string load_key(const Period& p, std::vector<int> chips, double load) const;
+    std::string load_key(const Period& p, std::vector<int> chips, const hw::KernelLoad& load) const;
 
     bool m_memo_on = false;
     bool m_conflict = false;
