@@ -209,25 +209,31 @@ public:
             m_chip_share[c][s] += 1.0 / per_chip;
         }
         for (auto& chips : m_stage_chips) std::sort(chips.begin(), chips.end());
-        // Pipeline sends: which stages each stage sends to, and the least compute any of its op lists does
-        // before its first send (a bound on how soon the next list can send).
+        // Pipeline sends: which stages each stage sends to, and, from each op list of its order on, the least
+        // compute it runs before its next send to each stage (a bound on how soon it can send there).
         m_sends_to.resize(static_cast<std::size_t>(pp));
-        m_send_lead.assign(static_cast<std::size_t>(pp), k_never);
+        m_send_after.resize(static_cast<std::size_t>(pp));
         for (int s = 0; s < pp; ++s) {
             const StageProgram& prog = setup.stages[static_cast<std::size_t>(s)];
-            for (std::size_t l = 0; l + 1 < list_count(prog); ++l) {
-                const OpList& ops = list_of(prog, l);
-                const auto& fs = setup.fs[static_cast<std::size_t>(s)][l];
+            const auto seq = order(s);
+            auto& after = m_send_after[static_cast<std::size_t>(s)];
+            after.assign(seq.size() + 1, std::vector<std::uint64_t>(static_cast<std::size_t>(pp), k_never));
+            for (std::size_t k = seq.size(); k-- > 0;) {
+                const OpList& ops = list_of(prog, seq[k].first);
+                const auto& fs = setup.fs[static_cast<std::size_t>(s)][seq[k].first];
                 std::uint64_t lead = 0;
+                std::vector<bool> sent(static_cast<std::size_t>(pp), false);
                 for (std::size_t i = 0; i < ops.size(); ++i) {
                     if (ops[i].is_comm && ops[i].comm.kind == CommKind::send) {
+                        const auto peer = static_cast<std::size_t>(ops[i].comm.peer_stage);
                         m_sends_to[static_cast<std::size_t>(s)].insert(ops[i].comm.peer_stage);
-                        auto& least = m_send_lead[static_cast<std::size_t>(s)];
-                        least = std::min(least, lead);
-                        break;
+                        if (!sent[peer]) after[k][peer] = lead;
+                        sent[peer] = true;
                     }
                     if (!ops[i].is_comm) lead += fs[i];
                 }
+                for (std::size_t p = 0; p < sent.size(); ++p)
+                    if (!sent[p] && after[k + 1][p] != k_never) after[k][p] = lead + after[k + 1][p];
             }
         }
         if (memo) m_engine.set_quiet([this](const std::vector<int>& chips, int s) { return quiet_until(chips, s); });
@@ -326,7 +332,7 @@ private:
         std::size_t step_op = 0;
         std::uint64_t compute_end_fs = 0;  // while the core computes op at_op: when it finishes (else 0)
         bool at_issued = false;            // op at_op has started (its traffic, or its compute)
-        bool last_list = false;            // at_run is the last of the stage's op lists
+        std::size_t at_list = 0;           // the position in the stage's order of at_run (or of the next list)
         bool lists_done = false;           // every op list has run (at_run is gone)
     };
     struct Planned {
@@ -409,7 +415,7 @@ private:
             runs.push_back(std::move(run));
             // A chunk's backward of the last micro-batch: the step's gradient buckets of that chunk follow it.
             if (r->list % 2 == 1 && r->mb == m_m - 1) st.last_backward[static_cast<int>(r->list / 2)] = r;
-            st.last_list = k + 1 == seq.size();
+            st.at_list = k;
             st.progress.notify(sc_core::SC_ZERO_TIME);
             execute(s, *r);
             r->complete = true;
@@ -515,32 +521,45 @@ private:
     // The collective engine's bound on sends that a replay started by stage s on `chips` does not foresee:
     // the earliest time another stage can start a pipeline send from or to a stage with ranks on them. Ops
     // are issued in program order and each compute op holds the core for its time, so a stage's next send
-    // cannot start before the compute ops ahead of it have run.
+    // there cannot start before the compute ops ahead of it have run.
     std::uint64_t quiet_until(const std::vector<int>& chips, int s) const {
-        std::set<int> touched;
+        std::vector<bool> touched(m_stage.size(), false);
         for (const int c : chips) {
             const auto it = m_chip_share.find(c);
             if (it == m_chip_share.end()) continue;
-            for (const auto& [t, share] : it->second) touched.insert(t);
+            for (const auto& [t, share] : it->second) touched[static_cast<std::size_t>(t)] = true;
         }
         std::uint64_t quiet = k_never;
         for (int t = 0; t < static_cast<int>(m_stage.size()); ++t) {
             if (t == s) continue;
-            const auto& to = m_sends_to[static_cast<std::size_t>(t)];
-            if (touched.count(t) != 0 ||
-                std::any_of(to.begin(), to.end(), [&](int peer) { return touched.count(peer) != 0; }))
-                quiet = std::min(quiet, next_send_fs(t));
+            // A stage with ranks on the chips sends from them, whatever the peer; another only to them.
+            std::vector<bool> to(m_stage.size(), touched[static_cast<std::size_t>(t)]);
+            bool any = touched[static_cast<std::size_t>(t)];
+            for (const int peer : m_sends_to[static_cast<std::size_t>(t)]) {
+                const auto p = static_cast<std::size_t>(peer);
+                to[p] = to[p] || touched[p];
+                any = any || touched[p];
+            }
+            if (any) quiet = std::min(quiet, next_send_fs(t, to));
         }
         return quiet;
     }
 
-    // The earliest time stage s can start its next pipeline send (k_never: it sends no more).
-    std::uint64_t next_send_fs(int s) const {
+    // The earliest time stage s can start its next pipeline send to a stage p with to[p] (k_never: it sends
+    // there no more).
+    std::uint64_t next_send_fs(int s, const std::vector<bool>& to) const {
         const StageState& st = m_stage[static_cast<std::size_t>(s)];
         std::uint64_t at = sc_core::sc_time_stamp().value();
-        const std::uint64_t lead = m_send_lead[static_cast<std::size_t>(s)];
         if (st.lists_done) return k_never;
-        if (st.at_run == nullptr) return lead == k_never ? k_never : at + lead;
+        const auto& after = m_send_after[static_cast<std::size_t>(s)];
+        // From the start of the list at `list` in the stage's order on.
+        const auto from_list = [&](std::size_t list) {
+            std::uint64_t least = k_never;
+            for (std::size_t p = 0; p < to.size(); ++p)
+                if (to[p] && after[list][p] != k_never) least = std::min(least, at + after[list][p]);
+            return least;
+        };
+        if (st.at_run == nullptr) return from_list(st.at_list);
         const ListRun& run = *st.at_run;
         const OpList& ops = *run.ops;
         const auto& fs = m_setup.fs[static_cast<std::size_t>(s)][run.list];
@@ -552,10 +571,12 @@ private:
             ++k;
         }
         for (; k < ops.size(); ++k) {
-            if (ops[k].is_comm && ops[k].comm.kind == CommKind::send) return at;
+            if (ops[k].is_comm && ops[k].comm.kind == CommKind::send &&
+                to[static_cast<std::size_t>(ops[k].comm.peer_stage)])
+                return at;
             if (!ops[k].is_comm) at += fs[k];
         }
-        return st.last_list || lead == k_never ? k_never : at + lead;
+        return from_list(st.at_list + 1);
     }
 
     // Where a stage is, as far as what it starts next goes (the collective engine's memo keeps its records
@@ -856,7 +877,9 @@ private:
     std::vector<hw::KernelLoad> m_stage_load;
     std::map<int, std::map<int, double>> m_chip_share;  // chip -> stage -> share of the chip's ranks
     std::vector<std::set<int>> m_sends_to;              // per stage: the stages its pipeline sends go to
-    std::vector<std::uint64_t> m_send_lead;             // per stage: the least compute before an op list's first send
+    // Per stage, per position in its order (one past the end: none), per stage sent to: the least compute from
+    // the start of that op list until its next send there (k_never: none).
+    std::vector<std::vector<std::vector<std::uint64_t>>> m_send_after;
 };
 
 // The trace's counters travel after the outcome's JSON as text, one "track at value" per line (the value in
