@@ -12,6 +12,7 @@
 #include "trnsim/core/error.h"
 #include "trnsim/core/sim_context.h"
 #include "trnsim/hw/dram_address.h"
+#include "trnsim/hw/hbm_memory.h"
 #include "trnsim/hw/hbm_spec.h"
 #include "trnsim/hw/i_memory.h"
 
@@ -105,6 +106,8 @@ MemResult run_mem(const MemOptions& o, const Config& config) {
         explicit Generator(const sc_core::sc_module_name& n) : sc_core::sc_module(n), port("port") {}
     } generator("generator");
     generator.port.bind(memory->socket);
+    // One generator process sends every request, one at a time.
+    if (auto* hbm = dynamic_cast<hw::HbmMemory*>(memory.get())) hbm->set_single_sender(o.single_sender);
 
     sc_core::sc_spawn([&] {
         std::mt19937_64 rng(o.seed);

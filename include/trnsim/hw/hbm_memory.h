@@ -48,6 +48,11 @@ public:
     double peak_bytes_per_s() const override { return m_spec.peak_bytes_per_s(); }
 
     const HbmSpec& spec() const { return m_spec; }
+    // Promise by the initiator: requests reach the memory from one process only, one request at a time, and
+    // its completion callbacks only record (as in `trnsim mem`). A sender waiting for queue space then observes
+    // nothing until the queue gains room, so the wrapper simulates everything up to then at once instead of
+    // wake-up by wake-up (hold_until_room). Results do not change. Kernels (several DMA engines) leave it off.
+    void set_single_sender(bool on) { m_single_sender = on; }
     // Brings every pseudo-channel up to `end_fs` (refreshes while idle included): call once the simulation
     // has ended, before report(); report() integrates time-based energy up to there.
     void finish(std::uint64_t end_fs) override;
@@ -63,7 +68,9 @@ private:
     };
 
     void on_wake();
+    void wake_up(std::uint64_t now_tick);  // on_wake's work at tick now_tick
     void advance(std::size_t channel, std::uint64_t until_tick);
+    void hold_until_room(std::size_t channel, bool write);  // set_single_sender: the sender waits on `channel`
     void update_next(std::size_t c);
     void wake_for(std::size_t c);      // after enqueuing into channel c: wake earlier if it needs it
     void wake_at(std::uint64_t tick);  // wake at `tick` unless a wake-up at or before it is pending
@@ -90,6 +97,7 @@ private:
     int m_burst_shift = 0;
     std::uint64_t m_tick_fs = UINT64_MAX, m_tick = 0;  // current_tick() of the time m_tick_fs
     std::uint64_t m_end_fs = UINT64_MAX;               // set by finish(); until then reports run to the current time
+    bool m_single_sender = false;
 };
 
 // Registers "hbm" with the memory-model family.
