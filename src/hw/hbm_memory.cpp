@@ -43,6 +43,12 @@ void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
         Transaction& t = m_transactions[d.id];
         t.done_fs = std::max(t.done_fs, m_ticks.edge_fs(static_cast<std::int64_t>(d.tick)));
         if (--t.bursts_left == 0) {
+            if (t.tag != kNoTag) {  // sent with a tag: to the sink
+                const std::uint64_t tag = t.tag, done = t.done_fs;
+                m_free_transactions.push_back(d.id);
+                m_done_fn(m_done_ctx, tag, done);
+                continue;
+            }
             std::function<void(std::uint64_t)> callback;
             callback.swap(t.on_done);  // leaves the free transaction without one, as b_transport expects
             const std::uint64_t done = t.done_fs;
@@ -155,6 +161,12 @@ void HbmMemory::finish(std::uint64_t end_fs) {
 }
 
 void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
+    transport(trans, kNoTag);
+    delay = sc_core::SC_ZERO_TIME;
+}
+
+void HbmMemory::transport(tlm::tlm_generic_payload& trans, std::uint64_t tag) {
+    if (tag != kNoTag && !m_done_fn) throw std::logic_error("hbm: send() without a completion sink");
     const bool write = trans.is_write();
     const std::uint64_t bytes = trans.get_data_length();
     const std::uint64_t burst = static_cast<std::uint64_t>(m_spec.org.burst_bytes);
@@ -179,9 +191,10 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
         Transaction& t = m_transactions[id];
         t.bursts_left = bursts;
         t.done_fs = 0;
+        t.tag = tag;
         // Taken, not copied: an initiator sets on_done afresh for every request. (A free transaction has
         // none, so a swap takes it and leaves the extension's empty.)
-        if (timing) t.on_done.swap(timing->on_done);
+        if (timing && tag == kNoTag) t.on_done.swap(timing->on_done);
     }
     std::uint64_t arrival_tick = 0;
     auto tick = current_tick();
@@ -225,7 +238,6 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
         timing->accept_delay = sc_core::SC_ZERO_TIME;
         timing->arrival_fs = m_ticks.edge_fs(static_cast<std::int64_t>(arrival_tick));
     }
-    delay = sc_core::SC_ZERO_TIME;
     trans.set_response_status(tlm::TLM_OK_RESPONSE);
 }
 

@@ -53,6 +53,15 @@ public:
     // nothing until the queue gains room, so the wrapper simulates everything up to then at once instead of
     // wake-up by wake-up (hold_until_room). Results do not change. Kernels (several DMA engines) leave it off.
     void set_single_sender(bool on) { m_single_sender = on; }
+    // b_transport (with a zero delay), except that the request's completion goes to the sink set by
+    // set_done_sink, as fn(ctx, tag, done_fs), instead of to MemoryTiming::on_done (still read, when present,
+    // for accept_delay and arrival_fs): no std::function built, moved and destroyed per request.
+    using DoneFn = void (*)(void* ctx, std::uint64_t tag, std::uint64_t done_fs);
+    void set_done_sink(DoneFn fn, void* ctx) {
+        m_done_fn = fn;
+        m_done_ctx = ctx;
+    }
+    void send(tlm::tlm_generic_payload& trans, std::uint64_t tag) { transport(trans, tag); }
     // Brings every pseudo-channel up to `end_fs` (refreshes while idle included): call once the simulation
     // has ended, before report(); report() integrates time-based energy up to there.
     void finish(std::uint64_t end_fs) override;
@@ -61,11 +70,15 @@ public:
     HbmReport report() const;
 
 private:
+    static constexpr std::uint64_t kNoTag = UINT64_MAX;
     struct Transaction {
         int bursts_left = 0;
         std::uint64_t done_fs = 0;
+        std::uint64_t tag = kNoTag;  // sent with a tag (send): its completion goes to the sink
         std::function<void(std::uint64_t)> on_done;
     };
+
+    void transport(tlm::tlm_generic_payload& trans, std::uint64_t tag);  // b_transport and send
 
     void on_wake();
     void wake_up(std::uint64_t now_tick);  // on_wake's work at tick now_tick
@@ -98,6 +111,8 @@ private:
     std::uint64_t m_tick_fs = UINT64_MAX, m_tick = 0;  // current_tick() of the time m_tick_fs
     std::uint64_t m_end_fs = UINT64_MAX;               // set by finish(); until then reports run to the current time
     bool m_single_sender = false;
+    DoneFn m_done_fn = nullptr;
+    void* m_done_ctx = nullptr;
 };
 
 // Registers "hbm" with the memory-model family.
