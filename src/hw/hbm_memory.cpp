@@ -40,6 +40,10 @@ void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
     channel.run_until_taking_issued(until_tick, m_done);
     m_outstanding[c] -= m_done.size();
     for (const auto& d : m_done) {
+        if (d.id & kDirect) {  // a one-burst request sent with a tag: its id is the tag
+            m_done_fn(m_done_ctx, d.id & ~kDirect, m_ticks.edge_fs(static_cast<std::int64_t>(d.tick)));
+            continue;
+        }
         Transaction& t = m_transactions[d.id];
         t.done_fs = std::max(t.done_fs, m_ticks.edge_fs(static_cast<std::int64_t>(d.tick)));
         if (--t.bursts_left == 0) {
@@ -173,21 +177,24 @@ void HbmMemory::transport(tlm::tlm_generic_payload& trans, std::uint64_t tag) {
     const std::uint64_t capacity = m_map.capacity_bytes();
     auto* timing = trans.get_extension<MemoryTiming>();
 
-    std::uint64_t id;
-    if (!m_free_transactions.empty()) {
-        id = m_free_transactions.back();
-        m_free_transactions.pop_back();
-    } else {
-        id = m_transactions.size();
-        m_transactions.emplace_back();
-    }
     // Bursts are a power of two bytes in every part; any other size divides.
     const std::uint64_t first =
         m_burst_mask ? trans.get_address() & ~m_burst_mask : trans.get_address() / burst * burst;
     const std::uint64_t end = trans.get_address() + std::max<std::uint64_t>(bytes, 1);
     const std::uint64_t span = end - first + burst - 1;
     const auto bursts = static_cast<int>(m_burst_mask ? span >> m_burst_shift : span / burst);
-    {
+    std::uint64_t id;
+    if (bursts == 1 && tag < kDirect) {
+        // One burst with a tag: nothing to gather, so the burst carries the tag and no transaction is kept.
+        id = tag | kDirect;
+    } else {
+        if (!m_free_transactions.empty()) {
+            id = m_free_transactions.back();
+            m_free_transactions.pop_back();
+        } else {
+            id = m_transactions.size();
+            m_transactions.emplace_back();
+        }
         Transaction& t = m_transactions[id];
         t.bursts_left = bursts;
         t.done_fs = 0;

@@ -71,6 +71,7 @@ public:
 
 private:
     static constexpr std::uint64_t kNoTag = UINT64_MAX;
+    static constexpr std::uint64_t kDirect = std::uint64_t{1} << 63;  // a burst's id: this bit and the tag
     struct Transaction {
         int bursts_left = 0;
         std::uint64_t done_fs = 0;
