@@ -7,6 +7,8 @@
 // their own tick domain (CK x tick_multiplier) and are advanced event by event: the model wakes only at
 // ticks where a completion could fall due (or, for a channel a sender waits on, where a command may issue):
 // commands in between are simulated in one go, and completions are reported as soon as their RD/WR issues.
+// With a single sender (set_single_sender, `trnsim mem`) its waits for room are simulated at once, and it may
+// send() requests whose completions go to a sink function rather than on_done.
 
 #include <cstdint>
 #include <functional>
