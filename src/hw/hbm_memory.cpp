@@ -40,9 +40,19 @@ void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
     channel.run_until_taking_issued(until_tick, m_done);
     m_outstanding[c] -= m_done.size();
     for (const auto& d : m_done) {
+        if (d.id & kDirect) {  // a one-burst request sent with a tag: its id is the tag
+            m_done_fn(m_done_ctx, d.id & ~kDirect, m_ticks.edge_fs(static_cast<std::int64_t>(d.tick)));
+            continue;
+        }
         Transaction& t = m_transactions[d.id];
         t.done_fs = std::max(t.done_fs, m_ticks.edge_fs(static_cast<std::int64_t>(d.tick)));
         if (--t.bursts_left == 0) {
+            if (t.tag != kNoTag) {  // sent with a tag: to the sink
+                const std::uint64_t tag = t.tag, done = t.done_fs;
+                m_free_transactions.push_back(d.id);
+                m_done_fn(m_done_ctx, tag, done);
+                continue;
+            }
             std::function<void(std::uint64_t)> callback;
             callback.swap(t.on_done);  // leaves the free transaction without one, as b_transport expects
             const std::uint64_t done = t.done_fs;
@@ -52,8 +62,9 @@ void HbmMemory::advance(std::size_t c, std::uint64_t until_tick) {
     }
     m_done.clear();
     update_next(c);
-    // Senders wait only on a full queue: wake them when one of those gained room.
-    if ((reads_full && channel.can_accept(false)) || (writes_full && channel.can_accept(true))) {
+    // Senders wait only on a full queue: wake them when one of those gained room. (A single sender waits in
+    // hold_until_room for the tick its queue gains room.)
+    if (!m_single_sender && ((reads_full && channel.can_accept(false)) || (writes_full && channel.can_accept(true)))) {
         m_space.notify(sc_core::SC_ZERO_TIME);
     }
 }
@@ -98,7 +109,10 @@ std::uint64_t HbmMemory::current_tick() {
 }
 
 void HbmMemory::on_wake() {
-    const std::uint64_t now_tick = current_tick();
+    wake_up(current_tick());
+}
+
+void HbmMemory::wake_up(std::uint64_t now_tick) {
     m_wake_tick = UINT64_MAX;
     // Everything due at or before this tick; then the earliest event of any busy channel (advancing one
     // channel leaves the others' next ticks as they are).
@@ -110,6 +124,40 @@ void HbmMemory::on_wake() {
     if (next != UINT64_MAX) wake_at(next);
 }
 
+// The single sender (set_single_sender) waits for room in queue `write` of channel c, which is full at the
+// current tick T. In the event-by-event model, channel c is then advanced at every command tick (update_next),
+// and the sender resumes after the wake-up of the tick t at which that queue gains room (its request arriving
+// at t + 1, the channel having decided tick t), once that wake-up has advanced every channel due at t. Until
+// then no request arrives anywhere, and what the wake-ups in between do (advance channels, report completions,
+// wake the sender for room elsewhere, where it finds none and waits again: no effect) is seen by nobody: the
+// sender is the only initiator, and its completion callbacks only record. So all of it is done here at once,
+// channel by channel: channel c by each of its command ticks until the queue has room (finding t), and every
+// other channel by each wake-up it is due at before t, exactly as those wake-ups would advance it (a channel's
+// timeline does not depend on how its runs are split, but its current tick does: it decides whether a request
+// arriving at t arrives at t or t + 1). Then the sender waits until t and does that wake-up's work itself
+// (wake_up): the channels due at t are advanced before its next request, as before. One SystemC wait per
+// stretch instead of a wake-up per command tick of c and per channel due; the same timeline, the same
+// completion ticks, the same arrivals.
+void HbmMemory::hold_until_room(std::size_t c, bool write) {
+    auto& channel = *m_channels[c];
+    std::uint64_t room = UINT64_MAX;
+    while (room == UINT64_MAX) {
+        const std::uint64_t d = channel.next_command_tick();
+        if (d == UINT64_MAX) throw std::logic_error("hbm: a full queue without a command to issue");
+        advance(c, d + 1);
+        if (channel.can_accept(write)) room = d;
+    }
+    for (std::size_t k = 0; k < m_channels.size(); ++k) {
+        while (m_next[k] < room) advance(k, m_next[k] + 1);
+    }
+    // Wake-ups pending before `room` have nothing left to do; the one at `room` is the sender's.
+    m_wake.cancel();
+    m_wake_tick = UINT64_MAX;
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    sc_core::wait(sc_core::sc_time::from_value(m_ticks.edge_fs(static_cast<std::int64_t>(room)) - now));
+    wake_up(room);
+}
+
 void HbmMemory::finish(std::uint64_t end_fs) {
     m_end_fs = std::min<std::uint64_t>(end_fs, sc_core::sc_time_stamp().value());
     const auto now_tick = static_cast<std::uint64_t>(m_ticks.cycle_at_or_after(m_end_fs));
@@ -117,33 +165,43 @@ void HbmMemory::finish(std::uint64_t end_fs) {
 }
 
 void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {
+    transport(trans, kNoTag);
+    delay = sc_core::SC_ZERO_TIME;
+}
+
+void HbmMemory::transport(tlm::tlm_generic_payload& trans, std::uint64_t tag) {
+    if (tag != kNoTag && !m_done_fn) throw std::logic_error("hbm: send() without a completion sink");
     const bool write = trans.is_write();
     const std::uint64_t bytes = trans.get_data_length();
     const std::uint64_t burst = static_cast<std::uint64_t>(m_spec.org.burst_bytes);
     const std::uint64_t capacity = m_map.capacity_bytes();
     auto* timing = trans.get_extension<MemoryTiming>();
 
-    std::uint64_t id;
-    if (!m_free_transactions.empty()) {
-        id = m_free_transactions.back();
-        m_free_transactions.pop_back();
-    } else {
-        id = m_transactions.size();
-        m_transactions.emplace_back();
-    }
     // Bursts are a power of two bytes in every part; any other size divides.
     const std::uint64_t first =
         m_burst_mask ? trans.get_address() & ~m_burst_mask : trans.get_address() / burst * burst;
     const std::uint64_t end = trans.get_address() + std::max<std::uint64_t>(bytes, 1);
     const std::uint64_t span = end - first + burst - 1;
     const auto bursts = static_cast<int>(m_burst_mask ? span >> m_burst_shift : span / burst);
-    {
+    std::uint64_t id;
+    if (bursts == 1 && tag < kDirect) {
+        // One burst with a tag: nothing to gather, so the burst carries the tag and no transaction is kept.
+        id = tag | kDirect;
+    } else {
+        if (!m_free_transactions.empty()) {
+            id = m_free_transactions.back();
+            m_free_transactions.pop_back();
+        } else {
+            id = m_transactions.size();
+            m_transactions.emplace_back();
+        }
         Transaction& t = m_transactions[id];
         t.bursts_left = bursts;
         t.done_fs = 0;
+        t.tag = tag;
         // Taken, not copied: an initiator sets on_done afresh for every request. (A free transaction has
         // none, so a swap takes it and leaves the extension's empty.)
-        if (timing) t.on_done.swap(timing->on_done);
+        if (timing && tag == kNoTag) t.on_done.swap(timing->on_done);
     }
     std::uint64_t arrival_tick = 0;
     auto tick = current_tick();
@@ -171,8 +229,12 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
             // Back-pressure: the queue is full; wait until some queue gains room.
             ++m_waiters[c];
             update_next(c);
-            wake_for(c);
-            sc_core::wait(m_space);
+            if (m_single_sender) {
+                hold_until_room(c, write);
+            } else {
+                wake_for(c);
+                sc_core::wait(m_space);
+            }
             --m_waiters[c];
             tick = current_tick();
         }
@@ -183,7 +245,6 @@ void HbmMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& d
         timing->accept_delay = sc_core::SC_ZERO_TIME;
         timing->arrival_fs = m_ticks.edge_fs(static_cast<std::int64_t>(arrival_tick));
     }
-    delay = sc_core::SC_ZERO_TIME;
     trans.set_response_status(tlm::TLM_OK_RESPONSE);
 }
 

@@ -7,6 +7,8 @@
 // their own tick domain (CK x tick_multiplier) and are advanced event by event: the model wakes only at
 // ticks where a completion could fall due (or, for a channel a sender waits on, where a command may issue):
 // commands in between are simulated in one go, and completions are reported as soon as their RD/WR issues.
+// With a single sender (set_single_sender, `trnsim mem`) its waits for room are simulated at once, and it may
+// send() requests whose completions go to a sink function rather than on_done.
 
 #include <cstdint>
 #include <functional>
@@ -48,6 +50,20 @@ public:
     double peak_bytes_per_s() const override { return m_spec.peak_bytes_per_s(); }
 
     const HbmSpec& spec() const { return m_spec; }
+    // Promise by the initiator: requests reach the memory from one process only, one request at a time, and
+    // its completion callbacks only record (as in `trnsim mem`). A sender waiting for queue space then observes
+    // nothing until the queue gains room, so the wrapper simulates everything up to then at once instead of
+    // wake-up by wake-up (hold_until_room). Results do not change. Kernels (several DMA engines) leave it off.
+    void set_single_sender(bool on) { m_single_sender = on; }
+    // b_transport (with a zero delay), except that the request's completion goes to the sink set by
+    // set_done_sink, as fn(ctx, tag, done_fs), instead of to MemoryTiming::on_done (still read, when present,
+    // for accept_delay and arrival_fs): no std::function built, moved and destroyed per request.
+    using DoneFn = void (*)(void* ctx, std::uint64_t tag, std::uint64_t done_fs);
+    void set_done_sink(DoneFn fn, void* ctx) {
+        m_done_fn = fn;
+        m_done_ctx = ctx;
+    }
+    void send(tlm::tlm_generic_payload& trans, std::uint64_t tag) { transport(trans, tag); }
     // Brings every pseudo-channel up to `end_fs` (refreshes while idle included): call once the simulation
     // has ended, before report(); report() integrates time-based energy up to there.
     void finish(std::uint64_t end_fs) override;
@@ -56,14 +72,21 @@ public:
     HbmReport report() const;
 
 private:
+    static constexpr std::uint64_t kNoTag = UINT64_MAX;
+    static constexpr std::uint64_t kDirect = std::uint64_t{1} << 63;  // a burst's id: this bit and the tag
     struct Transaction {
         int bursts_left = 0;
         std::uint64_t done_fs = 0;
+        std::uint64_t tag = kNoTag;  // sent with a tag (send): its completion goes to the sink
         std::function<void(std::uint64_t)> on_done;
     };
 
+    void transport(tlm::tlm_generic_payload& trans, std::uint64_t tag);  // b_transport and send
+
     void on_wake();
+    void wake_up(std::uint64_t now_tick);  // on_wake's work at tick now_tick
     void advance(std::size_t channel, std::uint64_t until_tick);
+    void hold_until_room(std::size_t channel, bool write);  // set_single_sender: the sender waits on `channel`
     void update_next(std::size_t c);
     void wake_for(std::size_t c);      // after enqueuing into channel c: wake earlier if it needs it
     void wake_at(std::uint64_t tick);  // wake at `tick` unless a wake-up at or before it is pending
@@ -90,6 +113,9 @@ private:
     int m_burst_shift = 0;
     std::uint64_t m_tick_fs = UINT64_MAX, m_tick = 0;  // current_tick() of the time m_tick_fs
     std::uint64_t m_end_fs = UINT64_MAX;               // set by finish(); until then reports run to the current time
+    bool m_single_sender = false;
+    DoneFn m_done_fn = nullptr;
+    void* m_done_ctx = nullptr;
 };
 
 // Registers "hbm" with the memory-model family.

@@ -19,6 +19,9 @@ struct MemOptions {
     double read_ratio = 1.0;
     std::uint64_t outstanding = 8192;  // enough to cover bandwidth x latency of several stacks
     std::uint32_t seed = 1;
+    // HBM: tell the memory that the generator is its single sender (HbmMemory::set_single_sender), which lets
+    // it simulate a wait for queue space at once. The results are the same either way (a test compares them).
+    bool single_sender = true;
 };
 
 // Latencies from a request's arrival at the controller to its data, ns.
