@@ -28,8 +28,9 @@ enum class Extra { none, send_midway };
 // engine; with `extra`, the last time a point-to-point send starts halfway through it. Returns each
 // run's duration (fs), the summed link bytes and busy time, the engine's memo counts and its conflict flag.
 // With `load`, the chips' kernels take that share of their DMA engines' and memory's time from the start, for
-// `load_us` (0: all along).
-json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, double load_us = 0) {
+// `load_us` (0: all along), telling the engine when they end unless `untold`.
+json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, double load_us = 0,
+                  bool untold = false) {
     const std::string out = testing::run_isolated([=] {
         init_systemc();
         const Config config = hw::resolve_cluster_config("trn2.48xlarge", {}, {"cluster.topology=ring:8"});
@@ -51,7 +52,9 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
         for (int c = 0; c < cluster.chips(); ++c) chips.push_back(c);
         if (!load.idle()) {
             sc_core::sc_spawn([&] {
-                engine.set_kernel_load(chips, load);
+                const auto until = static_cast<std::uint64_t>(load_us * 1e9);
+                engine.set_kernel_load(chips, load,
+                                       load_us <= 0 || untold ? runtime::CollectiveEngine::k_never : until);
                 if (load_us <= 0) return;
                 sc_core::wait(sc_core::sc_time(load_us, sc_core::SC_US));
                 engine.set_kernel_load(chips, {});
@@ -189,6 +192,25 @@ TEST_CASE("kernels' memory load slows the collectives' memory accesses that shar
     CHECK(on["durations"] == off["durations"]);
     CHECK(on["memory_busy"] == off["memory_busy"]);
     CHECK(on["link_busy"] == off["link_busy"]);
+}
+
+TEST_CASE("a record is not replayed where a running kernel would end off the record", "[collective][memo]") {
+    // The kernels' load lasts into the third run: the first run's record (the load all along) has no load
+    // change, the third run would meet one halfway. Told when the kernels end, the engine simulates the third
+    // run instead of replaying it; untold, the replay meets the change and stops as a conflict.
+    const json timed = run_repeated(false, 3, Extra::none, {0.5, 0.5}, 1000);
+    const auto& d = timed["durations"];
+    const double load_us = (d[0].get<double>() + d[1].get<double>() + d[2].get<double>() / 2) * 1e-9 + 20;
+    const json off = run_repeated(false, 3, Extra::none, {0.5, 0.5}, load_us);
+    const json on = run_repeated(true, 3, Extra::none, {0.5, 0.5}, load_us);
+    CHECK_FALSE(on["conflict"].get<bool>());
+    CHECK(on["replayed"] == 1);  // the second run
+    CHECK(on["durations"] == off["durations"]);
+    CHECK(on["memory_busy"] == off["memory_busy"]);
+    CHECK(on["link_busy"] == off["link_busy"]);
+    CHECK(off["durations"][2].get<double>() < d[2].get<double>());  // the load ended during the third run
+    const json untold = run_repeated(true, 3, Extra::none, {0.5, 0.5}, load_us, true);
+    CHECK(untold["conflict"].get<bool>());
 }
 
 namespace {

@@ -54,6 +54,7 @@ CollectiveEngine::CollectiveEngine(hw::Cluster& cluster) : m_cluster(cluster) {
         m_inverse.push_back(std::move(inv));
     }
     m_chip_owner.assign(static_cast<std::size_t>(cluster.chips()), -1);
+    m_kernel_until.assign(static_cast<std::size_t>(cluster.chips()), k_never);
     sc_core::sc_spawn_options opts;
     opts.spawn_method();
     opts.set_sensitivity(&m_reap_event);
@@ -225,10 +226,12 @@ void CollectiveEngine::submit(Job* job, std::size_t i) {
     m_cluster.endpoint(m.src_chip).send(&m);
 }
 
-void CollectiveEngine::set_kernel_load(const std::vector<int>& chips, const hw::KernelLoad& load) {
+void CollectiveEngine::set_kernel_load(const std::vector<int>& chips, const hw::KernelLoad& load,
+                                       std::uint64_t until_fs) {
     std::map<int, std::vector<int>> by_period;
     for (const int c : chips) {
         m_cluster.set_kernel_load(c, load);
+        m_kernel_until[static_cast<std::size_t>(c)] = load.idle() ? k_never : until_fs;
         const int owner = m_chip_owner[static_cast<std::size_t>(c)];
         if (owner >= 0) by_period[owner].push_back(c);
     }
@@ -255,6 +258,31 @@ void CollectiveEngine::set_kernel_load(const std::vector<int>& chips, const hw::
         starts(p, load_key(p, mine, load), {}, -1);
         if (m_conflict) return;
     }
+}
+
+bool CollectiveEngine::kernels_end_as_recorded(const Period& p, const Record& r, const std::vector<int>& chips) const {
+    if (!r.first_load_known) {
+        // Load-change events are named "load:<chips>:<dma>/<memory>;" (load_key).
+        for (const Event& e : r.events) {
+            if (!e.start || e.key.rfind("load:", 0) != 0) continue;
+            const std::size_t end = e.key.find(':', 5);
+            std::size_t at = 5;
+            while (at < end) {
+                const std::size_t comma = std::min(e.key.find(',', at), end);
+                r.first_load.emplace(std::stoi(e.key.substr(at, comma - at)), e.rel_fs);
+                at = comma + 1;
+            }
+        }
+        r.first_load_known = true;
+    }
+    const std::uint64_t now = sc_core::sc_time_stamp().value();
+    for (const int c : chips) {
+        const std::uint64_t until = m_kernel_until[static_cast<std::size_t>(c)];
+        if (m_cluster.kernel_load(c).idle() || until == k_never) continue;  // unknown: the replay checks
+        const auto it = r.first_load.find(frame_chip(p.base, p.map, c));
+        if (it != r.first_load.end() ? until - now != it->second : until - now <= r.events.back().rel_fs) return false;
+    }
+    return true;
 }
 
 std::string CollectiveEngine::load_key(const Period& p, std::vector<int> chips, const hw::KernelLoad& load) const {
@@ -622,11 +650,18 @@ void CollectiveEngine::close_pending() {
             quiet = foreign == events.end() ? bound > now + events.back().rel_fs : bound <= now + foreign->rel_fs;
             free = quiet;
         }
+        // And the kernels running on its chips end when the record has them end.
+        bool kernels = true;
+        if (free) {
+            kernels = kernels_end_as_recorded(p, it->second, at.chips);
+            free = kernels;
+        }
         if (it != m_memo.end() && !free) {
             logger("memo")->trace("not replayed at {} fs ({}): {}", sc_core::sc_time_stamp().value(),
                                   m_skip.count(p.key) ? "skipped"
-                                  : quiet             ? "footprint busy"
-                                                      : "other traffic may come",
+                                  : !quiet            ? "other traffic may come"
+                                  : !kernels          ? "a running kernel ends off the record"
+                                                      : "footprint busy",
                                   p.key.substr(p.key.find('@')));
         }
         if (free) {

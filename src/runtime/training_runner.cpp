@@ -200,6 +200,7 @@ public:
         // Each stage's chips, and the share of each chip's ranks in each stage (for the kernels' load).
         m_stage_chips.resize(static_cast<std::size_t>(pp));
         m_stage_load.assign(static_cast<std::size_t>(pp), hw::KernelLoad{});
+        m_stage_until.assign(static_cast<std::size_t>(pp), k_never);
         const double per_chip = static_cast<double>(m_spec.ranks_per_chip);
         for (int r = 0; r < setup.placement.ranks(); ++r) {
             const int s = setup.placement.coord(r).pp;
@@ -461,12 +462,12 @@ private:
                 if (t > 0) {
                     const auto u = static_cast<std::size_t>(s);
                     const hw::KernelLoad load{m_setup.dma[u][run.list][i], m_setup.memory[u][run.list][i]};
-                    set_load(s, load);
+                    set_load(s, load, sc_core::sc_time_stamp().value() + t);
                     count_engines(s, &m_setup.engines[u][run.list][i], load);
                     if (!run.is_step) st.compute_end_fs = sc_core::sc_time_stamp().value() + t;
                     sc_core::wait(sc_core::sc_time::from_value(t));
                     if (!run.is_step) st.compute_end_fs = 0;
-                    set_load(s, {});
+                    set_load(s, {}, k_never);
                     count_engines(s, nullptr, {});
                 }
                 if (!run.is_step) st.at_issued = true;
@@ -502,20 +503,26 @@ private:
     // Stage s's ranks run kernels taking `load` of their cores' DMA engine time and of their share of the
     // chip memory's time: each of its chips gets the load of its ranks' stages, weighted by their share of
     // the chip's ranks.
-    void set_load(int s, const hw::KernelLoad& load) {
+    // `until`: when the op's kernels end (k_never: idle). A chip's load changes again at the earliest end of
+    // its stages' running kernels, which the collective engine's memo checks a replay against.
+    void set_load(int s, const hw::KernelLoad& load, std::uint64_t until) {
         hw::KernelLoad& now = m_stage_load[static_cast<std::size_t>(s)];
+        m_stage_until[static_cast<std::size_t>(s)] = until;
         if (now == load) return;
         now = load;
-        std::map<hw::KernelLoad, std::vector<int>> by_load;
+        std::map<std::pair<hw::KernelLoad, std::uint64_t>, std::vector<int>> by_load;
         for (const int c : m_stage_chips[static_cast<std::size_t>(s)]) {
             hw::KernelLoad chip;
+            std::uint64_t next = k_never;
             for (const auto& [stage, share] : m_chip_share.at(c)) {
-                chip.dma += share * m_stage_load[static_cast<std::size_t>(stage)].dma;
-                chip.memory += share * m_stage_load[static_cast<std::size_t>(stage)].memory;
+                const hw::KernelLoad& l = m_stage_load[static_cast<std::size_t>(stage)];
+                chip.dma += share * l.dma;
+                chip.memory += share * l.memory;
+                if (!l.idle()) next = std::min(next, m_stage_until[static_cast<std::size_t>(stage)]);
             }
-            by_load[chip].push_back(c);
+            by_load[{chip, next}].push_back(c);
         }
-        for (const auto& [chip, chips] : by_load) m_engine.set_kernel_load(chips, chip);
+        for (const auto& [chip, chips] : by_load) m_engine.set_kernel_load(chips, chip.first, chip.second);
     }
 
     // The collective engine's bound on sends that a replay started by stage s on `chips` does not foresee:
@@ -875,6 +882,7 @@ private:
     std::uint64_t m_collectives = 0, m_transfers = 0;
     std::vector<std::vector<int>> m_stage_chips;
     std::vector<hw::KernelLoad> m_stage_load;
+    std::vector<std::uint64_t> m_stage_until;           // per stage: when its running op's kernels end (k_never: idle)
     std::map<int, std::map<int, double>> m_chip_share;  // chip -> stage -> share of the chip's ranks
     std::vector<std::set<int>> m_sends_to;              // per stage: the stages its pipeline sends go to
     // Per stage, per position in its order (one past the end: none), per stage sent to: the least compute from

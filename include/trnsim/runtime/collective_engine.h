@@ -79,8 +79,11 @@ public:
     void start_batch(std::vector<BatchItem> items, const std::string& context = {}, int source = -1,
                      bool apart = false);
     // From now on the kernels running on `chips` take `load` of their DMA engines' and memory's time
-    // (hw::Cluster::set_kernel_load). A change inside a busy period is one of its events.
-    void set_kernel_load(const std::vector<int>& chips, const hw::KernelLoad& load);
+    // (hw::Cluster::set_kernel_load), until `until_fs` at the latest (the caller's word: the load changes
+    // again by then; k_never: unknown). A change inside a busy period is one of its events. The memo replays
+    // a record only where the running kernels end when the record has them end.
+    static constexpr std::uint64_t k_never = ~std::uint64_t{0};
+    void set_kernel_load(const std::vector<int>& chips, const hw::KernelLoad& load, std::uint64_t until_fs = k_never);
     // In `skip` (enable_memo): no period is mirrored (docs/adr/0009).
     static inline const std::string k_no_mirror = "mirror|*";
     // Records and replays busy periods from now on, except those of the records named in `skip` (a record's
@@ -201,6 +204,9 @@ private:
         std::vector<hw::LinkStats> link_stats;           // counters added, per link
         std::vector<hw::ChipStats> chip_stats;           // endpoint, memory, fabric, per chip
         std::size_t first_links = 0, first_chips = 0;    // how many of them it held when it began
+        // Once needed: per chip (as the frame names it) the time of its first load change (load_changes).
+        mutable std::map<int, std::uint64_t> first_load;
+        mutable bool first_load_known = false;
     };
     enum class Mode { pending, plain, recording, replaying };
     // A recording period whose traffic falls into parts on disjoint chips and links, some of them images of
@@ -304,6 +310,10 @@ private:
     bool idle(const Period& p) const;
     // A load change on `chips` as an event of `p` (chips named in its frame).
     std::string load_key(const Period& p, std::vector<int> chips, const hw::KernelLoad& load) const;
+    // Whether the kernels running on `chips` (where `p`, in its frame, would replay `r` from now on) end when
+    // `r` has their chips' load change first (or after its end, where it has none): else the replay would
+    // meet a conflict.
+    bool kernels_end_as_recorded(const Period& p, const Record& r, const std::vector<int>& chips) const;
 
     bool m_memo_on = false;
     bool m_conflict = false;
@@ -321,6 +331,7 @@ private:
     std::map<int, int> m_merged_into;
     int m_next_period = 0;
     std::vector<int> m_link_owner, m_chip_owner;  // period id or -1
+    std::vector<std::uint64_t> m_kernel_until;    // per chip: set_kernel_load's until_fs
     std::deque<hw::Wakeup> m_wakes;               // never freed: the wake-up queue may hold them
     std::vector<int> m_wake_period;               // per wake: the period it serves, or -1 (free)
     sc_core::sc_event m_close_event;
