@@ -1297,13 +1297,19 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
 
     // The step, sampled and extrapolated when it has many micro-batches.
     const std::int64_t m = r.microbatches;
-    // Samples start once the pipeline has filled (1F1B: pp - 1 warm-up forwards); the interleaved schedule
-    // takes micro-batches in groups of pp.
+    // Samples start once the pipeline has filled (1F1B: pp - 1 warm-up forwards). The interleaved schedule
+    // takes micro-batches in groups of pp, and its first stage warms up with (pp - 1) 2 + (v - 1) pp forward
+    // passes of its v chunks (order()): the first sample has more, m v of them, so that every sample reaches
+    // the steady 1F1B phase.
     const bool interleaved = tr.schedule == workload::PipelineSchedule::interleaved;
     const std::int64_t step = interleaved ? tr.pp : 1;
-    const std::int64_t s0 = interleaved
-                                ? tr.pp * std::max<std::int64_t>(1, (options.sample_microbatches + tr.pp - 1) / tr.pp)
-                                : std::max<std::int64_t>(options.sample_microbatches, tr.pp);
+    std::int64_t s0 = std::max<std::int64_t>(options.sample_microbatches, tr.pp);
+    if (interleaved) {
+        const auto v = static_cast<std::int64_t>(setup.stages.front().chunks.size());
+        const std::int64_t warmup = (tr.pp - 1) * 2 + (v - 1) * tr.pp;
+        s0 = std::max(s0, warmup / v + 1);
+        s0 = tr.pp * ((s0 + tr.pp - 1) / tr.pp);
+    }
     SimOutcome outcome;
     if (m <= s0 + 2 * step) {
         outcome = simulate(setup, config, {m}).front();

@@ -16,9 +16,11 @@
 //    of every replica on the links (so they contend), the timeline resuming when the last has finished.
 //
 // Micro-batches: when a step has more than s + 2 micro-batches (s = max(sample_microbatches, pp), once the
-// pipeline has filled), the step is simulated with s, s + 1 and s + 2 micro-batches (each in its own child
-// process, in parallel); when the three step times lie on one line (to 1e-9), the step time (and each part
-// of the breakdown) for m micro-batches is extrapolated along it, otherwise m are simulated.
+// pipeline has filled; the interleaved schedule: s, s + pp and s + 2 pp, s a multiple of pp past its
+// warm-up), the step is simulated with s, s + 1 and s + 2 micro-batches (each in its own child process, in
+// parallel); when the three step times lie on one line (docs/adr/0005: extended, they stay within 1e-6 of
+// the step), the step time (and each part of the breakdown) for m micro-batches is extrapolated along it,
+// otherwise m are simulated.
 
 #include <cstdint>
 #include <map>
