@@ -87,6 +87,24 @@ TEST_CASE("the extrapolated step time equals simulating every micro-batch", "[tr
     CHECK(ext.stages[0].busy_s == Approx(full.stages[0].busy_s).epsilon(1e-9));
 }
 
+TEST_CASE("the interleaved schedule is sampled past its warm-up, and extrapolated to the full simulation's step",
+          "[training]") {
+    // 2 stages of 2 chunks: the first stage warms up with (2 - 1) 2 + (2 - 1) 2 = 4 forward passes, which 3
+    // micro-batches (6 chunk passes) exceed: the samples are 4, 6 and 8 micro-batches (groups of pp).
+    auto o = options(1, 2, 4, 4 * 16);  // 16 micro-batches per replica
+    o.training.schedule = workload::PipelineSchedule::interleaved;
+    o.training.virtual_stages = 2;
+    o.sample_microbatches = 16;  // simulate all of them
+    const auto full = runtime::run_training(o, small_cluster());
+    REQUIRE_FALSE(full.extrapolated);
+    o.sample_microbatches = 1;
+    const auto ext = runtime::run_training(o, small_cluster());
+    REQUIRE(ext.extrapolated);
+    CHECK(ext.simulated == std::vector<std::int64_t>{4, 6, 8});
+    CHECK(ext.step_time_s == Approx(full.step_time_s).epsilon(1e-9));
+    CHECK(ext.stages[0].busy_s == Approx(full.stages[0].busy_s).epsilon(1e-9));
+}
+
 TEST_CASE("a pipeline's stages wait for each other: 1F1B and GPipe leave the same bubble", "[training]") {
     auto o = options(1, 2, 4, 4 * 4);  // 4 micro-batches, 2 stages
     o.sample_microbatches = 4;
