@@ -184,6 +184,12 @@ struct SimOutcome {
 
 constexpr std::uint64_t k_never = ~std::uint64_t{0};
 
+// Megatron-LM's interleaved 1F1B: the forward passes (of one model chunk each) that stage s of pp runs before
+// its first backward, with v chunks per stage (schedules.py forward_backward_pipelining_with_interleaving).
+std::int64_t interleaved_warmup(std::int64_t pp, std::int64_t s, std::int64_t v) {
+    return (pp - s - 1) * 2 + (v - 1) * pp;
+}
+
 class StepSimulation {
 public:
     StepSimulation(const Setup& setup, const Config& config, std::int64_t microbatches, bool trace, bool memo,
@@ -354,7 +360,7 @@ private:
             // each chunk takes pp micro-batches in a row; backward passes visit the chunks in reverse.
             const std::int64_t v = static_cast<std::int64_t>(m_setup.stages[static_cast<std::size_t>(s)].chunks.size());
             const std::int64_t total = m_m * v;
-            const std::int64_t warmup = std::min<std::int64_t>((pp - s - 1) * 2 + (v - 1) * pp, total);
+            const std::int64_t warmup = std::min(interleaved_warmup(pp, s, v), total);
             auto item = [&](std::int64_t k, bool forward) {
                 const std::int64_t in_group = k % (pp * v);
                 std::int64_t chunk = in_group / pp;
@@ -1298,16 +1304,14 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     // The step, sampled and extrapolated when it has many micro-batches.
     const std::int64_t m = r.microbatches;
     // Samples start once the pipeline has filled (1F1B: pp - 1 warm-up forwards). The interleaved schedule
-    // takes micro-batches in groups of pp, and its first stage warms up with (pp - 1) 2 + (v - 1) pp forward
-    // passes of its v chunks (order()): the first sample has more, m v of them, so that every sample reaches
-    // the steady 1F1B phase.
+    // takes micro-batches in groups of pp, and its first stage warms up longest (interleaved_warmup): the first
+    // sample has more forward passes, m v, so that every sample reaches the steady 1F1B phase.
     const bool interleaved = tr.schedule == workload::PipelineSchedule::interleaved;
     const std::int64_t step = interleaved ? tr.pp : 1;
     std::int64_t s0 = std::max<std::int64_t>(options.sample_microbatches, tr.pp);
     if (interleaved) {
         const auto v = static_cast<std::int64_t>(setup.stages.front().chunks.size());
-        const std::int64_t warmup = (tr.pp - 1) * 2 + (v - 1) * tr.pp;
-        s0 = std::max(s0, warmup / v + 1);
+        s0 = std::max(s0, interleaved_warmup(tr.pp, 0, v) / v + 1);
         s0 = tr.pp * ((s0 + tr.pp - 1) / tr.pp);
     }
     SimOutcome outcome;
