@@ -21,6 +21,8 @@ struct Run {
     std::int64_t m = 0, k = 0, n = 0, rows = 0, cols = 0;
     DType dtype = DType::bf16;
     bool functional = false;
+    bool causal = false;
+    std::int64_t q_offset = 0;
     std::vector<std::string> overrides;
 };
 
@@ -33,6 +35,8 @@ runtime::KernelOptions options_of(const Run& run) {
     o.request.rows = run.rows;
     o.request.cols = run.cols;
     o.request.dtype = run.dtype;
+    o.request.causal = run.causal;
+    o.request.q_offset = run.q_offset;
     o.functional = run.functional;
     return o;
 }
@@ -228,4 +232,126 @@ TEST_CASE("the trace holds one interval per instruction, inside the kernel's tim
         CHECK(e["ts"].get<double>() + e["dur"].get<double>() <= end_us * (1 + 1e-12));
     }
     CHECK(intervals == instructions);
+}
+
+namespace {
+
+Run flash(const std::string& op, std::int64_t queries, std::int64_t d, std::int64_t keys, bool causal,
+          std::int64_t q_offset = 0, const std::string& chip = "trn2") {
+    Run r;
+    r.chip = chip;
+    r.op = op;
+    r.m = queries;
+    r.k = d;
+    r.n = keys;
+    r.causal = causal;
+    r.q_offset = q_offset;
+    return r;
+}
+
+// Closed forms of what the flash kernels compute: 128-query tiles, 512-key blocks, a block skipped when the
+// causal mask hides all of it. Forward tensor-engine MACs per block (q rows, c keys): S = Q K^T q c d, the
+// transposes of P q c q (MultiplyMoving an identity), P V q c d; backward: S, dP, dV, dK, dQ q c d each and
+// the transposes of dS q c q.
+struct FlashForm {
+    double blocks = 0, masked = 0, fwd_macs = 0, bwd_macs = 0, scores = 0;
+};
+FlashForm flash_form(std::int64_t sq, std::int64_t d, std::int64_t sk, bool causal, std::int64_t off) {
+    FlashForm f;
+    for (std::int64_t q0 = 0; q0 < sq; q0 += 128) {
+        const double q = static_cast<double>(std::min<std::int64_t>(128, sq - q0));
+        for (std::int64_t k0 = 0; k0 < sk; k0 += 512) {
+            const std::int64_t c = std::min<std::int64_t>(512, sk - k0);
+            if (causal && k0 > off + q0 + static_cast<std::int64_t>(q) - 1) continue;
+            f.blocks += 1;
+            if (causal && k0 + c - 1 > off + q0) f.masked += 1;
+            f.fwd_macs += 2 * q * c * d + q * c * q;
+            f.bwd_macs += 5 * q * c * d + q * c * q;
+        }
+    }
+    for (std::int64_t i = 0; i < sq; ++i) f.scores += causal ? std::min(sk, off + i + 1) : sk;
+    return f;
+}
+
+}  // namespace
+
+TEST_CASE("flash attention computes softmax attention and its gradients", "[kernel][flash][functional]") {
+    struct Case {
+        std::int64_t queries, d, keys;
+        bool causal;
+        std::int64_t q_offset;
+        std::string chip;
+    };
+    // Whole and partial query tiles and key blocks, one key block per tile (the pipeline's shortest tiles),
+    // a query window at an offset, and every chip generation.
+    const Case cases[] = {{256, 128, 256, false, 0, "trn2"},
+                          {384, 128, 384, true, 0, "trn2"},
+                          {200, 64, 700, true, 500, "trn2"},
+                          {384, 128, 1100, false, 0, "trn1"},
+                          {1000, 96, 1000, true, 0, "trn3"}};
+    for (const auto& c : cases) {
+        for (const std::string op : {"flash_fwd", "flash_bwd"}) {
+            Run r = flash(op, c.queries, c.d, c.keys, c.causal, c.q_offset, c.chip);
+            r.functional = true;
+            const json j = simulate(r);
+            INFO(op << " " << c.queries << "x" << c.d << "x" << c.keys << " causal " << c.causal << " offset "
+                    << c.q_offset << " " << c.chip);
+            // Against FP64 (the backward against the exact gradients of softmax attention): P, dS and the
+            // outputs are rounded to BF16 (2^-9 relative), the row statistics kept in FP32.
+            CHECK(j["functional"]["max_rel_error"].get<double>() < 6e-3);
+        }
+    }
+}
+
+TEST_CASE("flash attention skips the blocks the causal mask hides, and masks the ones it crosses", "[kernel][flash]") {
+    for (const auto& [sq, d, sk, causal, off] :
+         {std::tuple<std::int64_t, std::int64_t, std::int64_t, bool, std::int64_t>{2048, 128, 2048, true, 0},
+          {2048, 128, 2048, false, 0},
+          {1000, 64, 1700, true, 700}}) {
+        const FlashForm f = flash_form(sq, d, sk, causal, off);
+        const json fwd = simulate(flash("flash_fwd", sq, d, sk, causal, off));
+        const json bwd = simulate(flash("flash_bwd", sq, d, sk, causal, off));
+        INFO(sq << "x" << d << "x" << sk << " causal " << causal);
+        CHECK(fwd["plan"]["blocks"].get<double>() == f.blocks);
+        CHECK(fwd["plan"]["blocks_masked"].get<double>() == f.masked);
+        CHECK(bwd["plan"]["blocks"].get<double>() == f.blocks);
+        CHECK(fwd["tensor_engine"]["macs"].get<double>() == f.fwd_macs);
+        CHECK(bwd["tensor_engine"]["macs"].get<double>() == f.bwd_macs);
+        // The operator's FLOPs count the scores the mask keeps.
+        CHECK(fwd["flops"].get<double>() == Approx(f.scores * (4 * d + 4)).epsilon(1e-12));
+        CHECK(bwd["flops"].get<double>() == Approx(f.scores * (10 * d + 8)).epsilon(1e-12));
+        // HBM: Q, K, V read once (resident in SBUF), O and the FP32 log-sum-exp written once; the backward
+        // reads Q, K, dO in both layouts, V^T, O and lse, and writes dQ, dK, dV.
+        const double qb = 2.0 * sq * d, kb = 2.0 * sk * d;
+        CHECK(fwd["hbm"]["read_bytes"].get<double>() == qb + 2 * kb);
+        CHECK(fwd["hbm"]["write_bytes"].get<double>() == qb + 4.0 * sq);
+        CHECK(bwd["hbm"]["read_bytes"].get<double>() == 4 * qb + 3 * kb + qb + 4.0 * sq);
+        CHECK(bwd["hbm"]["write_bytes"].get<double>() == qb + 2 * kb);
+    }
+    // Causal attention takes about half the time of the full square (the diagonal blocks are whole).
+    const double full = simulate(flash("flash_fwd", 4096, 128, 4096, false))["time_s"];
+    const double half = simulate(flash("flash_fwd", 4096, 128, 4096, true))["time_s"];
+    CHECK(half < 0.6 * full);
+    CHECK(half > 0.45 * full);
+}
+
+TEST_CASE("flash attention refuses what it cannot run, naming the limit", "[kernel][flash]") {
+    auto error_of = [](Run r) {
+        return testing::run_isolated([&] {
+            const Config c = hw::resolve_chip_config(r.chip, {}, r.overrides);
+            (void)runtime::run_kernel(options_of(r), c);
+            return std::string("ok");
+        });
+    };
+    CHECK_THAT(error_of(flash("flash_fwd", 256, 256, 256, true)),
+               Catch::Contains("head dimension 256 exceeds the 128x128 tensor engine"));
+    Run fp8 = flash("flash_bwd", 256, 128, 256, true);
+    fp8.dtype = DType::fp8_e4m3;
+    CHECK_THAT(error_of(fp8), Catch::Contains("allowed bf16"));
+    Run os = flash("flash_fwd", 256, 128, 256, true);
+    os.overrides = {"chip.core.tensor_engine.dataflow=os"};
+    CHECK_THAT(error_of(os), Catch::Contains("weight-stationary"));
+    CHECK_THAT(error_of(flash("flash_fwd", 256, 128, 300, true, 100)), Catch::Contains("query offset 100"));
+    // The backward keeps the query side resident: 64k queries do not fit a Trainium2 SBUF partition.
+    CHECK_THAT(error_of(flash("flash_bwd", 65536, 128, 65536, true)), Catch::Contains("per SBUF partition"));
 }

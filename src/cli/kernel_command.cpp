@@ -26,6 +26,9 @@ struct KernelArgs {
     int given_rows = 0;  // how many of --rows --cols were given
     std::string dtype = "bf16";
     bool functional = false;
+    bool causal = false;
+    std::int64_t q_offset = 0;
+    bool given_flash = false;  // --causal or --q-offset
     std::string json;
     std::string trace;
 };
@@ -36,12 +39,19 @@ int run_kernel_args(const KernelArgs& a) {
     if (!parse_dtype(a.dtype, req.dtype)) {
         throw UserError(fmt::format("--dtype {}: allowed fp32, bf16, fp16, fp8 (= fp8_e4m3), fp8_e5m2", a.dtype));
     }
-    if (a.op == "gemm") {
-        if (a.given_rows > 0) throw UserError("gemm takes --m --k --n, not --rows/--cols");
-        if (a.given_mkn < 3) throw UserError("gemm needs --m, --k and --n (positive integers)");
+    const bool flash = a.op == "flash_fwd" || a.op == "flash_bwd";
+    if (a.given_flash && !flash) throw UserError(fmt::format("{} takes no --causal/--q-offset (flash kernels do)", a.op));
+    if (a.op == "gemm" || flash) {
+        if (a.given_rows > 0) throw UserError(fmt::format("{} takes --m --k --n, not --rows/--cols", a.op));
+        if (a.given_mkn < 3) {
+            throw UserError(flash ? fmt::format("{} needs --m (queries), --k (head dimension) and --n (keys)", a.op)
+                                  : std::string("gemm needs --m, --k and --n (positive integers)"));
+        }
         req.m = a.m;
         req.k = a.k;
         req.n = a.n;
+        req.causal = a.causal;
+        req.q_offset = a.q_offset;
     } else {
         if (a.given_mkn > 0) throw UserError(fmt::format("{} takes --rows and --cols, not --m/--k/--n", a.op));
         if (a.given_rows < 2) throw UserError(fmt::format("{} needs --rows and --cols (positive integers)", a.op));
@@ -72,17 +82,20 @@ std::function<int()> add_kernel_command(CLI::App& app) {
     for (const auto& op : lowering::kernel_ops()) ops += (ops.empty() ? "" : "|") + op;
     sub->add_option("op", args->op, ops)->required()->check(CLI::IsMember(lowering::kernel_ops()));
     args->chip.add_to(*sub);
-    auto* m = sub->add_option("--m", args->m, "GEMM rows of A and C");
-    auto* k = sub->add_option("--k", args->k, "GEMM contraction size");
-    auto* n = sub->add_option("--n", args->n, "GEMM columns of B and C");
+    auto* m = sub->add_option("--m", args->m, "GEMM rows of A and C; flash: queries");
+    auto* k = sub->add_option("--k", args->k, "GEMM contraction size; flash: head dimension");
+    auto* n = sub->add_option("--n", args->n, "GEMM columns of B and C; flash: keys");
+    auto* causal = sub->add_flag("--causal", args->causal, "flash: causal mask (query i sees keys up to q-offset + i)");
+    auto* q_offset = sub->add_option("--q-offset", args->q_offset, "flash: position of the first query among the keys");
     auto* rows = sub->add_option("--rows", args->rows, "rows (norms, softmax, activations, transpose)");
     auto* cols = sub->add_option("--cols", args->cols, "columns");
     sub->add_option("--dtype", args->dtype, "fp32|bf16|fp16|fp8|fp8_e5m2")->capture_default_str();
     sub->add_flag("--functional", args->functional, "also compute the values and report the error against FP64");
     sub->add_option("--json", args->json, "write the result as JSON (schema trnsim.kernel/1)");
     sub->add_option("--trace", args->trace, "write the instruction timeline as a Perfetto/Chrome trace (JSON)");
-    return [args, sub, m, k, n, rows, cols] {
+    return [args, sub, m, k, n, rows, cols, causal, q_offset] {
         if (!sub->parsed()) return 2;
+        args->given_flash = causal->count() > 0 || q_offset->count() > 0;
         args->given_mkn = static_cast<int>((m->count() > 0) + (k->count() > 0) + (n->count() > 0));
         args->given_rows = static_cast<int>((rows->count() > 0) + (cols->count() > 0));
         return run_kernel_args(*args);

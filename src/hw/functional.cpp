@@ -17,6 +17,7 @@ float apply_activation(ActFunc f, float x) {
         case ActFunc::rsqrt: return 1.0f / std::sqrt(x);
         case ActFunc::square: return x * x;
         case ActFunc::reciprocal: return 1.0f / x;
+        case ActFunc::ln: return std::log(x);
     }
     return x;
 }
@@ -199,6 +200,12 @@ void FunctionalState::execute(const Instruction& ins) {
         case Op::memset:
             for (int r = 0; r < rows; ++r)
                 for (int c = 0; c < ins.dst.cols; ++c) at(ins.dst, r, c) = round_to(out_type, ins.scalar0.value);
+            return;
+        case Op::affine_select:
+            for (int r = 0; r < rows; ++r)
+                for (int c = 0; c < ins.dst.cols; ++c)
+                    at(ins.dst, r, c) = round_to(
+                        out_type, r - c + ins.offset >= 0 ? at(ins.src0, r, c) : ins.scalar0.value);
             return;
         case Op::identity:
             for (int r = 0; r < rows; ++r)

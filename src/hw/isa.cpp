@@ -26,6 +26,7 @@ const char* op_name(Op op) {
         case Op::bn_aggr: return "bn_aggr";
         case Op::memset: return "memset";
         case Op::identity: return "identity";
+        case Op::affine_select: return "affine_select";
         case Op::dma_load: return "dma_load";
         case Op::dma_store: return "dma_store";
     }

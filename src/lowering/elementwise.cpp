@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "trnsim/core/error.h"
+#include "emit.h"
 #include "trnsim/lowering/kernel.h"
 #include "trnsim/lowering/program_builder.h"
 
@@ -30,28 +31,6 @@ using hw::TileRef;
 namespace {
 
 constexpr float k_eps = 1e-5f;
-
-Instruction make(Op op, TileRef dst, TileRef src0 = {}, TileRef src1 = {}) {
-    Instruction i;
-    i.op = op;
-    i.dst = dst;
-    i.src0 = src0;
-    i.src1 = src1;
-    return i;
-}
-
-hw::Scalar per_row(TileRef t) {
-    hw::Scalar s;
-    s.per_row = true;
-    s.tile = t;
-    return s;
-}
-
-hw::Scalar constant(float v) {
-    hw::Scalar s;
-    s.value = v;
-    return s;
-}
 
 LoweredKernel lower_transpose(const KernelRequest& r, const hw::ChipSpec& chip) {
     const auto& core = chip.core;

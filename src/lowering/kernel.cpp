@@ -7,8 +7,8 @@
 namespace trnsim::lowering {
 
 const std::vector<std::string>& kernel_ops() {
-    static const std::vector<std::string> ops = {"gemm", "layernorm", "rmsnorm",  "softmax",
-                                                 "gelu", "silu",      "transpose"};
+    static const std::vector<std::string> ops = {"gemm", "layernorm", "rmsnorm",   "softmax",  "gelu",
+                                                 "silu", "transpose", "flash_fwd", "flash_bwd"};
     return ops;
 }
 
@@ -22,9 +22,14 @@ void check_dim(const char* flag, std::int64_t v) {
         throw UserError(fmt::format("--{} {}: allowed 1..{}", flag, v, k_max_dim));
     }
 }
-}  // namespace
 
-LoweredKernel lower_kernel(const KernelRequest& r, const hw::ChipSpec& chip) {
+LoweredKernel lower_any(const KernelRequest& r, const hw::ChipSpec& chip) {
+    if (r.op == "flash_fwd" || r.op == "flash_bwd") {
+        check_dim("m", r.m);
+        check_dim("k", r.k);
+        check_dim("n", r.n);
+        return lower_flash_attention(r, chip);
+    }
     if (r.op == "gemm") {
         check_dim("m", r.m);
         check_dim("k", r.k);
@@ -53,6 +58,14 @@ LoweredKernel lower_kernel(const KernelRequest& r, const hw::ChipSpec& chip) {
     std::string allowed;
     for (const auto& op : kernel_ops()) allowed += (allowed.empty() ? "" : ", ") + op;
     throw UserError(fmt::format("unknown kernel '{}'; allowed: {}", r.op, allowed));
+}
+
+}  // namespace
+
+LoweredKernel lower_kernel(const KernelRequest& r, const hw::ChipSpec& chip) {
+    LoweredKernel k = lower_any(r, chip);
+    if (k.outputs.empty()) k.outputs = {k.output};
+    return k;
 }
 
 }  // namespace trnsim::lowering

@@ -55,6 +55,77 @@ void fill_inputs(const lowering::LoweredKernel& k, const hw::ChipSpec& chip, hw:
     }
 }
 
+int tensor_named(const lowering::LoweredKernel& k, const std::string& name) {
+    for (std::size_t i = 0; i < k.program.dram.size(); ++i)
+        if (k.program.dram[i].name == name) return static_cast<int>(i);
+    throw std::logic_error("kernel has no DRAM tensor " + name);
+}
+
+Matrix dram_matrix(const lowering::LoweredKernel& k, hw::FunctionalState& fs, const std::string& name) {
+    const int id = tensor_named(k, name);
+    const auto& t = k.program.dram[static_cast<std::size_t>(id)];
+    return as_matrix(fs.dram(id), t.rows, t.cols);
+}
+
+void set_dram(const lowering::LoweredKernel& k, hw::FunctionalState& fs, const std::string& name, const Matrix& m) {
+    const int id = tensor_named(k, name);
+    const DType dt = k.program.dram[static_cast<std::size_t>(id)].dtype;
+    auto& data = fs.dram(id);
+    for (Eigen::Index i = 0; i < m.size(); ++i) data[static_cast<std::size_t>(i)] = round_to(dt, float(m.data()[i]));
+}
+
+// Softmax attention of one head in FP64: the probabilities P (sq x sk) of scale Q K^T, the causal mask
+// hiding key c from query r when c > q_offset + r, and the row log-sum-exp of the scaled scores.
+struct Attention {
+    Matrix p;
+    Eigen::VectorXd lse;
+};
+Attention attention(const Matrix& q, const Matrix& k, const lowering::KernelRequest& r) {
+    const double scale = 1.0 / std::sqrt(static_cast<double>(r.k));
+    Matrix s = scale * q * k.transpose();
+    Attention a{Matrix(s.rows(), s.cols()), Eigen::VectorXd(s.rows())};
+    for (Eigen::Index i = 0; i < s.rows(); ++i) {
+        const Eigen::Index visible = r.causal ? std::min<Eigen::Index>(s.cols(), r.q_offset + i + 1) : s.cols();
+        const double mx = s.row(i).head(visible).maxCoeff();
+        double sum = 0;
+        for (Eigen::Index c = 0; c < s.cols(); ++c) {
+            a.p(i, c) = c < visible ? std::exp(s(i, c) - mx) : 0.0;
+            sum += a.p(i, c);
+        }
+        a.p.row(i) /= sum;
+        a.lse(i) = mx + std::log(sum);
+    }
+    return a;
+}
+
+// flash_bwd takes Q, K and dO in both layouts, and O and lse from the forward: the random fill is made
+// consistent (one layout the transpose of the other; O and lse those of the forward).
+void fill_flash_backward(const lowering::LoweredKernel& k, const lowering::KernelRequest& r, hw::FunctionalState& fs) {
+    set_dram(k, fs, "q", dram_matrix(k, fs, "qT").transpose());
+    set_dram(k, fs, "k", dram_matrix(k, fs, "kT").transpose());
+    set_dram(k, fs, "do", dram_matrix(k, fs, "doT").transpose());
+    const Attention a = attention(dram_matrix(k, fs, "q"), dram_matrix(k, fs, "k"), r);
+    set_dram(k, fs, "o", a.p * dram_matrix(k, fs, "vT").transpose());
+    set_dram(k, fs, "lse", a.lse);
+}
+
+// The FP64 results of a flash kernel, one per output in the kernel's order.
+std::vector<Matrix> flash_reference(const lowering::LoweredKernel& k, const lowering::KernelRequest& r,
+                                    hw::FunctionalState& fs) {
+    if (r.op == "flash_fwd") {
+        const Attention a = attention(dram_matrix(k, fs, "qT").transpose(), dram_matrix(k, fs, "kT").transpose(), r);
+        return {a.p * dram_matrix(k, fs, "v"), Matrix(a.lse)};
+    }
+    const double scale = 1.0 / std::sqrt(static_cast<double>(r.k));
+    const Matrix q = dram_matrix(k, fs, "q"), kk = dram_matrix(k, fs, "k"), v = dram_matrix(k, fs, "vT").transpose();
+    const Matrix dout = dram_matrix(k, fs, "do");
+    const Attention a = attention(q, kk, r);
+    const Matrix dp = dout * v.transpose();
+    const Eigen::VectorXd D = (dout.array() * (a.p * v).array()).rowwise().sum();
+    const Matrix ds = a.p.array() * (dp.colwise() - D).array();
+    return {scale * ds * kk, scale * ds.transpose() * q, a.p.transpose() * dout};
+}
+
 double gelu(double x) {
     return 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
 }
@@ -118,6 +189,7 @@ KernelResult run_kernel(const KernelOptions& options, const Config& config) {
     if (options.functional) {
         functional = std::make_unique<hw::FunctionalState>(kernel.program);
         fill_inputs(kernel, chip, *functional, options.seed);
+        if (options.request.op == "flash_bwd") fill_flash_backward(kernel, options.request, *functional);
     }
     core_model->load(kernel.program, functional.get());
     if (options.trace) core_model->enable_trace();
@@ -179,11 +251,18 @@ KernelResult run_kernel(const KernelOptions& options, const Config& config) {
     if (functional) {
         hw::FunctionalState& fs = *functional;
         r.functional = true;
-        const Matrix ref = reference(kernel, options.request.op, fs);
-        const auto& t = program.dram[static_cast<std::size_t>(kernel.output)];
-        const Matrix y = as_matrix(fs.dram(kernel.output), t.rows, t.cols);
-        const double scale = std::max(ref.cwiseAbs().maxCoeff(), 1e-30);
-        r.max_rel_error = (y - ref).cwiseAbs().maxCoeff() / scale;
+        const bool flash = options.request.op.rfind("flash_", 0) == 0;
+        const std::vector<Matrix> refs = flash ? flash_reference(kernel, options.request, fs)
+                                               : std::vector<Matrix>{reference(kernel, options.request.op, fs)};
+        // The largest error of any output, relative to that output's largest magnitude.
+        r.max_rel_error = 0;
+        for (std::size_t o = 0; o < refs.size(); ++o) {
+            const int id = kernel.outputs[o];
+            const auto& t = program.dram[static_cast<std::size_t>(id)];
+            const Matrix y = as_matrix(fs.dram(id), t.rows, t.cols);
+            const double scale = std::max(refs[o].cwiseAbs().maxCoeff(), 1e-30);
+            r.max_rel_error = std::max(r.max_rel_error, (y - refs[o]).cwiseAbs().maxCoeff() / scale);
+        }
     }
     return r;
 }

@@ -83,13 +83,14 @@ enum class Op : std::uint8_t {
     bn_aggr,        // dst[r, 0..1] = mean, variance of row r combined from bn_stats chunks in src0
     memset,         // dst = scalar0
     identity,       // dst = identity matrix (GpSimd iota + affine_select)
+    affine_select,  // dst[r, c] = src0[r, c] where r - c + offset >= 0, else scalar0 (GpSimd; causal masks)
     // DMA (issued on a queue)
     dma_load,   // dram -> dst (SBUF); a DRAM row with rows == 1 and dst.rows > 1 broadcasts to partitions
     dma_store,  // src0 (SBUF) -> dram
 };
 const char* op_name(Op op);
 
-enum class ActFunc : std::uint8_t { identity, exp, gelu_tanh, silu, rsqrt, square, reciprocal };
+enum class ActFunc : std::uint8_t { identity, exp, gelu_tanh, silu, rsqrt, square, reciprocal, ln };
 enum class AluOp : std::uint8_t { none, add, subtract, multiply, max, divide };
 
 // A scalar operand: a constant, or one value per row taken from column `tile.col0` of a tile.
@@ -117,6 +118,7 @@ struct Instruction {
     Scalar scalar0;
     Scalar scalar1;
     bool accumulate = false;
+    std::int64_t offset = 0;  // affine_select: the predicate's constant
     std::vector<SemWait> waits;
     std::vector<std::int32_t> signals;  // each incremented by one when the instruction completes
 };

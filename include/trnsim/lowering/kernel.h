@@ -1,6 +1,7 @@
 #pragma once
 // Operators lowered into NeuronCore programs: GEMM (tiled, blocked for reuse, double-buffered, like an
-// optimised NKI kernel), layernorm, rmsnorm, softmax, gelu, silu and transpose.
+// optimised NKI kernel), layernorm, rmsnorm, softmax, gelu, silu, transpose, and the fused flash-attention
+// forward and backward of one attention head (flash_fwd, flash_bwd).
 
 #include <cstdint>
 #include <map>
@@ -14,10 +15,14 @@
 namespace trnsim::lowering {
 
 struct KernelRequest {
-    std::string op;                    // gemm | layernorm | rmsnorm | softmax | gelu | silu | transpose
-    std::int64_t m = 0, k = 0, n = 0;  // gemm
-    std::int64_t rows = 0, cols = 0;   // the others
+    std::string op;                    // gemm | layernorm | rmsnorm | softmax | gelu | silu | transpose | flash_*
+    std::int64_t m = 0, k = 0, n = 0;  // gemm; flash: m queries, n keys, k head dimension
+    std::int64_t rows = 0, cols = 0;   // the row-wise ops and transpose
     DType dtype = DType::bf16;
+    // flash: query i (0-based) sits at position q_offset + i of the keys' sequence; causal: it attends to
+    // keys 0 .. q_offset + i only.
+    bool causal = false;
+    std::int64_t q_offset = 0;
 };
 
 struct LoweredKernel {
@@ -26,7 +31,8 @@ struct LoweredKernel {
     std::vector<std::pair<std::string, std::int64_t>> shape;  // (m, k, n) or (rows, cols), in that order
     std::map<std::string, std::int64_t> plan;                 // tiling decisions, for reports and tests
     std::vector<int> inputs;                                  // DRAM tensors the host fills
-    int output = -1;                                          // DRAM tensor the kernel writes
+    int output = -1;                                          // DRAM tensor the kernel writes (the first)
+    std::vector<int> outputs;                                 // every DRAM tensor it writes, `output` first
     bool output_transposed = false;                           // gemm ws: the output is C^T
 };
 
@@ -37,5 +43,6 @@ LoweredKernel lower_kernel(const KernelRequest& request, const hw::ChipSpec& chi
 
 LoweredKernel lower_gemm(const KernelRequest& request, const hw::ChipSpec& chip);
 LoweredKernel lower_elementwise(const KernelRequest& request, const hw::ChipSpec& chip);
+LoweredKernel lower_flash_attention(const KernelRequest& request, const hw::ChipSpec& chip);
 
 }  // namespace trnsim::lowering
