@@ -462,6 +462,29 @@ TEST_CASE("the op graph has per-layer shapes, phases, valid dependencies and the
     CHECK(find_ops(full.chunks[0].backward, ".recompute").size() == layer_fwd_ops);
 }
 
+TEST_CASE("op names are unique in every preset's graph, dropout included", "[workload]") {
+    for (const auto& name : model_preset_names()) {
+        const ModelSpec m = load_model(name);
+        TrainingSpec t = training(std::min<std::int64_t>(m.max_seq, 512), 1, 2, 1, 2);
+        t.recompute = Recompute::selective;
+        for (const auto& st : build_all_stages(m, t)) {
+            for (const auto* list : {&st.chunks[0].forward, &st.chunks[0].backward}) {
+                std::set<std::string> names;
+                for (const auto& op : *list) {
+                    INFO(name << ": " << op.name);
+                    CHECK(names.insert(op.name).second);
+                }
+            }
+        }
+    }
+    // GPT-3: the attention-probability dropout and the attention block's output dropout are distinct ops.
+    const auto g = build_stage_program(load_model("gpt3-1.3b"), training(1024, 1, 1), 0);
+    CHECK(find_op(g.chunks[0].forward, "L0.attn.dropout.fwd"));
+    CHECK(find_op(g.chunks[0].forward, "L0.attn.out_dropout.fwd"));
+    CHECK(find_op(g.chunks[0].backward, "L0.attn.out_dropout.bwd"));
+    CHECK(find_op(g.chunks[0].forward, "L0.mlp.dropout.fwd"));
+}
+
 TEST_CASE("data-parallel gradient buckets and ZeRO-1 move the closed-form bytes", "[workload]") {
     const ModelSpec m = load_model("llama2-7b");
     TrainingSpec t = training(4096, 1, 16, 1, 2, 4);

@@ -257,7 +257,7 @@ public:
         if (core_only) return cur;
         cur = B.gemm(p + "attn.out" + s, 1, x.iT, x.iq_cols, x.ih, dt, {cur});
         cur = row_parallel_reduce(B, p + "attn", s, cur);
-        cur = residual_block_tail(B, p + "attn", s, cur, in);
+        cur = residual_block_tail(B, p + "attn", p + "attn.out_dropout", s, cur, in);
         const int mid = cur;
         cur = B.rowwise(p + "mlp.norm" + s, m_norm, x.iTs, x.ih, false, {cur});
         if (m_t.sp) {
@@ -274,7 +274,7 @@ public:
         }
         cur = B.gemm(p + "mlp.down" + s, 1, x.iT, x.if_r, x.ih, dt, {cur});
         cur = row_parallel_reduce(B, p + "mlp", s, cur);
-        return residual_block_tail(B, p + "mlp", s, cur, mid);
+        return residual_block_tail(B, p + "mlp", p + "mlp.dropout", s, cur, mid);
     }
 
     // Backward of one layer from the gradient op `g`; returns the op producing the layer input's gradient.
@@ -626,11 +626,13 @@ public:
         return ops;
     }
 
-    // Residual tail of a block after the row-parallel reduction: dropout, residual add.
-    int residual_block_tail(Builder& B, const std::string& p, const std::string& s, int cur, int resid) {
+    // Residual tail of a block after the row-parallel reduction: dropout (op `dropout`, named as its
+    // backward: attn.out_dropout, mlp.dropout), residual add.
+    int residual_block_tail(Builder& B, const std::string& p, const std::string& dropout, const std::string& s, int cur,
+                            int resid) {
         const auto& x = m_x;
         const double e = x.Ts * x.h;
-        if (m_m.dropout) cur = B.stream(p + ".dropout" + s, e * k_act, e * (k_act + 1), 2 * e, {cur});
+        if (m_m.dropout) cur = B.stream(dropout + s, e * k_act, e * (k_act + 1), 2 * e, {cur});
         return B.stream(p + ".residual" + s, 2 * e * k_act, e * k_act, e, {cur, resid});
     }
 
