@@ -236,13 +236,26 @@ TEST_CASE("training options are validated with the flag, the reason and what is 
     TrainingSpec d = training(4096, 1, 64, 8, 4, 2);
     d.sp = true;
     CHECK(d.describe() ==
-          "seq 4096 mbs 1 gbs 64 dtype bf16 recompute none tp 8 pp 4 dp 2 sp on zero 0 schedule 1f1b "
-          "(grad accum 32)");
+          "seq 4096 mbs 1 gbs 64 dtype bf16 recompute none attention unfused tp 8 pp 4 dp 2 sp on zero 0 schedule "
+          "1f1b (grad accum 32)");
+    d.attention = Attention::flash;
+    CHECK_THAT(d.describe(), Catch::Contains("recompute none attention flash tp 8"));
     Recompute r;
     PipelineSchedule sc;
     CHECK(parse_recompute("selective", r));
     CHECK(r == Recompute::selective);
     CHECK(!parse_recompute("some", r));
+    Attention at = Attention::unfused;
+    CHECK(parse_attention("flash", at));
+    CHECK(at == Attention::flash);
+    CHECK(parse_attention("unfused", at));
+    CHECK(at == Attention::unfused);
+    CHECK(!parse_attention("fused", at));
+    CHECK(!parse_attention("Flash", at));
+    CHECK(at == Attention::unfused);
+    CHECK(std::string(attention_name(Attention::flash)) == "flash");
+    CHECK(std::string(attention_name(Attention::unfused)) == "unfused");
+    CHECK(TrainingSpec{}.attention == Attention::unfused);
     CHECK(parse_schedule("interleaved", sc));
     CHECK(sc == PipelineSchedule::interleaved);
     CHECK(!parse_schedule("zb", sc));
