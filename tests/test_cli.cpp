@@ -541,6 +541,7 @@ TEST_CASE("run rejects parallelism that does not match the cluster, and bad opti
     expect_error("run", {"--model", "llama9"}, {"llama9", "llama3-8b"});
     expect_error("run", {"--dtype", "fp16"}, {"--dtype fp16", "bf16, fp8"});
     expect_error("run", {"--schedule", "zigzag"}, {"--schedule zigzag", "1f1b"});
+    expect_error("run", {"--attention", "bogus"}, {"--attention bogus", "allowed flash, unfused"});
     expect_error("run", {"--model", "llama3-70b", "--tp", "64", "--dp", "1", "--seq", "8192"}, {"--allow-oom"});
 }
 

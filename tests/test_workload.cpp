@@ -236,13 +236,26 @@ TEST_CASE("training options are validated with the flag, the reason and what is 
     TrainingSpec d = training(4096, 1, 64, 8, 4, 2);
     d.sp = true;
     CHECK(d.describe() ==
-          "seq 4096 mbs 1 gbs 64 dtype bf16 recompute none tp 8 pp 4 dp 2 sp on zero 0 schedule 1f1b "
-          "(grad accum 32)");
+          "seq 4096 mbs 1 gbs 64 dtype bf16 recompute none attention unfused tp 8 pp 4 dp 2 sp on zero 0 schedule "
+          "1f1b (grad accum 32)");
+    d.attention = Attention::flash;
+    CHECK_THAT(d.describe(), Catch::Contains("recompute none attention flash tp 8"));
     Recompute r;
     PipelineSchedule sc;
     CHECK(parse_recompute("selective", r));
     CHECK(r == Recompute::selective);
     CHECK(!parse_recompute("some", r));
+    Attention at = Attention::unfused;
+    CHECK(parse_attention("flash", at));
+    CHECK(at == Attention::flash);
+    CHECK(parse_attention("unfused", at));
+    CHECK(at == Attention::unfused);
+    CHECK(!parse_attention("fused", at));
+    CHECK(!parse_attention("Flash", at));
+    CHECK(at == Attention::unfused);
+    CHECK(std::string(attention_name(Attention::flash)) == "flash");
+    CHECK(std::string(attention_name(Attention::unfused)) == "unfused");
+    CHECK(TrainingSpec{}.attention == Attention::unfused);
     CHECK(parse_schedule("interleaved", sc));
     CHECK(sc == PipelineSchedule::interleaved);
     CHECK(!parse_schedule("zb", sc));
@@ -271,6 +284,46 @@ TEST_CASE("the graph's GEMM FLOPs equal the closed form for every model preset (
                                                              : 0;
             CHECK(f.graph_gemm == Approx(model + extra).epsilon(1e-12));
             CHECK(f.graph_recompute >= extra);
+        }
+    }
+}
+
+TEST_CASE("with flash attention the graph's GEMM FLOPs are the closed form plus the backward's recomputed QK^T",
+          "[workload]") {
+    for (const auto& name : model_preset_names()) {
+        const ModelSpec m = load_model(name);
+        const std::int64_t seq = std::min<std::int64_t>(m.max_seq, 1024);
+        for (Recompute r : {Recompute::none, Recompute::selective, Recompute::full}) {
+            TrainingSpec t = training(seq, 2, 6);
+            t.recompute = r;
+            TrainingSpec u = t;
+            t.attention = Attention::flash;
+            const double tokens = 6.0 * seq, mb = 3, T = 2.0 * seq, h = m.hidden, L = m.layers, s = seq;
+            const double model = 6 * matmul_weights(m) * tokens + 12 * L * seq * h * tokens;
+            const auto f = step_flops(m, t);
+            INFO(name << " recompute " << recompute_name(r));
+            CHECK(f.model == Approx(model).epsilon(1e-12));
+            const double layer_fwd =
+                2 * T * (matmul_weights(m) - m.vocab * h - (m.arch == Arch::encoder ? h * h : 0)) / L +
+                4 * 2.0 * s * s * h;
+            // Full recompute re-runs every layer forward, flash_fwd included; selective has nothing to
+            // re-run in a flash attention core. The flash backward recomputes QK^T: 2 b s^2 (a d) per layer.
+            const double extra = r == Recompute::full ? L * layer_fwd * mb : 0;
+            const double in_kernel = L * 2 * 2.0 * s * s * h * mb;
+            CHECK(f.graph_gemm == Approx(model + extra + in_kernel).epsilon(1e-12));
+            // The in-kernel recompute is not a recompute op.
+            if (r == Recompute::full) {
+                CHECK(f.graph_recompute >= extra);
+                // flash_fwd re-runs exactly the FLOPs of the unfused core it replaces.
+                CHECK(f.graph_recompute == Approx(step_flops(m, u).graph_recompute).epsilon(1e-12));
+            } else {
+                CHECK(f.graph_recompute == 0);
+            }
+            // Everything else is counted as the unfused graph counts it (softmax, dropout, the softmax
+            // backward's two passes): without selective recompute the two graphs differ by the recomputed QK^T.
+            if (r != Recompute::selective) {
+                CHECK(f.graph_total - step_flops(m, u).graph_total == Approx(in_kernel).epsilon(1e-9));
+            }
         }
     }
 }
@@ -312,6 +365,46 @@ TEST_CASE("sharding conserves FLOPs: the sum over tensor- and pipeline-parallel 
     TrainingSpec rep = training(2048, 1, 8, 16);
     const double T = 2048, h = 4096, d = 128;
     CHECK(step_flops(m, rep).graph_gemm == Approx(ref + 8 * 32 * 3 * 2 * T * h * 2 * d * (16 - 8)).epsilon(1e-12));
+}
+
+TEST_CASE("sharding conserves FLOPs with flash attention too", "[workload]") {
+    const ModelSpec m = load_model("llama3-8b");
+    TrainingSpec base = training(2048, 1, 8);
+    base.attention = Attention::flash;
+    const StepFlops ref = step_flops(m, base);
+    // 32 layers x 8 micro-batches x the recomputed QK^T over the 32 heads: 2 s^2 h.
+    TrainingSpec unfused = training(2048, 1, 8);
+    CHECK(ref.graph_gemm - step_flops(m, unfused).graph_gemm == Approx(32 * 8 * 2 * 2048.0 * 2048 * 4096));
+    for (int tp : {2, 4, 8, 16}) {
+        for (int pp : {1, 2, 4}) {
+            for (bool sp : {false, true}) {
+                TrainingSpec t = training(2048, 1, 8, tp, pp, 2);
+                t.sp = sp;
+                t.attention = Attention::flash;
+                INFO("tp " << tp << " pp " << pp << " sp " << sp);
+                const StepFlops f = step_flops(m, t);
+                // KV replication (tp 16 > 8 KV heads) adds its replicas' QKV FLOPs; flash works per query head.
+                const double rep = tp == 16 ? 8 * 32 * 3 * 2 * 2048.0 * 4096 * 2 * 128 * 8 : 0.0;
+                CHECK(f.graph_gemm == Approx(ref.graph_gemm + rep).epsilon(1e-12));
+                // The flash ops alone: per layer and micro-batch, summed over the tp ranks, the unsharded ones.
+                double flash = 0, flash_gemm = 0;
+                for (const auto& st : build_all_stages(m, t)) {
+                    for (const auto& c : st.chunks) {
+                        for (const auto* list : {&c.forward, &c.backward}) {
+                            for (const auto& op : *list) {
+                                if (!op.is_flash()) continue;
+                                flash += tp * op.flops;
+                                flash_gemm += tp * op.gemm_flops;
+                            }
+                        }
+                    }
+                }
+                const double s = 2048, h = 4096, heads = 32;
+                CHECK(flash_gemm == Approx(32 * (4 + 10) * s * s * h).epsilon(1e-12));
+                CHECK(flash == Approx(32 * ((4 + 10) * s * s * h + (4 + 8) * s * s * heads)).epsilon(1e-12));
+            }
+        }
+    }
 }
 
 TEST_CASE("parameters held per rank add up to the model over tensor and pipeline ranks", "[workload]") {
@@ -462,6 +555,167 @@ TEST_CASE("the op graph has per-layer shapes, phases, valid dependencies and the
     CHECK(find_ops(full.chunks[0].backward, ".recompute").size() == layer_fwd_ops);
 }
 
+TEST_CASE("op names are unique in every preset's graph, dropout included", "[workload]") {
+    for (const auto& name : model_preset_names()) {
+        const ModelSpec m = load_model(name);
+        TrainingSpec t = training(std::min<std::int64_t>(m.max_seq, 512), 1, 2, 1, 2);
+        t.recompute = Recompute::selective;
+        for (const auto& st : build_all_stages(m, t)) {
+            for (const auto* list : {&st.chunks[0].forward, &st.chunks[0].backward}) {
+                std::set<std::string> names;
+                for (const auto& op : *list) {
+                    INFO(name << ": " << op.name);
+                    CHECK(names.insert(op.name).second);
+                }
+            }
+        }
+    }
+    // GPT-3: the attention-probability dropout and the attention block's output dropout are distinct ops.
+    const auto g = build_stage_program(load_model("gpt3-1.3b"), training(1024, 1, 1), 0);
+    CHECK(find_op(g.chunks[0].forward, "L0.attn.dropout.fwd"));
+    CHECK(find_op(g.chunks[0].forward, "L0.attn.out_dropout.fwd"));
+    CHECK(find_op(g.chunks[0].backward, "L0.attn.out_dropout.bwd"));
+    CHECK(find_op(g.chunks[0].forward, "L0.mlp.dropout.fwd"));
+}
+
+TEST_CASE("with flash attention each layer has one fused forward and one fused backward op", "[workload]") {
+    const ModelSpec m = load_model("llama3-8b");  // 32 query heads, 8 KV heads, d = 128
+    TrainingSpec t = training(8192, 1, 4, 4, 2);
+    t.recompute = Recompute::selective;
+    t.attention = Attention::flash;
+    const auto stages = build_all_stages(m, t);
+    const double s = 8192, d = 128, pairs = 8;  // 1 sequence x 32/4 query heads per rank
+    for (const auto& st : stages) {
+        for (const auto& c : st.chunks) {
+            std::map<int, int> fwd, bwd;
+            for (const auto& op : c.forward) {
+                if (op.layer < 0) continue;
+                CHECK(op.kernel.op != "softmax");
+                CHECK(op.name.find(".attn.qk.") == std::string::npos);
+                CHECK(op.name.find(".attn.av.") == std::string::npos);
+                if (op.kernel.op == "flash_fwd") ++fwd[op.layer];
+            }
+            for (const auto& op : c.backward) {
+                if (op.layer < 0) continue;
+                CHECK(op.kernel.op != "softmax");
+                CHECK(op.kernel.op != "flash_fwd");  // selective: no recompute
+                if (op.kernel.op == "flash_bwd") ++bwd[op.layer];
+            }
+            CHECK(fwd.size() == 16);
+            CHECK(bwd.size() == 16);
+            for (const auto& [layer, n] : fwd) CHECK(n == 1);
+            for (const auto& [layer, n] : bwd) CHECK(n == 1);
+            // Selective recompute emits nothing for a flash attention core.
+            CHECK(find_ops(c.backward, ".recompute").empty());
+            for (const auto* list : {&c.forward, &c.backward}) {
+                std::set<std::string> names;
+                for (std::size_t i = 0; i < list->size(); ++i) {
+                    CHECK(names.insert((*list)[i].name).second);
+                    for (int dep : (*list)[i].deps) {
+                        CHECK(dep >= 0);
+                        CHECK(dep < static_cast<int>(i));
+                    }
+                }
+            }
+        }
+    }
+    const auto& fw = stages[0].chunks[0].forward;
+    const auto& bw = stages[0].chunks[0].backward;
+    const Op* ff = find_op(fw, "L3.attn.flash.fwd");
+    const Op* fb = find_op(bw, "L3.attn.flash.bwd");
+    REQUIRE((ff && fb));
+    for (const Op* op : {ff, fb}) {
+        CHECK(op->kernel.batch == 8);
+        CHECK(op->kernel.m == 8192);
+        CHECK(op->kernel.n == 8192);
+        CHECK(op->kernel.k == 128);
+        CHECK(op->kernel.dtype == DType::bf16);
+        CHECK(op->kernel.causal);
+        CHECK(op->layer == 3);
+        CHECK(op->is_flash());
+        CHECK(!op->is_gemm());
+    }
+    CHECK(ff->kernel.op == "flash_fwd");
+    CHECK(fb->kernel.op == "flash_bwd");
+    CHECK(ff->phase == Phase::fwd);
+    CHECK(fb->phase == Phase::bwd);
+    // FLOPs, full square: forward QK^T + AV 4 s^2 d, softmax 4 s^2; backward QK^T, dV, dP, dQ, dK 10 s^2 d,
+    // softmax backward 8 s^2 (no dropout in Llama).
+    CHECK(ff->gemm_flops == pairs * 4 * s * s * d);
+    CHECK(ff->flops == pairs * (4 * s * s * d + 4 * s * s));
+    CHECK(fb->gemm_flops == pairs * 10 * s * s * d);
+    CHECK(fb->flops == pairs * (10 * s * s * d + 8 * s * s));
+    // Bytes: forward reads Q, K, V and writes O (bf16, per query head), and the FP32 log-sum-exp per row;
+    // backward reads Q, K, V, O, dO and the log-sum-exp, writes dQ, dK, dV.
+    CHECK(ff->bytes == pairs * (4 * s * d * 2 + 4 * s));
+    CHECK(fb->bytes == pairs * (8 * s * d * 2 + 4 * s));
+    // The forward reads the rotated Q, K; the backward follows the out-projection's dgrad and feeds the
+    // GQA sum of dK, dV and the RoPE backward.
+    auto index = [](const OpList& ops, const std::string& name) {
+        for (std::size_t i = 0; i < ops.size(); ++i) {
+            if (ops[i].name == name) return static_cast<int>(i);
+        }
+        return -1;
+    };
+    CHECK(ff->deps == std::vector<int>{index(fw, "L3.attn.rope.fwd")});
+    CHECK(index(fw, "L3.attn.out.fwd") > index(fw, "L3.attn.flash.fwd"));
+    CHECK(find_op(fw, "L3.attn.out.fwd")->deps == std::vector<int>{index(fw, "L3.attn.flash.fwd")});
+    CHECK(fb->deps == std::vector<int>{index(bw, "L3.attn.out.dgrad")});
+    const Op* kv = find_op(bw, "L3.attn.kv_group_sum.bwd");
+    const Op* rope = find_op(bw, "L3.attn.rope.bwd");
+    REQUIRE((kv && rope));
+    CHECK(kv->deps == std::vector<int>{index(bw, "L3.attn.flash.bwd")});
+    CHECK(rope->deps == (std::vector<int>{index(bw, "L3.attn.flash.bwd"), index(bw, "L3.attn.kv_group_sum.bwd")}));
+    for (const char* gone :
+         {"L3.attn.av.bwd_dp", "L3.attn.av.bwd_dv", "L3.attn.softmax.bwd", "L3.attn.qk.bwd_dq", "L3.attn.qk.bwd_dk"}) {
+        CHECK(!find_op(bw, gone));
+    }
+
+    // Full recompute re-runs flash_fwd with the rest of the layer; the backward depends on it.
+    t.recompute = Recompute::full;
+    const auto full = build_stage_program(m, t, 0);
+    const Op* rf = find_op(full.chunks[0].backward, "L3.attn.flash.recompute");
+    REQUIRE(rf);
+    CHECK(rf->kernel.op == "flash_fwd");
+    CHECK(rf->phase == Phase::recompute);
+    CHECK(rf->flops == ff->flops);
+    std::size_t layer_fwd_ops = 0;
+    for (const auto& op : full.chunks[0].forward) layer_fwd_ops += op.layer >= 0;
+    CHECK(find_ops(full.chunks[0].backward, ".recompute").size() == layer_fwd_ops);
+    const auto& fbw = full.chunks[0].backward;
+    const int rec_out = index(fbw, "L3.mlp.residual.recompute");
+    CHECK(find_op(fbw, "L3.mlp.down.dgrad")->deps.back() == rec_out);
+
+    // fp8 training: the flash kernels stay bf16; BERT (encoder): not causal, dropout inside the kernel.
+    t.recompute = Recompute::none;
+    t.dtype = DType::fp8_e4m3;
+    CHECK(find_op(build_stage_program(m, t, 0).chunks[0].forward, "L3.attn.flash.fwd")->kernel.dtype == DType::bf16);
+    const ModelSpec bert = load_model("bert-large");  // 16 heads of 64, dropout
+    TrainingSpec bt = training(512, 2, 2);
+    bt.attention = Attention::flash;
+    const auto bp = build_stage_program(bert, bt, 0);
+    const Op* bf = find_op(bp.chunks[0].forward, "L0.attn.flash.fwd");
+    const Op* bb = find_op(bp.chunks[0].backward, "L0.attn.flash.bwd");
+    REQUIRE((bf && bb));
+    CHECK(!bf->kernel.causal);
+    CHECK(!bb->kernel.causal);
+    CHECK(bf->kernel.batch == 2 * 16);
+    CHECK(bf->kernel.k == 64);
+    const double bs = 512;
+    CHECK(bf->flops == 32 * (4 * bs * bs * 64 + 4 * bs * bs + 2 * bs * bs));  // + dropout 2 s^2
+    CHECK(bb->flops == 32 * (10 * bs * bs * 64 + 8 * bs * bs + bs * bs));     // + dropout backward s^2
+    CHECK(!find_op(bp.chunks[0].forward, "L0.attn.dropout.fwd"));
+    CHECK(!find_op(bp.chunks[0].backward, "L0.attn.dropout.bwd"));
+    CHECK(find_op(bp.chunks[0].forward, "L0.attn.residual.fwd"));
+    CHECK(!find_op(bp.chunks[0].backward, "L0.attn.kv_group_sum.bwd"));  // MHA
+    CHECK(!find_op(bp.chunks[0].backward, "L0.attn.rope.bwd"));          // learned positions
+    // MHA, no RoPE: the QKV data and weight gradients read the flash backward's dQ, dK, dV directly.
+    CHECK(find_op(bp.chunks[0].backward, "L0.attn.qkv.dgrad")->deps ==
+          std::vector<int>{index(bp.chunks[0].backward, "L0.attn.flash.bwd")});
+    CHECK(find_op(build_stage_program(load_model("gpt3-1.3b"), bt, 0).chunks[0].forward, "L0.attn.flash.fwd")
+              ->kernel.causal);
+}
+
 TEST_CASE("data-parallel gradient buckets and ZeRO-1 move the closed-form bytes", "[workload]") {
     const ModelSpec m = load_model("llama2-7b");
     TrainingSpec t = training(4096, 1, 16, 1, 2, 4);
@@ -548,6 +802,73 @@ TEST_CASE("activation memory equals Korthikanti et al. 2022 for GPT-3 175B", "[w
     CHECK(f7.in_flight == 1);
     CHECK(f7.activations ==
           Approx(12 * sbh / t * 34 + 4 * sbh / t + 4 * s * b * std::ceil(50257 / 8.0)).epsilon(1e-12));
+}
+
+TEST_CASE("activation memory with flash attention keeps the FP32 log-sum-exp instead of the s^2 terms", "[workload]") {
+    auto per_layer = [](const ModelSpec& m, std::int64_t seq, int tp, bool sp, Recompute r, Attention at) {
+        TrainingSpec x = training(seq, 1, 8, tp);
+        x.sp = sp;
+        x.recompute = r;
+        x.attention = at;
+        return activation_bytes(m, x);
+    };
+    // GPT-3 175B (Korthikanti et al. 2022's rows, as above): the 5 a s / h terms (softmax output 2 B, dropout
+    // mask 1 B and output 2 B per score) become 4 B per query row and head, b a s / t rows.
+    const ModelSpec g = load_model("gpt3-175b");
+    const double s = 2048, b = 1, h = 12288, a = 96, t = 8, sbh = s * b * h;
+    auto gpt = [&](int tp, bool sp, Recompute r) { return per_layer(g, 2048, tp, sp, r, Attention::flash); };
+    CHECK(gpt(1, false, Recompute::none).per_layer == Approx(sbh * 34 + 4 * b * a * s).epsilon(1e-12));
+    CHECK(gpt(8, false, Recompute::none).per_layer == Approx(sbh * (10 + 24 / t) + 4 * b * a * s / t).epsilon(1e-12));
+    CHECK(gpt(8, true, Recompute::none).per_layer == Approx(sbh / t * 34 + 4 * b * a * s / t).epsilon(1e-12));
+    // Selective recompute has nothing to recompute in a flash core: the log-sum-exp stays stored.
+    CHECK(gpt(8, true, Recompute::selective).per_layer == gpt(8, true, Recompute::none).per_layer);
+    CHECK(gpt(8, false, Recompute::selective).per_layer == gpt(8, false, Recompute::none).per_layer);
+    CHECK(gpt(8, true, Recompute::full).per_layer == Approx(2 * sbh / t).epsilon(1e-12));
+    CHECK(gpt(8, true, Recompute::none).attention_core == 4 * b * a * s / t);
+    // 34 s b h + 4 b a s = 856.4 MB per layer without parallelism (2.87 GB unfused).
+    CHECK(gpt(1, false, Recompute::none).per_layer == 34 * sbh + 4 * 96 * 2048.0);
+    for (int tp : {1, 8}) {
+        for (bool sp : {false, true}) {
+            if (sp && tp == 1) continue;
+            const auto u = per_layer(g, 2048, tp, sp, Recompute::none, Attention::unfused);
+            CHECK(u.attention_core == Approx(5 * b * a * s * s / tp).epsilon(1e-12));
+            CHECK(gpt(tp, sp, Recompute::none).per_layer ==
+                  Approx(u.per_layer - u.attention_core + 4 * b * a * s / tp).epsilon(1e-12));
+        }
+    }
+
+    // Llama 3 8B, seq 8192, b 1 (no dropout; GQA: 32 query heads, 8 KV heads of d = 128; SwiGLU f = 14336).
+    // tp 16 + SP (the default run): a/t = 2 query heads and 1 replicated KV head per rank, f/t = 896. Per
+    // token: norm and QKV inputs 2 x 4096/16, Q 2 x 128, K 128, V 128, out-projection input 2 x 128 (1280
+    // elements); MLP norm and up inputs 2 x 4096/16, gate, up, down input 3 x 896 (3200 elements); 2 B each.
+    // Unfused the softmax output adds 2 B x a/t s^2; flash the log-sum-exp 4 B x a/t s.
+    const ModelSpec l = load_model("llama3-8b");
+    const double ls = 8192;
+    const auto l16 = per_layer(l, 8192, 16, true, Recompute::none, Attention::flash);
+    const auto l16u = per_layer(l, 8192, 16, true, Recompute::none, Attention::unfused);
+    CHECK(l16.per_layer == ls * (2 * (1280 + 3200) + 4 * 2));
+    CHECK(l16u.per_layer == ls * 2 * (1280 + 3200) + 2 * 2 * ls * ls);
+    CHECK(l16.attention_core == 4 * 2 * ls);
+    CHECK(per_layer(l, 8192, 16, true, Recompute::selective, Attention::flash).per_layer == l16.per_layer);
+    // tp 1: 32 query heads, 8 KV heads, f = 14336. Per token: 2 x 4096 + (32 + 8 + 8 + 32) x 128 = 18432,
+    // MLP 2 x 4096 + 3 x 14336 = 51200; log-sum-exp 4 B x 32 heads.
+    CHECK(per_layer(l, 8192, 1, false, Recompute::none, Attention::flash).per_layer ==
+          ls * (2 * (18432 + 51200) + 4 * 32));
+
+    // The footprint: flash keeps the s^2 terms out of the stored activations and out of the workspace
+    // (no selective recompute set; the largest backward output is no longer a score gradient).
+    TrainingSpec x = training(8192, 1, 64, 16, 1, 4);
+    x.sp = true;
+    x.zero = 1;
+    x.attention = Attention::flash;
+    const auto f = memory_footprint(l, x, 0);
+    CHECK(f.activations == Approx(f.in_flight * (32 * l16.per_layer + activation_bytes(l, x).head_extra)));
+    x.recompute = Recompute::selective;
+    CHECK(memory_footprint(l, x, 0).workspace == f.workspace);
+    CHECK(memory_footprint(l, x, 0).activations == f.activations);
+    x.attention = Attention::unfused;
+    const auto su = memory_footprint(l, x, 0);
+    CHECK(su.workspace > f.workspace + l16u.attention_core);  // d scores and the recompute set, 268 MB each
 }
 
 TEST_CASE("micro-batches in flight follow the pipeline schedule", "[workload]") {

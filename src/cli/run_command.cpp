@@ -14,7 +14,7 @@ namespace trnsim::cli {
 namespace {
 
 // The default: Llama 3 8B on trn2.48xlarge as AWS's published Neuron config trains it (trainium.md section 3:
-// hf_llama3_8B_trn2_config.yaml, TP 16, SP, ZeRO-1, GBS 1024, MBS 1, seq 8192).
+// hf_llama3_8B_trn2_config.yaml, TP 16, SP, ZeRO-1, GBS 1024, MBS 1, seq 8192, flash attention).
 struct RunArgs {
     RunArgs() {
         auto& t = options.training;
@@ -35,6 +35,9 @@ struct RunArgs {
     runtime::TrainingOptions options;
     std::string dtype = "bf16";
     std::string recompute = "none";
+    // The published configuration fuses attention (model.fusions.flash_attention: True); TrainingSpec's own
+    // default stays unfused.
+    std::string attention = "flash";
     std::string schedule = "1f1b";
     std::string json;
     std::string trace;
@@ -50,6 +53,8 @@ int execute(RunArgs& a) {
         throw UserError(fmt::format("--dtype {}: allowed bf16, fp8", a.dtype));
     if (!workload::parse_recompute(a.recompute, tr.recompute))
         throw UserError(fmt::format("--recompute {}: allowed none, selective, full", a.recompute));
+    if (!workload::parse_attention(a.attention, tr.attention))
+        throw UserError(fmt::format("--attention {}: allowed flash, unfused", a.attention));
     if (!workload::parse_schedule(a.schedule, tr.schedule))
         throw UserError(fmt::format("--schedule {}: allowed 1f1b, gpipe, interleaved", a.schedule));
     std::vector<std::string> overrides = a.overrides;
@@ -94,6 +99,8 @@ std::function<int()> add_run_command(CLI::App& app) {
     sub->add_option("--seq", t.seq, "sequence length (tokens)")->capture_default_str();
     sub->add_option("--dtype", a->dtype, "bf16|fp8")->capture_default_str();
     sub->add_option("--recompute", a->recompute, "none|selective|full")->capture_default_str();
+    sub->add_option("--attention", a->attention, "flash|unfused: fused flash-attention kernels or separate ones")
+        ->capture_default_str();
     sub->add_option("--schedule", a->schedule, "1f1b|gpipe|interleaved")->capture_default_str();
     sub->add_option("--virtual-stages", t.virtual_stages, "model chunks per pipeline stage (interleaved)")
         ->capture_default_str();

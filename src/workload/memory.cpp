@@ -24,6 +24,9 @@ double largest_output(const OpList& ops) {
         double bytes = 0;
         if (k.op == "gemm") {
             bytes = static_cast<double>(k.batch) * static_cast<double>(k.m) * static_cast<double>(k.n) * k_act;
+        } else if (op.is_flash()) {
+            // O (forward) or each of dQ, dK, dV (backward): batch x queries x head dimension.
+            bytes = static_cast<double>(k.batch) * static_cast<double>(k.m) * static_cast<double>(k.k) * k_act;
         } else if (k.op == "stream") {
             bytes = k.bytes_written;
         } else {
@@ -50,8 +53,11 @@ ActivationBytes activation_bytes(const ModelSpec& m, const TrainingSpec& t) {
     // Q and K (after RoPE), V, output-projection input, output dropout mask (1 B per element).
     const double attn = k_act * T * h * sh + k_act * T * h * sh + k_act * T * (a_r + kv_r) * d + k_act * T * kv_r * d +
                         k_act * T * a_r * d + drop * T * h * sh;
-    // Attention core: softmax output; with dropout its 1 B mask and its output (the AV input).
-    a.attention_core = k_act * b * a_r * s * s + drop * (1 + k_act) * b * a_r * s * s;
+    // Attention core. Unfused: softmax output; with dropout its 1 B mask and its output (the AV input).
+    // Flash: the FP32 row log-sum-exp of the scores (4 B per query row), from which the backward recomputes
+    // the softmax; the dropout mask is regenerated from the RNG seed, not stored.
+    const bool flash = t.attention == Attention::flash;
+    a.attention_core = flash ? 4 * b * a_r * s : k_act * b * a_r * s * s + drop * (1 + k_act) * b * a_r * s * s;
     // MLP block: norm input, up-projection input, then GELU: its input and the down-projection input;
     // SwiGLU: its two inputs (gate, up) and the down-projection input (silu(gate) is recomputed in the
     // backward, as Megatron-LM's fused SwiGLU does); output dropout mask.
@@ -59,7 +65,9 @@ ActivationBytes activation_bytes(const ModelSpec& m, const TrainingSpec& t) {
     const double mlp = 2 * k_act * T * h * sh + act + drop * T * h * sh;
     switch (t.recompute) {
         case Recompute::none: a.per_layer = attn + a.attention_core + mlp; break;
-        case Recompute::selective: a.per_layer = attn + mlp; break;
+        // Selective: the unfused core is recomputed, so not stored; flash has nothing to recompute and keeps
+        // its log-sum-exp.
+        case Recompute::selective: a.per_layer = attn + mlp + (flash ? a.attention_core : 0.0); break;
         case Recompute::full: a.per_layer = k_act * T * h * sh; break;  // the layer input only
     }
     a.embedding_extra = drop * T * h * sh;
@@ -117,13 +125,16 @@ MemoryFootprint memory_footprint(const ModelSpec& m, const TrainingSpec& t, cons
     // Workspace (assumption: no allocator fragmentation, no framework buffers): the largest output of one
     // backward op (a gradient such as d logits or d scores, live next to the stored activations at the peak),
     // the working set of the layer being recomputed (full: one layer's activations without recompute;
-    // selective: one attention core), and one DP gradient bucket being reduced.
+    // selective: one unfused attention core; nothing with flash attention, whose backward keeps its
+    // recomputed scores on chip), and one DP gradient bucket being reduced.
     TrainingSpec no_recompute = t;
     no_recompute.recompute = Recompute::none;
     const ActivationBytes full_layer = activation_bytes(m, no_recompute);
     double recompute_set = 0;
     if (t.recompute == Recompute::full) recompute_set = full_layer.per_layer;
-    if (t.recompute == Recompute::selective) recompute_set = full_layer.attention_core;
+    if (t.recompute == Recompute::selective && t.attention == Attention::unfused) {
+        recompute_set = full_layer.attention_core;
+    }
     const double bucket = t.dp > 1 ? static_cast<double>(t.dp_bucket.count) : 0.0;
     f.workspace = transient + recompute_set + bucket;
     f.total = f.weights + f.gradients + f.optimizer + f.activations + f.workspace;

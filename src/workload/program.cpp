@@ -49,7 +49,7 @@ const char* comm_group_name(CommGroup g) {
 double sum_flops(const OpList& ops, bool gemm_only) {
     double f = 0;
     for (const auto& op : ops) {
-        if (!gemm_only || op.is_gemm()) f += op.flops;
+        f += gemm_only ? op.gemm_flops : op.flops;
     }
     return f;
 }
@@ -142,6 +142,7 @@ public:
         const double B = static_cast<double>(batch), M = static_cast<double>(m), K = static_cast<double>(k),
                      N = static_cast<double>(n);
         op.flops = 2 * B * M * K * N;
+        op.gemm_flops = op.flops;
         const double in_b = static_cast<double>(dtype_bytes(dt));
         // A weight gradient (param_grads >= 0) is written in the gradient dtype.
         const double out_b = param_grads >= 0 ? static_cast<double>(dtype_bytes(m_train.grad_dtype)) : k_act;
@@ -222,7 +223,7 @@ public:
     }
 
     // Forward of one layer (phase fwd or recompute) after op `in`; returns the layer's output op.
-    // When `core_only`, only the attention core (QK^T, softmax, dropout, AV) is emitted (selective
+    // When `core_only`, only the unfused attention core (QK^T, softmax, dropout, AV) is emitted (selective
     // recompute) after `in`.
     int layer_forward(Builder& B, int L, int in, bool core_only = false) {
         const auto& x = m_x;
@@ -246,18 +247,22 @@ public:
             }
             attn_in = cur;
         }
-        cur = B.gemm(p + "attn.qk" + s, x.ib * x.ia_r, x.is, x.id, x.is, dt, {attn_in});
-        const double sc = x.b * x.a_r * x.s * x.s;  // attention score elements on this rank
-        cur = B.rowwise(p + "attn.softmax" + s, "softmax", x.ib * x.ia_r * x.is, x.is, false, {cur});
-        if (m_m.dropout) {
-            // Dropout: draw a mask (1 byte per element, kept for the backward), scale: 2 FLOPs per element.
-            cur = B.stream(p + "attn.dropout" + s, sc * k_act, sc * (k_act + 1), 2 * sc, {cur});
+        if (m_t.attention == Attention::flash) {
+            cur = flash(B, p + "attn.flash" + s, "flash_fwd", {attn_in});
+        } else {
+            cur = B.gemm(p + "attn.qk" + s, x.ib * x.ia_r, x.is, x.id, x.is, dt, {attn_in});
+            const double sc = x.b * x.a_r * x.s * x.s;  // attention score elements on this rank
+            cur = B.rowwise(p + "attn.softmax" + s, "softmax", x.ib * x.ia_r * x.is, x.is, false, {cur});
+            if (m_m.dropout) {
+                // Dropout: draw a mask (1 byte per element, kept for the backward), scale: 2 FLOPs per element.
+                cur = B.stream(p + "attn.dropout" + s, sc * k_act, sc * (k_act + 1), 2 * sc, {cur});
+            }
+            cur = B.gemm(p + "attn.av" + s, x.ib * x.ia_r, x.is, x.is, x.id, dt, {cur});
         }
-        cur = B.gemm(p + "attn.av" + s, x.ib * x.ia_r, x.is, x.is, x.id, dt, {cur});
         if (core_only) return cur;
         cur = B.gemm(p + "attn.out" + s, 1, x.iT, x.iq_cols, x.ih, dt, {cur});
         cur = row_parallel_reduce(B, p + "attn", s, cur);
-        cur = residual_block_tail(B, p + "attn", s, cur, in);
+        cur = residual_block_tail(B, p + "attn", p + "attn.out_dropout", s, cur, in);
         const int mid = cur;
         cur = B.rowwise(p + "mlp.norm" + s, m_norm, x.iTs, x.ih, false, {cur});
         if (m_t.sp) {
@@ -274,7 +279,7 @@ public:
         }
         cur = B.gemm(p + "mlp.down" + s, 1, x.iT, x.if_r, x.ih, dt, {cur});
         cur = row_parallel_reduce(B, p + "mlp", s, cur);
-        return residual_block_tail(B, p + "mlp", s, cur, mid);
+        return residual_block_tail(B, p + "mlp", p + "mlp.dropout", s, cur, mid);
     }
 
     // Backward of one layer from the gradient op `g`; returns the op producing the layer input's gradient.
@@ -341,29 +346,41 @@ public:
             cur = B.comm(p + "attn.ag.bwd", CommKind::all_gather, CommGroup::tp, x.T * x.h * k_act, DType::bf16, {cur});
         }
         const int dout = cur;
-        if (m_t.recompute == Recompute::selective) {
+        const bool flash_attn = m_t.attention == Attention::flash;
+        if (m_t.recompute == Recompute::selective && !flash_attn) {
             // Selective recompute (Korthikanti et al. 2022, Sec. 5; Megatron-LM --recompute-granularity
             // selective): the attention core QK^T, softmax, dropout and AV re-run from the stored Q, K, V.
+            // With flash attention there is nothing to re-run: its backward recomputes the scores itself.
             B.set_phase(Phase::recompute);
             attn_ready = layer_forward(B, L, -1, true);
             B.set_phase(Phase::bwd);
         }
         cur = B.gemm(p + "attn.out.dgrad", 1, x.iT, x.ih, x.iq_cols, dt, {dout, attn_ready});
         B.gemm(p + "attn.out.wgrad", 1, x.iq_cols, x.iT, x.ih, dt, {dout, attn_ready}, x.q_cols * x.h + m_bias * x.h);
-        const double sc = x.b * x.a_r * x.s * x.s;
-        const int dP = B.gemm(p + "attn.av.bwd_dp", x.ib * x.ia_r, x.is, x.id, x.is, dt, {cur, attn_ready});
-        const int dV = B.gemm(p + "attn.av.bwd_dv", x.ib * x.ia_r, x.is, x.is, x.id, dt, {cur, attn_ready});
-        cur = dP;
-        if (m_m.dropout) cur = B.stream(p + "attn.dropout.bwd", sc * (k_act + 1), sc * k_act, sc, {cur});
-        cur = B.rowwise(p + "attn.softmax.bwd", "softmax", x.ib * x.ia_r * x.is, x.is, true, {cur});
-        const int dQ = B.gemm(p + "attn.qk.bwd_dq", x.ib * x.ia_r, x.is, x.is, x.id, dt, {cur});
-        const int dK = B.gemm(p + "attn.qk.bwd_dk", x.ib * x.ia_r, x.is, x.is, x.id, dt, {cur});
-        std::vector<int> qkv_grads = {dQ, dK, dV};
+        // dQ, dK, dV per query head: from the fused backward (one op produces all three), or from the
+        // unfused one's GEMMs.
+        std::vector<int> qkv_grads, kv_grads;
+        if (flash_attn) {
+            const int fb = flash(B, p + "attn.flash.bwd", "flash_bwd", {cur, attn_ready});
+            qkv_grads = {fb};
+            kv_grads = {fb};
+        } else {
+            const double sc = x.b * x.a_r * x.s * x.s;
+            const int dP = B.gemm(p + "attn.av.bwd_dp", x.ib * x.ia_r, x.is, x.id, x.is, dt, {cur, attn_ready});
+            const int dV = B.gemm(p + "attn.av.bwd_dv", x.ib * x.ia_r, x.is, x.is, x.id, dt, {cur, attn_ready});
+            cur = dP;
+            if (m_m.dropout) cur = B.stream(p + "attn.dropout.bwd", sc * (k_act + 1), sc * k_act, sc, {cur});
+            cur = B.rowwise(p + "attn.softmax.bwd", "softmax", x.ib * x.ia_r * x.is, x.is, true, {cur});
+            const int dQ = B.gemm(p + "attn.qk.bwd_dq", x.ib * x.ia_r, x.is, x.is, x.id, dt, {cur});
+            const int dK = B.gemm(p + "attn.qk.bwd_dk", x.ib * x.ia_r, x.is, x.is, x.id, dt, {cur});
+            qkv_grads = {dQ, dK, dV};
+            kv_grads = {dK, dV};
+        }
         if (x.ia_r > x.ikv_r) {
             // GQA: dK and dV of the query heads sharing a KV head are summed into it.
             const double per_q = x.T * x.a_r * x.d, per_kv = x.T * x.kv_r * x.d;
-            qkv_grads = {dQ, B.stream(p + "attn.kv_group_sum.bwd", 2 * per_q * k_act, 2 * per_kv * k_act,
-                                      2 * (per_q - per_kv), {dK, dV})};
+            qkv_grads = {qkv_grads.front(), B.stream(p + "attn.kv_group_sum.bwd", 2 * per_q * k_act, 2 * per_kv * k_act,
+                                                     2 * (per_q - per_kv), kv_grads)};
         }
         if (m_m.position == Position::rope) {
             const double e = x.T * (x.q_cols + x.kv_cols);
@@ -382,6 +399,37 @@ public:
         cur = B.stream(p + "attn.residual.bwd", 2 * x.Ts * x.h * k_act, x.Ts * x.h * k_act, x.Ts * x.h,
                        {cur, resid_grad2});
         return cur;
+    }
+
+    // Fused attention core of one layer (flash_fwd or flash_bwd) over the b a/t (sequence, query head)
+    // pairs of this rank: s queries x s keys x d, bf16 (the NKI flash kernels are bf16, also in fp8
+    // training), causal for decoders. FLOPs count the full s x s square, as the unfused graph and the MFU
+    // numerator do (a causal kernel skips the masked blocks and executes about half). Per pair:
+    // forward: QK^T and AV 2 s^2 d each, softmax 4 s^2 (the unfused kernel's count), dropout 2 s^2 (the mask
+    // drawn from the RNG seed, never stored); writes O and the FP32 row log-sum-exp (4 B per query row).
+    // backward: QK^T recomputed, dV, dP, dQ, dK 2 s^2 d each; the softmax backward 2 x 4 s^2 (as the
+    // unfused graph's two softmax passes; they stand for the recomputed exp(S - lse) and dS = P (dP - D));
+    // dropout s^2 (the mask regenerated from the seed); reads Q, K, V, O, dO and the log-sum-exp, writes dQ,
+    // dK, dV. K and V are read (and dK, dV written) per query head, as the kernel walks the query heads.
+    int flash(Builder& B, const std::string& name, const std::string& kernel, std::vector<int> deps) {
+        const auto& x = m_x;
+        const bool bwd = kernel == "flash_bwd";
+        Op op;
+        op.name = name;
+        op.kernel.op = kernel;
+        op.kernel.batch = x.ib * x.ia_r;
+        op.kernel.m = x.is;
+        op.kernel.n = x.is;
+        op.kernel.k = x.id;
+        op.kernel.dtype = DType::bf16;
+        op.kernel.causal = m_m.arch == Arch::decoder;
+        const double pairs = x.b * x.a_r, sq = x.s * x.s;
+        const double drop = m_m.dropout ? 1.0 : 0.0;
+        op.gemm_flops = pairs * (bwd ? 5 : 2) * 2 * sq * x.d;
+        op.flops = op.gemm_flops + pairs * sq * (bwd ? 2 * 4 + drop : 4 + 2 * drop);
+        const double head = pairs * x.s * x.d * k_act, lse = pairs * x.s * 4;  // one bf16 head tensor; FP32 lse
+        op.bytes = bwd ? 5 * head + lse + 3 * head : 3 * head + head + lse;
+        return B.add(op, std::move(deps));
     }
 
     // Embedding forward (first chunk): token gather (+ learned positions), TP reduction, dropout.
@@ -626,11 +674,13 @@ public:
         return ops;
     }
 
-    // Residual tail of a block after the row-parallel reduction: dropout, residual add.
-    int residual_block_tail(Builder& B, const std::string& p, const std::string& s, int cur, int resid) {
+    // Residual tail of a block after the row-parallel reduction: dropout (op `dropout`, named as its
+    // backward: attn.out_dropout, mlp.dropout), residual add.
+    int residual_block_tail(Builder& B, const std::string& p, const std::string& dropout, const std::string& s, int cur,
+                            int resid) {
         const auto& x = m_x;
         const double e = x.Ts * x.h;
-        if (m_m.dropout) cur = B.stream(p + ".dropout" + s, e * k_act, e * (k_act + 1), 2 * e, {cur});
+        if (m_m.dropout) cur = B.stream(dropout + s, e * k_act, e * (k_act + 1), 2 * e, {cur});
         return B.stream(p + ".residual" + s, 2 * e * k_act, e * k_act, e, {cur, resid});
     }
 
@@ -703,7 +753,7 @@ StepFlops step_flops(const std::vector<StageProgram>& stages, const ModelSpec& m
                 for (const auto& op : *list) {
                     const double v = op.flops * mb * replicas;
                     f.graph_total += v;
-                    if (op.is_gemm()) f.graph_gemm += v;
+                    f.graph_gemm += op.gemm_flops * mb * replicas;
                     if (op.phase == Phase::recompute) f.graph_recompute += v;
                 }
             }

@@ -15,6 +15,14 @@ const char* recompute_name(Recompute r) {
     return "?";
 }
 
+const char* attention_name(Attention a) {
+    switch (a) {
+        case Attention::unfused: return "unfused";
+        case Attention::flash: return "flash";
+    }
+    return "?";
+}
+
 const char* schedule_name(PipelineSchedule s) {
     switch (s) {
         case PipelineSchedule::one_f_one_b: return "1f1b";
@@ -27,6 +35,13 @@ const char* schedule_name(PipelineSchedule s) {
 bool parse_recompute(const std::string& text, Recompute& out) {
     for (Recompute r : {Recompute::none, Recompute::selective, Recompute::full}) {
         if (text == recompute_name(r)) return out = r, true;
+    }
+    return false;
+}
+
+bool parse_attention(const std::string& text, Attention& out) {
+    for (Attention a : {Attention::unfused, Attention::flash}) {
+        if (text == attention_name(a)) return out = a, true;
     }
     return false;
 }
@@ -147,10 +162,11 @@ void TrainingSpec::validate(const ModelSpec& m) const {
 
 std::string TrainingSpec::describe() const {
     return fmt::format(
-        "seq {} mbs {} gbs {} dtype {} recompute {} tp {} pp {} dp {} sp {} zero {} schedule {}{} (grad accum {})", seq,
-        mbs, gbs, dtype == DType::bf16 ? "bf16" : "fp8", recompute_name(recompute), tp, pp, dp, sp ? "on" : "off", zero,
-        schedule_name(schedule), virtual_stages > 1 ? fmt::format(" x{} virtual", virtual_stages) : "",
-        gbs / (mbs * dp));
+        "seq {} mbs {} gbs {} dtype {} recompute {} attention {} tp {} pp {} dp {} sp {} zero {} schedule {}{} (grad "
+        "accum {})",
+        seq, mbs, gbs, dtype == DType::bf16 ? "bf16" : "fp8", recompute_name(recompute), attention_name(attention), tp,
+        pp, dp, sp ? "on" : "off", zero, schedule_name(schedule),
+        virtual_stages > 1 ? fmt::format(" x{} virtual", virtual_stages) : "", gbs / (mbs * dp));
 }
 
 }  // namespace trnsim::workload

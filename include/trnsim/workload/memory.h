@@ -17,10 +17,13 @@ namespace trnsim::workload {
 // Activation Recomputation in Large Transformer Models", Sec. 4) to GQA, SwiGLU, RMSNorm and no dropout;
 // for a GPT layer (MHA, GELU, f = 4h, dropout) it is exactly their s b h (34 + 5 a s / h) (no parallelism),
 // s b h (10 + 24/t + 5 a s / (h t)) (TP), s b h / t (34 + 5 a s / h) (TP + SP), with selective recompute the
-// same without the 5 a s / h terms, and 2 s b h (/ t with SP) with full recompute.
+// same without the 5 a s / h terms, and 2 s b h (/ t with SP) with full recompute. With flash attention the
+// 5 a s / h terms become the FP32 row log-sum-exp, 4 b a s / t bytes, kept also under selective recompute.
 struct ActivationBytes {
-    double per_layer = 0;        // one transformer layer
-    double attention_core = 0;   // of per_layer: the s^2 terms (softmax output, dropout mask and output)
+    double per_layer = 0;  // one transformer layer
+    // Of per_layer (unless selective recompute drops it): the attention core's stored tensors. Unfused: the
+    // s^2 terms (softmax output, dropout mask and output); flash: the FP32 log-sum-exp per query row.
+    double attention_core = 0;
     double embedding_extra = 0;  // first chunk: embedding dropout mask
     double head_extra = 0;       // last chunk: final-norm input, head input(s), FP32 softmax of the logits
 };

@@ -28,13 +28,18 @@ const char* comm_kind_name(CommKind k);  // all-reduce | reduce-scatter | all-ga
 const char* comm_group_name(CommGroup g);
 
 struct KernelDesc {
-    // gemm | layernorm | rmsnorm | softmax | gelu | silu (lowering::kernel_ops()), or stream: a memory-bound
+    // gemm | layernorm | rmsnorm | softmax | gelu | silu (lowering::kernel_ops()); flash_fwd | flash_bwd: the
+    // fused attention core of one layer (TrainingSpec::attention == flash); or stream: a memory-bound
     // elementwise / gather / reduction op the lowering has no kernel for, timed from its bytes and flops.
     std::string op;
-    std::int64_t batch = 1;            // gemm: independent GEMMs of one shape (attention: mbs x heads per rank)
-    std::int64_t m = 0, k = 0, n = 0;  // gemm: (m x k) . (k x n)
-    std::int64_t rows = 0, cols = 0;   // row-wise kernels
-    DType dtype = DType::bf16;
+    // gemm: independent GEMMs of one shape (attention: mbs x heads per rank); flash: (sequence, query head)
+    // pairs, mbs x heads per rank.
+    std::int64_t batch = 1;
+    // gemm: (m x k) . (k x n). flash: m queries (the sequence), n keys (the sequence), k the head dimension.
+    std::int64_t m = 0, k = 0, n = 0;
+    std::int64_t rows = 0, cols = 0;  // row-wise kernels
+    DType dtype = DType::bf16;        // flash: always bf16 (the NKI flash kernels are bf16, also in fp8 training)
+    bool causal = false;              // flash: causal mask (decoders); false for the encoder (BERT)
     int passes = 1;  // row-wise kernels: how many times the kernel of this shape stands in (backward: 2)
     // stream only
     double bytes_read = 0;
@@ -56,9 +61,12 @@ struct Op {
     std::string name;  // stable: "L3.attn.qkv.fwd", "head.logits.wgrad", "dp.grad.ar.b0", ...
     Phase phase = Phase::fwd;
     bool is_comm = false;
-    KernelDesc kernel;      // compute ops
-    CommDesc comm;          // communication ops
-    double flops = 0;       // arithmetic operations on this rank (GEMM: 2 m k n per batch entry; 0 for comm)
+    KernelDesc kernel;  // compute ops
+    CommDesc comm;      // communication ops
+    double flops = 0;   // arithmetic operations on this rank (GEMM: 2 m k n per batch entry; 0 for comm)
+    // Of flops: the matrix products (the HFU numerator's part). GEMMs: all of flops; flash attention: its
+    // QK^T, AV (forward) and QK^T, dV, dP, dQ, dK (backward) products, each 2 m k n per batch entry.
+    double gemm_flops = 0;
     double bytes = 0;       // compute: DRAM bytes read + written once; comm: comm.bytes
     std::vector<int> deps;  // indices into the same op list that must finish first
     int layer = -1;         // global transformer layer, -1 outside layers
@@ -71,6 +79,7 @@ struct Op {
     int after_op = -1;
 
     bool is_gemm() const { return !is_comm && kernel.op == "gemm"; }
+    bool is_flash() const { return !is_comm && (kernel.op == "flash_fwd" || kernel.op == "flash_bwd"); }
 };
 
 using OpList = std::vector<Op>;
@@ -105,15 +114,21 @@ struct StepFlops {
     // N_matmul = parameter_count().matmul (projections + LM head), attention counted as the full s x s
     // square (no causal halving), no recompute. For GPT (f = 4h, MHA) it is 72 B s L h^2 (1 + s/6h + V/12hL).
     double model = 0;
-    double graph_gemm = 0;       // GEMM FLOPs in the graph over all ranks, recompute included (HFU numerator)
-    double graph_total = 0;      // all FLOPs in the graph over all ranks (GEMMs, row-wise, streams, optimizer)
-    double graph_recompute = 0;  // of graph_total: recompute ops
+    // Matrix-product FLOPs in the graph over all ranks (Op::gemm_flops), recompute included (HFU numerator):
+    // the GEMMs, and with flash attention the fused kernels' products, the backward's recomputed QK^T
+    // included. Attention is counted as the full s x s square, as in `model`, also for a causal flash
+    // kernel, which executes about half of it (docs/workload.md).
+    double graph_gemm = 0;
+    double graph_total = 0;  // all FLOPs in the graph over all ranks (GEMMs, flash, row-wise, streams, optimizer)
+    // Of graph_total: the recompute-phase ops (selective or full recompute). Not the flash backward's
+    // in-kernel recompute of QK^T, which is part of its bwd op (counted in graph_gemm).
+    double graph_recompute = 0;
 };
 double model_flops_per_step(const ModelSpec& model, const TrainingSpec& training);
 StepFlops step_flops(const ModelSpec& model, const TrainingSpec& training);
 StepFlops step_flops(const std::vector<StageProgram>& stages, const ModelSpec& model, const TrainingSpec& training);
 
-// Sum of a field over an op list, filtered.
+// FLOPs of an op list: all of them, or only the matrix products (Op::gemm_flops).
 double sum_flops(const OpList& ops, bool gemm_only = false);
 
 }  // namespace trnsim::workload

@@ -12,11 +12,17 @@
 namespace trnsim::workload {
 
 enum class Recompute { none, selective, full };
+// How the attention core (QK^T, softmax, dropout, AV) runs. unfused: batched GEMMs and a softmax kernel with
+// the s x s scores in memory. flash: one fused kernel per direction that keeps the scores on chip (Dao et al.
+// 2022, "FlashAttention"; the Neuron stack's NKI flash_fwd / flash_attn_bwd kernels).
+enum class Attention { unfused, flash };
 enum class PipelineSchedule { one_f_one_b, gpipe, interleaved };
 
 const char* recompute_name(Recompute r);        // none | selective | full
+const char* attention_name(Attention a);        // unfused | flash
 const char* schedule_name(PipelineSchedule s);  // 1f1b | gpipe | interleaved
 bool parse_recompute(const std::string& text, Recompute& out);
+bool parse_attention(const std::string& text, Attention& out);
 bool parse_schedule(const std::string& text, PipelineSchedule& out);
 
 struct TrainingSpec {
@@ -27,6 +33,8 @@ struct TrainingSpec {
     // recipe of Micikevicius et al. 2022 ("FP8 Formats for Deep Learning"); everything else stays bf16.
     DType dtype = DType::bf16;
     Recompute recompute = Recompute::none;
+    // unfused here; `trnsim run` defaults to flash, as AWS's Llama 3 8B trn2 configuration runs (docs/workload.md).
+    Attention attention = Attention::unfused;
     int tp = 1;
     int pp = 1;
     int dp = 1;
@@ -55,7 +63,7 @@ struct TrainingSpec {
 
     // Throws UserError naming the flag (--tp, --gbs, ...), the reason and what is allowed.
     void validate(const ModelSpec& model) const;
-    std::string describe() const;  // one line: "seq 2048 mbs 1 gbs 1024 bf16 tp 8 ..."
+    std::string describe() const;  // one line: "seq 2048 mbs 1 gbs 1024 dtype bf16 recompute none attention ..."
 };
 
 }  // namespace trnsim::workload
