@@ -56,8 +56,8 @@ std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
 // Whether the lowering can tile a kernel into this chip's SBUF and PSUM (memoized by shape).
 bool fits(const lowering::KernelRequest& r, const hw::ChipSpec& chip) {
     static std::map<std::string, bool> known;
-    const std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}", chip.name, r.op, r.m, r.k, r.n, r.rows, r.cols,
-                                        static_cast<int>(r.dtype));
+    const std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", chip.name, r.op, r.m, r.k, r.n, r.rows, r.cols,
+                                        static_cast<int>(r.dtype), r.causal, r.q_offset);
     const auto it = known.find(key);
     if (it != known.end()) return it->second;
     bool ok = true;
@@ -67,6 +67,49 @@ bool fits(const lowering::KernelRequest& r, const hw::ChipSpec& chip) {
         ok = false;
     }
     return known[key] = ok;
+}
+
+// A flash-attention op runs one kernel per head (batch entry); a logical core's physical cores take the heads
+// in turn. With fewer heads than physical cores, each core takes an equal share of a head's queries and the
+// last share, the slowest under the causal mask, sets the time. A kernel whose resident side does not fit in
+// SBUF is timed as the fewest query pieces (1, 2, 4, ... of whole 128-query tiles) that fit, one after
+// another, each against the keys it can see.
+OpCost flash_cost(const workload::KernelDesc& k, const hw::ChipSpec& chip) {
+    OpCost c;
+    const std::int64_t lnc = chip.lnc;
+    const std::int64_t per_core = ceil_div(k.batch, lnc);
+    const std::int64_t shares = k.batch >= lnc ? 1 : lnc / k.batch;
+    const std::int64_t q_len = ceil_div(k.m, shares);
+    const std::int64_t q_begin = k.m - q_len;
+    lowering::KernelRequest r;
+    r.op = k.op;
+    r.dtype = k.dtype;
+    r.k = k.k;
+    r.causal = k.causal;
+    for (std::int64_t pieces = 1; pieces == 1 || (pieces <= q_len / 128); pieces *= 2) {
+        const std::int64_t len = ceil_div(q_len, pieces);
+        std::vector<lowering::KernelRequest> all;
+        for (std::int64_t a = q_begin; a < k.m; a += len) {
+            r.m = std::min(len, k.m - a);
+            // Queries are the last k.m positions of the keys' sequence (k.n == k.m in training).
+            r.q_offset = k.causal ? a + (k.n - k.m) : 0;
+            r.n = k.causal ? r.q_offset + r.m : k.n;
+            if (!fits(r, chip)) break;
+            all.push_back(r);
+        }
+        if (all.size() != static_cast<std::size_t>(ceil_div(q_len, len))) continue;
+        for (const auto& x : all) {
+            c.kernels.push_back(x);
+            c.counts.push_back(static_cast<double>(per_core));
+        }
+        return c;
+    }
+    // No split fits: the lowering says why (a head dimension beyond the array, an SBUF too small).
+    r.m = q_len;
+    r.q_offset = k.causal ? q_begin + (k.n - k.m) : 0;
+    r.n = k.causal ? r.q_offset + r.m : k.n;
+    (void)lowering::lower_kernel(r, chip);
+    throw std::logic_error("flash_cost: the lowering refuses every split of a flash kernel but not the whole");
 }
 
 // A logical core of `lnc` physical cores runs a kernel as `lnc` pieces side by side, each one physical
@@ -85,6 +128,7 @@ OpCost op_cost(const Op& op, const hw::ChipSpec& chip) {
                       static_cast<std::uint64_t>(std::llround(chip.core.dma.transfer_latency.seconds * 1e15));
         return c;
     }
+    if (k.op == "flash_fwd" || k.op == "flash_bwd") return flash_cost(k, chip);
     lowering::KernelRequest r;
     r.op = k.op;
     r.dtype = k.dtype;
@@ -118,7 +162,7 @@ std::string op_class(const Op& op) {
     if (op.phase == workload::Phase::optimizer) return "optimizer";
     const std::string& k = op.kernel.op;
     if (k == "gemm") return op.kernel.batch > 1 ? "attention" : "gemm";
-    if (k == "softmax") return "attention";
+    if (k == "softmax" || k == "flash_fwd" || k == "flash_bwd") return "attention";
     if (k == "layernorm" || k == "rmsnorm") return "norm";
     if (k == "gelu" || k == "silu") return "activation";
     return "elementwise";
