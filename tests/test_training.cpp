@@ -1,15 +1,19 @@
 // One training step on the cluster model (runtime/training_runner.h), on a small model and cluster.
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <tuple>
 #include <vector>
 
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 
+#include "support/isolated.h"
 #include "trnsim/core/error.h"
 #include "trnsim/hw/cluster_spec.h"
+#include "trnsim/runtime/kernel_runner.h"
 #include "trnsim/runtime/training_runner.h"
 #include "trnsim/workload/program.h"
 
@@ -297,4 +301,64 @@ TEST_CASE("one rank on one core: the step is the sum of its kernels", "[training
     CHECK(s.pipeline_wait_s == 0);
     CHECK(s.busy_s == Approx(total(s.compute)).epsilon(1e-12));
     CHECK(r.step_time_s == Approx(s.busy_s).epsilon(1e-12));
+}
+
+namespace {
+
+double class_seconds(const runtime::StageBreakdown& b, const std::string& name) {
+    for (const auto& c : b.compute)
+        if (c.name == name) return c.seconds;
+    return 0;
+}
+
+// One flash kernel of the tiny model's heads (d = 64) on a trn1 core: its time and tensor-engine MACs.
+std::pair<double, double> flash_kernel(const std::string& op, std::int64_t seq, const Config& cluster) {
+    const std::string out = testing::run_isolated([&] {
+        runtime::KernelOptions o;
+        o.request.op = op;
+        o.request.m = seq;
+        o.request.n = seq;
+        o.request.k = 64;
+        o.request.causal = true;
+        const auto r = runtime::run_kernel(o, cluster);
+        return fmt::format("{:.17g} {:.17g}", r.time_s, static_cast<double>(r.tensor_macs));
+    });
+    REQUIRE(out.rfind("error:", 0) != 0);
+    std::istringstream in(out);
+    std::pair<double, double> v;
+    in >> v.first >> v.second;
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("flash attention: the same model FLOPs in less time, its time the sum of its kernels, its energy their MACs",
+          "[training][flash]") {
+    const Config one = hw::resolve_cluster_config("trn1.32xlarge", {}, {"cluster.topology=ring:1", "chip.cores=1"});
+    auto unfused_o = options(1, 1, 1, 2);
+    auto flash_o = unfused_o;
+    flash_o.training.attention = workload::Attention::flash;
+    const auto u = runtime::run_training(unfused_o, one);
+    const auto f = runtime::run_training(flash_o, one);
+    REQUIRE(f.stages.size() == 1);
+    const auto& fs = f.stages[0];
+    CHECK(f.model_flops == u.model_flops);
+    CHECK(f.step_time_s < u.step_time_s);
+    CHECK(f.step_time_s == Approx(fs.busy_s).epsilon(1e-12));
+    // The projections and the MLP are the same kernels either way.
+    CHECK(class_seconds(fs, "gemm") == class_seconds(u.stages[0], "gemm"));
+    // Attention is the two flash kernels, once per head (8), layer (4) and micro-batch (2).
+    const auto fwd = flash_kernel("flash_fwd", 512, one);
+    const auto bwd = flash_kernel("flash_bwd", 512, one);
+    const double per_step = 8.0 * 4 * 2;
+    CHECK(class_seconds(fs, "attention") == Approx(per_step * (fwd.first + bwd.first)).epsilon(1e-9));
+    // Tensor-engine energy: the unfused run's, less its attention GEMMs (6 s^2 d MACs per head: QK^T and AV,
+    // then four products backward), plus the flash kernels' MACs (the causal blocks only).
+    const double e_mac = one.get_energy("chip.energy.mac_bf16").joules;
+    const double unfused_attention_macs = per_step * 6.0 * 512 * 512 * 64;
+    CHECK(f.energy.tensor_engine ==
+          Approx(u.energy.tensor_engine + (per_step * (fwd.second + bwd.second) - unfused_attention_macs) * e_mac)
+              .epsilon(1e-9));
+    // The scores never reach memory: less activation memory per chip.
+    CHECK(f.memory[0].activations < u.memory[0].activations);
 }
