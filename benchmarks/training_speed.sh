@@ -32,4 +32,4 @@ run "llama3-70b trn2-ultraserver, cold" 10 1024 "${llama[@]}" --cache "$work/cac
 run "llama3-70b trn2-ultraserver, warm" 2 1024 "${llama[@]}" --cache "$work/cache"
 [ "${BENCH_QUICK:-0}" = 1 ] && exit 0
 run "gpt3-175b 32 x trn1.32xlarge, cold" 30 1024 --cluster trn1.32xlarge --nodes 32 --model gpt3-175b --tp 32 \
-    --pp 8 --dp 4 --mbs 1 --seq 2048 --recompute selective
+    --pp 8 --dp 4 --mbs 1 --seq 2048 --recompute selective --attention unfused
