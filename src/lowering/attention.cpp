@@ -159,6 +159,34 @@ void pipeline(const std::vector<Block>& blocks, int stages, F&& emit) {
     }
 }
 
+// `n` SBUF or PSUM buffers of one shape, for a pipeline's slots.
+Slots sbuf_slots(ProgramBuilder& b, const char* name, DType dt, int rows, int cols, int n) {
+    Slots s;
+    for (int i = 0; i < n; ++i) s.ids.push_back(b.sbuf(fmt::format("{}{}", name, i), dt, rows, cols));
+    return s;
+}
+Slots psum_slots(ProgramBuilder& b, const char* name, int rows, int cols, int n) {
+    Slots s;
+    for (int i = 0; i < n; ++i) s.ids.push_back(b.psum(fmt::format("{}{}", name, i), rows, cols));
+    return s;
+}
+
+// The shape, the plan (blocks computed and masked, executed matrix-product FLOPs, SBUF) and the program.
+void finish(LoweredKernel& out, ProgramBuilder& b, const KernelRequest& r, const Geometry& g,
+            const std::vector<Block>& blocks, double macs) {
+    out.shape = {{"m", r.m}, {"k", r.k}, {"n", r.n}, {"causal", r.causal ? 1 : 0}, {"q_offset", r.q_offset}};
+    out.plan = {{"query_tile", g.qt},
+                {"key_block", g.kb},
+                {"blocks", static_cast<std::int64_t>(blocks.size())},
+                {"blocks_masked", static_cast<std::int64_t>(std::count_if(blocks.begin(), blocks.end(),
+                                                                          [](const Block& x) { return x.masked; }))},
+                {"executed_matmul_flops", static_cast<std::int64_t>(2 * macs)},
+                {"sbuf_bytes_per_partition", static_cast<std::int64_t>(b.sbuf_bytes_per_partition())}};
+    out.program = b.take();
+    out.plan["expected_read_bytes"] = static_cast<std::int64_t>(out.program.dma_read_bytes());
+    out.plan["expected_write_bytes"] = static_cast<std::int64_t>(out.program.dma_write_bytes());
+}
+
 LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
     const Geometry g = geometry(r, chip);
     const auto& core = chip.core;
@@ -184,35 +212,25 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
     for (std::int64_t t = 0; t < v_tiles; ++t)
         v[t] = b.sbuf(fmt::format("v{}", t), DType::bf16, static_cast<int>(std::min(sub, g.sk - t * sub)), d);
     const int ident = b.sbuf("identity", DType::bf16, P, P);
-    auto slots = [&](const char* name, DType dt, int rows, int cols, int n) {
-        Slots s;
-        for (int i = 0; i < n; ++i) s.ids.push_back(b.sbuf(fmt::format("{}{}", name, i), dt, rows, cols));
-        return s;
-    };
-    auto psum_slots = [&](const char* name, int rows, int cols, int n) {
-        Slots s;
-        for (int i = 0; i < n; ++i) s.ids.push_back(b.psum(fmt::format("{}{}", name, i), rows, cols));
-        return s;
-    };
-    const Slots qT = slots("qT", DType::bf16, d, P, 2);
-    const Slots s_ps = psum_slots("s", P, KB, 3);  // stage 0 -> 1
-    const Slots s_masked = slots("s_masked", DType::fp32, P, KB, 3);
-    const Slots p = slots("p", DType::bf16, P, KB, 3);             // 1 -> 2
-    const Slots pT_ps = psum_slots("pT_psum", P, KB, 2);           // 2
-    const Slots pT = slots("pT", DType::bf16, P, KB, 3);           // 2 -> 3
-    const Slots o_ps = psum_slots("o_psum", P, d, 2);              // 3
-    const Slots mx = slots("row_max", DType::fp32, P, 1, 2);       // 1
-    const Slots m = slots("m", DType::fp32, P, 1, 4);              // 1 -> next 1, 3
-    const Slots nm = slots("neg_scaled_m", DType::fp32, P, 1, 2);  // 1
-    const Slots ls = slots("row_sum", DType::fp32, P, 1, 4);       // 1 -> 3
-    const Slots alpha = slots("alpha", DType::fp32, P, 1, 4);      // 1 -> 3
+    const Slots qT = sbuf_slots(b, "qT", DType::bf16, d, P, 2);
+    const Slots s_ps = psum_slots(b, "s", P, KB, 3);  // stage 0 -> 1
+    const Slots s_masked = sbuf_slots(b, "s_masked", DType::fp32, P, KB, 3);
+    const Slots p = sbuf_slots(b, "p", DType::bf16, P, KB, 3);             // 1 -> 2
+    const Slots pT_ps = psum_slots(b, "pT_psum", P, KB, 2);                // 2
+    const Slots pT = sbuf_slots(b, "pT", DType::bf16, P, KB, 3);           // 2 -> 3
+    const Slots o_ps = psum_slots(b, "o_psum", P, d, 2);                   // 3
+    const Slots mx = sbuf_slots(b, "row_max", DType::fp32, P, 1, 2);       // 1
+    const Slots m = sbuf_slots(b, "m", DType::fp32, P, 1, 4);              // 1 -> next 1, 3
+    const Slots nm = sbuf_slots(b, "neg_scaled_m", DType::fp32, P, 1, 2);  // 1
+    const Slots ls = sbuf_slots(b, "row_sum", DType::fp32, P, 1, 4);       // 1 -> 3
+    const Slots alpha = sbuf_slots(b, "alpha", DType::fp32, P, 1, 4);      // 1 -> 3
     // Per query tile, from stage 1 of its first block to stage 3 of its last: the tile two later may start
     // (one block each) in the step that finishes this one.
-    const Slots o_acc = slots("o_acc", DType::fp32, P, d, 3);
-    const Slots l = slots("l", DType::fp32, P, 1, 3);
-    const Slots o_out = slots("o_out", DType::bf16, P, d, 2);
-    const Slots ln_l = slots("ln_l", DType::fp32, P, 1, 2);
-    const Slots lse = slots("lse", DType::fp32, P, 1, 2);
+    const Slots o_acc = sbuf_slots(b, "o_acc", DType::fp32, P, d, 3);
+    const Slots l = sbuf_slots(b, "l", DType::fp32, P, 1, 3);
+    const Slots o_out = sbuf_slots(b, "o_out", DType::bf16, P, d, 2);
+    const Slots ln_l = sbuf_slots(b, "ln_l", DType::fp32, P, 1, 2);
+    const Slots lse = sbuf_slots(b, "lse", DType::fp32, P, 1, 2);
     check_sbuf(b, r, chip, "K and V of the head, resident,");
     b.emit(EngineKind::gpsimd, make(Op::identity, b.whole(ident)));
 
@@ -369,17 +387,7 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
 
     // FLOPs of the operator over the scores the mask keeps: QK^T and PV 2 d each, softmax 4.
     out.flops = g.scores() * (4 * static_cast<double>(g.d) + 4);
-    out.shape = {{"m", r.m}, {"k", r.k}, {"n", r.n}, {"causal", r.causal ? 1 : 0}, {"q_offset", r.q_offset}};
-    out.plan = {{"query_tile", g.qt},
-                {"key_block", g.kb},
-                {"blocks", static_cast<std::int64_t>(blocks.size())},
-                {"blocks_masked", static_cast<std::int64_t>(std::count_if(blocks.begin(), blocks.end(),
-                                                                          [](const Block& x) { return x.masked; }))},
-                {"executed_matmul_flops", static_cast<std::int64_t>(2 * macs)},
-                {"sbuf_bytes_per_partition", static_cast<std::int64_t>(b.sbuf_bytes_per_partition())}};
-    out.program = b.take();
-    out.plan["expected_read_bytes"] = static_cast<std::int64_t>(out.program.dma_read_bytes());
-    out.plan["expected_write_bytes"] = static_cast<std::int64_t>(out.program.dma_write_bytes());
+    finish(out, b, r, g, blocks, macs);
     return out;
 }
 
@@ -424,38 +432,28 @@ LoweredKernel lower_backward(const KernelRequest& r, const hw::ChipSpec& chip) {
                  b.sbuf(fmt::format("neg_scaled_D{}", i), DType::fp32, pr, 1)};
     }
     const int ident = b.sbuf("identity", DType::bf16, P, P);
-    auto slots = [&](const char* name, DType dt, int rows, int cols, int n) {
-        Slots s;
-        for (int i = 0; i < n; ++i) s.ids.push_back(b.sbuf(fmt::format("{}{}", name, i), dt, rows, cols));
-        return s;
-    };
-    auto psum_slots = [&](const char* name, int rows, int cols, int n) {
-        Slots s;
-        for (int i = 0; i < n; ++i) s.ids.push_back(b.psum(fmt::format("{}{}", name, i), rows, cols));
-        return s;
-    };
     // The key side of a block, loaded while the previous block computes (K is read until stage 3 of the
     // block's last tile, when the next but one block is loading).
-    const Slots kT = slots("kT", DType::bf16, d, KB, 3);
-    const Slots vT = slots("vT", DType::bf16, d, KB, 3);
-    const Slots kk = slots("k", DType::bf16, P, max_subs * d, 3);
-    const Slots o_in = slots("o", DType::bf16, P, d, 2);
-    const Slots prod = slots("do_o", DType::fp32, P, d, 2);
-    const Slots D = slots("D", DType::fp32, P, 1, 2);
-    const Slots s_ps = psum_slots("s", P, KB, 2);    // stage 0 -> 1
-    const Slots dp_ps = psum_slots("dp", P, KB, 2);  // 0 -> 1
-    const Slots s_masked = slots("s_masked", DType::fp32, P, KB, 3);
-    const Slots p = slots("p", DType::bf16, P, KB, 3);              // 1 -> 2
-    const Slots t = slots("t", DType::bf16, P, KB, 2);              // 1
-    const Slots ds = slots("ds", DType::bf16, P, KB, 3);            // 1 -> 2
-    const Slots dsT_ps = psum_slots("dsT_psum", P, KB, 1);          // 2
-    const Slots dsT = slots("dsT", DType::bf16, P, KB, 3);          // 2 -> 3
-    const Slots dq_ps = psum_slots("dq_psum", P, d, 1);             // 3
-    const Slots dv_ps = psum_slots("dv_psum", P, max_subs * d, 1);  // a key block's tiles
-    const Slots dk_ps = psum_slots("dk_psum", P, max_subs * d, 1);
-    const Slots dv_out = slots("dv_out", DType::bf16, P, max_subs * d, 2);
-    const Slots dk_out = slots("dk_out", DType::bf16, P, max_subs * d, 2);
-    const Slots dq_out = slots("dq_out", DType::bf16, P, d, 2);
+    const Slots kT = sbuf_slots(b, "kT", DType::bf16, d, KB, 3);
+    const Slots vT = sbuf_slots(b, "vT", DType::bf16, d, KB, 3);
+    const Slots kk = sbuf_slots(b, "k", DType::bf16, P, max_subs * d, 3);
+    const Slots o_in = sbuf_slots(b, "o", DType::bf16, P, d, 2);
+    const Slots prod = sbuf_slots(b, "do_o", DType::fp32, P, d, 2);
+    const Slots D = sbuf_slots(b, "D", DType::fp32, P, 1, 2);
+    const Slots s_ps = psum_slots(b, "s", P, KB, 2);    // stage 0 -> 1
+    const Slots dp_ps = psum_slots(b, "dp", P, KB, 2);  // 0 -> 1
+    const Slots s_masked = sbuf_slots(b, "s_masked", DType::fp32, P, KB, 3);
+    const Slots p = sbuf_slots(b, "p", DType::bf16, P, KB, 3);         // 1 -> 2
+    const Slots t = sbuf_slots(b, "t", DType::bf16, P, KB, 2);         // 1
+    const Slots ds = sbuf_slots(b, "ds", DType::bf16, P, KB, 3);       // 1 -> 2
+    const Slots dsT_ps = psum_slots(b, "dsT_psum", P, KB, 1);          // 2
+    const Slots dsT = sbuf_slots(b, "dsT", DType::bf16, P, KB, 3);     // 2 -> 3
+    const Slots dq_ps = psum_slots(b, "dq_psum", P, d, 1);             // 3
+    const Slots dv_ps = psum_slots(b, "dv_psum", P, max_subs * d, 1);  // a key block's tiles
+    const Slots dk_ps = psum_slots(b, "dk_psum", P, max_subs * d, 1);
+    const Slots dv_out = sbuf_slots(b, "dv_out", DType::bf16, P, max_subs * d, 2);
+    const Slots dk_out = sbuf_slots(b, "dk_out", DType::bf16, P, max_subs * d, 2);
+    const Slots dq_out = sbuf_slots(b, "dq_out", DType::bf16, P, d, 2);
     check_sbuf(b, r, chip, "the query side of the head (Q, Q^T, dO, dO^T, FP32 dQ), resident,");
     b.emit(EngineKind::gpsimd, make(Op::identity, b.whole(ident)));
 
@@ -628,17 +626,7 @@ LoweredKernel lower_backward(const KernelRequest& r, const hw::ChipSpec& chip) {
     // FLOPs of the operator over the scores the mask keeps: the recomputed QK^T, dV, dP, dQ and dK, 2 d each;
     // the softmax backward as the unfused graph counts it (two passes of 4).
     out.flops = g.scores() * (10 * static_cast<double>(g.d) + 8);
-    out.shape = {{"m", r.m}, {"k", r.k}, {"n", r.n}, {"causal", r.causal ? 1 : 0}, {"q_offset", r.q_offset}};
-    out.plan = {{"query_tile", g.qt},
-                {"key_block", g.kb},
-                {"blocks", static_cast<std::int64_t>(blocks.size())},
-                {"blocks_masked", static_cast<std::int64_t>(std::count_if(blocks.begin(), blocks.end(),
-                                                                          [](const Block& x) { return x.masked; }))},
-                {"executed_matmul_flops", static_cast<std::int64_t>(2 * macs)},
-                {"sbuf_bytes_per_partition", static_cast<std::int64_t>(b.sbuf_bytes_per_partition())}};
-    out.program = b.take();
-    out.plan["expected_read_bytes"] = static_cast<std::int64_t>(out.program.dma_read_bytes());
-    out.plan["expected_write_bytes"] = static_cast<std::int64_t>(out.program.dma_write_bytes());
+    finish(out, b, r, g, blocks, macs);
     return out;
 }
 
