@@ -311,15 +311,18 @@ double class_seconds(const runtime::StageBreakdown& b, const std::string& name) 
     return 0;
 }
 
-// One flash kernel of the tiny model's heads (d = 64) on a trn1 core: its time and tensor-engine MACs.
-std::pair<double, double> flash_kernel(const std::string& op, std::int64_t seq, const Config& cluster) {
+// One flash kernel of the tiny model's heads (d = 64) on a core of the cluster's chip: its time and
+// tensor-engine MACs. `queries` of the `keys`, the last ones (causal).
+std::pair<double, double> flash_kernel(const std::string& op, std::int64_t queries, std::int64_t keys,
+                                       const Config& cluster) {
     const std::string out = testing::run_isolated([&] {
         runtime::KernelOptions o;
         o.request.op = op;
-        o.request.m = seq;
-        o.request.n = seq;
+        o.request.m = queries;
+        o.request.n = keys;
         o.request.k = 64;
         o.request.causal = true;
+        o.request.q_offset = keys - queries;
         const auto r = runtime::run_kernel(o, cluster);
         return fmt::format("{:.17g} {:.17g}", r.time_s, static_cast<double>(r.tensor_macs));
     });
@@ -348,8 +351,8 @@ TEST_CASE("flash attention: the same model FLOPs in less time, its time the sum 
     // The projections and the MLP are the same kernels either way.
     CHECK(class_seconds(fs, "gemm") == class_seconds(u.stages[0], "gemm"));
     // Attention is the two flash kernels, once per head (8), layer (4) and micro-batch (2).
-    const auto fwd = flash_kernel("flash_fwd", 512, one);
-    const auto bwd = flash_kernel("flash_bwd", 512, one);
+    const auto fwd = flash_kernel("flash_fwd", 512, 512, one);
+    const auto bwd = flash_kernel("flash_bwd", 512, 512, one);
     const double per_step = 8.0 * 4 * 2;
     CHECK(class_seconds(fs, "attention") == Approx(per_step * (fwd.first + bwd.first)).epsilon(1e-9));
     // Tensor-engine energy: the unfused run's, less its attention GEMMs (6 s^2 d MACs per head: QK^T and AV,
@@ -361,4 +364,24 @@ TEST_CASE("flash attention: the same model FLOPs in less time, its time the sum 
               .epsilon(1e-9));
     // The scores never reach memory: less activation memory per chip.
     CHECK(f.memory[0].activations < u.memory[0].activations);
+}
+
+TEST_CASE(
+    "flash attention with fewer heads than a logical core's physical cores: each core takes a share of the "
+    "queries, and the last share sets the time",
+    "[training][flash]") {
+    // trn2: LNC 2, 4 logical cores per chip; TP 8 over two chips gives each rank one of the 8 heads.
+    const Config two = hw::resolve_cluster_config("trn2.48xlarge", {}, {"cluster.topology=ring:2"});
+    auto o = options(8, 1, 1, 2);
+    o.training.attention = workload::Attention::flash;
+    const auto r = runtime::run_training(o, two);
+    REQUIRE(r.lnc == 2);
+    REQUIRE(r.stages.size() == 1);
+    // Per layer (4) and micro-batch (2): the forward and backward of queries 256..511 against keys 0..511.
+    const auto fwd = flash_kernel("flash_fwd", 256, 512, two);
+    const auto bwd = flash_kernel("flash_bwd", 256, 512, two);
+    CHECK(class_seconds(r.stages[0], "attention") == Approx(4.0 * 2 * (fwd.first + bwd.first)).epsilon(1e-9));
+    // The first share (queries 0..255, keys 0..255) is the cheaper one under the causal mask.
+    const auto early = flash_kernel("flash_fwd", 256, 256, two);
+    CHECK(early.first < fwd.first);
 }
