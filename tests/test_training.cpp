@@ -385,3 +385,21 @@ TEST_CASE(
     const auto early = flash_kernel("flash_fwd", 256, 256, two);
     CHECK(early.first < fwd.first);
 }
+
+TEST_CASE("a flash backward whose query side does not fit SBUF is timed as query pieces that fit",
+          "[training][flash]") {
+    // 32768 queries at d = 64 need 286 KiB per SBUF partition (trn1: 192 KiB): two pieces of 16384 queries,
+    // the first against keys 0..16383, the second against all 32768.
+    static const std::string longer = model_file(
+        "tiny_long", "layers: 4\nhidden: 512\nheads: 8\nkv_heads: 4\nffn_hidden: 1536\nvocab: 8192\nmax_seq: 32768\n");
+    const Config one = hw::resolve_cluster_config("trn1.32xlarge", {}, {"cluster.topology=ring:1", "chip.cores=1"});
+    auto o = options(1, 1, 1, 2);
+    o.model = longer;
+    o.training.seq = 32768;
+    o.training.attention = workload::Attention::flash;
+    const auto r = runtime::run_training(o, one);
+    const double fwd = flash_kernel("flash_fwd", 32768, 32768, one).first;
+    const double bwd =
+        flash_kernel("flash_bwd", 16384, 16384, one).first + flash_kernel("flash_bwd", 16384, 32768, one).first;
+    CHECK(class_seconds(r.stages[0], "attention") == Approx(8.0 * 4 * 2 * (fwd + bwd)).epsilon(1e-9));
+}

@@ -72,7 +72,7 @@ bool fits(const lowering::KernelRequest& r, const hw::ChipSpec& chip) {
 // A flash-attention op runs one kernel per head (batch entry); a logical core's physical cores take the heads
 // in turn. With fewer heads than physical cores, each core takes an equal share of a head's queries and the
 // last share, the slowest under the causal mask, sets the time. A kernel whose resident side does not fit in
-// SBUF is timed as the fewest query pieces (1, 2, 4, ... of whole 128-query tiles) that fit, one after
+// SBUF is timed as the fewest equal query pieces (1, 2, 4, ..., at least 128 queries each) that fit, one after
 // another, each against the keys it can see.
 OpCost flash_cost(const workload::KernelDesc& k, const hw::ChipSpec& chip) {
     OpCost c;
