@@ -311,10 +311,12 @@ double class_seconds(const runtime::StageBreakdown& b, const std::string& name) 
     return 0;
 }
 
-// One flash kernel of the tiny model's heads (d = 64) on a core of the cluster's chip: its time and
-// tensor-engine MACs. `queries` of the `keys`, the last ones (causal).
-std::pair<double, double> flash_kernel(const std::string& op, std::int64_t queries, std::int64_t keys,
-                                       const Config& cluster) {
+// One flash kernel of the tiny model's heads (d = 64) on a core of the cluster's chip: its time, tensor-engine
+// MACs and FLOPs (the scores the causal mask keeps). `queries` of the `keys`, the last ones (causal).
+struct FlashFigures {
+    double time_s = 0, macs = 0, flops = 0;
+};
+FlashFigures flash_kernel(const std::string& op, std::int64_t queries, std::int64_t keys, const Config& cluster) {
     const std::string out = testing::run_isolated([&] {
         runtime::KernelOptions o;
         o.request.op = op;
@@ -324,13 +326,13 @@ std::pair<double, double> flash_kernel(const std::string& op, std::int64_t queri
         o.request.causal = true;
         o.request.q_offset = keys - queries;
         const auto r = runtime::run_kernel(o, cluster);
-        return fmt::format("{:.17g} {:.17g}", r.time_s, static_cast<double>(r.tensor_macs));
+        return fmt::format("{:.17g} {:.17g} {:.17g}", r.time_s, static_cast<double>(r.tensor_macs), r.flops);
     });
     REQUIRE(out.rfind("error:", 0) != 0);
     std::istringstream in(out);
-    std::pair<double, double> v;
-    in >> v.first >> v.second;
-    return v;
+    FlashFigures f;
+    in >> f.time_s >> f.macs >> f.flops;
+    return f;
 }
 
 }  // namespace
@@ -354,21 +356,21 @@ TEST_CASE("flash attention: the same model FLOPs in less time, its time the sum 
     const auto fwd = flash_kernel("flash_fwd", 512, 512, one);
     const auto bwd = flash_kernel("flash_bwd", 512, 512, one);
     const double per_step = 8.0 * 4 * 2;
-    CHECK(class_seconds(fs, "attention") == Approx(per_step * (fwd.first + bwd.first)).epsilon(1e-9));
+    CHECK(class_seconds(fs, "attention") == Approx(per_step * (fwd.time_s + bwd.time_s)).epsilon(1e-9));
     // Tensor-engine energy: the unfused run's, less its attention GEMMs (6 s^2 d MACs per head: QK^T and AV,
     // then four products backward), plus the flash kernels' MACs (the causal blocks only).
     const double e_mac = one.get_energy("chip.energy.mac_bf16").joules;
     const double unfused_attention_macs = per_step * 6.0 * 512 * 512 * 64;
     CHECK(f.energy.tensor_engine ==
-          Approx(u.energy.tensor_engine + (per_step * (fwd.second + bwd.second) - unfused_attention_macs) * e_mac)
+          Approx(u.energy.tensor_engine + (per_step * (fwd.macs + bwd.macs) - unfused_attention_macs) * e_mac)
               .epsilon(1e-9));
     // The scores never reach memory: less activation memory per chip.
     CHECK(f.memory[0].activations < u.memory[0].activations);
 }
 
 TEST_CASE(
-    "flash attention with fewer heads than a logical core's physical cores: each core takes a share of the "
-    "queries, and the last share sets the time",
+    "flash attention with fewer heads than a logical core's physical cores: the queries are split zigzag, and "
+    "the core with the first and last chunks sets the time",
     "[training][flash]") {
     // trn2: LNC 2, 4 logical cores per chip; TP 8 over two chips gives each rank one of the 8 heads.
     const Config two = hw::resolve_cluster_config("trn2.48xlarge", {}, {"cluster.topology=ring:2"});
@@ -377,13 +379,18 @@ TEST_CASE(
     const auto r = runtime::run_training(o, two);
     REQUIRE(r.lnc == 2);
     REQUIRE(r.stages.size() == 1);
-    // Per layer (4) and micro-batch (2): the forward and backward of queries 256..511 against keys 0..511.
-    const auto fwd = flash_kernel("flash_fwd", 256, 512, two);
-    const auto bwd = flash_kernel("flash_bwd", 256, 512, two);
-    CHECK(class_seconds(r.stages[0], "attention") == Approx(4.0 * 2 * (fwd.first + bwd.first)).epsilon(1e-9));
-    // The first share (queries 0..255, keys 0..255) is the cheaper one under the causal mask.
-    const auto early = flash_kernel("flash_fwd", 256, 256, two);
-    CHECK(early.first < fwd.first);
+    // 512 queries in 4 chunks of 128: core 0 takes queries 0..127 (keys 0..127) and 384..511 (keys 0..511),
+    // core 1 queries 128..383 (keys 0..383). Per layer (4) and micro-batch (2), forward and backward.
+    auto both = [&](std::int64_t queries, std::int64_t keys) {
+        const FlashFigures f = flash_kernel("flash_fwd", queries, keys, two);
+        const FlashFigures g = flash_kernel("flash_bwd", queries, keys, two);
+        return FlashFigures{f.time_s + g.time_s, f.macs + g.macs, f.flops + g.flops};
+    };
+    const FlashFigures first = both(128, 128), last = both(128, 512);
+    CHECK(class_seconds(r.stages[0], "attention") == Approx(4.0 * 2 * (first.time_s + last.time_s)).epsilon(1e-9));
+    // Both cores keep the same number of scores (query i sees i + 1 keys): 8256 + 57408 = 65664.
+    CHECK(first.flops + last.flops == both(256, 384).flops);
+    CHECK(first.flops == 8256.0 * (4 * 64 + 4 + 10 * 64 + 8));
 }
 
 TEST_CASE("a flash backward whose query side does not fit SBUF is timed as query pieces that fit",
@@ -398,8 +405,8 @@ TEST_CASE("a flash backward whose query side does not fit SBUF is timed as query
     o.training.seq = 32768;
     o.training.attention = workload::Attention::flash;
     const auto r = runtime::run_training(o, one);
-    const double fwd = flash_kernel("flash_fwd", 32768, 32768, one).first;
+    const double fwd = flash_kernel("flash_fwd", 32768, 32768, one).time_s;
     const double bwd =
-        flash_kernel("flash_bwd", 16384, 16384, one).first + flash_kernel("flash_bwd", 16384, 32768, one).first;
+        flash_kernel("flash_bwd", 16384, 16384, one).time_s + flash_kernel("flash_bwd", 16384, 32768, one).time_s;
     CHECK(class_seconds(r.stages[0], "attention") == Approx(8.0 * 4 * 2 * (fwd + bwd)).epsilon(1e-9));
 }

@@ -70,34 +70,50 @@ bool fits(const lowering::KernelRequest& r, const hw::ChipSpec& chip) {
 }
 
 // A flash-attention op runs one kernel per head (batch entry); a logical core's physical cores take the heads
-// in turn. With fewer heads than physical cores, each core takes an equal share of a head's queries and the
-// last share, the slowest under the causal mask, sets the time. A kernel whose resident side does not fit in
-// SBUF is timed as the fewest equal query pieces (1, 2, 4, ..., at least 128 queries each) that fit, one after
-// another, each against the keys it can see.
+// in turn. With fewer heads than physical cores (c = lnc / batch cores per head), each core takes a share of a
+// head's queries: under the causal mask the queries are cut into 2c equal chunks and core j takes chunks j and
+// 2c - 1 - j (the zigzag split of context-parallel attention, which gives every core the same number of
+// scores), and the core holding the first and the last chunk is timed; without the mask, c equal contiguous
+// shares. A kernel whose resident side does not fit in SBUF is timed as the fewest equal query pieces (1, 2,
+// 4, ..., at least 128 queries each) of each range that fit, one after another, each against the keys it sees.
 OpCost flash_cost(const workload::KernelDesc& k, const hw::ChipSpec& chip) {
     OpCost c;
     const std::int64_t lnc = chip.lnc;
     const std::int64_t per_core = ceil_div(k.batch, lnc);
     const std::int64_t shares = k.batch >= lnc ? 1 : lnc / k.batch;
-    const std::int64_t q_len = ceil_div(k.m, shares);
-    const std::int64_t q_begin = k.m - q_len;
+    // The timed core's query ranges [first, last) (queries are the last k.m positions of the keys' sequence).
+    std::vector<std::pair<std::int64_t, std::int64_t>> ranges;
+    if (shares == 1) {
+        ranges = {{0, k.m}};
+    } else if (k.causal) {
+        const std::int64_t chunk = ceil_div(k.m, 2 * shares);
+        ranges = {{0, chunk}, {std::max(chunk, k.m - chunk), k.m}};
+    } else {
+        ranges = {{0, ceil_div(k.m, shares)}};
+    }
     lowering::KernelRequest r;
     r.op = k.op;
     r.dtype = k.dtype;
     r.k = k.k;
     r.causal = k.causal;
-    for (std::int64_t pieces = 1; pieces == 1 || (pieces <= q_len / 128); pieces *= 2) {
-        const std::int64_t len = ceil_div(q_len, pieces);
+    auto shape = [&](std::int64_t a, std::int64_t len) {
+        r.m = len;
+        r.q_offset = k.causal ? a + (k.n - k.m) : 0;
+        r.n = k.causal ? r.q_offset + r.m : k.n;
+    };
+    const std::int64_t longest = ranges.back().second - ranges.back().first;
+    for (std::int64_t pieces = 1; pieces == 1 || pieces <= longest / 128; pieces *= 2) {
         std::vector<lowering::KernelRequest> all;
-        for (std::int64_t a = q_begin; a < k.m; a += len) {
-            r.m = std::min(len, k.m - a);
-            // Queries are the last k.m positions of the keys' sequence (k.n == k.m in training).
-            r.q_offset = k.causal ? a + (k.n - k.m) : 0;
-            r.n = k.causal ? r.q_offset + r.m : k.n;
-            if (!fits(r, chip)) break;
-            all.push_back(r);
+        bool ok = true;
+        for (const auto& [first, last] : ranges) {
+            const std::int64_t len = ceil_div(last - first, pieces);
+            for (std::int64_t a = first; ok && a < last; a += len) {
+                shape(a, std::min(len, last - a));
+                ok = fits(r, chip);
+                all.push_back(r);
+            }
         }
-        if (all.size() != static_cast<std::size_t>(ceil_div(q_len, len))) continue;
+        if (!ok) continue;
         for (const auto& x : all) {
             c.kernels.push_back(x);
             c.counts.push_back(static_cast<double>(per_core));
@@ -105,9 +121,7 @@ OpCost flash_cost(const workload::KernelDesc& k, const hw::ChipSpec& chip) {
         return c;
     }
     // No split fits: the lowering says why (a head dimension beyond the array, an SBUF too small).
-    r.m = q_len;
-    r.q_offset = k.causal ? q_begin + (k.n - k.m) : 0;
-    r.n = k.causal ? r.q_offset + r.m : k.n;
+    shape(ranges.back().first, longest);
     (void)lowering::lower_kernel(r, chip);
     throw std::logic_error("flash_cost: the lowering refuses every split of a flash kernel but not the whole");
 }
