@@ -40,7 +40,8 @@ int run_kernel_args(const KernelArgs& a) {
         throw UserError(fmt::format("--dtype {}: allowed fp32, bf16, fp16, fp8 (= fp8_e4m3), fp8_e5m2", a.dtype));
     }
     const bool flash = a.op == "flash_fwd" || a.op == "flash_bwd";
-    if (a.given_flash && !flash) throw UserError(fmt::format("{} takes no --causal/--q-offset (flash kernels do)", a.op));
+    if (a.given_flash && !flash)
+        throw UserError(fmt::format("{} takes no --causal/--q-offset (flash kernels do)", a.op));
     if (a.op == "gemm" || flash) {
         if (a.given_rows > 0) throw UserError(fmt::format("{} takes --m --k --n, not --rows/--cols", a.op));
         if (a.given_mkn < 3) {

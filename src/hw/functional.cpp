@@ -204,8 +204,8 @@ void FunctionalState::execute(const Instruction& ins) {
         case Op::affine_select:
             for (int r = 0; r < rows; ++r)
                 for (int c = 0; c < ins.dst.cols; ++c)
-                    at(ins.dst, r, c) = round_to(
-                        out_type, r - c + ins.offset >= 0 ? at(ins.src0, r, c) : ins.scalar0.value);
+                    at(ins.dst, r, c) =
+                        round_to(out_type, r - c + ins.offset >= 0 ? at(ins.src0, r, c) : ins.scalar0.value);
             return;
         case Op::identity:
             for (int r = 0; r < rows; ++r)

@@ -187,6 +187,17 @@ void finish(LoweredKernel& out, ProgramBuilder& b, const KernelRequest& r, const
     out.plan["expected_write_bytes"] = static_cast<std::int64_t>(out.program.dma_write_bytes());
 }
 
+// The causal mask of a block the diagonal crosses: GpSimd copies the scores from PSUM into an FP32 SBUF tile,
+// the hidden ones replaced by k_masked.
+void mask(ProgramBuilder& b, const Geometry& g, const Block& bl, std::int64_t n, const Slots& s_ps,
+          const Slots& s_masked) {
+    const int pr = g.q_rows(bl.q_tile), kc = g.k_cols(bl.kv_block);
+    Instruction sel = make(Op::affine_select, b.tile(s_masked.at(n), 0, pr, 0, kc), b.tile(s_ps.at(n), 0, pr, 0, kc));
+    sel.offset = g.mask_offset(bl.q_tile, bl.kv_block);
+    sel.scalar0 = constant(k_masked);
+    b.emit(EngineKind::gpsimd, sel);
+}
+
 LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
     const Geometry g = geometry(r, chip);
     const auto& core = chip.core;
@@ -282,13 +293,7 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
             b.emit(EngineKind::tensor, make(Op::load_stationary, {}, b.tile(qT.at(i), 0, d, 0, pr)));
             b.emit(EngineKind::tensor,
                    make(Op::multiply_moving, b.tile(s_ps.at(n), 0, pr, 0, kc), b.tile(kT[j], 0, d, 0, kc)));
-            if (bl.masked) {
-                Instruction sel =
-                    make(Op::affine_select, b.tile(s_masked.at(n), 0, pr, 0, kc), b.tile(s_ps.at(n), 0, pr, 0, kc));
-                sel.offset = g.mask_offset(i, j);
-                sel.scalar0 = constant(k_masked);
-                b.emit(EngineKind::gpsimd, sel);
-            }
+            if (bl.masked) mask(b, g, bl, n, s_ps, s_masked);
         } else if (stage == 1) {
             // The row maximum of the raw scores, the running maximum, and -scale m as the exp bias.
             Instruction mxi = make(Op::tensor_reduce, bl.first ? col(m, n) : col(mx, n), scores());
@@ -537,13 +542,7 @@ LoweredKernel lower_backward(const KernelRequest& r, const hw::ChipSpec& chip) {
             b.emit(EngineKind::tensor, make(Op::load_stationary, {}, b.tile(x.doT, 0, d, 0, pr)));
             b.emit(EngineKind::tensor,
                    make(Op::multiply_moving, b.tile(dp_ps.at(n), 0, pr, 0, kc), b.tile(vT.at(j), 0, d, 0, kc)));
-            if (bl.masked) {
-                Instruction sel =
-                    make(Op::affine_select, b.tile(s_masked.at(n), 0, pr, 0, kc), b.tile(s_ps.at(n), 0, pr, 0, kc));
-                sel.offset = g.mask_offset(i, j);
-                sel.scalar0 = constant(k_masked);
-                b.emit(EngineKind::gpsimd, sel);
-            }
+            if (bl.masked) mask(b, g, bl, n, s_ps, s_masked);
         } else if (stage == 1) {
             Instruction ex = make(Op::activation, b.tile(p.at(n), 0, pr, 0, kc),
                                   b.tile(bl.masked ? s_masked.at(n) : s_ps.at(n), 0, pr, 0, kc));

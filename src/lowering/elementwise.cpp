@@ -14,8 +14,8 @@
 
 #include <fmt/format.h>
 
-#include "trnsim/core/error.h"
 #include "emit.h"
+#include "trnsim/core/error.h"
 #include "trnsim/lowering/kernel.h"
 #include "trnsim/lowering/program_builder.h"
 
