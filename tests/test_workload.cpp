@@ -261,68 +261,53 @@ TEST_CASE("training options are validated with the flag, the reason and what is 
     CHECK(!parse_schedule("zb", sc));
 }
 
-TEST_CASE("the graph's GEMM FLOPs equal the closed form for every model preset (tp = pp = dp = 1)", "[workload]") {
+TEST_CASE(
+    "the graph's GEMM FLOPs equal the closed form for every model preset (tp = pp = dp = 1), with either "
+    "attention",
+    "[workload]") {
     for (const auto& name : model_preset_names()) {
         const ModelSpec m = load_model(name);
         const std::int64_t seq = std::min<std::int64_t>(m.max_seq, 1024);
         for (Recompute r : {Recompute::none, Recompute::selective, Recompute::full}) {
-            TrainingSpec t = training(seq, 2, 6);
-            t.recompute = r;
-            const double tokens = 6.0 * seq, mb = 3, T = 2.0 * seq, h = m.hidden, L = m.layers;
+            TrainingSpec u = training(seq, 2, 6);
+            u.recompute = r;
+            TrainingSpec t = u;
+            t.attention = Attention::flash;
+            const double tokens = 6.0 * seq, mb = 3, T = 2.0 * seq, h = m.hidden, L = m.layers, s = seq;
             // 6 N T + 12 L s h T (Narayanan et al. 2021 eq. 3, generalised).
             const double model = 6 * matmul_weights(m) * tokens + 12 * L * seq * h * tokens;
-            const auto f = step_flops(m, t);
+            const auto fu = step_flops(m, u), f = step_flops(m, t);
             INFO(name << " recompute " << recompute_name(r));
+            CHECK(fu.model == Approx(model).epsilon(1e-12));
             CHECK(f.model == Approx(model).epsilon(1e-12));
             // Forward of one layer: 2 T (layer GEMM weights) + 4 b s^2 h (QK^T and AV).
             const double layer_fwd =
                 2 * T * (matmul_weights(m) - m.vocab * h - (m.arch == Arch::encoder ? h * h : 0)) / L +
-                4 * 2.0 * seq * seq * h;
-            const double attn_core = 4 * 2.0 * seq * seq * h;
+                4 * 2.0 * s * s * h;
+            const double attn_core = 4 * 2.0 * s * s * h;
+            // Unfused: selective re-runs the attention core, full every layer forward.
             const double extra = r == Recompute::full        ? L * layer_fwd * mb
                                  : r == Recompute::selective ? L * attn_core * mb
                                                              : 0;
-            CHECK(f.graph_gemm == Approx(model + extra).epsilon(1e-12));
-            CHECK(f.graph_recompute >= extra);
-        }
-    }
-}
-
-TEST_CASE("with flash attention the graph's GEMM FLOPs are the closed form plus the backward's recomputed QK^T",
-          "[workload]") {
-    for (const auto& name : model_preset_names()) {
-        const ModelSpec m = load_model(name);
-        const std::int64_t seq = std::min<std::int64_t>(m.max_seq, 1024);
-        for (Recompute r : {Recompute::none, Recompute::selective, Recompute::full}) {
-            TrainingSpec t = training(seq, 2, 6);
-            t.recompute = r;
-            TrainingSpec u = t;
-            t.attention = Attention::flash;
-            const double tokens = 6.0 * seq, mb = 3, T = 2.0 * seq, h = m.hidden, L = m.layers, s = seq;
-            const double model = 6 * matmul_weights(m) * tokens + 12 * L * seq * h * tokens;
-            const auto f = step_flops(m, t);
-            INFO(name << " recompute " << recompute_name(r));
-            CHECK(f.model == Approx(model).epsilon(1e-12));
-            const double layer_fwd =
-                2 * T * (matmul_weights(m) - m.vocab * h - (m.arch == Arch::encoder ? h * h : 0)) / L +
-                4 * 2.0 * s * s * h;
-            // Full recompute re-runs every layer forward, flash_fwd included; selective has nothing to
+            CHECK(fu.graph_gemm == Approx(model + extra).epsilon(1e-12));
+            CHECK(fu.graph_recompute >= extra);
+            // Flash: full recompute re-runs every layer forward, flash_fwd included; selective has nothing to
             // re-run in a flash attention core. The flash backward recomputes QK^T: 2 b s^2 (a d) per layer.
-            const double extra = r == Recompute::full ? L * layer_fwd * mb : 0;
+            const double flash_extra = r == Recompute::full ? L * layer_fwd * mb : 0;
             const double in_kernel = L * 2 * 2.0 * s * s * h * mb;
-            CHECK(f.graph_gemm == Approx(model + extra + in_kernel).epsilon(1e-12));
+            CHECK(f.graph_gemm == Approx(model + flash_extra + in_kernel).epsilon(1e-12));
             // The in-kernel recompute is not a recompute op.
             if (r == Recompute::full) {
-                CHECK(f.graph_recompute >= extra);
+                CHECK(f.graph_recompute >= flash_extra);
                 // flash_fwd re-runs exactly the FLOPs of the unfused core it replaces.
-                CHECK(f.graph_recompute == Approx(step_flops(m, u).graph_recompute).epsilon(1e-12));
+                CHECK(f.graph_recompute == Approx(fu.graph_recompute).epsilon(1e-12));
             } else {
                 CHECK(f.graph_recompute == 0);
             }
             // Everything else is counted as the unfused graph counts it (softmax, dropout, the softmax
             // backward's two passes): without selective recompute the two graphs differ by the recomputed QK^T.
             if (r != Recompute::selective) {
-                CHECK(f.graph_total - step_flops(m, u).graph_total == Approx(in_kernel).epsilon(1e-9));
+                CHECK(f.graph_total - fu.graph_total == Approx(in_kernel).epsilon(1e-9));
             }
         }
     }
