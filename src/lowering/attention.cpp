@@ -8,14 +8,16 @@
 //
 // flash_fwd: inputs qT [d, sq], kT [d, sk], v [sk, d]; outputs o [sq, d] and lse [sq, 1] (FP32 row
 //   log-sum-exp of the scaled scores, for the backward). K and V stay resident in SBUF for the whole head.
-//   Per (query tile i, key block j), software-pipelined over the blocks of every tile in order:
+//   Per (query tile i, key block j), software-pipelined over the blocks of every tile in order, one engine's
+//   step of the score chain per stage, so that no engine waits within a step for another's work of that step:
 //     0  TensorE  S = Q_i K_j^T                        (LoadStationary Q_i^T, MultiplyMoving K_j^T)
 //        GpSimd   S masked (blocks the diagonal crosses)
 //     1  VectorE  row max; m = max(m_prev, max); -scale m
-//        ScalarE  P = exp(scale S - scale m), row sums; alpha = exp(scale (m_prev - m))
-//     2  TensorE  P^T per 128 keys (transpose); VectorE or ScalarE copy P^T from PSUM
-//     3  TensorE  O_j = P V_j (accumulated over the 128-key sub-blocks in PSUM)
-//        VectorE  O = alpha O + O_j; l = alpha l + rowsum   (the first block of a tile: O = O_j, l = rowsum)
+//     2  ScalarE  P = exp(scale S - scale m), row sums; alpha = exp(scale (m_prev - m))
+//     3  TensorE  P^T per 128 keys (transpose)
+//     4  VectorE or ScalarE  copy P^T from PSUM
+//     5  TensorE  O_j = P V_j (accumulated over the 128-key sub-blocks in PSUM)
+//        GpSimd, VectorE  O = alpha O + O_j; l = alpha l + rowsum   (the first block: O = O_j, l = rowsum)
 //        last block of the tile: O / l stored; lse = scale m + ln l stored
 //
 // flash_bwd: inputs qT, q, kT, k, vT, o, doT, do [.., d] and lse; outputs dq [sq, d], dk, dv [sk, d]. The
@@ -224,21 +226,23 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
         v[t] = b.sbuf(fmt::format("v{}", t), DType::bf16, static_cast<int>(std::min(sub, g.sk - t * sub)), d);
     const int ident = b.sbuf("identity", DType::bf16, P, P);
     const Slots qT = sbuf_slots(b, "qT", DType::bf16, d, P, 2);
-    const Slots s_ps = psum_slots(b, "s", P, KB, 3);  // stage 0 -> 1
+    const Slots s_ps = psum_slots(b, "s", P, KB, 3);  // stage 0 -> 1, 2
     const Slots s_masked = sbuf_slots(b, "s_masked", DType::fp32, P, KB, 3);
-    const Slots p = sbuf_slots(b, "p", DType::bf16, P, KB, 3);             // 1 -> 2
-    const Slots pT_ps = psum_slots(b, "pT_psum", P, KB, 2);                // 2
-    const Slots pT = sbuf_slots(b, "pT", DType::bf16, P, KB, 3);           // 2 -> 3
-    const Slots o_ps = psum_slots(b, "o_psum", P, d, 2);                   // 3
+    const Slots p = sbuf_slots(b, "p", DType::bf16, P, KB, 3);             // 2 -> 3
+    const Slots pT_ps = psum_slots(b, "pT_psum", P, KB, 2);                // 3 -> 4
+    const Slots pT = sbuf_slots(b, "pT", DType::bf16, P, KB, 3);           // 4 -> 5
+    const Slots o_ps = psum_slots(b, "o_psum", P, d, 2);                   // 5
     const Slots mx = sbuf_slots(b, "row_max", DType::fp32, P, 1, 2);       // 1
-    const Slots m = sbuf_slots(b, "m", DType::fp32, P, 1, 4);              // 1 -> next 1, 3
-    const Slots nm = sbuf_slots(b, "neg_scaled_m", DType::fp32, P, 1, 2);  // 1
-    const Slots ls = sbuf_slots(b, "row_sum", DType::fp32, P, 1, 4);       // 1 -> 3
-    const Slots alpha = sbuf_slots(b, "alpha", DType::fp32, P, 1, 4);      // 1 -> 3
-    // Per query tile, from stage 1 of its first block to stage 3 of its last: the tile two later may start
-    // (one block each) in the step that finishes this one.
-    const Slots o_acc = sbuf_slots(b, "o_acc", DType::fp32, P, d, 3);
-    const Slots l = sbuf_slots(b, "l", DType::fp32, P, 1, 3);
+    const Slots m = sbuf_slots(b, "m", DType::fp32, P, 1, 6);              // 1 -> next 1, 2; 5
+    const Slots nm = sbuf_slots(b, "neg_scaled_m", DType::fp32, P, 1, 2);  // 1 -> 2
+    const Slots ls = sbuf_slots(b, "row_sum", DType::fp32, P, 1, 5);       // 2 -> 5
+    const Slots alpha = sbuf_slots(b, "alpha", DType::fp32, P, 1, 5);      // 2 -> 5
+    // Per query tile, from stage 2 of its first block to stage 5 of its last: the tile four later may start
+    // (one block each) in the step that finishes this one. The SBUF buffers have one slot more than their
+    // lifetimes need, so that a write may start while the oldest slot is still read (as elementwise.cpp);
+    // PSUM, 7 of 8 banks, has the least.
+    const Slots o_acc = sbuf_slots(b, "o_acc", DType::fp32, P, d, 5);
+    const Slots l = sbuf_slots(b, "l", DType::fp32, P, 1, 5);
     const Slots o_out = sbuf_slots(b, "o_out", DType::bf16, P, d, 2);
     const Slots ln_l = sbuf_slots(b, "ln_l", DType::fp32, P, 1, 2);
     const Slots lse = sbuf_slots(b, "lse", DType::fp32, P, 1, 2);
@@ -264,7 +268,7 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
         b.emit_dma(q_q, lq);
     };
 
-    pipeline(blocks, 4, [&](int stage, std::int64_t n) {
+    pipeline(blocks, 6, [&](int stage, std::int64_t n) {
         const Block& bl = blocks[static_cast<std::size_t>(n)];
         const std::int64_t i = bl.q_tile, j = bl.kv_block;
         const int pr = g.q_rows(i), kc = g.k_cols(j);
@@ -309,6 +313,7 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
             neg.alu0 = AluOp::multiply;
             neg.scalar0 = constant(-scale);
             b.emit(EngineKind::vector, neg);
+        } else if (stage == 2) {
             Instruction ex = make(Op::activation, b.tile(p.at(n), 0, pr, 0, kc), scores());
             ex.func = ActFunc::exp;
             ex.scalar0 = constant(scale);
@@ -323,7 +328,7 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
                 al.scalar1 = per_row(col(nm, n));
                 b.emit(EngineKind::scalar, al);
             }
-        } else if (stage == 2) {
+        } else if (stage == 3) {
             for (int u = 0; u < subs; ++u) {
                 const int w = sub_cols(u);
                 b.emit(EngineKind::tensor,
@@ -331,6 +336,7 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
                 b.emit(EngineKind::tensor,
                        make(Op::multiply_moving, b.tile(pT_ps.at(n), 0, w, u * P, pr), b.tile(ident, 0, pr, 0, pr)));
             }
+        } else if (stage == 4) {
             // One copy of the transposed block, alternately on the vector and scalar engines (as gemm.cpp
             // evacuates PSUM).
             const bool on_scalar = n % 2 == 1;
