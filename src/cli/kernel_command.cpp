@@ -39,7 +39,7 @@ int run_kernel_args(const KernelArgs& a) {
     if (!parse_dtype(a.dtype, req.dtype)) {
         throw UserError(fmt::format("--dtype {}: allowed fp32, bf16, fp16, fp8 (= fp8_e4m3), fp8_e5m2", a.dtype));
     }
-    const bool flash = a.op == "flash_fwd" || a.op == "flash_bwd";
+    const bool flash = lowering::is_flash(a.op);
     if (a.given_flash && !flash)
         throw UserError(fmt::format("{} takes no --causal/--q-offset (flash kernels do)", a.op));
     if (a.op == "gemm" || flash) {

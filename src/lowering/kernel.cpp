@@ -12,6 +12,10 @@ const std::vector<std::string>& kernel_ops() {
     return ops;
 }
 
+bool is_flash(const std::string& op) {
+    return op == "flash_fwd" || op == "flash_bwd";
+}
+
 namespace {
 // Shapes beyond this are rejected as absurd (a single kernel of 2^40 elements per dimension product
 // would not fit any HBM of the presets anyway).
@@ -24,7 +28,7 @@ void check_dim(const char* flag, std::int64_t v) {
 }
 
 LoweredKernel lower_any(const KernelRequest& r, const hw::ChipSpec& chip) {
-    if (r.op == "flash_fwd" || r.op == "flash_bwd") {
+    if (is_flash(r.op)) {
         check_dim("m", r.m);
         check_dim("k", r.k);
         check_dim("n", r.n);

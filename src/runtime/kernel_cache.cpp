@@ -47,13 +47,9 @@ KernelTiming from_json(const nlohmann::json& j) {
     return t;
 }
 
-bool is_flash(const lowering::KernelRequest& r) {
-    return r.op.rfind("flash_", 0) == 0;
-}
-
 std::string describe(const lowering::KernelRequest& r) {
     if (r.op == "gemm") return fmt::format("gemm m={} k={} n={} {}", r.m, r.k, r.n, dtype_name(r.dtype));
-    if (is_flash(r)) {
+    if (lowering::is_flash(r.op)) {
         return fmt::format("{} queries={} keys={} head_dim={}{} {}", r.op, r.m, r.n, r.k,
                            r.causal ? fmt::format(" causal q_offset={}", r.q_offset) : "", dtype_name(r.dtype));
     }
@@ -85,7 +81,8 @@ std::string KernelCache::chip_text(const Config& config) {
 
 std::string KernelCache::key(const lowering::KernelRequest& r, const std::string& chip_text) {
     // The flash kernels' mask fields are added for them only, so that the other kernels keep their keys.
-    const std::string flash = is_flash(r) ? fmt::format("causal={}\nq_offset={}\n", r.causal, r.q_offset) : "";
+    const std::string flash =
+        lowering::is_flash(r.op) ? fmt::format("causal={}\nq_offset={}\n", r.causal, r.q_offset) : "";
     return stable_hash(fmt::format("{}\nop={}\nm={}\nk={}\nn={}\nrows={}\ncols={}\ndtype={}\n{}",
                                    k_kernel_model_revision, r.op, r.m, r.k, r.n, r.rows, r.cols, dtype_name(r.dtype),
                                    flash) +

@@ -251,9 +251,9 @@ KernelResult run_kernel(const KernelOptions& options, const Config& config) {
     if (functional) {
         hw::FunctionalState& fs = *functional;
         r.functional = true;
-        const bool flash = options.request.op.rfind("flash_", 0) == 0;
-        const std::vector<Matrix> refs = flash ? flash_reference(kernel, options.request, fs)
-                                               : std::vector<Matrix>{reference(kernel, options.request.op, fs)};
+        const std::vector<Matrix> refs = lowering::is_flash(options.request.op)
+                                             ? flash_reference(kernel, options.request, fs)
+                                             : std::vector<Matrix>{reference(kernel, options.request.op, fs)};
         // The largest error of any output, relative to that output's largest magnitude.
         r.max_rel_error = 0;
         for (std::size_t o = 0; o < refs.size(); ++o) {

@@ -142,7 +142,7 @@ OpCost op_cost(const Op& op, const hw::ChipSpec& chip) {
                       static_cast<std::uint64_t>(std::llround(chip.core.dma.transfer_latency.seconds * 1e15));
         return c;
     }
-    if (k.op == "flash_fwd" || k.op == "flash_bwd") return flash_cost(k, chip);
+    if (op.is_flash()) return flash_cost(k, chip);
     lowering::KernelRequest r;
     r.op = k.op;
     r.dtype = k.dtype;
@@ -176,7 +176,7 @@ std::string op_class(const Op& op) {
     if (op.phase == workload::Phase::optimizer) return "optimizer";
     const std::string& k = op.kernel.op;
     if (k == "gemm") return op.kernel.batch > 1 ? "attention" : "gemm";
-    if (k == "softmax" || k == "flash_fwd" || k == "flash_bwd") return "attention";
+    if (k == "softmax" || op.is_flash()) return "attention";
     if (k == "layernorm" || k == "rmsnorm") return "norm";
     if (k == "gelu" || k == "silu") return "activation";
     return "elementwise";

@@ -37,6 +37,8 @@ struct LoweredKernel {
 };
 
 const std::vector<std::string>& kernel_ops();
+// flash_fwd or flash_bwd: the fused attention kernels, which take m, k, n and the mask fields.
+bool is_flash(const std::string& op);
 
 // Throws UserError for shapes that are non-positive, absurd, or cannot be tiled into SBUF/PSUM.
 LoweredKernel lower_kernel(const KernelRequest& request, const hw::ChipSpec& chip);
