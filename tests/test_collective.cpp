@@ -25,7 +25,8 @@ namespace {
 // links and the fixed costs show: alpha = the DMA transfer latency (chip.core.dma.transfer_latency, 1.3 us) +
 // the route's hop latencies.
 std::vector<std::string> fast_chip(std::vector<std::string> extra) {
-    std::vector<std::string> o = {"chip.core.dma.engine_bandwidth=500TB/s",
+    std::vector<std::string> o = {"chip.cc_cores=1",  // one channel per ring: the closed forms below
+                                  "chip.core.dma.engine_bandwidth=500TB/s",
                                   "chip.core.dma.descriptor_cost=0ns",
                                   "cluster.memory_model=ideal",
                                   "chip.memory.bandwidth=5000TB/s",
@@ -129,6 +130,51 @@ TEST_CASE("ring-bidir halves the bandwidth term: 2(p-1) alpha + (p-1)/p N/B", "[
             fast_chip({"cluster.topology=ring:8", "cluster.link.bandwidth=100GiB/s", "cluster.link.latency=500ns"}));
     const double expect = 2 * (p - 1) * (k_dma + k_lat) + 1.0 * (p - 1) / p * static_cast<double>(n) / k_B;
     CHECK(time_of(r) == Approx(expect).epsilon(0.01));
+}
+
+TEST_CASE("a rank's CC-Cores run a ring as independent channels: the same bytes, the fixed costs overlapped",
+          "[collective]") {
+    // The schedule: c channels, each a ring over its part of the buffer, every send after the one transfer it
+    // forwards or reduces on its own channel.
+    runtime::RankLayout l;
+    l.ranks = 8;
+    l.channels = 4;
+    runtime::CollectiveRequest q;
+    q.op = CollectiveOp::reduce_scatter;
+    q.bytes = (64ull << 20) + 5;  // not a multiple of the chunks
+    const runtime::Schedule s = runtime::collective_algorithm("ring").build(q, l);
+    REQUIRE(s.transfers.size() == static_cast<std::size_t>(4 * 7 * 8));
+    std::uint64_t sent = 0;
+    for (const auto& t : s.transfers) {
+        sent += t.bytes;
+        CHECK(t.deps.size() <= 1);
+        for (const int d : t.deps) {
+            const auto& from = s.transfers[static_cast<std::size_t>(d)];
+            CHECK(from.dst == t.src);
+            CHECK(from.bytes == t.bytes);  // the same channel's chunk, one step on
+        }
+    }
+    CHECK(sent == 7 * q.bytes);  // (p-1)/p N from each of the p ranks, as with one channel
+    // ring-bidir: half of the streams each way.
+    const runtime::Schedule b = runtime::collective_algorithm("ring-bidir").build(q, l);
+    CHECK(b.transfers.size() == s.transfers.size());
+
+    // On the links: the same bytes as one channel; no slower, since a channel's per-step fixed cost (alpha)
+    // overlaps the other channels' data; never faster than the bandwidth term.
+    const int p = 8;
+    const std::uint64_t n = 64ull << 20;
+    const auto with = [&](int cc) {
+        std::vector<std::string> o =
+            fast_chip({"cluster.topology=ring:8", "cluster.link.bandwidth=100GiB/s", "cluster.link.latency=500ns"});
+        o.push_back(fmt::format("chip.cc_cores={}", cc));
+        return run({{job(CollectiveOp::all_reduce, n, "ring")}}, o);
+    };
+    const json one = with(1), four = with(4);
+    CHECK(four[0]["link_bytes"] == one[0]["link_bytes"]);
+    const double bandwidth_term = 2.0 * (p - 1) / p * static_cast<double>(n) / k_B;
+    CHECK(time_of(one) == Approx(2 * (p - 1) * (k_dma + k_lat) + bandwidth_term).epsilon(0.01));
+    CHECK(time_of(four) < time_of(one));
+    CHECK(time_of(four) > bandwidth_term);
 }
 
 TEST_CASE("rdh all-reduce on the 4x4 torus (the 4-cube) takes 2 log2(p) alpha + 2(p-1)/p N/B", "[collective]") {

@@ -33,7 +33,10 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
                   bool untold = false) {
     const std::string out = testing::run_isolated([=] {
         init_systemc();
-        const Config config = hw::resolve_cluster_config("trn2.48xlarge", {}, {"cluster.topology=ring:8"});
+        // One collective stream per rank (one ring channel), so that every packet's DMA time is on the ring's
+        // critical path and the DMA load shows.
+        const Config config =
+            hw::resolve_cluster_config("trn2.48xlarge", {}, {"cluster.topology=ring:8", "chip.cc_cores=1"});
         hw::Cluster cluster("cluster", hw::ClusterSpec::from_config(config), config);
         runtime::CollectiveEngine engine(cluster);
         if (memo) engine.enable_memo();

@@ -14,6 +14,15 @@ namespace trnsim::hw {
 void declare_hw_params(ParamRegistry& r) {
     r.declare({"chip.name", ParamType::text, "chip name", std::nullopt, "", {}});
     r.declare({"chip.cores", ParamType::integer, "NeuronCores per chip", std::nullopt, "", {}, 1, 1024});
+    r.declare({"chip.cc_cores",
+               ParamType::integer,
+               "collective-communication cores (CC-Cores) per chip: each drives one stream of a collective, so a "
+               "rank's ring collectives run as chip.cc_cores / cluster.ranks_per_chip channels",
+               std::nullopt,
+               "",
+               {},
+               1,
+               4096});
     r.declare({"chip.lnc",
                ParamType::integer,
                "physical NeuronCores per logical core (LNC): a training rank is one logical core",

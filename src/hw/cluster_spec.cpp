@@ -248,6 +248,7 @@ ClusterSpec ClusterSpec::from_config(const Config& c) {
     s.topology = parse_topology(c.get_text("cluster.topology"));
     s.nodes = static_cast<int>(c.get_int("cluster.nodes"));
     s.ranks_per_chip = static_cast<int>(c.get_int("cluster.ranks_per_chip"));
+    s.cc_cores = static_cast<int>(c.get_int("chip.cc_cores"));
     s.link = {c.get_bandwidth("cluster.link.bandwidth"), c.get_duration("cluster.link.latency")};
     s.zlink = {c.get_bandwidth("cluster.zlink.bandwidth"), c.get_duration("cluster.zlink.latency")};
     s.packet = c.get_bytes("cluster.link.packet");

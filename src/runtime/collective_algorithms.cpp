@@ -55,20 +55,25 @@ std::string join(const std::vector<std::string>& v) {
     return s;
 }
 
-// Builds a schedule step by step. A rank's sends wait for everything it received in the latest step in
-// which it received anything (step-synchronous algorithms: a rank forwards or reduces what just arrived).
+// Builds a schedule step by step. A rank's sends on a channel wait for everything it received on that
+// channel in the latest step in which it received anything there (step-synchronous algorithms: a rank
+// forwards or reduces what just arrived). Channels carry disjoint parts of the buffer and run independently,
+// each on one of the rank's collective streams (CC-Cores; NCCL's channels): the ring algorithms use them,
+// every other schedule channel 0.
 class Builder {
 public:
-    Builder(std::string algorithm, int ranks)
-        : m_deps(static_cast<std::size_t>(ranks)), m_received(static_cast<std::size_t>(ranks)) {
+    Builder(std::string algorithm, int ranks, int channels = 1)
+        : m_ranks(ranks),
+          m_deps(static_cast<std::size_t>(ranks * channels)),
+          m_received(static_cast<std::size_t>(ranks * channels)) {
         m_schedule.algorithm = std::move(algorithm);
     }
     // Returns the transfer's index; `after` adds a dependency on another transfer (-1: none).
-    int send(int src, int dst, std::uint64_t bytes, bool reduce, int after = -1) {
+    int send(int src, int dst, std::uint64_t bytes, bool reduce, int after = -1, int channel = 0) {
         const int id = static_cast<int>(m_schedule.transfers.size());
-        m_schedule.transfers.push_back({src, dst, bytes, reduce, m_deps[static_cast<std::size_t>(src)]});
+        m_schedule.transfers.push_back({src, dst, bytes, reduce, m_deps[slot(channel, src)]});
         if (after >= 0) m_schedule.transfers.back().deps.push_back(after);
-        m_received[static_cast<std::size_t>(dst)].push_back(id);
+        m_received[slot(channel, dst)].push_back(id);
         return id;
     }
     void next_step() {
@@ -82,6 +87,9 @@ public:
     Schedule take() { return std::move(m_schedule); }
 
 private:
+    std::size_t slot(int channel, int rank) const { return static_cast<std::size_t>(channel * m_ranks + rank); }
+
+    int m_ranks;
     Schedule m_schedule;
     std::vector<std::vector<int>> m_deps;
     std::vector<std::vector<int>> m_received;
@@ -97,12 +105,14 @@ int mod(int a, int n) {
     return ((a % n) + n) % n;
 }
 
-// Rings running side by side (one per group, or one per direction): each carries `bytes` split in as
-// many chunks as the group has ranks, and moves one chunk per rank per step to its neighbour in `dir`.
+// Rings running side by side (one per group, or one per channel of the same group): each carries `bytes`
+// split in as many chunks as the group has ranks, and moves one chunk per rank per step to its neighbour
+// in `dir`.
 struct Lane {
     std::vector<int> group;  // ranks in ring order
     std::uint64_t bytes = 0;
     int dir = 1;
+    int channel = 0;
 };
 
 // Ring reduce-scatter (reduce = true) or all-gather (false): p - 1 steps. Reduce-scatter: at step s rank i
@@ -118,7 +128,7 @@ void ring_phase(Builder& b, const std::vector<Lane>& lanes, bool reduce) {
             for (int i = 0; i < p; ++i) {
                 const int c = reduce ? mod(l.dir * i - s, p) : mod(l.dir * i + 1 - s, p);
                 b.send(l.group[static_cast<std::size_t>(i)], l.group[static_cast<std::size_t>(mod(i + l.dir, p))],
-                       chunk(l.bytes, p, c), reduce);
+                       chunk(l.bytes, p, c), reduce, -1, l.channel);
             }
         }
         b.next_step();
@@ -153,15 +163,14 @@ public:
                        : "ring over the ranks in one direction (reduce-scatter then all-gather)";
     }
     Schedule build(const CollectiveRequest& q, const RankLayout& l) const override {
-        Builder b(name(), l.ranks);
+        // The rank's streams: ring-bidir gives each direction half of them (at least one).
+        const int per_dir = m_bidir ? std::max(1, l.channels / 2) : l.channels;
+        const int dirs = m_bidir ? 2 : 1;
+        const int channels = per_dir * dirs;
+        Builder b(name(), l.ranks, channels);
         const auto g = all_ranks(l);
         std::vector<Lane> lanes;
-        if (m_bidir) {
-            const std::uint64_t half = (q.bytes + 1) / 2;
-            lanes = {{g, half, 1}, {g, q.bytes - half, -1}};
-        } else {
-            lanes = {{g, q.bytes, 1}};
-        }
+        for (int c = 0; c < channels; ++c) lanes.push_back({g, chunk(q.bytes, channels, c), c < per_dir ? 1 : -1, c});
         switch (q.op) {
             case CollectiveOp::all_reduce:
                 ring_phase(b, lanes, true);

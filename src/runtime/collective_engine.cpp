@@ -78,6 +78,7 @@ RankLayout rank_layout(const hw::ClusterSpec& spec, const hw::Topology& topo, co
     RankLayout l;
     l.ranks = static_cast<int>(group.size());
     l.ranks_per_chip = spec.ranks_per_chip;
+    l.channels = std::max(1, spec.cc_cores / spec.ranks_per_chip);
     l.nodes = spec.nodes;
     l.chips_per_node = spec.chips_per_node();
     l.total_ranks = static_cast<int>(rank_chip.size());

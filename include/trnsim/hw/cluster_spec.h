@@ -30,6 +30,7 @@ struct ClusterSpec {
     TopologyShape topology;
     int nodes = 1;
     int ranks_per_chip = 1;
+    int cc_cores = 1;  // chip.cc_cores: CC-Cores per chip, one collective stream each
     LinkSpec link;   // chip-to-chip NeuronLink, one direction (also the chip's uplink to a switch)
     LinkSpec zlink;  // links of a 3D torus's third dimension (trn2-ultraserver: between instances)
     Bytes packet;    // unit of serialization and arbitration

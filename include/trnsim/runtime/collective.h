@@ -28,6 +28,7 @@ double busbw_factor(CollectiveOp op, int ranks);
 struct RankLayout {
     int ranks = 0;
     int ranks_per_chip = 1;
+    int channels = 1;  // collective streams per rank: the chip's CC-Cores over its ranks, at least 1
     int nodes = 1;
     int chips_per_node = 1;
     int total_ranks = 0;          // in the whole cluster
