@@ -31,12 +31,12 @@ struct ClusterSpec {
     int nodes = 1;
     int ranks_per_chip = 1;
     int cc_cores = 1;  // chip.cc_cores: CC-Cores per chip, one collective stream each
-    LinkSpec link;   // chip-to-chip NeuronLink, one direction (also the chip's uplink to a switch)
-    LinkSpec zlink;  // links of a 3D torus's third dimension (trn2-ultraserver: between instances)
-    Bytes packet;    // unit of serialization and arbitration
-    SwitchSpec l1;   // switch:N, and the first level of switch2 (ports filled in by the topology)
-    SwitchSpec l2;   // second level of switch2
-    LinkSpec efa;    // per-chip NIC bandwidth; latency chip to chip across nodes
+    LinkSpec link;     // chip-to-chip NeuronLink, one direction (also the chip's uplink to a switch)
+    LinkSpec zlink;    // links of a 3D torus's third dimension (trn2-ultraserver: between instances)
+    Bytes packet;      // unit of serialization and arbitration
+    SwitchSpec l1;     // switch:N, and the first level of switch2 (ports filled in by the topology)
+    SwitchSpec l2;     // second level of switch2
+    LinkSpec efa;      // per-chip NIC bandwidth; latency chip to chip across nodes
     std::string memory_model;
     Bytes auto_mesh_max;  // `auto`: mesh below this size
     Bytes auto_rdh_max;   // `auto`: rdh up to this size, the ring family above
