@@ -1386,7 +1386,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
         // On a line: if the increment per micro-batch kept varying as much as between the samples, the
         // extended step would be off by at most |d2 - d1| per extended micro-batch; that must stay below
         // k_line_tolerance of the step (docs/adr/0005).
-        constexpr double k_line_tolerance = 1e-5;
+        constexpr double k_line_tolerance = 1e-4;
         const double extended = static_cast<double>(m - (s0 + 2 * step)) / static_cast<double>(step);
         const double line = c.step_s + d2 * extended;
         if (std::abs(d2 - d1) * extended <= k_line_tolerance * line) {
