@@ -81,3 +81,21 @@ TEST_CASE("GpSimd instructions pay their start overhead", "[compute_engine]") {
     Program p = two_buffers(128);
     CHECK(e.busy_cycles(p, op(Op::identity, 1, -1, -1, 128)) == 150 + 128);
 }
+
+TEST_CASE("NC-v4's exponential streams at fast_exp times the Scalar engine's rate; other engines have none",
+          "[compute_engine]") {
+    auto spec = vector_spec();
+    spec.exp_elems_per_cycle_16bit = 8;
+    spec.exp_elems_per_cycle_32bit = 4;
+    ComputeEngine e(spec);
+    Program p = two_buffers(1024);
+    CHECK(e.busy_cycles(p, op(Op::exponential, 1, 0, -1, 1024)) == 128);
+    p.buffers[0].dtype = DType::fp32;  // FP32 scores from PSUM
+    CHECK(e.busy_cycles(p, op(Op::exponential, 1, 0, -1, 1024)) == 256);
+    Instruction sum = op(Op::exponential, 1, 0, -1, 1024);
+    sum.accumulate = true;
+    sum.acc = {2, 0, 128, 0, 1};
+    CHECK(e.busy_cycles(p, sum) == 256 + 64);  // the row sums: MIN_II more, as activation_reduce
+    ComputeEngine none(vector_spec());
+    CHECK_THROWS_AS(none.busy_cycles(p, op(Op::exponential, 1, 0, -1, 1024)), std::logic_error);
+}

@@ -7,6 +7,7 @@
 
 #include "support/isolated.h"
 #include "trnsim/hw/chip.h"
+#include "trnsim/lowering/kernel.h"
 #include "trnsim/report/kernel_report.h"
 #include "trnsim/runtime/kernel_runner.h"
 
@@ -301,6 +302,49 @@ TEST_CASE("flash attention computes softmax attention and its gradients", "[kern
             CHECK(j["functional"]["max_rel_error"].get<double>() < 6e-3);
         }
     }
+}
+
+TEST_CASE("on NeuronCore-v4 the flash forward takes exp on the Vector engine (exponential), and is no slower",
+          "[kernel][flash]") {
+    // Instructions of the lowered forward per engine: exponential and Scalar-engine exp.
+    const auto mix = [](const std::string& chip, const std::vector<std::string>& overrides) {
+        const Config c = hw::resolve_chip_config(chip, {}, overrides);
+        lowering::KernelRequest q;
+        q.op = "flash_fwd";
+        q.m = 2048;
+        q.k = 128;
+        q.n = 2048;
+        q.causal = true;
+        const auto k = lowering::lower_kernel(q, hw::ChipSpec::from_config(c));
+        std::map<std::string, int> n;
+        for (const auto e : {hw::EngineKind::vector, hw::EngineKind::scalar, hw::EngineKind::gpsimd})
+            for (const auto& ins : k.program.stream(e)) {
+                if (ins.op == hw::Op::exponential) ++n[std::string("exponential.") + hw::engine_name(e)];
+                if (ins.op == hw::Op::activation && ins.func == hw::ActFunc::exp)
+                    ++n[std::string("exp.") + hw::engine_name(e)];
+            }
+        n["blocks"] = static_cast<int>(k.plan.at("blocks"));
+        n["q_tiles"] = 2048 / 128;
+        return n;
+    };
+    // trn3: one exponential per block for P and one per block after a tile's first for the rescale factor.
+    auto v4 = mix("trn3", {});
+    CHECK(v4["exponential.vector"] == 2 * v4["blocks"] - v4["q_tiles"]);
+    CHECK(v4["exp.scalar"] == 0);
+    // Without the instruction (NC-v2/v3, or trn3 with fast_exp 0), the Scalar engine's activation does it.
+    for (const auto& [chip, overrides] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+             {"trn2", {}}, {"trn3", {"chip.core.vector_engine.fast_exp=0"}}}) {
+        auto n = mix(chip, overrides);
+        CHECK(n["exponential.vector"] == 0);
+        CHECK(n["exp.scalar"] == 2 * n["blocks"] - n["q_tiles"]);
+    }
+    Run fast = flash("flash_fwd", 2048, 128, 2048, true, 0, "trn3");
+    Run slow = fast;
+    slow.overrides = {"chip.core.vector_engine.fast_exp=0"};
+    CHECK(simulate(fast)["time_s"].get<double>() < simulate(slow)["time_s"].get<double>());
+    // The same softmax: against FP64 within BF16 rounding, at a size where the variant is chosen.
+    fast.functional = true;
+    CHECK(simulate(fast)["functional"]["max_rel_error"].get<double>() < 6e-3);
 }
 
 TEST_CASE("flash attention skips the blocks the causal mask hides, and masks the ones it crosses", "[kernel][flash]") {

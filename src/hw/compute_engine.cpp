@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
 
 namespace trnsim::hw {
 
@@ -75,6 +78,17 @@ void ComputeEngineSpec::declare(ParamRegistry& r, EngineKind kind) {
                {},
                1,
                64});
+    if (kind == EngineKind::vector) {
+        r.declare({p + "fast_exp",
+                   ParamType::integer,
+                   "the `exponential` instruction runs at this many times the Scalar engine's activation rate "
+                   "(elements per cycle at the same data width, scaled by the clocks); 0: no such instruction",
+                   "0",
+                   "[NKI-EXP] available only on NeuronCore-v4",
+                   {},
+                   0,
+                   64});
+    }
 }
 
 ComputeEngineSpec ComputeEngineSpec::from_config(const Config& c, EngineKind kind) {
@@ -88,6 +102,13 @@ ComputeEngineSpec ComputeEngineSpec::from_config(const Config& c, EngineKind kin
     s.start_overhead = static_cast<int>(c.get_int(p + "start_overhead"));
     s.elems_per_cycle_16bit = static_cast<int>(c.get_int(p + "elems_per_cycle_16bit"));
     s.elems_per_cycle_32bit = static_cast<int>(c.get_int(p + "elems_per_cycle_32bit"));
+    if (kind == EngineKind::vector) {
+        const double fast = static_cast<double>(c.get_int("chip.core.vector_engine.fast_exp"));
+        const std::string sp = prefix_for(EngineKind::scalar);
+        const double clocks = c.get_frequency(sp + "clock").hz / s.clock.hz;
+        s.exp_elems_per_cycle_16bit = fast * static_cast<double>(c.get_int(sp + "elems_per_cycle_16bit")) * clocks;
+        s.exp_elems_per_cycle_32bit = fast * static_cast<double>(c.get_int(sp + "elems_per_cycle_32bit")) * clocks;
+    }
     return s;
 }
 
@@ -99,7 +120,14 @@ std::int64_t ComputeEngine::busy_cycles(const Program& program, const Instructio
     // The widest dtype touched sets the data-path rate (PSUM is FP32).
     std::size_t widest = dtype_bytes(buf.dtype);
     if (ins.dst.valid()) widest = std::max(widest, dtype_bytes(program.buffers.at(ins.dst.buffer).dtype));
-    const double epc = widest >= 4 ? m_spec.elems_per_cycle_32bit : m_spec.elems_per_cycle_16bit;
+    double epc = widest >= 4 ? m_spec.elems_per_cycle_32bit : m_spec.elems_per_cycle_16bit;
+    if (ins.op == Op::exponential) {
+        epc = widest >= 4 ? m_spec.exp_elems_per_cycle_32bit : m_spec.exp_elems_per_cycle_16bit;
+        if (epc <= 0) {
+            throw std::logic_error(
+                fmt::format("exponential on the {} engine, which has no such instruction", engine_name(m_spec.kind)));
+        }
+    }
     const double n = static_cast<double>(data.cols) * buf.pack;
     double work = 1.0;
     std::int64_t extra = 0;
@@ -108,6 +136,9 @@ std::int64_t ComputeEngine::busy_cycles(const Program& program, const Instructio
         case Op::activation:
             if (ins.func == ActFunc::reciprocal && m_spec.kind == EngineKind::vector) work = 8.0;
             if (ins.accumulate) extra = m_spec.min_ii;  // activation_reduce = max(MIN_II, N) + MIN_II
+            break;
+        case Op::exponential:
+            if (ins.accumulate) extra = m_spec.min_ii;  // as activation_reduce
             break;
         case Op::bn_aggr: work = 13.0 / 3.0; break;
         case Op::identity: break;  // iota over the free axis, then affine_select

@@ -142,6 +142,18 @@ void FunctionalState::execute(const Instruction& ins) {
                 if (ins.accumulate) at(ins.acc, r, 0) = round_to(dtype_of(ins.acc), sum);
             }
             return;
+        case Op::exponential:
+            for (int r = 0; r < rows; ++r) {
+                const float max_value = scalar(ins.scalar0, r);
+                float sum = 0.0f;
+                for (int c = 0; c < ins.dst.cols; ++c) {
+                    const float v = std::exp(at(ins.src0, r, c) - max_value);
+                    sum += v;
+                    at(ins.dst, r, c) = round_to(out_type, v);
+                }
+                if (ins.accumulate) at(ins.acc, r, 0) = round_to(dtype_of(ins.acc), sum);
+            }
+            return;
         case Op::tensor_scalar:
             for (int r = 0; r < rows; ++r) {
                 const float s0 = scalar(ins.scalar0, r);

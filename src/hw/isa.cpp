@@ -19,6 +19,7 @@ const char* op_name(Op op) {
         case Op::matmul_os: return "matmul_os";
         case Op::tensor_copy: return "tensor_copy";
         case Op::activation: return "activation";
+        case Op::exponential: return "exponential";
         case Op::tensor_scalar: return "tensor_scalar";
         case Op::tensor_tensor: return "tensor_tensor";
         case Op::tensor_reduce: return "tensor_reduce";

@@ -19,6 +19,9 @@
 //     5  TensorE  O_j = P V_j (accumulated over the 128-key sub-blocks in PSUM)
 //        GpSimd, VectorE  O = alpha O + O_j; l = alpha l + rowsum   (the first block: O = O_j, l = rowsum)
 //        last block of the tile: O / l stored; lse = scale m + ln l stored
+//   On NeuronCore-v4 (a Vector-engine `exponential`) a second variant scales Q^T once per tile on ScalarE and
+//   runs stage 2 on VectorE (P = exp(S - m), alpha = exp(m_prev - m)) with every stage-4 copy on ScalarE; the
+//   lowering keeps the variant whose busiest Vector/Scalar/GpSimd engine has the least work.
 //
 // flash_bwd: inputs qT, q, kT, k, vT, o, doT, do [.., d] and lse; outputs dq [sq, d], dk, dv [sk, d]. The
 //   query side (Q, Q^T, dO, dO^T, D = rowsum(dO o O), -lse, and the FP32 dQ accumulators) stays resident;
@@ -200,7 +203,21 @@ void mask(ProgramBuilder& b, const Geometry& g, const Block& bl, std::int64_t n,
     b.emit(EngineKind::gpsimd, sel);
 }
 
-LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
+// The issue-port time of the busiest of the Vector, Scalar and GpSimd engines over a whole program, seconds.
+double busiest_engine_s(const hw::Program& program, const hw::NeuronCoreSpec& core) {
+    double busiest = 0;
+    for (const hw::ComputeEngineSpec* spec : {&core.vector, &core.scalar, &core.gpsimd}) {
+        const hw::ComputeEngine engine(*spec);
+        std::int64_t cycles = 0;
+        for (const Instruction& ins : program.stream(spec->kind)) cycles += engine.busy_cycles(program, ins);
+        busiest = std::max(busiest, static_cast<double>(cycles) / spec->clock.hz);
+    }
+    return busiest;
+}
+
+// `vector_exp`: the NC-v4 variant, exp on the Vector engine (`exponential`, exp(S - m), so Q is scaled once per
+// query tile on the Scalar engine) and every P^T copy on the Scalar engine.
+LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip, bool vector_exp) {
     const Geometry g = geometry(r, chip);
     const auto& core = chip.core;
     const float scale = 1.0f / std::sqrt(static_cast<float>(g.d));
@@ -226,6 +243,7 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
         v[t] = b.sbuf(fmt::format("v{}", t), DType::bf16, static_cast<int>(std::min(sub, g.sk - t * sub)), d);
     const int ident = b.sbuf("identity", DType::bf16, P, P);
     const Slots qT = sbuf_slots(b, "qT", DType::bf16, d, P, 2);
+    const Slots qTs = vector_exp ? sbuf_slots(b, "qT_scaled", DType::bf16, d, P, 2) : Slots{};
     const Slots s_ps = psum_slots(b, "s", P, KB, 3);  // stage 0 -> 1, 2
     const Slots s_masked = sbuf_slots(b, "s_masked", DType::fp32, P, KB, 3);
     const Slots p = sbuf_slots(b, "p", DType::bf16, P, KB, 3);             // 2 -> 3
@@ -267,6 +285,14 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
         lq.dram = {qT_t, 0, g.d, g.q0(i), g.q_rows(i)};
         b.emit_dma(q_q, lq);
     };
+    // vector_exp: scale Q^T of tile i (loaded a tile earlier) on the Scalar engine.
+    auto scale_q = [&](std::int64_t i) {
+        Instruction sq =
+            make(Op::activation, b.tile(qTs.at(i), 0, d, 0, g.q_rows(i)), b.tile(qT.at(i), 0, d, 0, g.q_rows(i)));
+        sq.scalar0 = constant(scale);
+        b.emit(EngineKind::scalar, sq);
+    };
+    const Slots& q_in = vector_exp ? qTs : qT;
 
     pipeline(blocks, 6, [&](int stage, std::int64_t n) {
         const Block& bl = blocks[static_cast<std::size_t>(n)];
@@ -294,7 +320,10 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
             }
             if (n == 0) load_q(0);
             if (bl.first && i + 1 < g.q_tiles) load_q(i + 1);
-            b.emit(EngineKind::tensor, make(Op::load_stationary, {}, b.tile(qT.at(i), 0, d, 0, pr)));
+            // The next tile's scaling waits for its load, issued at this tile's first block: at the last.
+            if (vector_exp && n == 0) scale_q(0);
+            if (vector_exp && bl.last && i + 1 < g.q_tiles) scale_q(i + 1);
+            b.emit(EngineKind::tensor, make(Op::load_stationary, {}, b.tile(q_in.at(i), 0, d, 0, pr)));
             b.emit(EngineKind::tensor,
                    make(Op::multiply_moving, b.tile(s_ps.at(n), 0, pr, 0, kc), b.tile(kT[j], 0, d, 0, kc)));
             if (bl.masked) mask(b, g, bl, n, s_ps, s_masked);
@@ -309,10 +338,24 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
                 mm.scalar0 = per_row(col(m, n - 1));
                 b.emit(EngineKind::vector, mm);
             }
-            Instruction neg = make(Op::tensor_scalar, col(nm, n), col(m, n));
-            neg.alu0 = AluOp::multiply;
-            neg.scalar0 = constant(-scale);
-            b.emit(EngineKind::vector, neg);
+            if (!vector_exp) {
+                Instruction neg = make(Op::tensor_scalar, col(nm, n), col(m, n));
+                neg.alu0 = AluOp::multiply;
+                neg.scalar0 = constant(-scale);
+                b.emit(EngineKind::vector, neg);
+            }
+        } else if (stage == 2 && vector_exp) {
+            // The scores are scaled already: P = exp(S - m), alpha = exp(m_prev - m).
+            Instruction ex = make(Op::exponential, b.tile(p.at(n), 0, pr, 0, kc), scores());
+            ex.scalar0 = per_row(col(m, n));
+            ex.accumulate = true;
+            ex.acc = bl.first ? col(l, i) : col(ls, n);
+            b.emit(EngineKind::vector, ex);
+            if (!bl.first) {
+                Instruction al = make(Op::exponential, col(alpha, n), col(m, n - 1));
+                al.scalar0 = per_row(col(m, n));
+                b.emit(EngineKind::vector, al);
+            }
         } else if (stage == 2) {
             Instruction ex = make(Op::activation, b.tile(p.at(n), 0, pr, 0, kc), scores());
             ex.func = ActFunc::exp;
@@ -339,7 +382,7 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
         } else if (stage == 4) {
             // One copy of the transposed block, alternately on the vector and scalar engines (as gemm.cpp
             // evacuates PSUM).
-            const bool on_scalar = n % 2 == 1;
+            const bool on_scalar = vector_exp || n % 2 == 1;
             const int width = subs * P;
             const TileRef src = b.tile(pT_ps.at(n), 0, static_cast<int>(std::min<std::int64_t>(sub, kc)), 0, width);
             const TileRef dst = b.tile(pT.at(n), 0, src.rows, 0, width);
@@ -385,7 +428,7 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip) {
                 b.emit(EngineKind::scalar, lg);
                 Instruction ls_i = make(Op::tensor_scalar, col(lse, i), col(m, n));  // scale m + ln l
                 ls_i.alu0 = AluOp::multiply;
-                ls_i.scalar0 = constant(scale);
+                ls_i.scalar0 = constant(vector_exp ? 1.0f : scale);  // vector_exp: m is of the scaled scores
                 ls_i.alu1 = AluOp::add;
                 ls_i.scalar1 = per_row(col(ln_l, i));
                 b.emit(EngineKind::vector, ls_i);
@@ -638,7 +681,16 @@ LoweredKernel lower_backward(const KernelRequest& r, const hw::ChipSpec& chip) {
 }  // namespace
 
 LoweredKernel lower_flash_attention(const KernelRequest& r, const hw::ChipSpec& chip) {
-    if (r.op == "flash_fwd") return lower_forward(r, chip);
+    if (r.op == "flash_fwd") {
+        // With NC-v4's fast exp, the variant whose busiest Vector/Scalar/GpSimd engine has the least work (the
+        // tensor engine's is the same in both), as a kernel author would pick from a profile.
+        LoweredKernel scalar_exp = lower_forward(r, chip, false);
+        if (chip.core.vector.exp_elems_per_cycle_32bit <= 0) return scalar_exp;
+        LoweredKernel vector_exp = lower_forward(r, chip, true);
+        return busiest_engine_s(vector_exp.program, chip.core) < busiest_engine_s(scalar_exp.program, chip.core)
+                   ? vector_exp
+                   : scalar_exp;
+    }
     if (r.op == "flash_bwd") return lower_backward(r, chip);
     throw UserError(fmt::format("unknown flash kernel '{}'", r.op));
 }

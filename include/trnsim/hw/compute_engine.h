@@ -28,6 +28,10 @@ struct ComputeEngineSpec {
     int start_overhead = 0;
     int elems_per_cycle_16bit = 1;
     int elems_per_cycle_32bit = 1;
+    // Vector engine only: elements per partition per cycle of `exponential` (NC-v4's fast exp, a multiple of the
+    // Scalar engine's activation rate); 0 where the engine has no such instruction.
+    double exp_elems_per_cycle_16bit = 0;
+    double exp_elems_per_cycle_32bit = 0;
 
     static void declare(ParamRegistry& registry, EngineKind kind);
     static ComputeEngineSpec from_config(const Config& config, EngineKind kind);

@@ -76,6 +76,7 @@ enum class Op : std::uint8_t {
     // Vector / Scalar / GpSimd engines
     tensor_copy,    // dst = src0 (with dtype conversion)
     activation,     // dst = func(src0 * scale + bias); optional accumulation of the row sums into acc
+    exponential,    // dst = exp(src0 - scalar0); optional row sums into acc (Vector, NC-v4 only: nki.isa.exponential)
     tensor_scalar,  // dst = (src0 alu0 scalar0) alu1 scalar1
     tensor_tensor,  // dst = src0 alu0 src1
     tensor_reduce,  // dst[r, 0] = reduce_alu0 over the free axis of src0
