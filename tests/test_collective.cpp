@@ -134,34 +134,53 @@ TEST_CASE("ring-bidir halves the bandwidth term: 2(p-1) alpha + (p-1)/p N/B", "[
 
 TEST_CASE("a rank's CC-Cores run a ring as independent channels: the same bytes, the fixed costs overlapped",
           "[collective]") {
-    // The schedule: c channels, each a ring over its part of the buffer, every send after the one transfer it
-    // forwards or reduces on its own channel.
+    // The schedule: c channels, each a ring over its part of the buffer (ring-bidir: half of them each way),
+    // every send after exactly the one transfer it forwards or reduces: the same channel's, one step earlier,
+    // from the rank behind it in that channel's direction. Transfers are emitted step by step, channel by
+    // channel, rank by rank.
+    const int p = 8, c = 4;
     runtime::RankLayout l;
-    l.ranks = 8;
-    l.channels = 4;
-    runtime::CollectiveRequest q;
-    q.op = CollectiveOp::reduce_scatter;
-    q.bytes = (64ull << 20) + 5;  // not a multiple of the chunks
-    const runtime::Schedule s = runtime::collective_algorithm("ring").build(q, l);
-    REQUIRE(s.transfers.size() == static_cast<std::size_t>(4 * 7 * 8));
-    std::uint64_t sent = 0;
-    for (const auto& t : s.transfers) {
-        sent += t.bytes;
-        CHECK(t.deps.size() <= 1);
-        for (const int d : t.deps) {
-            const auto& from = s.transfers[static_cast<std::size_t>(d)];
-            CHECK(from.dst == t.src);
-            CHECK(from.bytes == t.bytes);  // the same channel's chunk, one step on
+    l.ranks = p;
+    l.channels = c;
+    const std::uint64_t odd = (64ull << 20) + 5;  // not a multiple of the chunks
+    for (const std::string algorithm : {"ring", "ring-bidir"}) {
+        for (const auto op : {CollectiveOp::reduce_scatter, CollectiveOp::all_gather, CollectiveOp::all_reduce}) {
+            runtime::CollectiveRequest q;
+            q.op = op;
+            q.bytes = odd;
+            const runtime::Schedule s = runtime::collective_algorithm(algorithm).build(q, l);
+            const int phases = op == CollectiveOp::all_reduce ? 2 : 1;
+            INFO(algorithm << " " << runtime::op_name(op));
+            REQUIRE(s.transfers.size() == static_cast<std::size_t>(phases * (p - 1) * c * p));
+            std::uint64_t sent = 0;
+            std::vector<std::uint64_t> per_channel(c, 0);
+            for (std::size_t k = 0; k < s.transfers.size(); ++k) {
+                const auto& t = s.transfers[k];
+                const int step = static_cast<int>(k) / (c * p), ch = static_cast<int>(k) / p % c,
+                          i = static_cast<int>(k) % p;
+                const int dir = algorithm == "ring-bidir" && ch >= c / 2 ? -1 : 1;
+                CHECK(t.src == i);
+                CHECK(t.dst == (i + dir + p) % p);
+                sent += t.bytes;
+                per_channel[static_cast<std::size_t>(ch)] += t.bytes;
+                if (step == 0) {
+                    CHECK(t.deps.empty());
+                } else {
+                    REQUIRE(t.deps.size() == 1);
+                    CHECK(t.deps[0] == (step - 1) * c * p + ch * p + (i - dir + p) % p);
+                }
+            }
+            // Every step moves each channel's whole part once (p chunks, one per rank): (p - 1) parts per phase.
+            CHECK(sent == static_cast<std::uint64_t>(phases * (p - 1)) * odd);
+            for (int ch = 0; ch < c; ++ch) {
+                const std::uint64_t part = odd / c + (static_cast<std::uint64_t>(ch) < odd % c ? 1 : 0);
+                CHECK(per_channel[static_cast<std::size_t>(ch)] == static_cast<std::uint64_t>(phases * (p - 1)) * part);
+            }
         }
     }
-    CHECK(sent == 7 * q.bytes);  // (p-1)/p N from each of the p ranks, as with one channel
-    // ring-bidir: half of the streams each way.
-    const runtime::Schedule b = runtime::collective_algorithm("ring-bidir").build(q, l);
-    CHECK(b.transfers.size() == s.transfers.size());
 
     // On the links: the same bytes as one channel; no slower, since a channel's per-step fixed cost (alpha)
     // overlaps the other channels' data; never faster than the bandwidth term.
-    const int p = 8;
     const std::uint64_t n = 64ull << 20;
     const auto with = [&](int cc) {
         std::vector<std::string> o =
