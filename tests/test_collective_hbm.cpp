@@ -179,6 +179,49 @@ TEST_CASE("a collective bound by the memory takes the bytes at the measured HBM 
     CHECK(r["memory_util"].get<double>() > 0.99);
 }
 
+TEST_CASE("the memory's turnarounds follow the controller's write drains, not how finely reads and writes interleave",
+          "[collective][hbm]") {
+    // Rates with round numbers: 1 fs per byte each way, a drain of two 64 KiB packets, 1000 fs per pair of turns.
+    hw::HbmRates rates;
+    rates.read_bytes_per_s = rates.write_bytes_per_s = 1e15;
+    rates.drain_bytes = 2.0 * k_packet;
+    rates.drain_s = 1e-12;
+    // Busy time of a sequence of packets ('r', 'w') all queued at once, fs; ' ': the memory idles before the
+    // next one arrives.
+    const auto busy = [&](const std::string& pattern) {
+        const std::string out = testing::run_isolated([&] {
+            hw::HbmTlMemory m("memory", rates);
+            std::uint64_t t = 0, free = 0;
+            for (const char c : pattern) {
+                if (c == ' ') {
+                    t = free + 1000000;
+                    continue;
+                }
+                free = m.timed_access(c == 'w', k_packet, t).accept_fs;
+            }
+            return std::to_string(m.stats().busy_fs);
+        });
+        return std::stod(out);
+    };
+    const double own = 8.0 * k_packet;  // 8 packets at 1 fs per byte
+    // Packet by packet or two at a time: a drain per two packets written, reads around each: 2 pairs of turns.
+    CHECK(busy("rwrwrwrw") == own + 2000);
+    CHECK(busy("rrwwrrww") == own + 2000);
+    // Four at a time: two drains in a row, one pair of turns around them.
+    CHECK(busy("rrrrwwww") == own + 1000);
+    // No reads: none; an idle memory has drained its queues.
+    CHECK(busy("wwwwwwww") == own);
+    CHECK(busy("rrrr wwww") == own);
+    // The rates the rule stands on (docs/adr/0008): the measured mixed stream, one packet each way in turn,
+    // costs a pair of turns per drain of the chip's controller.
+    const Config c = hw::resolve_cluster_config("trn2.48xlarge", {}, {});
+    const hw::HbmRates& trn2 = hw::hbm_rates(c, k_packet);
+    const double pair_s =
+        static_cast<double>(k_packet) / trn2.read_bytes_per_s + static_cast<double>(k_packet) / trn2.write_bytes_per_s;
+    const double per_drain = trn2.drain_bytes / k_packet;  // packet pairs per drain
+    CHECK(2.0 * k_packet / trn2.mixed_bytes_per_s == Approx(pair_s + trn2.drain_s / per_drain).epsilon(1e-9));
+}
+
 TEST_CASE("cluster.memory_model=ideal serves collectives at chip.memory.bandwidth", "[collective][hbm]") {
     const std::uint64_t n = 64ull << 20;
     const json r =

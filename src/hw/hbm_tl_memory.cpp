@@ -107,6 +107,13 @@ HbmRates measure_hbm_rates(const HbmSpec& spec, std::uint64_t packet_bytes) {
     const double own_s = mixed_bursts / 2 * static_cast<double>(burst) * (1 / read_pc + 1 / write_pc);
     const double switches = mixed_bursts / static_cast<double>(group);
     r.turnaround_s = std::max(0.0, (mixed_s - own_s) / switches);
+    // A write drain: the bursts between the watermarks on every pseudo-channel. What one pair of turns (to the
+    // writes and back) costs: the mixed stream switches twice per packet share (group bursts); the controller
+    // batches the writes of drain / group shares into one pair of turns when a share is the smaller, and
+    // turns once per share (staying with the writes while no read waits) when it is the larger.
+    const double drain_bursts = spec.controller.write_high - spec.controller.write_low;
+    r.drain_bytes = drain_bursts * static_cast<double>(burst * pcs);
+    r.drain_s = r.turnaround_s * 2.0 * std::max(1.0, drain_bursts / static_cast<double>(group));
     r.mixed_bytes_per_s = mixed_bursts * static_cast<double>(burst) / mixed_s * static_cast<double>(pcs);
     r.read_bytes_per_s = read_pc * static_cast<double>(pcs);
     r.write_bytes_per_s = write_pc * static_cast<double>(pcs);
@@ -148,7 +155,8 @@ HbmTlMemory::HbmTlMemory(const sc_core::sc_module_name& name, const HbmRates& ra
       m_fs_per_byte{1e15 / rates.read_bytes_per_s, 1e15 / rates.write_bytes_per_s},
       m_latency_fs{static_cast<std::uint64_t>(std::llround(rates.read_latency_s * 1e15)),
                    static_cast<std::uint64_t>(std::llround(rates.write_latency_s * 1e15))},
-      m_turnaround_fs(static_cast<std::uint64_t>(std::llround(rates.turnaround_s * 1e15))) {}
+      m_drain_bytes(std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::llround(rates.drain_bytes)))),
+      m_drain_fs(static_cast<std::uint64_t>(std::llround(rates.drain_s * 1e15))) {}
 
 AccessTiming HbmTlMemory::timed_access(bool write, std::uint64_t bytes, std::uint64_t request) {
     const int dir = write ? 1 : 0;
@@ -161,9 +169,21 @@ AccessTiming HbmTlMemory::timed_access(bool write, std::uint64_t bytes, std::uin
             static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * m_fs_per_byte[dir] / share));
     }
     std::uint64_t duration = m_last_duration[dir];
-    // A turnaround only between back-to-back requests: an idle memory has drained its queues.
-    if (request < m_free_fs && write != m_last_write) duration += m_turnaround_fs;
-    m_last_write = write;
+    // Write drains cost turnarounds when reads are served around them; an idle memory has drained its queues.
+    if (request >= m_free_fs) {
+        m_written = 0;
+        m_read = false;
+    }
+    if (!write) {
+        m_read = true;
+    } else {
+        m_written += bytes;
+        while (m_written >= m_drain_bytes) {
+            m_written -= m_drain_bytes;
+            if (m_read) duration += m_drain_fs;
+            m_read = false;
+        }
+    }
     const std::uint64_t start = std::max(request, m_free_fs);
     m_free_fs = start + duration;
     m_stats.busy_fs += duration;
@@ -187,9 +207,14 @@ void HbmTlMemory::add_stats(const MemoryStats& d) {
 }
 
 std::map<std::string, double> HbmTlMemory::summary() const {
-    return {{"read_gbps", m_rates.read_bytes_per_s * 1e-9},    {"write_gbps", m_rates.write_bytes_per_s * 1e-9},
-            {"mixed_gbps", m_rates.mixed_bytes_per_s * 1e-9},  {"turnaround_ns", m_rates.turnaround_s * 1e9},
-            {"read_latency_ns", m_rates.read_latency_s * 1e9}, {"write_latency_ns", m_rates.write_latency_s * 1e9}};
+    return {{"read_gbps", m_rates.read_bytes_per_s * 1e-9},
+            {"write_gbps", m_rates.write_bytes_per_s * 1e-9},
+            {"mixed_gbps", m_rates.mixed_bytes_per_s * 1e-9},
+            {"turnaround_ns", m_rates.turnaround_s * 1e9},
+            {"drain_bytes", m_rates.drain_bytes},
+            {"drain_ns", m_rates.drain_s * 1e9},
+            {"read_latency_ns", m_rates.read_latency_s * 1e9},
+            {"write_latency_ns", m_rates.write_latency_s * 1e9}};
 }
 
 }  // namespace trnsim::hw

@@ -14,9 +14,11 @@
 //   packet is measured on an idle channel (rows closed): its fixed part is that latency minus the
 //   packet's time at the sustained rate.
 // - Model: a request of b bytes occupies the memory for b / (read or write rate) after the previous one
-//   (FIFO in arrival order), plus the turnaround when it follows a request of the other direction back to
-//   back (the memory busy when it arrives); its data are delivered the fixed latency after that. Completion
-//   is reported within b_transport.
+//   (FIFO in arrival order); its data are delivered the fixed latency after that. Completion is reported
+//   within b_transport. Turnarounds follow the controller's write drains, not the arrival order: while the
+//   memory stays busy, every drain_bytes written cost drain_s if reads were served since the last drain (the
+//   controller batches writes between its watermarks however finely they interleave with the reads); an
+//   idle memory has drained its queues.
 // - Shared with the kernels (set_kernel_load): while the chip's kernels take a share u of the memory's time,
 //   the controller serves the kernels' and the collectives' requests round-robin, so a collective request
 //   gets the time they leave, and at least half: its occupancy is stretched by 1 / max(1 - u, 1/2), as the
@@ -40,10 +42,15 @@ struct HbmRates {
     double read_bytes_per_s = 0;   // sustained sequential reads
     double write_bytes_per_s = 0;  // sustained sequential writes
     double mixed_bytes_per_s = 0;  // the mixed stream: one packet's reads, one packet's writes, alternating
-    double turnaround_s = 0;       // per direction switch between back-to-back requests (from the mixed stream)
-    double read_latency_s = 0;     // unloaded packet read latency minus the packet's time at read_bytes_per_s
-    double write_latency_s = 0;    // likewise for writes
-    double packet_read_s = 0;      // the unloaded packet read latency as measured
+    double turnaround_s = 0;       // per direction switch of the mixed stream (packet by packet), amortized
+    // The controller drains writes in batches between its watermarks (write_high - write_low entries per
+    // pseudo-channel): the bytes of one batch over the chip, and what a pair of turns around a batch costs
+    // when reads are served around it (from the mixed stream: 2 turnaround_s x max(1, batch / packet share)).
+    double drain_bytes = 0;
+    double drain_s = 0;
+    double read_latency_s = 0;   // unloaded packet read latency minus the packet's time at read_bytes_per_s
+    double write_latency_s = 0;  // likewise for writes
+    double packet_read_s = 0;    // the unloaded packet read latency as measured
     double packet_write_s = 0;
     std::uint64_t bursts_simulated = 0;  // by the measurement, on one pseudo-channel
 };
@@ -73,10 +80,12 @@ private:
     HbmRates m_rates;
     double m_fs_per_byte[2];        // read, write
     std::uint64_t m_latency_fs[2];  // read, write
-    std::uint64_t m_turnaround_fs;
+    std::uint64_t m_drain_bytes;
+    std::uint64_t m_drain_fs;
     double m_kernel_load = 0;
     std::uint64_t m_free_fs = 0;
-    bool m_last_write = false;
+    std::uint64_t m_written = 0;  // bytes written since the last drain, in the current busy period
+    bool m_read = false;          // a read served since the last drain, in the current busy period
     std::uint64_t m_last_bytes[2] = {~std::uint64_t{0}, ~std::uint64_t{0}};  // the last request's size and
     std::uint64_t m_last_duration[2] = {0, 0};                               // its time, per direction
     MemoryStats m_stats;
