@@ -190,13 +190,20 @@ void CollectiveEngine::launch(const BatchItem& item, int period, std::size_t ind
         for (const Done& d : followers)
             if (d) d(fs);
     };
+    job->engine = this;
     job->messages.resize(tr.size());
     job->waiting.resize(tr.size());
-    job->dependents.resize(tr.size());
+    job->dependent_first.assign(tr.size() + 1, 0);
     for (std::size_t i = 0; i < tr.size(); ++i) {
         job->waiting[i] = static_cast<int>(tr[i].deps.size());
-        for (int d : tr[i].deps) job->dependents[static_cast<std::size_t>(d)].push_back(static_cast<int>(i));
+        for (int d : tr[i].deps) ++job->dependent_first[static_cast<std::size_t>(d) + 1];
     }
+    for (std::size_t i = 0; i < tr.size(); ++i) job->dependent_first[i + 1] += job->dependent_first[i];
+    job->dependents.resize(static_cast<std::size_t>(job->dependent_first.back()));
+    std::vector<int> next(job->dependent_first.begin(), job->dependent_first.end() - 1);
+    for (std::size_t i = 0; i < tr.size(); ++i)
+        for (int d : tr[i].deps)
+            job->dependents[static_cast<std::size_t>(next[static_cast<std::size_t>(d)]++)] = static_cast<int>(i);
     Job* j = job.get();
     m_jobs.push_back(std::move(job));
     j->self = std::prev(m_jobs.end());
@@ -214,14 +221,17 @@ void CollectiveEngine::submit(Job* job, std::size_t i) {
     m.reduce = t.reduce;
     m.elem_bytes = job->elem_bytes;
     m.route = &m_cluster.topology().route(m.src_chip, m.dst_chip);
-    m.on_done = [this, job, i](std::uint64_t fs) {
+    // Two words, so that std::function keeps them in place (no allocation per message).
+    m.on_done = [job, i](std::uint64_t fs) {
         job->last_fs = std::max(job->last_fs, fs);
-        for (int d : job->dependents[i])
-            if (--job->waiting[static_cast<std::size_t>(d)] == 0) submit(job, static_cast<std::size_t>(d));
+        for (int k = job->dependent_first[i]; k < job->dependent_first[i + 1]; ++k) {
+            const auto d = static_cast<std::size_t>(job->dependents[static_cast<std::size_t>(k)]);
+            if (--job->waiting[d] == 0) job->engine->submit(job, d);
+        }
         if (++job->done == job->messages.size()) {
             if (job->on_done) job->on_done(job->last_fs);
-            m_finished.push_back(job->self);
-            m_reap_event.notify(sc_core::SC_ZERO_TIME);
+            job->engine->m_finished.push_back(job->self);
+            job->engine->m_reap_event.notify(sc_core::SC_ZERO_TIME);
         }
     };
     m_cluster.endpoint(m.src_chip).send(&m);

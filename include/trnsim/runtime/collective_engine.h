@@ -134,9 +134,12 @@ private:
         const Schedule* schedule = nullptr;
         const RankLayout* layout = nullptr;
         std::size_t elem_bytes = 4;
+        CollectiveEngine* engine = nullptr;
         std::vector<hw::Message> messages;
-        std::vector<int> waiting;                  // deps not yet arrived, per transfer
-        std::vector<std::vector<int>> dependents;  // per transfer
+        std::vector<int> waiting;  // deps not yet arrived, per transfer
+        // The transfers that wait for transfer i: dependents[dependent_first[i] .. dependent_first[i + 1]).
+        std::vector<int> dependent_first;
+        std::vector<int> dependents;
         std::size_t done = 0;
         std::uint64_t last_fs = 0;
         Done on_done;
