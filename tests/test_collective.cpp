@@ -21,7 +21,7 @@ using runtime::CollectiveOp;
 
 namespace {
 
-// Memory (the ideal model), on-chip fabric, DMA and vector engine much faster than the links, so only the
+// Memory (the ideal model), on-chip fabric and DMA much faster than the links, so only the
 // links and the fixed costs show: alpha = the DMA transfer latency (chip.core.dma.transfer_latency, 1.3 us) +
 // the route's hop latencies.
 std::vector<std::string> fast_chip(std::vector<std::string> extra) {
@@ -32,8 +32,7 @@ std::vector<std::string> fast_chip(std::vector<std::string> extra) {
                                   "chip.memory.bandwidth=5000TB/s",
                                   "chip.memory.ideal.latency=0ns",
                                   "chip.fabric.bandwidth=5000TB/s",
-                                  "chip.fabric.latency=0ns",
-                                  "chip.core.vector_engine.clock=100GHz"};
+                                  "chip.fabric.latency=0ns"};
     o.insert(o.end(), extra.begin(), extra.end());
     return o;
 }
@@ -300,20 +299,45 @@ TEST_CASE("auto takes the hierarchical algorithm for every rank of several nodes
     CHECK(r[2]["jobs"][0]["algorithm"] == "mesh");  // the first 16 ranks, all on the first node
 }
 
-TEST_CASE("the ring's time follows the closed form with the reduction exposed when the vector engine is slow",
+TEST_CASE("the ring's time follows the closed form with the reduction exposed when the DMA reduction is slow",
           "[collective]") {
-    // A vector engine slower than the link: the reduce-scatter half runs at the reduction rate. trn2 vector
-    // engine at 0.96 GHz reduced to 1 MHz: 64 KiB fp32 = 16384 elements, 128 per lane, 2 x 128 / 2 = 128
-    // cycles = 128 us per packet, far slower than the link; the all-gather half is unaffected.
+    // The receiving chip's DMA rings add each packet into the local data at chip.core.dma.reduce_rate of their
+    // copy rate [NKI-ARCH3]. One ring per chip (trn1, chip.cores = 1) of 16 engines x 500 TB/s = 8000 TB/s;
+    // at a rate of 1e-6, 8 GB/s: a 64 KiB packet takes 8.192 us to reduce (8 ns to send), the link
+    // (100 GiB/s) 0.6104 us. Each step's 2 MiB chunk = 32 packets arrive at the link's pace and queue at the
+    // ring: the step ends 32 reductions after the first packet instead of 32 link times after it.
     const std::uint64_t n = 8ull << 20;
-    const json fast = run({{job(CollectiveOp::reduce_scatter, n, "ring")}},
-                          fast_chip({"cluster.topology=ring:4", "cluster.link.bandwidth=100GiB/s"}));
-    const json slow = run({{job(CollectiveOp::reduce_scatter, n, "ring")}},
-                          fast_chip({"cluster.topology=ring:4", "cluster.link.bandwidth=100GiB/s",
-                                     "chip.core.vector_engine.clock=1MHz"}));
-    // Per step, each rank's chunk of 2 MiB = 32 packets, reduced by one core's vector engine back to back.
-    const double per_step = 32 * 128e-6;
-    CHECK(time_of(slow) == Approx(time_of(fast) + 3 * per_step).epsilon(0.02));
+    const auto with = [&](const std::string& rate) {
+        return run({{job(CollectiveOp::reduce_scatter, n, "ring")}},
+                   fast_chip({"cluster.topology=ring:4", "cluster.link.bandwidth=100GiB/s", "chip.cores=1",
+                              "chip.core.dma.reduce_rate=" + rate}),
+                   "trn1.32xlarge");
+    };
+    const json fast = with("1"), slow = with("1e-6");
+    const double reduce = 65536 / 8e9, link = 65536 / (100.0 * (1ull << 30));
+    CHECK(time_of(slow) == Approx(time_of(fast) + 3 * (32 * reduce - 31 * link)).epsilon(0.002));
+    CHECK(slow[0]["reduced"] == fast[0]["reduced"]);
+}
+
+TEST_CASE("a chip's DMA rings share the reductions of a message, each serving them with its sends packet by packet",
+          "[collective]") {
+    // Two chips, one rank each, a reduce-scatter of 8 MiB: each chip sends 4 MiB (64 packets) and reduces
+    // the 4 MiB it receives. DMA rings of 16 engines x 1 GB/s, reducing at the copy rate: 4.096 us per packet
+    // either way, slower than the link (0.61 us). The chip sends on ring 0; the message to reduce gets the
+    // next ring and its packets go to the rank's c rings in turn, so ring 0 serves its 64 sends and 64 / c
+    // reductions round-robin, never idle: alpha + (64 + 64 / c) packet times (+ ~1 us: the last reduction).
+    const std::uint64_t n = 8ull << 20;
+    const double packet = 65536 / 16e9;
+    for (int cores : {1, 2, 4, 8}) {
+        const json r = run({{job(CollectiveOp::reduce_scatter, n, "ring")}},
+                           fast_chip({"cluster.topology=ring:2", "cluster.link.bandwidth=100GiB/s",
+                                      "cluster.link.latency=500ns", fmt::format("chip.cores={}", cores),
+                                      "chip.core.dma.engine_bandwidth=1GB/s", "chip.core.dma.reduce_rate=1"}),
+                           "trn1.32xlarge");
+        INFO("cores " << cores);
+        CHECK(time_of(r) == Approx(k_dma + (64 + 64 / cores) * packet).epsilon(0.005));
+        CHECK(r[0]["reduced"] == 2 * (4 << 20));
+    }
 }
 
 TEST_CASE("two all-reduces on the same ring take longer than either alone and their link bytes add up",

@@ -50,8 +50,7 @@ std::vector<std::string> fast(std::vector<std::string> extra) {
                                   "cluster.link.latency=0ns",
                                   "chip.core.dma.engine_bandwidth=500TB/s",
                                   "chip.core.dma.descriptor_cost=0ns",
-                                  "chip.core.dma.transfer_latency=0ns",
-                                  "chip.core.vector_engine.clock=100GHz"};
+                                  "chip.core.dma.transfer_latency=0ns"};
     o.insert(o.end(), extra.begin(), extra.end());
     return o;
 }

@@ -36,6 +36,16 @@ void DmaSpec::declare(ParamRegistry& r) {
                {},
                0,
                1e-3});
+    // Read by the collectives' endpoints (topology.cpp), not by the kernels' DMA subsystem.
+    r.declare({p + "reduce_rate",
+               ParamType::real,
+               "throughput of the DMA engines adding received data into local data (a collective's reduction), "
+               "as a fraction of their copy throughput",
+               "0.5",
+               "[NKI-ARCH3] 50% of DMA throughput via the DMA collective compute engines before NeuronCore-v4",
+               {},
+               1e-6,
+               1});
 }
 
 DmaSpec DmaSpec::from_config(const Config& c) {

@@ -444,23 +444,11 @@ EndpointSpec EndpointSpec::from_config(const Config& c) {
     s.engine_bandwidth = c.get_bandwidth("chip.core.dma.engine_bandwidth");
     s.descriptor_cost = c.get_duration("chip.core.dma.descriptor_cost");
     s.transfer_latency = c.get_duration("chip.core.dma.transfer_latency");
-    s.vector = ComputeEngineSpec::from_config(c, EngineKind::vector);
-    s.partitions = static_cast<int>(c.get_int("chip.core.sbuf.partitions"));
+    s.reduce_rate = c.get_real("chip.core.dma.reduce_rate");
+    s.rank_rings = std::max(1, s.dma_rings / static_cast<int>(c.get_int("cluster.ranks_per_chip")));
     s.packet_bytes = c.get_bytes("cluster.link.packet").count;
     s.credits = static_cast<int>(c.get_int("cluster.link.credits"));
     return s;
-}
-
-std::uint64_t EndpointSpec::reduce_fs(std::uint64_t bytes, std::size_t elem_bytes) const {
-    const std::uint64_t elems = (bytes + elem_bytes - 1) / elem_bytes;
-    const std::uint64_t n =
-        (elems + static_cast<std::uint64_t>(partitions) - 1) / static_cast<std::uint64_t>(partitions);
-    const auto epc =
-        static_cast<std::uint64_t>(elem_bytes <= 2 ? vector.elems_per_cycle_16bit : vector.elems_per_cycle_32bit);
-    const std::uint64_t cycles =
-        static_cast<std::uint64_t>(vector.start_overhead) +
-        std::max<std::uint64_t>(static_cast<std::uint64_t>(vector.min_ii), (2 * n + epc - 1) / epc);
-    return static_cast<std::uint64_t>(std::llround(static_cast<double>(cycles) * 1e15 / vector.clock.hz));
 }
 
 Packet* PacketPool::get() {
@@ -480,8 +468,7 @@ ChipEndpoint::ChipEndpoint(const sc_core::sc_module_name& name, const EndpointSp
       m_pool(pool),
       m_ring_fs_per_byte(1e15 / (spec.engine_bandwidth.bytes_per_s * spec.engines_per_ring)),
       m_descriptor_fs(static_cast<std::uint64_t>(std::llround(spec.descriptor_cost.seconds * 1e15))),
-      m_transfer_fs(static_cast<std::uint64_t>(std::llround(spec.transfer_latency.seconds * 1e15))),
-      m_vector_free(static_cast<std::size_t>(spec.dma_rings), 0) {
+      m_transfer_fs(static_cast<std::uint64_t>(std::llround(spec.transfer_latency.seconds * 1e15))) {
     m_timing = new MemoryTiming;
     m_timing->on_done = [this](std::uint64_t t) {
         m_memory_done = true;
@@ -551,7 +538,7 @@ bool ChipEndpoint::idle(std::uint64_t now_fs) const {
     if (!m_work.empty()) return false;
     for (const auto& g : m_rings)
         if (!g->pending.empty() || !g->active.empty() || g->busy_until > now_fs) return false;
-    return std::all_of(m_vector_free.begin(), m_vector_free.end(), [&](std::uint64_t t) { return t <= now_fs; });
+    return true;
 }
 
 void ChipEndpoint::add_stats(const EndpointStats& d) {
@@ -561,33 +548,26 @@ void ChipEndpoint::add_stats(const EndpointStats& d) {
     m_stats.bytes_reduced += d.bytes_reduced;
     m_stats.packets_sent += d.packets_sent;
     m_stats.dma_busy_fs += d.dma_busy_fs;
-    m_stats.vector_busy_fs += d.vector_busy_fs;
 }
 
 void ChipEndpoint::set_dma_load(double load) {
     m_dma_load = load;
 }
 
-std::uint64_t ChipEndpoint::packet_dma_fs(std::uint64_t bytes) {
-    if (bytes == m_dma_cache.bytes && m_dma_load == m_dma_cache.load) return m_dma_cache.fs;
+std::uint64_t ChipEndpoint::packet_dma_fs(std::uint64_t bytes, bool reduce) {
+    DmaCache& cache = m_dma_cache[reduce ? 1 : 0];
+    if (bytes == cache.bytes && m_dma_load == cache.load) return cache.fs;
     // The ring's engines share the packet (one DMA buffer each): descriptor cost plus the bytes at the
-    // ring's bandwidth, in the engine time the chip's kernels leave; the packet is handed to the link once
-    // it is read.
-    const double engine_fs = static_cast<double>(m_descriptor_fs) + static_cast<double>(bytes) * m_ring_fs_per_byte;
+    // ring's bandwidth, at the reduction rate when they add it into the local data, in the engine time the
+    // chip's kernels leave. A sent packet is handed to the link once it is read.
+    const double byte_fs = static_cast<double>(bytes) * m_ring_fs_per_byte / (reduce ? m_spec.reduce_rate : 1.0);
     // Round-robin with the kernels' queues: the packet gets the engine time they leave, and at least half.
     const double share = std::max(1.0 - m_dma_load, 0.5);
     const std::uint64_t fs =
-        m_dma_load > 0
-            ? static_cast<std::uint64_t>(engine_fs / share + 0.5)
-            : m_descriptor_fs + static_cast<std::uint64_t>(static_cast<double>(bytes) * m_ring_fs_per_byte + 0.5);
-    m_dma_cache = {bytes, m_dma_load, fs};
+        m_dma_load > 0 ? static_cast<std::uint64_t>((static_cast<double>(m_descriptor_fs) + byte_fs) / share + 0.5)
+                       : m_descriptor_fs + static_cast<std::uint64_t>(byte_fs + 0.5);
+    cache = {bytes, m_dma_load, fs};
     return fs;
-}
-
-std::uint64_t ChipEndpoint::reduce_fs(std::uint64_t bytes, std::size_t elem_bytes) {
-    if (bytes != m_reduce_cache.bytes || elem_bytes != m_reduce_cache.elem_bytes)
-        m_reduce_cache = {bytes, elem_bytes, m_spec.reduce_fs(bytes, elem_bytes)};
-    return m_reduce_cache.fs;
 }
 
 void ChipEndpoint::ring_wake(int r) {
@@ -602,15 +582,39 @@ void ChipEndpoint::ring_wake(int r) {
 
 void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
     while (!g.pending.empty() && g.pending.front()->ready_fs <= now) {
-        g.active.push_back(g.pending.front());
+        g.active.push_back({g.pending.front()});
         g.pending.pop_front();
     }
     if (g.active.empty()) {
         if (!g.pending.empty()) g.wake->notify(g.pending.front()->ready_fs - now);
         return;
     }
-    Message* m = g.active.front();
+    const Turn t = g.active.front();
     g.active.pop_front();
+    Packet* sent = nullptr;
+    const bool reduce = t.message == nullptr;
+    const std::uint64_t busy = reduce ? reduce_packet(g, now) : send_packet(g, t.message, now, sent);
+    m_stats.dma_busy_fs += busy;
+    g.busy_until = now + busy;
+    if (reduce && g.reduce_first != nullptr) g.active.push_back(t);
+    // Wake for the next packet only when there is one to move; a parked message wakes the ring with its
+    // credit, a received one with its arrival.
+    if (!g.active.empty()) {
+        g.wake->notify(busy);
+    } else if (!g.pending.empty()) {
+        g.wake->notify(std::max(g.busy_until, g.pending.front()->ready_fs) - now);
+    }
+    // Last: the first link may start the packet at once and return a credit (on_first_hop_start), which
+    // must find the ring busy.
+    if (sent != nullptr) {
+        if (sent->route->empty())
+            accept(sent);
+        else
+            (*sent->route)[0]->accept(sent);
+    }
+}
+
+std::uint64_t ChipEndpoint::send_packet(Ring& g, Message* m, std::uint64_t now, Packet*& sent) {
     const std::uint64_t bytes = std::min(m_spec.packet_bytes, m->unsent);
     m->unsent -= bytes;
     std::uint64_t accept_fs = now;
@@ -631,24 +635,28 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
     if (p->source != nullptr) ++m->in_window;
     if (m->unsent > 0) {
         if (m->in_window < m_spec.credits)
-            g.active.push_back(m);
+            g.active.push_back({m});
         else
             m->parked = true;
     }
-    const std::uint64_t busy = std::max(dma_fs, accept_fs - now);
-    m_stats.dma_busy_fs += busy;
-    g.busy_until = now + busy;
-    // Wake for the next packet only when there is one to move; a parked message wakes the ring with its
-    // credit.
-    if (!g.active.empty()) {
-        g.wake->notify(busy);
-    } else if (!g.pending.empty()) {
-        g.wake->notify(std::max(g.busy_until, g.pending.front()->ready_fs) - now);
-    }
-    if (m->route->empty())
-        accept(p);
-    else
-        (*m->route)[0]->accept(p);
+    sent = p;
+    return std::max(dma_fs, accept_fs - now);
+}
+
+std::uint64_t ChipEndpoint::reduce_packet(Ring& g, std::uint64_t now) {
+    // Read-add-write by the DMA engines [NKI-ARCH3]: the ring reads the local operand from memory, adds the
+    // received packet to it and writes the sum back.
+    Packet* p = g.reduce_first;
+    g.reduce_first = p->next;
+    if (g.reduce_first == nullptr) g.reduce_last = nullptr;
+    p->next = nullptr;
+    auto* m = static_cast<Message*>(p->message);
+    std::uint64_t accept_fs = now;
+    const std::uint64_t read_done = memory_access(false, p->bytes, now, &accept_fs);
+    const std::uint64_t dma_fs = packet_dma_fs(p->bytes, true);
+    m_stats.bytes_reduced += p->bytes;
+    schedule({std::max(now + dma_fs, read_done), 0, 1, p, m});
+    return std::max(dma_fs, accept_fs - now);
 }
 
 void ChipEndpoint::on_first_hop_start(Packet* p) {
@@ -657,7 +665,7 @@ void ChipEndpoint::on_first_hop_start(Packet* p) {
     if (!m->parked) return;
     m->parked = false;
     Ring& g = *m_rings[static_cast<std::size_t>(m->ring)];
-    g.active.push_back(m);
+    g.active.push_back({m});
     const std::uint64_t now = WakeupQueue::now();
     // An idle ring moves the next packet at once (inside the link's activation: no event of its own).
     if (g.busy_until <= now)
@@ -692,20 +700,32 @@ void ChipEndpoint::on_work() {
         if (w.kind == 0) {
             m_stats.bytes_received += w.packet->bytes;
             if (m->reduce) {
-                // Read-add-write: the local operand is read from memory, the vector engine of the core
-                // serving this message adds the arrived packet to it, the sum is written back.
-                const std::uint64_t read_done = memory_access(false, w.packet->bytes, now);
+                // Added into the local data by the DMA rings of this chip (reduce_packet). The chip hands each
+                // new stream to the next ring, round-robin: a message to send when it is sent, one to reduce
+                // when its first packet arrives. A message's received packets go to its receiving rank's
+                // rings in turn (EndpointSpec::rank_rings, from the assigned one), each ring serving its
+                // queue of them in its rotation with its other queues.
                 if (m->reducer < 0) {
-                    m->reducer = m_next_reducer;
-                    m_next_reducer = (m_next_reducer + 1) % m_spec.dma_rings;
+                    m->reducer = m_next_ring;
+                    m->reduce_next = 0;
+                    m_next_ring = (m_next_ring + 1) % m_spec.dma_rings;
                 }
-                auto& free = m_vector_free[static_cast<std::size_t>(m->reducer)];
-                const std::uint64_t start = std::max(read_done, free);
-                const std::uint64_t busy = reduce_fs(w.packet->bytes, m->elem_bytes);
-                free = start + busy;
-                m_stats.vector_busy_fs += busy;
-                m_stats.bytes_reduced += w.packet->bytes;
-                schedule({free, 0, 1, w.packet, m});
+                const int r = (m->reducer + static_cast<int>(m->reduce_next)) % m_spec.dma_rings;
+                m->reduce_next = (m->reduce_next + 1) % static_cast<std::uint32_t>(m_spec.rank_rings);
+                Ring& g = *m_rings[static_cast<std::size_t>(r)];
+                Packet* p = w.packet;
+                p->next = nullptr;
+                if (g.reduce_first != nullptr) {
+                    g.reduce_last->next = p;
+                } else {
+                    g.reduce_first = p;
+                    g.active.push_back({nullptr});
+                }
+                g.reduce_last = p;
+                if (g.busy_until <= now)
+                    ring_step(g, now);
+                else
+                    g.wake->notify(g.busy_until - now);
             } else {
                 const std::uint64_t write_done = memory_access(true, w.packet->bytes, now);
                 m_pool.put(w.packet);
@@ -783,8 +803,7 @@ ChipStats operator-(const ChipStats& a, const ChipStats& b) {
     const EndpointStats &x = a.endpoint, &y = b.endpoint;
     d.endpoint = {x.messages_sent - y.messages_sent,   x.bytes_sent - y.bytes_sent,
                   x.bytes_received - y.bytes_received, x.bytes_reduced - y.bytes_reduced,
-                  x.packets_sent - y.packets_sent,     x.dma_busy_fs - y.dma_busy_fs,
-                  x.vector_busy_fs - y.vector_busy_fs};
+                  x.packets_sent - y.packets_sent,     x.dma_busy_fs - y.dma_busy_fs};
     d.memory = {a.memory.read_bytes - b.memory.read_bytes, a.memory.write_bytes - b.memory.write_bytes,
                 a.memory.requests - b.memory.requests, a.memory.busy_fs - b.memory.busy_fs};
     d.fabric = {a.fabric.bytes - b.fabric.bytes, a.fabric.transfers - b.fabric.transfers,

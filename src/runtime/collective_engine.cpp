@@ -181,7 +181,6 @@ void CollectiveEngine::launch(const BatchItem& item, int period, std::size_t ind
     auto job = std::make_unique<Job>();
     job->schedule = item.schedule;
     job->layout = item.layout;
-    job->elem_bytes = dtype_bytes(item.dtype);
     const auto& tr = item.schedule->transfers;
     ++this->period(period)->active;
     job->on_done = [this, period, index, done = item.on_done](std::uint64_t fs) {
@@ -219,7 +218,6 @@ void CollectiveEngine::submit(Job* job, std::size_t i) {
     m.dst_chip = l.chip_of_rank[static_cast<std::size_t>(t.dst)];
     m.bytes = t.bytes;
     m.reduce = t.reduce;
-    m.elem_bytes = job->elem_bytes;
     m.route = &m_cluster.topology().route(m.src_chip, m.dst_chip);
     // Two words, so that std::function keeps them in place (no allocation per message).
     m.on_done = [job, i](std::uint64_t fs) {
@@ -1138,9 +1136,8 @@ std::string CollectiveEngine::export_memo() const {
         for (const auto& s : r.chip_stats) {
             const hw::EndpointStats& d = s.endpoint;
             chips.push_back({d.messages_sent, d.bytes_sent, d.bytes_received, d.bytes_reduced, d.packets_sent,
-                             d.dma_busy_fs, d.vector_busy_fs, s.memory.read_bytes, s.memory.write_bytes,
-                             s.memory.requests, s.memory.busy_fs, s.fabric.bytes, s.fabric.transfers,
-                             s.fabric.busy_fs});
+                             d.dma_busy_fs, s.memory.read_bytes, s.memory.write_bytes, s.memory.requests,
+                             s.memory.busy_fs, s.fabric.bytes, s.fabric.transfers, s.fabric.busy_fs});
         }
         all[key] = {{"events", events},    {"links", r.links},
                     {"chips", r.chips},    {"first", {r.first_links, r.first_chips}},
@@ -1168,9 +1165,9 @@ void CollectiveEngine::import_memo(const std::string& text) {
         for (const auto& e : j.at("chip_stats")) {
             const auto u = [&](std::size_t i) { return e.at(i).get<std::uint64_t>(); };
             hw::ChipStats d;
-            d.endpoint = {u(0), u(1), u(2), u(3), u(4), u(5), u(6)};
-            d.memory = {u(7), u(8), u(9), u(10)};
-            d.fabric = {u(11), u(12), u(13)};
+            d.endpoint = {u(0), u(1), u(2), u(3), u(4), u(5)};
+            d.memory = {u(6), u(7), u(8), u(9)};
+            d.fabric = {u(10), u(11), u(12)};
             r.chip_stats.push_back(d);
         }
         m_memo.emplace(key, std::move(r));

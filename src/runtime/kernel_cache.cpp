@@ -74,7 +74,8 @@ std::string KernelCache::chip_text(const Config& config) {
         // Every chip parameter a kernel simulation reads; not the step-level ones (per-event energies and
         // static power, the logical-core grouping, the collective streams), so that sweeping those reuses the
         // kernels.
-        if (k.rfind("chip.", 0) != 0 || k.rfind("chip.energy.", 0) == 0 || k == "chip.lnc" || k == "chip.cc_cores")
+        if (k.rfind("chip.", 0) != 0 || k.rfind("chip.energy.", 0) == 0 || k == "chip.lnc" || k == "chip.cc_cores" ||
+            k == "chip.core.dma.reduce_rate")
             continue;
         text += k + "=" + v.text + "\n";
     }

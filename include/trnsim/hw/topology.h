@@ -127,23 +127,20 @@ void register_topology(const std::string& kind, TopologyFactory factory);
 std::unique_ptr<Topology> make_topology(const ClusterSpec& spec);
 std::vector<std::string> topology_kinds();
 
-// What the endpoint needs from the chip's config: its DMA engines and its vector engine.
+// What the endpoint needs from the chip's config: its DMA engines. The collective cores drive DMA rings;
+// the compute engines take no part [CC-OVERLAP], and the DMA engines do the reductions [NKI-ARCH3].
 struct EndpointSpec {
     int dma_rings = 1;         // chip.cores: one ring of DMA engines per NeuronCore
     int engines_per_ring = 1;  // chip.core.dma.engines
     Bandwidth engine_bandwidth;
     Duration descriptor_cost;   // per packet (one DMA buffer per engine)
     Duration transfer_latency;  // per message, before its first packet moves
-    ComputeEngineSpec vector;   // reductions
-    int partitions = 128;       // chip.core.sbuf.partitions: vector lanes
+    double reduce_rate = 1;     // chip.core.dma.reduce_rate: reduction throughput / copy throughput
+    int rank_rings = 1;         // a rank's rings: chip.cores / cluster.ranks_per_chip (at least 1)
     std::uint64_t packet_bytes = 65536;
     int credits = 2;  // packets of one message that may wait at its first link
 
     static EndpointSpec from_config(const Config& config);
-    // Vector-engine time to add `bytes` of received data of `elem_bytes`-byte elements into the local
-    // data: a tensor_tensor add, max(min_ii, ceil(2 N / elems_per_cycle)) + start_overhead cycles with
-    // N = ceil(elements / partitions), fs.
-    std::uint64_t reduce_fs(std::uint64_t bytes, std::size_t elem_bytes) const;
 };
 
 // One point-to-point transfer between chips (or within one chip, when `route` is empty).
@@ -152,7 +149,6 @@ struct Message {
     int dst_chip = 0;
     std::uint64_t bytes = 0;
     bool reduce = false;  // the receiver adds the data into its own (a reduce-scatter step)
-    std::size_t elem_bytes = 4;
     const Route* route = nullptr;
     std::function<void(std::uint64_t)> on_done;  // called at the time the last byte is in memory (reduced)
     // Endpoint bookkeeping.
@@ -161,7 +157,8 @@ struct Message {
     std::uint64_t packets_left = 0;
     std::uint64_t done_fs = 0;
     int ring = 0;
-    int reducer = -1;     // the receiving chip's core that adds it (assigned when its first packet arrives)
+    int reducer = -1;             // the receiving chip's DMA ring that adds it (assigned when its first packet arrives)
+    std::uint32_t reduce_next = 0;  // the receiver's ring for the next received packet, from `reducer`
     int in_window = 0;    // packets handed to the first link and not yet started there
     bool parked = false;  // out of its ring's rotation until a credit returns
     // Per hop, for the links (Packet::flow_slots): in the message itself for routes of up to 8 hops (every
@@ -178,8 +175,7 @@ struct EndpointStats {
     std::uint64_t bytes_received = 0;
     std::uint64_t bytes_reduced = 0;
     std::uint64_t packets_sent = 0;
-    std::uint64_t dma_busy_fs = 0;     // summed over rings
-    std::uint64_t vector_busy_fs = 0;  // summed over cores
+    std::uint64_t dma_busy_fs = 0;  // summed over rings: sending and reducing
 };
 
 class PacketPool {
@@ -204,12 +200,9 @@ public:
     void send(Message* m);
     // A packet arriving at this chip (head and tail times at the chip).
     void accept(Packet* p) override;
-    // Restarts the round-robin assignments (messages to DMA rings, received reductions to vector engines):
+    // Restarts the round-robin assignment of streams (messages to send or to reduce) to DMA rings:
     // done when traffic starts on the idle chip, so that a result does not depend on what ran before.
-    void restart_assignment() {
-        m_next_ring = 0;
-        m_next_reducer = 0;
-    }
+    void restart_assignment() { m_next_ring = 0; }
     // Nothing to send, receive, reduce or write at time `now_fs`.
     bool idle(std::uint64_t now_fs) const;
     // Adds what a replayed stretch of traffic did at this endpoint.
@@ -230,9 +223,16 @@ public:
     const EndpointSpec& spec() const { return m_spec; }
 
 private:
+    // A ring's engines serve its queues round-robin, one packet per turn [CC-OVERLAP]: the messages it
+    // sends, and its queue of received packets to reduce (a turn with no message) while it holds any.
+    struct Turn {
+        Message* message;  // nullptr: the reduction queue
+    };
     struct Ring {
         std::deque<Message*> pending;  // waiting for transfer_latency, in ready order
-        std::deque<Message*> active;   // round-robin, one packet each
+        std::deque<Turn> active;       // round-robin, one packet each
+        Packet* reduce_first = nullptr;  // received packets to reduce, in arrival order
+        Packet* reduce_last = nullptr;
         std::unique_ptr<Wakeup> wake;
         std::uint64_t busy_until = 0;
     };
@@ -247,27 +247,29 @@ private:
 
     void ring_wake(int r);
     void ring_step(Ring& g, std::uint64_t now);
+    // A ring's turn: reads message m's next packet for sending (`sent`, to inject once the ring is marked
+    // busy), or reduces the first received packet of its queue; returns the ring's busy time.
+    std::uint64_t send_packet(Ring& g, Message* m, std::uint64_t now, Packet*& sent);
+    std::uint64_t reduce_packet(Ring& g, std::uint64_t now);
     void on_work();
     void schedule(const Work& w);
     void packet_done(Message* m, std::uint64_t done_fs);
     // Issues one memory access at the current time `now`; returns when its data are delivered, and in
     // `accept_fs` when the memory can take the next request.
     std::uint64_t memory_access(bool write, std::uint64_t bytes, std::uint64_t now, std::uint64_t* accept_fs = nullptr);
-    // DMA-ring time of a packet of `bytes` under the current DMA load, and vector-engine time to reduce
-    // one, each computed once per distinct input (nearly every packet is a full one).
-    std::uint64_t packet_dma_fs(std::uint64_t bytes);
-    std::uint64_t reduce_fs(std::uint64_t bytes, std::size_t elem_bytes);
+    // DMA-ring time to read and send a packet of `bytes`, or (`reduce`) to add a received one into the
+    // local data, under the current DMA load; computed once per distinct input (nearly every packet is a
+    // full one).
+    std::uint64_t packet_dma_fs(std::uint64_t bytes, bool reduce = false);
 
     EndpointSpec m_spec;
     PacketPool& m_pool;
     std::vector<std::unique_ptr<Ring>> m_rings;
     int m_next_ring = 0;
-    int m_next_reducer = 0;  // the core whose vector engine reduces the next message that arrives
     double m_dma_load = 0;
     double m_ring_fs_per_byte;
     std::uint64_t m_descriptor_fs;
     std::uint64_t m_transfer_fs;
-    std::vector<std::uint64_t> m_vector_free;  // per core
     std::priority_queue<Work, std::vector<Work>, std::greater<Work>> m_work;
     std::uint64_t m_seq = 0;
     Wakeup m_work_event{[this] { on_work(); }};
@@ -275,12 +277,7 @@ private:
         std::uint64_t bytes = ~std::uint64_t{0};
         double load = 0;
         std::uint64_t fs = 0;
-    } m_dma_cache;
-    struct ReduceCache {
-        std::uint64_t bytes = ~std::uint64_t{0};
-        std::size_t elem_bytes = 0;
-        std::uint64_t fs = 0;
-    } m_reduce_cache;
+    } m_dma_cache[2];  // sending, reducing
     ITimedAccess* m_direct_memory = nullptr;
     tlm::tlm_generic_payload m_request;
     MemoryTiming* m_timing = nullptr;  // owned by m_request

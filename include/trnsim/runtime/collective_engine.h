@@ -133,7 +133,6 @@ private:
     struct Job {
         const Schedule* schedule = nullptr;
         const RankLayout* layout = nullptr;
-        std::size_t elem_bytes = 4;
         CollectiveEngine* engine = nullptr;
         std::vector<hw::Message> messages;
         std::vector<int> waiting;  // deps not yet arrived, per transfer
