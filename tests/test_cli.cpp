@@ -556,13 +556,29 @@ TEST_CASE("run --json writes a trnsim.run/1 object with the documented keys", "[
     REQUIRE(r.exit_code == 0);
     const nlohmann::json j = read_json(dir.file("r.json"));
     CHECK(j["schema"] == "trnsim.run/1");
-    for (const char* key : {"step_time_s", "tokens_per_s", "mfu", "breakdown", "memory", "sim", "config"}) {
+    // The keys issue 5 names, at least.
+    for (const char* key : {"step_time_s", "tokens_per_s", "sequences_per_s", "model_flops_per_step", "mfu", "hfu",
+                            "breakdown", "memory", "energy", "simulated_ranks", "sim", "config"}) {
         INFO(key);
         CHECK(j.contains(key));
     }
+    for (const char* key : {"per_chip_bytes", "capacity_bytes", "fits"}) CHECK(j["memory"].contains(key));
+    for (const char* key : {"step_j", "per_token_j", "per_param_j", "per_param_token_pj", "by_component"})
+        CHECK(j["energy"].contains(key));
+    for (const char* key : {"wall_s", "events", "unique_kernels", "kernel_cache_hits"}) CHECK(j["sim"].contains(key));
     CHECK(j["cluster"]["ranks"] == 64);
     CHECK(j["config"]["cluster.ranks_per_chip"]["value"] == "4");
-    CHECK(j["step_time_s"].get<double>() > 0);
+    const double step = j["step_time_s"].get<double>();
+    CHECK(step > 0);
+    CHECK(j["sequences_per_s"].get<double>() == Approx(8 / step));
+    CHECK(j["tokens_per_s"].get<double>() == Approx(8 * 1024 / step));
+    // HFU: the matrix products the graph runs (recompute included) over the step at peak. No activation
+    // recompute here, but the flash backward recomputes QK^T, so it is above MFU (docs/workload.md section 4).
+    CHECK(j["hfu"].get<double>() ==
+          Approx(j["hardware_flops_per_step"].get<double>() / (step * j["peak_flops"].get<double>())));
+    CHECK(j["hfu"].get<double>() > j["mfu"].get<double>());
+    CHECK(j["sim"]["events"].get<double>() > 0);
+    CHECK(j["simulated_ranks"].size() == 1);  // one stage: one representative
 }
 
 TEST_CASE("run --trace writes the stage timelines: the core track adds up to the core's busy time", "[cli][run]") {

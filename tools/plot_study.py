@@ -179,7 +179,8 @@ def energy(points, outdir):
             tokens = e["step_j"] / e["per_token_j"]
             bottom = 0.0
             for part in ENERGY_PARTS:
-                v = e["breakdown_j"].get(part, 0.0) / tokens * 1e3  # mJ per token
+                parts = e.get("by_component", e.get("breakdown_j", {}))  # breakdown_j: results before 2026-11-26
+                v = parts.get(part, 0.0) / tokens * 1e3  # mJ per token
                 ax.bar(i, v, bottom=bottom, color=ENERGY_COLORS[part], label=part if i == 0 else None)
                 bottom += v
             ax.annotate(f"{bottom:.0f}", (i, bottom), ha="center", va="bottom", fontsize=7)

@@ -55,6 +55,7 @@ void WakeupQueue::run() {
         Wakeup* w = e.target;
         if (e.seq != w->m_seq) continue;  // stale: the wake-up was requested again since
         w->m_due = kNone;
+        ++s_wakeups;
         w->m_callback();
     }
     m_running = false;

@@ -43,15 +43,19 @@ nlohmann::json to_json(const runtime::TrainingResult& r) {
     j["microbatches"] = r.microbatches;
     j["step_time_s"] = r.step_time_s;
     j["tokens_per_s"] = r.tokens_per_s;
+    j["sequences_per_s"] = r.sequences_per_s;
     j["model_flops_per_step"] = r.model_flops;
+    j["hardware_flops_per_step"] = r.hardware_flops;
     j["peak_flops"] = r.peak_flops;
     j["mfu"] = r.mfu;
+    j["hfu"] = r.hfu;
+    j["simulated_ranks"] = r.simulated_ranks;
     const auto& e = r.energy;
     j["energy"] = {{"step_j", e.total()},
                    {"per_token_j", r.energy_per_token_j},
                    {"per_param_j", r.energy_per_param_j},
                    {"per_param_token_pj", r.energy_per_param_token_pj},
-                   {"breakdown_j",
+                   {"by_component",
                     {{"tensor_engine", e.tensor_engine},
                      {"sbuf", e.sbuf},
                      {"hbm", e.hbm},
@@ -88,8 +92,8 @@ nlohmann::json to_json(const runtime::TrainingResult& r) {
                 {"simulated_microbatches", r.simulated},
                 {"sampled_step_s", r.sampled_step_s},
                 {"extrapolated", r.extrapolated},
-                {"simulated_ranks", r.simulated_ranks},
-                {"distinct_kernels", r.distinct_kernels},
+                {"events", r.events},
+                {"unique_kernels", r.distinct_kernels},
                 {"kernel_cache_hits", r.kernel_cache_hits},
                 {"kernel_cache_misses", r.kernel_cache_misses},
                 {"kernel_wall_s", r.kernel_wall_s},
@@ -174,9 +178,12 @@ std::string to_table(const runtime::TrainingResult& r) {
                        r.cluster, r.nodes, r.chips / std::max(1, r.nodes), r.ranks, r.lnc);
     out += fmt::format("  {:<22}{}, placement {}\n", "training", r.training, r.placement);
     out += fmt::format("  {:<22}{}\n", "step time", time_text(r.step_time_s));
-    out += fmt::format("  {:<22}{:.0f} tokens/s\n", "throughput", r.tokens_per_s);
+    out +=
+        fmt::format("  {:<22}{:.0f} tokens/s, {:.2f} sequences/s\n", "throughput", r.tokens_per_s, r.sequences_per_s);
     out += fmt::format("  {:<22}{:.1f}% ({:.3g} model FLOP per step, peak {:.3g} FLOP/s)\n", "MFU", 100.0 * r.mfu,
                        r.model_flops, r.peak_flops);
+    out += fmt::format("  {:<22}{:.1f}% ({:.3g} matrix FLOP run per step, recompute included)\n", "HFU", 100.0 * r.hfu,
+                       r.hardware_flops);
     const auto& e = r.energy;
     const double total = e.total();
     out += fmt::format("  {:<22}{:.3g} kJ per step, {:.3g} mJ per token, {:.3g} pJ per parameter-token\n", "energy",

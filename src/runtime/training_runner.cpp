@@ -25,6 +25,7 @@
 #include "trnsim/hw/cluster_spec.h"
 #include "trnsim/hw/hbm_tl_memory.h"
 #include "trnsim/hw/topology.h"
+#include "trnsim/hw/wakeup.h"
 #include "trnsim/lowering/kernel.h"
 #include "trnsim/runtime/collective_engine.h"
 #include "trnsim/runtime/kernel_cache.h"
@@ -238,6 +239,7 @@ struct SimOutcome {
     std::uint64_t collectives = 0, transfers = 0;
     std::uint64_t replayed = 0, simulated = 0;  // busy periods of the collective engine (docs/adr/0006)
     std::uint64_t mirrored = 0;                 // of the simulated, those with mirrored parts (docs/adr/0009)
+    std::uint64_t events = 0;                   // model wake-ups (hw::WakeupQueue) of this simulation
 };
 
 constexpr std::uint64_t k_never = ~std::uint64_t{0};
@@ -257,7 +259,8 @@ public:
           m_spec(hw::ClusterSpec::from_config(config)),
           m_cluster("cluster", m_spec, config),
           m_engine(m_cluster),
-          m_m(microbatches) {
+          m_m(microbatches),
+          m_wakeups_at_start(hw::WakeupQueue::wakeups()) {
         if (memo) m_engine.enable_memo(skip);
         const int pp = static_cast<int>(setup.stages.size());
         for (int s = 0; s < pp; ++s) m_stage.emplace_back();
@@ -346,6 +349,7 @@ public:
         }
         o.collectives = m_collectives;
         o.transfers = m_transfers;
+        o.events = hw::WakeupQueue::wakeups() - m_wakeups_at_start;
         o.replayed = m_engine.memo_stats().replayed;
         o.simulated = m_engine.memo_stats().simulated;
         o.mirrored = m_engine.memo_stats().mirrored;
@@ -944,6 +948,7 @@ private:
     std::map<std::string, Rendezvous> m_rendezvous;
     std::map<std::pair<int, int>, Instances> m_instances;
     std::uint64_t m_collectives = 0, m_transfers = 0;
+    std::uint64_t m_wakeups_at_start;
     std::vector<std::vector<int>> m_stage_chips;
     std::vector<hw::KernelLoad> m_stage_load;
     std::vector<std::uint64_t> m_stage_until;           // per stage: when its running op's kernels end (k_never: idle)
@@ -1017,6 +1022,7 @@ nlohmann::json to_json(const SimOutcome& o) {
             {"replayed", o.replayed},
             {"simulated", o.simulated},
             {"mirrored", o.mirrored},
+            {"events", o.events},
             {"link_bytes", o.link_bytes},
             {"efa_bytes", o.efa_bytes},
             {"memory_bytes", o.memory_bytes}};
@@ -1035,6 +1041,7 @@ SimOutcome from_json(const nlohmann::json& j) {
     o.replayed = j.at("replayed").get<std::uint64_t>();
     o.simulated = j.at("simulated").get<std::uint64_t>();
     o.mirrored = j.at("mirrored").get<std::uint64_t>();
+    o.events = j.at("events").get<std::uint64_t>();
     o.link_bytes = j.at("link_bytes").get<double>();
     o.efa_bytes = j.at("efa_bytes").get<double>();
     o.memory_bytes = j.at("memory_bytes").get<double>();
@@ -1377,11 +1384,13 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
         outcome = simulate(setup, config, {m}).front();
         r.simulated = {m};
         r.sampled_step_s = {outcome.step_s};
+        r.events = outcome.events;
     } else {
         const auto samples = simulate(setup, config, {s0 + 2 * step, s0 + step, s0});  // longest first
         const SimOutcome &a = samples[2], &b = samples[1], &c = samples[0];
         r.simulated = {s0, s0 + step, s0 + 2 * step};
         r.sampled_step_s = {a.step_s, b.step_s, c.step_s};
+        r.events = a.events + b.events + c.events;
         const double d1 = b.step_s - a.step_s, d2 = c.step_s - b.step_s;
         // On a line: if the increment per micro-batch kept varying as much as between the samples, the
         // extended step would be off by at most |d2 - d1| per extended micro-batch; that must stay below
@@ -1399,6 +1408,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
             outcome = simulate(setup, config, {m}).front();
             r.simulated.push_back(m);
             r.sampled_step_s.push_back(outcome.step_s);
+            r.events += outcome.events;
         }
     }
     r.step_time_s = outcome.step_s;
@@ -1412,9 +1422,12 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     r.busy_periods_simulated = outcome.simulated;
     r.busy_periods_mirrored = outcome.mirrored;
     r.tokens_per_s = static_cast<double>(tr.tokens_per_step()) / r.step_time_s;
+    r.sequences_per_s = static_cast<double>(tr.gbs) / r.step_time_s;
     r.model_flops = workload::model_flops_per_step(setup.model, tr);
+    r.hardware_flops = workload::step_flops(setup.stages, setup.model, tr).graph_gemm;
     r.peak_flops = static_cast<double>(cluster.chips()) * chip.cores * chip.core_peak_flops(tr.dtype);
     r.mfu = r.model_flops / (r.step_time_s * r.peak_flops);
+    r.hfu = r.hardware_flops / (r.step_time_s * r.peak_flops);
     r.link_bytes = outcome.link_bytes;
     r.efa_bytes = outcome.efa_bytes;
     r.collective_memory_bytes = outcome.memory_bytes;

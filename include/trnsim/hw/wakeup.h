@@ -49,6 +49,8 @@ public:
     // ask for it several times per wake-up, and sc_time_stamp is a call into the SystemC library).
     static std::uint64_t now() { return s_running ? s_now : sc_core::sc_time_stamp().value(); }
     void schedule(Wakeup& w, std::uint64_t at_fs);  // at_fs earlier than w's pending wake-up, if any
+    // Wake-ups run so far in this process (the simulation's events).
+    static std::uint64_t wakeups() { return s_wakeups; }
 
 private:
     explicit WakeupQueue(const sc_core::sc_module_name& name);
@@ -65,6 +67,7 @@ private:
     bool m_running = false;                     // inside run(): wake-ups due now are taken by its loop
     static inline bool s_running = false;       // inside run() of the (one) queue, at time s_now
     static inline std::uint64_t s_now = 0;
+    static inline std::uint64_t s_wakeups = 0;
     sc_core::sc_event m_event;
 };
 

@@ -104,9 +104,12 @@ struct TrainingResult {
     std::vector<double> sampled_step_s;  // the step times of `simulated`
     double step_time_s = 0;
     double tokens_per_s = 0;
-    double model_flops = 0;  // per step (MFU numerator)
-    double peak_flops = 0;   // the cluster's tensor-engine peak at the GEMM dtype, FLOP/s
+    double sequences_per_s = 0;
+    double model_flops = 0;     // per step (MFU numerator)
+    double hardware_flops = 0;  // per step: the matrix products run, recompute included (HFU numerator)
+    double peak_flops = 0;      // the cluster's tensor-engine peak at the GEMM dtype, FLOP/s
     double mfu = 0;
+    double hfu = 0;
     std::vector<StageBreakdown> stages;  // of the last simulated micro-batch count
     StepEnergy energy;
     double energy_per_token_j = 0, energy_per_param_j = 0, energy_per_param_token_pj = 0;
@@ -121,6 +124,7 @@ struct TrainingResult {
     std::uint64_t busy_periods_replayed = 0;       // busy periods replayed from the memo (docs/adr/0006)
     std::uint64_t busy_periods_simulated = 0;      // busy periods simulated packet by packet
     std::uint64_t busy_periods_mirrored = 0;       // of them, with alike parts simulated once (docs/adr/0009)
+    std::uint64_t events = 0;                      // the step simulations' model wake-ups, every sample
     std::vector<TraceEvent> trace;                 // with TrainingOptions::trace: the longest simulation
     std::vector<TraceCounter> trace_counters;      // and its utilization counters, in time order
     std::vector<std::string> trace_tracks;         // their tracks' names
