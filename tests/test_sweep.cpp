@@ -170,8 +170,8 @@ TEST_CASE("Tolerances are percentages; metric directions follow the documented r
         INFO(bad);
         CHECK_THROWS_AS(parse_tolerance(bad, "--tolerance"), trnsim::UserError);
     }
-    for (const char* higher : {"tokens_per_s", "mfu", "bandwidth_gbps", "busbw_gbps", "achieved_tflops", "row_hit_rate",
-                               "utilization.tensor"})
+    for (const char* higher : {"tokens_per_s", "sequences_per_s", "mfu", "hfu", "bandwidth_gbps", "busbw_gbps",
+                               "achieved_tflops", "row_hit_rate", "utilization.tensor"})
         CHECK(higher_is_better(higher));
     for (const char* lower : {"step_time_s", "energy.per_token_j", "latency_ns.p99", "cycles", "memory.per_chip_bytes"})
         CHECK(!higher_is_better(lower));

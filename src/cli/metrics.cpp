@@ -28,8 +28,8 @@ bool higher_is_better(const std::string& path) {
     auto ends_with = [&](const std::string& suffix) {
         return last.size() >= suffix.size() && last.compare(last.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
-    return last == "mfu" || ends_with("_per_s") || ends_with("gbps") || ends_with("tflops") || ends_with("hit_rate") ||
-           path.rfind("utilization.", 0) == 0;
+    return last == "mfu" || last == "hfu" || ends_with("_per_s") || ends_with("gbps") || ends_with("tflops") ||
+           ends_with("hit_rate") || path.rfind("utilization.", 0) == 0;
 }
 
 const ordered_json* find_path(const ordered_json& j, const std::string& path) {

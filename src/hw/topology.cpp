@@ -604,8 +604,8 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
     } else if (!g.pending.empty()) {
         g.wake->notify(std::max(g.busy_until, g.pending.front()->ready_fs) - now);
     }
-    // Last: the first link may start the packet at once and return a credit (on_first_hop_start), which
-    // must find the ring busy.
+    // Last, once the ring is marked busy: a sink that started the packet at once and returned its credit
+    // (on_first_hop_start) must find the ring busy. (A link only queues it and wakes later.)
     if (sent != nullptr) {
         if (sent->route->empty())
             accept(sent);
@@ -702,8 +702,8 @@ void ChipEndpoint::on_work() {
             if (m->reduce) {
                 // Added into the local data by the DMA rings of this chip (reduce_packet). The chip hands each
                 // new stream to the next ring, round-robin: a message to send when it is sent, one to reduce
-                // when its first packet arrives. A message's received packets go to its receiving rank's
-                // rings in turn (EndpointSpec::rank_rings, from the assigned one), each ring serving its
+                // when its first packet arrives. A message's received packets go in turn to as many rings as
+                // a rank has (EndpointSpec::rank_rings), from the assigned one on, each ring serving its
                 // queue of them in its rotation with its other queues.
                 if (m->reducer < 0) {
                     m->reducer = m_next_ring;

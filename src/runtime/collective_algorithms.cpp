@@ -76,10 +76,19 @@ public:
         m_received[slot(channel, dst)].push_back(id);
         return id;
     }
+    // A rank's next transfers on a channel wait for what it received in this step: for one arrival, on it;
+    // for several, on a join of them.
     void next_step() {
         for (std::size_t r = 0; r < m_received.size(); ++r) {
             if (m_received[r].empty()) continue;
-            m_deps[r] = std::move(m_received[r]);
+            if (m_received[r].size() == 1) {
+                m_deps[r] = std::move(m_received[r]);
+            } else {
+                const int rank = static_cast<int>(r % static_cast<std::size_t>(m_ranks));
+                const int id = static_cast<int>(m_schedule.transfers.size());
+                m_schedule.transfers.push_back({rank, rank, 0, false, std::move(m_received[r]), true});
+                m_deps[r] = {id};
+            }
             m_received[r].clear();
         }
         ++m_schedule.steps;
@@ -134,6 +143,15 @@ void ring_phase(Builder& b, const std::vector<Lane>& lanes, bool reduce) {
         b.next_step();
     }
 }
+
+}  // namespace
+
+std::size_t Schedule::messages() const {
+    return static_cast<std::size_t>(
+        std::count_if(transfers.begin(), transfers.end(), [](const Transfer& t) { return !t.join; }));
+}
+
+namespace {
 
 std::vector<int> all_ranks(const RankLayout& l) {
     std::vector<int> g(static_cast<std::size_t>(l.ranks));

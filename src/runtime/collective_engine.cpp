@@ -212,6 +212,10 @@ void CollectiveEngine::launch(const BatchItem& item, int period, std::size_t ind
 
 void CollectiveEngine::submit(Job* job, std::size_t i) {
     const Transfer& t = job->schedule->transfers[i];
+    if (t.join) {
+        complete(job, i, hw::WakeupQueue::now());
+        return;
+    }
     const RankLayout& l = *job->layout;
     hw::Message& m = job->messages[i];
     m.src_chip = l.chip_of_rank[static_cast<std::size_t>(t.src)];
@@ -220,19 +224,21 @@ void CollectiveEngine::submit(Job* job, std::size_t i) {
     m.reduce = t.reduce;
     m.route = &m_cluster.topology().route(m.src_chip, m.dst_chip);
     // Two words, so that std::function keeps them in place (no allocation per message).
-    m.on_done = [job, i](std::uint64_t fs) {
-        job->last_fs = std::max(job->last_fs, fs);
-        for (int k = job->dependent_first[i]; k < job->dependent_first[i + 1]; ++k) {
-            const auto d = static_cast<std::size_t>(job->dependents[static_cast<std::size_t>(k)]);
-            if (--job->waiting[d] == 0) job->engine->submit(job, d);
-        }
-        if (++job->done == job->messages.size()) {
-            if (job->on_done) job->on_done(job->last_fs);
-            job->engine->m_finished.push_back(job->self);
-            job->engine->m_reap_event.notify(sc_core::SC_ZERO_TIME);
-        }
-    };
+    m.on_done = [job, i](std::uint64_t fs) { complete(job, i, fs); };
     m_cluster.endpoint(m.src_chip).send(&m);
+}
+
+void CollectiveEngine::complete(Job* job, std::size_t i, std::uint64_t fs) {
+    job->last_fs = std::max(job->last_fs, fs);
+    for (int k = job->dependent_first[i]; k < job->dependent_first[i + 1]; ++k) {
+        const auto d = static_cast<std::size_t>(job->dependents[static_cast<std::size_t>(k)]);
+        if (--job->waiting[d] == 0) job->engine->submit(job, d);
+    }
+    if (++job->done == job->messages.size()) {
+        if (job->on_done) job->on_done(job->last_fs);
+        job->engine->m_finished.push_back(job->self);
+        job->engine->m_reap_event.notify(sc_core::SC_ZERO_TIME);
+    }
 }
 
 void CollectiveEngine::set_kernel_load(const std::vector<int>& chips, const hw::KernelLoad& load,
@@ -366,7 +372,7 @@ void CollectiveEngine::prepare(Traffic& t) {
     h.add(t.schedule->transfers.size());
     for (const Transfer& x : t.schedule->transfers) {
         h.add(x.bytes);
-        h.add(x.reduce ? 1 : 0);
+        h.add((x.reduce ? 1 : 0) + (x.join ? 2 : 0));
         h.add(x.deps.size());
         if (x.deps.empty()) continue;
         std::uint64_t p = 0x243f6a8885a308d3ull, q = 0x13198a2e03707344ull;
@@ -960,7 +966,7 @@ bool CollectiveEngine::mirrors(const BatchItem& a, const BatchItem& b, Mirror::P
     for (std::size_t i = 0; i < ta.size(); ++i) {
         const Transfer& x = ta[i];
         const Transfer& y = tb[i];
-        if (!same && (x.bytes != y.bytes || x.reduce != y.reduce || x.deps != y.deps)) return false;
+        if (!same && (x.bytes != y.bytes || x.reduce != y.reduce || x.join != y.join || x.deps != y.deps)) return false;
         const int xs = a.layout->chip_of_rank[static_cast<std::size_t>(x.src)];
         const int xd = a.layout->chip_of_rank[static_cast<std::size_t>(x.dst)];
         const int ys = b.layout->chip_of_rank[static_cast<std::size_t>(y.src)];

@@ -131,7 +131,7 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
                 jr.algorithm = p.schedule.algorithm;
                 jr.ranks = p.layout.ranks;
                 jr.steps = p.schedule.steps;
-                jr.transfers = p.schedule.transfers.size();
+                jr.transfers = p.schedule.messages();
                 for (const auto& t : p.schedule.transfers) jr.transfer_bytes += t.bytes;
                 jr.time_s = static_cast<double>(last_fs[j] - start) * 1e-15;
                 jr.algbw_gbps = static_cast<double>(p.job.bytes) / jr.time_s * 1e-9;

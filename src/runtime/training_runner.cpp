@@ -813,7 +813,7 @@ private:
         for (const auto& g : groups) {
             const Planned& p = plan(op, g);
             ++m_collectives;
-            m_transfers += p.schedule.transfers.size();
+            m_transfers += p.schedule.messages();
             batch.push_back({&p.schedule, &p.layout, op.comm.dtype, [left, on_all_done](std::uint64_t) {
                                  if (--*left == 0) on_all_done();
                              }});

@@ -7,8 +7,8 @@
 //   order, each dimension the short way round (ties: the + direction). It also publishes the facts that
 //   topology-aware collective algorithms need (dimensions, coordinates, a Hamiltonian ring order).
 // - `ChipEndpoint`: the chip's side of its links. It reads what it sends from the chip's memory with a
-//   pool of DMA rings and writes what it receives into that memory, reducing on the vector engine when
-//   asked (docs/hw/interconnect.md, "Chip endpoint").
+//   pool of DMA rings and writes what it receives into that memory, the rings adding it into the local data
+//   when asked (docs/hw/interconnect.md, "Chip endpoint").
 // - `Cluster`: per chip its memory (`cluster.memory_model`: the transaction-level HBM or the ideal memory),
 //   its on-chip fabric and its endpoint (endpoint -> fabric -> memory, TLM), and the topology.
 
@@ -28,7 +28,6 @@
 
 #include "trnsim/core/config.h"
 #include "trnsim/hw/cluster_spec.h"
-#include "trnsim/hw/compute_engine.h"
 #include "trnsim/hw/i_memory.h"
 #include "trnsim/hw/link.h"
 #include "trnsim/hw/network_switch.h"
@@ -136,7 +135,7 @@ struct EndpointSpec {
     Duration descriptor_cost;   // per packet (one DMA buffer per engine)
     Duration transfer_latency;  // per message, before its first packet moves
     double reduce_rate = 1;     // chip.core.dma.reduce_rate: reduction throughput / copy throughput
-    int rank_rings = 1;         // a rank's rings: chip.cores / cluster.ranks_per_chip (at least 1)
+    int rank_rings = 1;         // rings per rank: chip.cores / cluster.ranks_per_chip (at least 1)
     std::uint64_t packet_bytes = 65536;
     int credits = 2;  // packets of one message that may wait at its first link
 
@@ -157,10 +156,10 @@ struct Message {
     std::uint64_t packets_left = 0;
     std::uint64_t done_fs = 0;
     int ring = 0;
-    int reducer = -1;             // the receiving chip's DMA ring that adds it (assigned when its first packet arrives)
+    int reducer = -1;  // the receiving chip's DMA ring that adds it (assigned when its first packet arrives)
     std::uint32_t reduce_next = 0;  // the receiver's ring for the next received packet, from `reducer`
-    int in_window = 0;    // packets handed to the first link and not yet started there
-    bool parked = false;  // out of its ring's rotation until a credit returns
+    int in_window = 0;              // packets handed to the first link and not yet started there
+    bool parked = false;            // out of its ring's rotation until a credit returns
     // Per hop, for the links (Packet::flow_slots): in the message itself for routes of up to 8 hops (every
     // torus and switch route here), so that a link's lookup touches the message's line, not another
     // allocation. A message in flight must stay where it is (its packets point into it).
@@ -229,8 +228,8 @@ private:
         Message* message;  // nullptr: the reduction queue
     };
     struct Ring {
-        std::deque<Message*> pending;  // waiting for transfer_latency, in ready order
-        std::deque<Turn> active;       // round-robin, one packet each
+        std::deque<Message*> pending;    // waiting for transfer_latency, in ready order
+        std::deque<Turn> active;         // round-robin, one packet each
         Packet* reduce_first = nullptr;  // received packets to reduce, in arrival order
         Packet* reduce_last = nullptr;
         std::unique_ptr<Wakeup> wake;

@@ -49,7 +49,8 @@ public:
     // ask for it several times per wake-up, and sc_time_stamp is a call into the SystemC library).
     static std::uint64_t now() { return s_running ? s_now : sc_core::sc_time_stamp().value(); }
     void schedule(Wakeup& w, std::uint64_t at_fs);  // at_fs earlier than w's pending wake-up, if any
-    // Wake-ups run so far in this process (the simulation's events).
+    // Wake-ups run so far in this process: the hardware models' events (links, DMA rings, endpoints,
+    // memories), not the SystemC threads of their users.
     static std::uint64_t wakeups() { return s_wakeups; }
 
 private:

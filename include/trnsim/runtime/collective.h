@@ -55,12 +55,18 @@ struct Transfer {
     std::uint64_t bytes = 0;
     bool reduce = false;    // the receiver adds it into its data
     std::vector<int> deps;  // indices of transfers that must have arrived first
+    // A join moves nothing and is done the moment its dependencies are: the end of a rank's step with several
+    // arrivals, on which each of the rank's next transfers depends alone (a 256-rank mesh all-reduce then has
+    // 2 x 65280 dependencies instead of 16.6 M).
+    bool join = false;
 };
 
 struct Schedule {
     std::string algorithm;  // the algorithm that built it (for `auto`, the one it chose)
     int steps = 0;
     std::vector<Transfer> transfers;
+    // The transfers that move data (not the joins).
+    std::size_t messages() const;
 };
 
 class ICollectiveAlgorithm {

@@ -123,7 +123,7 @@ public:
         std::vector<std::pair<int, std::uint64_t>> dma_busy;           // chip, fs
     };
     void on_period_end(std::function<void(const PeriodUse&)> listener) { m_on_period_end = std::move(listener); }
-    // Every endpoint's assignments (messages to DMA rings, received reductions to vector engines) restart:
+    // Every endpoint's assignment of streams (messages to send or to reduce) to DMA rings restarts:
     // called between independent runs so a result does not depend on history.
     void restart();
 
@@ -145,6 +145,9 @@ private:
         std::list<std::unique_ptr<Job>>::iterator self;  // in m_jobs
     };
     void submit(Job* job, std::size_t i);
+    // Transfer i of the job is done at `fs` (its last byte in memory; a join, when its dependencies are):
+    // the transfers waiting for it go, and the job ends with its last.
+    static void complete(Job* job, std::size_t i, std::uint64_t fs);
     // Starts the item's transfers as part of period `period` (its `item`-th item).
     void launch(const BatchItem& item, int period, std::size_t index);
 
