@@ -582,21 +582,20 @@ void ChipEndpoint::ring_wake(int r) {
 
 void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
     while (!g.pending.empty() && g.pending.front()->ready_fs <= now) {
-        g.active.push_back({g.pending.front()});
+        g.active.push_back(g.pending.front());
         g.pending.pop_front();
     }
     if (g.active.empty()) {
         if (!g.pending.empty()) g.wake->notify(g.pending.front()->ready_fs - now);
         return;
     }
-    const Turn t = g.active.front();
+    Message* const m = g.active.front();
     g.active.pop_front();
     Packet* sent = nullptr;
-    const bool reduce = t.message == nullptr;
-    const std::uint64_t busy = reduce ? reduce_packet(g, now) : send_packet(g, t.message, now, sent);
+    const std::uint64_t busy = m == nullptr ? reduce_packet(g, now) : send_packet(g, m, now, sent);
     m_stats.dma_busy_fs += busy;
     g.busy_until = now + busy;
-    if (reduce && g.reduce_first != nullptr) g.active.push_back(t);
+    if (m == nullptr && g.reduce_first != nullptr) g.active.push_back(nullptr);
     // Wake for the next packet only when there is one to move; a parked message wakes the ring with its
     // credit, a received one with its arrival.
     if (!g.active.empty()) {
@@ -635,7 +634,7 @@ std::uint64_t ChipEndpoint::send_packet(Ring& g, Message* m, std::uint64_t now, 
     if (p->source != nullptr) ++m->in_window;
     if (m->unsent > 0) {
         if (m->in_window < m_spec.credits)
-            g.active.push_back({m});
+            g.active.push_back(m);
         else
             m->parked = true;
     }
@@ -665,7 +664,7 @@ void ChipEndpoint::on_first_hop_start(Packet* p) {
     if (!m->parked) return;
     m->parked = false;
     Ring& g = *m_rings[static_cast<std::size_t>(m->ring)];
-    g.active.push_back({m});
+    g.active.push_back(m);
     const std::uint64_t now = WakeupQueue::now();
     // An idle ring moves the next packet at once (inside the link's activation: no event of its own).
     if (g.busy_until <= now)
@@ -719,7 +718,7 @@ void ChipEndpoint::on_work() {
                     g.reduce_last->next = p;
                 } else {
                     g.reduce_first = p;
-                    g.active.push_back({nullptr});
+                    g.active.push_back(nullptr);
                 }
                 g.reduce_last = p;
                 if (g.busy_until <= now)

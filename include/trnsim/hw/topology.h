@@ -223,13 +223,10 @@ public:
 
 private:
     // A ring's engines serve its queues round-robin, one packet per turn [CC-OVERLAP]: the messages it
-    // sends, and its queue of received packets to reduce (a turn with no message) while it holds any.
-    struct Turn {
-        Message* message;  // nullptr: the reduction queue
-    };
+    // sends, and its queue of received packets to reduce while it holds any.
     struct Ring {
         std::deque<Message*> pending;    // waiting for transfer_latency, in ready order
-        std::deque<Turn> active;         // round-robin, one packet each
+        std::deque<Message*> active;     // round-robin, one packet each; nullptr: the reduction queue
         Packet* reduce_first = nullptr;  // received packets to reduce, in arrival order
         Packet* reduce_last = nullptr;
         std::unique_ptr<Wakeup> wake;
