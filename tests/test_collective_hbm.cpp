@@ -45,12 +45,9 @@ double mem_stream_gbps(const std::string& chip, double read_ratio) {
 
 // Everything but the resource under test much faster than the links, the links fast too.
 std::vector<std::string> fast(std::vector<std::string> extra) {
-    std::vector<std::string> o = {"cluster.topology=ring:8",
-                                  "cluster.link.bandwidth=1000TB/s",
-                                  "cluster.link.latency=0ns",
-                                  "chip.core.dma.engine_bandwidth=500TB/s",
-                                  "chip.core.dma.descriptor_cost=0ns",
-                                  "chip.core.dma.transfer_latency=0ns"};
+    std::vector<std::string> o = {"cluster.topology=ring:8",           "cluster.link.bandwidth=1000TB/s",
+                                  "cluster.link.latency=0ns",          "chip.core.dma.engine_bandwidth=500TB/s",
+                                  "chip.core.dma.descriptor_cost=0ns", "chip.core.dma.transfer_latency=0ns"};
     o.insert(o.end(), extra.begin(), extra.end());
     return o;
 }

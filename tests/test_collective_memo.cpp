@@ -256,9 +256,8 @@ json chip_counters(hw::Cluster& cluster) {
     for (int c = 0; c < cluster.chips(); ++c) {
         const hw::ChipStats s = cluster.chip_stats(c);
         chips.push_back({s.endpoint.bytes_sent, s.endpoint.bytes_received, s.endpoint.bytes_reduced,
-                         s.endpoint.packets_sent, s.endpoint.dma_busy_fs,
-                         s.memory.read_bytes, s.memory.write_bytes, s.memory.busy_fs, s.fabric.bytes,
-                         s.fabric.busy_fs});
+                         s.endpoint.packets_sent, s.endpoint.dma_busy_fs, s.memory.read_bytes, s.memory.write_bytes,
+                         s.memory.busy_fs, s.fabric.bytes, s.fabric.busy_fs});
     }
     return chips;
 }
