@@ -571,13 +571,14 @@ std::uint64_t ChipEndpoint::packet_dma_fs(std::uint64_t bytes, bool reduce) {
 }
 
 void ChipEndpoint::ring_wake(int r) {
-    const std::uint64_t now = WakeupQueue::now();
-    Ring& g = *m_rings[static_cast<std::size_t>(r)];
-    if (g.busy_until > now) {
+    serve(*m_rings[static_cast<std::size_t>(r)], WakeupQueue::now());
+}
+
+void ChipEndpoint::serve(Ring& g, std::uint64_t now) {
+    if (g.busy_until <= now)
+        ring_step(g, now);
+    else
         g.wake->notify(g.busy_until - now);
-        return;
-    }
-    ring_step(g, now);
 }
 
 void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
@@ -667,10 +668,7 @@ void ChipEndpoint::on_first_hop_start(Packet* p) {
     g.active.push_back(m);
     const std::uint64_t now = WakeupQueue::now();
     // An idle ring moves the next packet at once (inside the link's activation: no event of its own).
-    if (g.busy_until <= now)
-        ring_step(g, now);
-    else
-        g.wake->notify(g.busy_until - now);
+    serve(g, now);
 }
 
 void ChipEndpoint::accept(Packet* p) {
@@ -721,10 +719,7 @@ void ChipEndpoint::on_work() {
                     g.active.push_back(nullptr);
                 }
                 g.reduce_last = p;
-                if (g.busy_until <= now)
-                    ring_step(g, now);
-                else
-                    g.wake->notify(g.busy_until - now);
+                serve(g, now);
             } else {
                 const std::uint64_t write_done = memory_access(true, w.packet->bytes, now);
                 m_pool.put(w.packet);

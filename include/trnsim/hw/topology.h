@@ -243,6 +243,8 @@ private:
 
     void ring_wake(int r);
     void ring_step(Ring& g, std::uint64_t now);
+    // An idle ring takes its next turn at once; a busy one wakes when it is free.
+    void serve(Ring& g, std::uint64_t now);
     // A ring's turn: reads message m's next packet for sending (`sent`, to inject once the ring is marked
     // busy), or reduces the first received packet of its queue; returns the ring's busy time.
     std::uint64_t send_packet(Ring& g, Message* m, std::uint64_t now, Packet*& sent);
