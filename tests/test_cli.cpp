@@ -630,7 +630,7 @@ TEST_CASE("run --trace writes the stage timelines: the core track adds up to the
     CHECK(tensor_us <= core_us * (1 + 1e-9));
 }
 
-TEST_CASE("describe --cluster prints the cluster's keys with their sources; a chip or a cluster is required",
+TEST_CASE("describe --cluster prints the cluster's keys with their sources, and a chip or a cluster is required",
           "[cli][describe]") {
     const RunResult r = run_trnsim({"describe", "--cluster", "trn2-ultraserver"});
     INFO(show(r));

@@ -337,7 +337,7 @@ TEST_CASE("compare matches two sweep outputs by their axis values", "[cli][sweep
     CHECK(c.out.find("1 regressions") != std::string::npos);
 }
 
-TEST_CASE("compare user errors: mismatched files, bad tolerance or metric; nothing written", "[cli][sweep][compare]") {
+TEST_CASE("compare user errors: mismatched files, bad tolerance or metric, nothing written", "[cli][sweep][compare]") {
     const std::string result = R"({"schema": "trnsim.mem/1", "bandwidth_gbps": 1.0})";
     const std::string kernel = R"({"schema": "trnsim.kernel/1", "time_s": 1.0})";
     const std::string sweep =

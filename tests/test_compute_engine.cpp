@@ -82,7 +82,7 @@ TEST_CASE("GpSimd instructions pay their start overhead", "[compute_engine]") {
     CHECK(e.busy_cycles(p, op(Op::identity, 1, -1, -1, 128)) == 150 + 128);
 }
 
-TEST_CASE("NC-v4's exponential streams at fast_exp times the Scalar engine's rate; other engines have none",
+TEST_CASE("NC-v4's exponential streams at fast_exp times the Scalar engine's rate, other engines have none",
           "[compute_engine]") {
     auto spec = vector_spec();
     spec.exp_elems_per_cycle_16bit = 8;

@@ -396,7 +396,7 @@ IssuedCommand cmd(std::uint64_t tick, Command c, int sid = 0, int bg = 0, int ba
 
 // ---- 1. unloaded latency --------------------------------------------------------------------------------
 
-TEST_CASE("an unloaded read to a closed bank takes tRCDRD + tCL + tBL; a write tRCDWR + tCWL + tBL", "[dram]") {
+TEST_CASE("an unloaded read to a closed bank takes tRCDRD + tCL + tBL, a write tRCDWR + tCWL + tBL", "[dram]") {
     for (const auto& p : parts()) {
         SECTION(p.name) {
             PseudoChannel pc(p.org, p.t, controller(RefreshMode::off));
@@ -756,7 +756,7 @@ TEST_CASE("the timing checker names the violated constraint of hand-made illegal
 
 // ---- 5. write drain -----------------------------------------------------------------------------------
 
-TEST_CASE("writes wait for the high watermark, then drain to the low one; every request completes once", "[dram]") {
+TEST_CASE("writes wait for the high watermark, then drain to the low one, and every request completes once", "[dram]") {
     for (const auto& p : parts()) {
         SECTION(p.name) {
             ControllerSpec spec = controller(RefreshMode::all_bank);
@@ -918,7 +918,7 @@ TEST_CASE("run_until gives the same timeline whether called per event, per slot 
     }
 }
 
-TEST_CASE("an idle channel with refresh off reports no next event; with refresh on, the next refresh", "[dram]") {
+TEST_CASE("an idle channel with refresh off reports no next event, with refresh on the next refresh", "[dram]") {
     const auto p = parts()[0];
     PseudoChannel off(p.org, p.t, controller(RefreshMode::off));
     CHECK(off.next_event_tick() == kForever);

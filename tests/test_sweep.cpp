@@ -140,7 +140,7 @@ TEST_CASE("Sweep file errors name the file, the key path and what is allowed", "
     }
 }
 
-TEST_CASE("Shards split the points round-robin; auto reads Slurm and Kubernetes", "[sweep]") {
+TEST_CASE("Shards split the points round-robin, and auto reads Slurm and Kubernetes", "[sweep]") {
     const Shard s = parse_shard("2/3", {});
     CHECK(s.index == 2);
     CHECK(s.count == 3);
@@ -163,7 +163,7 @@ TEST_CASE("Shards split the points round-robin; auto reads Slurm and Kubernetes"
     CHECK_THROWS_WITH(parse_shard("auto/2", {{"JOB_COMPLETION_INDEX", "2"}}), Catch::Contains("not below the count"));
 }
 
-TEST_CASE("Tolerances are percentages; metric directions follow the documented rule", "[sweep][compare]") {
+TEST_CASE("Tolerances are percentages, and metric directions follow the documented rule", "[sweep][compare]") {
     CHECK(parse_tolerance("2%", "--tolerance") == Approx(0.02));
     CHECK(parse_tolerance("0.5%", "--tolerance") == Approx(0.005));
     for (const char* bad : {"2", "-1%", "%", "abc%", "2%%"}) {

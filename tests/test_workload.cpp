@@ -964,7 +964,7 @@ TEST_CASE("symmetry groups: one class per pipeline stage with its TP peers and D
     CHECK(all.size() == 24);
 }
 
-TEST_CASE("fp8 runs forward GEMMs in E4M3 and gradient GEMMs in E5M2; everything else stays bf16", "[workload]") {
+TEST_CASE("fp8 runs forward GEMMs in E4M3 and gradient GEMMs in E5M2, everything else stays bf16", "[workload]") {
     const ModelSpec m = load_model("llama3-8b");
     TrainingSpec t = training(2048, 1, 2);
     const auto bf = build_stage_program(m, t, 0);
