@@ -126,6 +126,8 @@ HbmRates measure_hbm_rates(const HbmSpec& spec, std::uint64_t packet_bytes) {
         return static_cast<double>(*std::max_element(done.begin(), done.end())) * tick_s;
     };
     const double share = static_cast<double>(group * burst);
+    r.read_queue_bytes = static_cast<double>(spec.controller.read_queue) * static_cast<double>(burst * pcs);
+    r.write_queue_bytes = static_cast<double>(spec.controller.write_queue) * static_cast<double>(burst * pcs);
     r.packet_read_s = packet(false);
     r.packet_write_s = packet(true);
     r.read_latency_s = std::max(0.0, r.packet_read_s - share / read_pc);
@@ -155,6 +157,8 @@ HbmTlMemory::HbmTlMemory(const sc_core::sc_module_name& name, const HbmRates& ra
       m_fs_per_byte{1e15 / rates.read_bytes_per_s, 1e15 / rates.write_bytes_per_s},
       m_latency_fs{static_cast<std::uint64_t>(std::llround(rates.read_latency_s * 1e15)),
                    static_cast<std::uint64_t>(std::llround(rates.write_latency_s * 1e15))},
+      m_queue_fs{static_cast<std::uint64_t>(std::llround(rates.read_queue_bytes * m_fs_per_byte[0])),
+                 static_cast<std::uint64_t>(std::llround(rates.write_queue_bytes * m_fs_per_byte[1]))},
       m_drain_bytes(std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::llround(rates.drain_bytes)))),
       m_drain_fs(static_cast<std::uint64_t>(std::llround(rates.drain_s * 1e15))) {}
 
@@ -189,7 +193,9 @@ AccessTiming HbmTlMemory::timed_access(bool write, std::uint64_t bytes, std::uin
     m_stats.busy_fs += duration;
     ++m_stats.requests;
     (write ? m_stats.write_bytes : m_stats.read_bytes) += bytes;
-    return {m_free_fs + m_latency_fs[dir], m_free_fs};
+    // The requester may send its next request once this one is in the controller's queue with what is
+    // ahead of it: when the memory's backlog fits the queue.
+    return {m_free_fs + m_latency_fs[dir], std::max(request, m_free_fs - std::min(m_free_fs, m_queue_fs[dir]))};
 }
 
 void HbmTlMemory::b_transport(tlm::tlm_generic_payload& trans, sc_core::sc_time& delay) {

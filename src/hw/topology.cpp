@@ -475,6 +475,8 @@ ChipEndpoint::ChipEndpoint(const sc_core::sc_module_name& name, const EndpointSp
         m_memory_done_fs = t;
     };
     m_request.set_extension(m_timing);
+    m_slots = std::max(1, spec.dma_rings / spec.rank_rings);
+    m_next_ring.assign(static_cast<std::size_t>(m_slots), 0);
     for (int r = 0; r < spec.dma_rings; ++r) {
         m_rings.push_back(std::make_unique<Ring>());
         m_rings.back()->wake = std::make_unique<Wakeup>([this, r] { ring_wake(r); });
@@ -505,6 +507,15 @@ std::uint64_t ChipEndpoint::memory_access(bool write, std::uint64_t bytes, std::
     return m_memory_done_fs;
 }
 
+int ChipEndpoint::stream_ring(int slot, int channel) {
+    const int first = (slot % m_slots) * m_spec.rank_rings;
+    if (channel >= 0) return first + channel % m_spec.rank_rings;
+    int& next = m_next_ring[static_cast<std::size_t>(slot % m_slots)];
+    const int r = first + next;
+    next = (next + 1) % m_spec.rank_rings;
+    return r;
+}
+
 void ChipEndpoint::send(Message* m) {
     const std::uint64_t now = WakeupQueue::now();
     m->ready_fs = now + m_transfer_fs;
@@ -521,9 +532,8 @@ void ChipEndpoint::send(Message* m) {
         m->flow_slots = m->long_slots.data();
     }
     std::fill(m->flow_slots, m->flow_slots + hops, -1);
-    m->ring = m_next_ring;
+    m->ring = stream_ring(m->src_slot, m->channel);
     m->reducer = -1;
-    m_next_ring = (m_next_ring + 1) % m_spec.dma_rings;
     ++m_stats.messages_sent;
     if (m->bytes == 0) {  // a semaphore-only message: done when the transfer would have started
         schedule({m->ready_fs, 0, 2, nullptr, m});
@@ -697,18 +707,21 @@ void ChipEndpoint::on_work() {
         if (w.kind == 0) {
             m_stats.bytes_received += w.packet->bytes;
             if (m->reduce) {
-                // Added into the local data by the DMA rings of this chip (reduce_packet). The chip hands each
-                // new stream to the next ring, round-robin: a message to send when it is sent, one to reduce
-                // when its first packet arrives. A message's received packets go in turn to as many rings as
-                // a rank has (EndpointSpec::rank_rings), from the assigned one on, each ring serving its
-                // queue of them in its rotation with its other queues.
+                // Added into the local data by the receiving rank's DMA rings (reduce_packet), each ring
+                // serving its queue of received packets in its rotation with its other queues: a channel's
+                // packets by its CC-Core's ring (stream_ring); without a channel, the message takes the
+                // rank's next ring when its first packet arrives and its packets go to the rank's rings in
+                // turn from there.
                 if (m->reducer < 0) {
-                    m->reducer = m_next_ring;
+                    m->reducer = stream_ring(m->dst_slot, m->channel);
                     m->reduce_next = 0;
-                    m_next_ring = (m_next_ring + 1) % m_spec.dma_rings;
                 }
-                const int r = (m->reducer + static_cast<int>(m->reduce_next)) % m_spec.dma_rings;
-                m->reduce_next = (m->reduce_next + 1) % static_cast<std::uint32_t>(m_spec.rank_rings);
+                int r = m->reducer;
+                if (m->channel < 0) {
+                    const int first = r - r % m_spec.rank_rings;
+                    r = first + (r - first + static_cast<int>(m->reduce_next)) % m_spec.rank_rings;
+                    m->reduce_next = (m->reduce_next + 1) % static_cast<std::uint32_t>(m_spec.rank_rings);
+                }
                 Ring& g = *m_rings[static_cast<std::size_t>(r)];
                 Packet* p = w.packet;
                 p->next = nullptr;

@@ -211,7 +211,7 @@ std::string to_table(const runtime::TrainingResult& r) {
                        "simulation", r.microbatches, sims,
                        r.extrapolated ? ", step time extrapolated (affine, checked)" : "");
     out += fmt::format(
-        "  {:<22}{:.2f} s wall ({} distinct kernels, {} cached, {:.2f} s simulating them; {} collectives; busy periods "
+        "  {:<22}{:.2f} s wall ({} unique kernels, {} cached, {:.2f} s simulating them; {} collectives; busy periods "
         "{} "
         "simulated, {} replayed)\n",
         "simulator", r.wall_s, r.distinct_kernels, r.kernel_cache_hits, r.kernel_wall_s, r.collectives,

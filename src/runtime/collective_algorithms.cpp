@@ -58,14 +58,15 @@ std::string join(const std::vector<std::string>& v) {
 // Builds a schedule step by step. A rank's sends on a channel wait for everything it received on that
 // channel in the latest step in which it received anything there (step-synchronous algorithms: a rank
 // forwards or reduces what just arrived). Channels carry disjoint parts of the buffer and run independently,
-// each on one of the rank's collective streams (CC-Cores; NCCL's channels): the ring algorithms use them,
-// every other schedule channel 0.
+// each on one of the rank's collective streams (CC-Cores; NCCL's channels), whose number the ring
+// algorithms give (Transfer::channel); every other schedule has one channel, 0, and no stream of its own.
 class Builder {
 public:
-    Builder(std::string algorithm, int ranks, int channels = 1)
+    Builder(std::string algorithm, int ranks, int channels = 0)
         : m_ranks(ranks),
-          m_deps(static_cast<std::size_t>(ranks * channels)),
-          m_received(static_cast<std::size_t>(ranks * channels)) {
+          m_channelled(channels > 0),
+          m_deps(static_cast<std::size_t>(ranks * std::max(1, channels))),
+          m_received(static_cast<std::size_t>(ranks * std::max(1, channels))) {
         m_schedule.algorithm = std::move(algorithm);
     }
     // Returns the transfer's index; `after` adds a dependency on another transfer (-1: none).
@@ -73,6 +74,7 @@ public:
         const int id = static_cast<int>(m_schedule.transfers.size());
         m_schedule.transfers.push_back({src, dst, bytes, reduce, m_deps[slot(channel, src)]});
         if (after >= 0) m_schedule.transfers.back().deps.push_back(after);
+        if (m_channelled) m_schedule.transfers.back().channel = channel;
         m_received[slot(channel, dst)].push_back(id);
         return id;
     }
@@ -99,6 +101,7 @@ private:
     std::size_t slot(int channel, int rank) const { return static_cast<std::size_t>(channel * m_ranks + rank); }
 
     int m_ranks;
+    bool m_channelled;
     Schedule m_schedule;
     std::vector<std::vector<int>> m_deps;
     std::vector<std::vector<int>> m_received;

@@ -89,6 +89,7 @@ RankLayout rank_layout(const hw::ClusterSpec& spec, const hw::Topology& topo, co
         const int chip = rank_chip.at(static_cast<std::size_t>(rank));
         const int node = chip / spec.chips_per_node();
         l.chip_of_rank.push_back(chip);
+        l.slot_of_rank.push_back(rank % spec.ranks_per_chip);
         l.node_of_rank.push_back(node);
         l.position_in_node.push_back(per_node[static_cast<std::size_t>(node)]++);
         l.coords_of_rank.push_back(topo.coords(chip % spec.chips_per_node()));
@@ -220,6 +221,9 @@ void CollectiveEngine::submit(Job* job, std::size_t i) {
     hw::Message& m = job->messages[i];
     m.src_chip = l.chip_of_rank[static_cast<std::size_t>(t.src)];
     m.dst_chip = l.chip_of_rank[static_cast<std::size_t>(t.dst)];
+    m.src_slot = l.slot_of_rank[static_cast<std::size_t>(t.src)];
+    m.dst_slot = l.slot_of_rank[static_cast<std::size_t>(t.dst)];
+    m.channel = t.channel;
     m.bytes = t.bytes;
     m.reduce = t.reduce;
     m.route = &m_cluster.topology().route(m.src_chip, m.dst_chip);
@@ -365,7 +369,8 @@ void CollectiveEngine::prepare(Traffic& t) {
         }
     }
     t.hop_first.push_back(t.hops.size());
-    // What no map changes, hashed once: the transfers' bytes, reductions and dependencies, with their count.
+    // What no map changes, hashed once: the transfers' bytes, reductions, streams and dependencies, with their
+    // count.
     // Dependencies go through two multiplicative lanes (one multiply each per value) and then into the
     // hash: a 256-rank mesh all-reduce has 16.6 M of them, which the hash's mixing per value made ~80 ms.
     FieldHash h;
@@ -373,6 +378,10 @@ void CollectiveEngine::prepare(Traffic& t) {
     for (const Transfer& x : t.schedule->transfers) {
         h.add(x.bytes);
         h.add((x.reduce ? 1 : 0) + (x.join ? 2 : 0));
+        // The DMA rings that move it (no map moves a rank to another place on its chip).
+        h.add(static_cast<std::uint64_t>(static_cast<std::int64_t>(x.channel)));
+        h.add(static_cast<std::uint64_t>(t.layout->slot_of_rank[static_cast<std::size_t>(x.src)]));
+        h.add(static_cast<std::uint64_t>(t.layout->slot_of_rank[static_cast<std::size_t>(x.dst)]));
         h.add(x.deps.size());
         if (x.deps.empty()) continue;
         std::uint64_t p = 0x243f6a8885a308d3ull, q = 0x13198a2e03707344ull;

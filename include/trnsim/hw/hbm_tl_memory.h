@@ -15,10 +15,12 @@
 //   packet's time at the sustained rate.
 // - Model: a request of b bytes occupies the memory for b / (read or write rate) after the previous one
 //   (FIFO in arrival order); its data are delivered the fixed latency after that. Completion is reported
-//   within b_transport. Turnarounds follow the controller's write drains, not the arrival order: while the
-//   memory stays busy, every drain_bytes written cost drain_s if reads were served since the last drain (the
-//   controller batches writes between its watermarks however finely they interleave with the reads); an
-//   idle memory has drained its queues.
+//   within b_transport. The requester may send its next request (accept) once this one is in the
+//   controller's queue with what is ahead of it: when the backlog is at most the read or write queue
+//   (controller entries x burst x pseudo-channels, HbmRates::read_queue_bytes). Turnarounds follow the
+//   controller's write drains, not the arrival order: while the memory stays busy, every drain_bytes
+//   written cost drain_s if reads were served since the last drain (the controller batches writes between
+//   its watermarks however finely they interleave with the reads); an idle memory has drained its queues.
 // - Shared with the kernels (set_kernel_load): while the chip's kernels take a share u of the memory's time,
 //   the controller serves the kernels' and the collectives' requests round-robin, so a collective request
 //   gets the time they leave, and at least half: its occupancy is stretched by 1 / max(1 - u, 1/2), as the
@@ -52,6 +54,10 @@ struct HbmRates {
     double write_latency_s = 0;  // likewise for writes
     double packet_read_s = 0;    // the unloaded packet read latency as measured
     double packet_write_s = 0;
+    // The controller's read and write queues over the chip (entries x burst x pseudo-channels): how far
+    // a requester may run ahead of the memory.
+    double read_queue_bytes = 0;
+    double write_queue_bytes = 0;
     std::uint64_t bursts_simulated = 0;  // by the measurement, on one pseudo-channel
 };
 
@@ -80,6 +86,7 @@ private:
     HbmRates m_rates;
     double m_fs_per_byte[2];        // read, write
     std::uint64_t m_latency_fs[2];  // read, write
+    std::uint64_t m_queue_fs[2];    // read, write: the controller's queue at the rate
     std::uint64_t m_drain_bytes;
     std::uint64_t m_drain_fs;
     double m_kernel_load = 0;

@@ -146,6 +146,11 @@ struct EndpointSpec {
 struct Message {
     int src_chip = 0;
     int dst_chip = 0;
+    // Whose DMA rings move it: the sending and the receiving rank's places on their chips (0 ..
+    // ranks_per_chip - 1), and the collective stream (CC-Core channel) it belongs to, -1 for none.
+    int src_slot = 0;
+    int dst_slot = 0;
+    int channel = -1;
     std::uint64_t bytes = 0;
     bool reduce = false;  // the receiver adds the data into its own (a reduce-scatter step)
     const Route* route = nullptr;
@@ -157,7 +162,7 @@ struct Message {
     std::uint64_t done_fs = 0;
     int ring = 0;
     int reducer = -1;  // the receiving chip's DMA ring that adds it (assigned when its first packet arrives)
-    std::uint32_t reduce_next = 0;  // the receiver's ring for the next received packet, from `reducer`
+    std::uint32_t reduce_next = 0;  // without a channel: the receiver's ring for the next packet, from `reducer`
     int in_window = 0;              // packets handed to the first link and not yet started there
     bool parked = false;            // out of its ring's rotation until a credit returns
     // Per hop, for the links (Packet::flow_slots): in the message itself for routes of up to 8 hops (every
@@ -199,9 +204,10 @@ public:
     void send(Message* m);
     // A packet arriving at this chip (head and tail times at the chip).
     void accept(Packet* p) override;
-    // Restarts the round-robin assignment of streams (messages to send or to reduce) to DMA rings:
-    // done when traffic starts on the idle chip, so that a result does not depend on what ran before.
-    void restart_assignment() { m_next_ring = 0; }
+    // Restarts the round-robin assignment of channel-less streams (messages to send or to reduce) to their
+    // rank's DMA rings: done when traffic starts on the idle chip, so that a result does not depend on what
+    // ran before.
+    void restart_assignment() { std::fill(m_next_ring.begin(), m_next_ring.end(), 0); }
     // Nothing to send, receive, reduce or write at time `now_fs`.
     bool idle(std::uint64_t now_fs) const;
     // Adds what a replayed stretch of traffic did at this endpoint.
@@ -241,6 +247,11 @@ private:
         bool operator>(const Work& o) const { return at_fs != o.at_fs ? at_fs > o.at_fs : seq > o.seq; }
     };
 
+    // The ring that moves a stream (a message to send, or one to reduce) of the rank at `slot` on this chip,
+    // one of the rank's own (its NeuronCores'): a channel's CC-Core drives one ring, channel c the rank's
+    // ring c mod rank_rings (consecutive channels on different cores, both directions of ring-bidir on
+    // each); a stream without a channel takes the rank's rings in turn.
+    int stream_ring(int slot, int channel);
     void ring_wake(int r);
     void ring_step(Ring& g, std::uint64_t now);
     // An idle ring takes its next turn at once; a busy one wakes when it is free.
@@ -263,7 +274,8 @@ private:
     EndpointSpec m_spec;
     PacketPool& m_pool;
     std::vector<std::unique_ptr<Ring>> m_rings;
-    int m_next_ring = 0;
+    int m_slots = 1;               // rank places with rings of their own: chip.cores / rank_rings
+    std::vector<int> m_next_ring;  // per rank place: the ring (of its own) of its next channel-less stream
     double m_dma_load = 0;
     double m_ring_fs_per_byte;
     std::uint64_t m_descriptor_fs;

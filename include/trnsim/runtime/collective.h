@@ -35,6 +35,7 @@ struct RankLayout {
     std::string topology;         // cluster.topology text
     std::vector<int> torus_dims;  // of one node; empty unless ring / torus
     std::vector<int> chip_of_rank;
+    std::vector<int> slot_of_rank;  // the rank's place among its chip's ranks (0 .. ranks_per_chip - 1)
     std::vector<int> node_of_rank;
     std::vector<int> position_in_node;             // rank's index among its node's participating ranks
     std::vector<std::vector<int>> coords_of_rank;  // its chip's torus coordinates within the node
@@ -59,6 +60,9 @@ struct Transfer {
     // arrivals, on which each of the rank's next transfers depends alone (a 256-rank mesh all-reduce then has
     // 3 x 65280 dependencies instead of 16.6 M).
     bool join = false;
+    // The collective stream (CC-Core; NCCL's channel) that moves it at both ends, for the ring algorithms;
+    // -1: none (the ranks' DMA rings take such transfers in turn).
+    int channel = -1;
 };
 
 struct Schedule {
