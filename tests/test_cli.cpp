@@ -201,6 +201,12 @@ TEST_CASE("A GEMM given --rows or --cols is rejected", "[cli]") {
     expect_kernel_error(small_gemm({"--cols", "4"}), {"gemm", "--m --k --n", "--cols"});
 }
 
+TEST_CASE("The --dropout flag is a flash kernel's, and cannot be checked against the FP64 reference", "[cli]") {
+    expect_kernel_error(small_gemm({"--dropout"}), {"gemm", "--dropout", "flash"});
+    expect_kernel_error({"flash_fwd", "--m", "128", "--k", "64", "--n", "128", "--dropout", "--functional"},
+                        {"--functional", "--dropout", "reference"});
+}
+
 TEST_CASE("A row-wise kernel given --m/--k/--n is rejected", "[cli]") {
     expect_kernel_error({"layernorm", "--rows", "128", "--cols", "128", "--m", "4"}, {"layernorm", "--rows", "--m"});
 }

@@ -7,6 +7,7 @@
 
 #include "support/isolated.h"
 #include "trnsim/hw/chip.h"
+#include "trnsim/hw/functional.h"
 #include "trnsim/lowering/kernel.h"
 #include "trnsim/report/kernel_report.h"
 #include "trnsim/runtime/kernel_runner.h"
@@ -24,6 +25,7 @@ struct Run {
     bool functional = false;
     bool causal = false;
     std::int64_t q_offset = 0;
+    bool dropout = false;
     std::vector<std::string> overrides;
 };
 
@@ -38,6 +40,7 @@ runtime::KernelOptions options_of(const Run& run) {
     o.request.dtype = run.dtype;
     o.request.causal = run.causal;
     o.request.q_offset = run.q_offset;
+    o.request.dropout = run.dropout;
     o.functional = run.functional;
     return o;
 }
@@ -345,6 +348,78 @@ TEST_CASE("on NeuronCore-v4 the flash forward takes exp on the Vector engine (ex
     // The same softmax: against FP64 within BF16 rounding, at a size where the variant is chosen.
     fast.functional = true;
     CHECK(simulate(fast)["functional"]["max_rel_error"].get<double>() < 6e-3);
+}
+
+TEST_CASE("attention dropout: a Vector-engine dropout per block in the flash forward, two in the backward",
+          "[kernel][flash]") {
+    // nki.isa.dropout runs on the Vector engine, max(MIN_II, N) cycles [NKI-ISA]: the forward's evacuation of
+    // P^T from PSUM becomes it (every block's, on the Vector engine), the backward masks dP and P per block.
+    const auto lowered = [](const std::string& chip, const std::string& op, bool dropout) {
+        lowering::KernelRequest q;
+        q.op = op;
+        q.m = 2048;
+        q.k = 128;
+        q.n = 2048;
+        q.causal = true;
+        q.dropout = dropout;
+        return lowering::lower_kernel(q, hw::ChipSpec::from_config(hw::resolve_chip_config(chip, {}, {})));
+    };
+    const auto count = [](const lowering::LoweredKernel& k, hw::EngineKind e, hw::Op op) {
+        int n = 0;
+        for (const auto& ins : k.program.stream(e)) n += ins.op == op ? 1 : 0;
+        return n;
+    };
+    for (const std::string chip : {"trn1", "trn2", "trn3"}) {
+        INFO(chip);
+        for (const auto& [op, per_block] : {std::pair<std::string, int>{"flash_fwd", 1}, {"flash_bwd", 2}}) {
+            INFO(op);
+            const auto with = lowered(chip, op, true), without = lowered(chip, op, false);
+            const int blocks = static_cast<int>(with.plan.at("blocks"));
+            CHECK(count(with, hw::EngineKind::vector, hw::Op::dropout) == per_block * blocks);
+            for (const auto e : {hw::EngineKind::scalar, hw::EngineKind::gpsimd, hw::EngineKind::tensor})
+                CHECK(count(with, e, hw::Op::dropout) == 0);
+            CHECK(count(without, hw::EngineKind::vector, hw::Op::dropout) == 0);
+            CHECK(with.flops == without.flops);  // the graph counts dropout's FLOPs (training op), not the kernel
+        }
+    }
+    // The same matrix work, more Vector-engine work, never faster; on trn1 (one element per cycle on the
+    // Vector engine) the forward is bound by it.
+    for (const std::string op : {"flash_fwd", "flash_bwd"}) {
+        Run a = flash(op, 2048, 128, 2048, true, 0, "trn1");
+        Run b = a;
+        b.dropout = true;
+        const json ja = simulate(a), jb = simulate(b);
+        CHECK(jb["tensor_engine"]["macs"] == ja["tensor_engine"]["macs"]);
+        const double ta = ja["time_s"], tb = jb["time_s"];
+        CHECK(tb > ta);
+        CHECK(jb["utilization"]["vector"].get<double>() * tb > ja["utilization"]["vector"].get<double>() * ta);
+    }
+    // The instruction's values: each element zeroed with the given probability, the others kept.
+    hw::Program program;
+    for (const char* name : {"in", "out"}) {
+        hw::BufferDecl decl;
+        decl.name = name;
+        decl.dtype = DType::fp32;
+        decl.rows = 128;
+        decl.cols = 512;
+        program.buffers.push_back(decl);
+    }
+    hw::FunctionalState state(program);
+    for (std::size_t i = 0; i < state.buffer(0).size(); ++i) state.buffer(0)[i] = 1.0f + static_cast<float>(i);
+    hw::Instruction dr;
+    dr.op = hw::Op::dropout;
+    dr.src0 = {0, 0, 128, 0, 512};
+    dr.dst = {1, 0, 128, 0, 512};
+    dr.scalar0.value = 0.1f;
+    state.execute(dr);
+    double zeros = 0, changed = 0;
+    for (std::size_t i = 0; i < state.buffer(1).size(); ++i) {
+        const float v = state.buffer(1)[i];
+        zeros += v == 0.0f ? 1 : 0;
+        changed += v != 0.0f && v != state.buffer(0)[i] ? 1 : 0;
+    }
+    CHECK(zeros / (128.0 * 512.0) == Approx(0.1).margin(0.005));
+    CHECK(changed == 0);
 }
 
 TEST_CASE("flash attention skips the blocks the causal mask hides, and masks the ones it crosses", "[kernel][flash]") {

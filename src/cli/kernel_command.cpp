@@ -28,7 +28,8 @@ struct KernelArgs {
     bool functional = false;
     bool causal = false;
     std::int64_t q_offset = 0;
-    bool given_flash = false;  // --causal or --q-offset
+    bool dropout = false;
+    bool given_flash = false;  // --causal, --q-offset or --dropout
     std::string json;
     std::string trace;
 };
@@ -41,7 +42,11 @@ int run_kernel_args(const KernelArgs& a) {
     }
     const bool flash = lowering::is_flash(a.op);
     if (a.given_flash && !flash)
-        throw UserError(fmt::format("{} takes no --causal/--q-offset (flash kernels do)", a.op));
+        throw UserError(fmt::format("{} takes no --causal/--q-offset/--dropout (flash kernels do)", a.op));
+    if (a.dropout && a.functional) {
+        throw UserError(
+            "--functional with --dropout: the FP64 reference has no dropout mask to compare with; allowed: either one");
+    }
     if (a.op == "gemm" || flash) {
         if (a.given_rows > 0) throw UserError(fmt::format("{} takes --m --k --n, not --rows/--cols", a.op));
         if (a.given_mkn < 3) {
@@ -53,6 +58,7 @@ int run_kernel_args(const KernelArgs& a) {
         req.n = a.n;
         req.causal = a.causal;
         req.q_offset = a.q_offset;
+        req.dropout = a.dropout;
     } else {
         if (a.given_mkn > 0) throw UserError(fmt::format("{} takes --rows and --cols, not --m/--k/--n", a.op));
         if (a.given_rows < 2) throw UserError(fmt::format("{} needs --rows and --cols (positive integers)", a.op));
@@ -88,15 +94,17 @@ std::function<int()> add_kernel_command(CLI::App& app) {
     auto* n = sub->add_option("--n", args->n, "GEMM columns of B and C; flash: keys");
     auto* causal = sub->add_flag("--causal", args->causal, "flash: causal mask (query i sees keys up to q-offset + i)");
     auto* q_offset = sub->add_option("--q-offset", args->q_offset, "flash: position of the first query among the keys");
+    auto* dropout =
+        sub->add_flag("--dropout", args->dropout, "flash: attention dropout (nki.isa.dropout on P, and dP)");
     auto* rows = sub->add_option("--rows", args->rows, "rows (norms, softmax, activations, transpose)");
     auto* cols = sub->add_option("--cols", args->cols, "columns");
     sub->add_option("--dtype", args->dtype, "fp32|bf16|fp16|fp8|fp8_e5m2")->capture_default_str();
     sub->add_flag("--functional", args->functional, "also compute the values and report the error against FP64");
     sub->add_option("--json", args->json, "write the result as JSON (schema trnsim.kernel/1)");
     sub->add_option("--trace", args->trace, "write the instruction timeline as a Perfetto/Chrome trace (JSON)");
-    return [args, sub, m, k, n, rows, cols, causal, q_offset] {
+    return [args, sub, m, k, n, rows, cols, causal, q_offset, dropout] {
         if (!sub->parsed()) return 2;
-        args->given_flash = causal->count() > 0 || q_offset->count() > 0;
+        args->given_flash = causal->count() > 0 || q_offset->count() > 0 || dropout->count() > 0;
         args->given_mkn = static_cast<int>((m->count() > 0) + (k->count() > 0) + (n->count() > 0));
         args->given_rows = static_cast<int>((rows->count() > 0) + (cols->count() > 0));
         return run_kernel_args(*args);

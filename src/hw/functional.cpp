@@ -223,6 +223,18 @@ void FunctionalState::execute(const Instruction& ins) {
             for (int r = 0; r < rows; ++r)
                 for (int c = 0; c < ins.dst.cols; ++c) at(ins.dst, r, c) = r == c ? 1.0f : 0.0f;
             return;
+        case Op::dropout:
+            // One 32-bit draw per element, in program order (SplitMix64 of a counter: deterministic, as the
+            // hardware generator is for a given seed; not its sequence).
+            for (int r = 0; r < rows; ++r)
+                for (int c = 0; c < ins.dst.cols; ++c) {
+                    std::uint64_t z = (++m_draws) * 0x9e3779b97f4a7c15ull;
+                    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+                    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+                    const double u = static_cast<double>((z ^ (z >> 31)) >> 32) / 4294967296.0;
+                    at(ins.dst, r, c) = u < ins.scalar0.value ? 0.0f : round_to(out_type, at(ins.src0, r, c));
+                }
+            return;
         default: throw std::logic_error(std::string("no functional semantics for ") + op_name(ins.op));
     }
 }

@@ -28,6 +28,7 @@ const char* op_name(Op op) {
         case Op::memset: return "memset";
         case Op::identity: return "identity";
         case Op::affine_select: return "affine_select";
+        case Op::dropout: return "dropout";
         case Op::dma_load: return "dma_load";
         case Op::dma_store: return "dma_store";
     }

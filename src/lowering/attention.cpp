@@ -15,7 +15,7 @@
 //     1  VectorE  row max; m = max(m_prev, max); -scale m
 //     2  ScalarE  P = exp(scale S - scale m), row sums; alpha = exp(scale (m_prev - m))
 //     3  TensorE  P^T per 128 keys (transpose)
-//     4  VectorE or ScalarE  copy P^T from PSUM
+//     4  VectorE or ScalarE  copy P^T from PSUM (with attention dropout: VectorE, the copy is nki.isa.dropout)
 //     5  TensorE  O_j = P V_j (accumulated over the 128-key sub-blocks in PSUM)
 //        GpSimd, VectorE  O = alpha O + O_j; l = alpha l + rowsum   (the first block: O = O_j, l = rowsum)
 //        last block of the tile: O / l stored; lse = scale m + ln l stored
@@ -33,7 +33,9 @@
 //        VectorE  copy dS^T from PSUM
 //     3  TensorE  dQ_i' = dS K_j;  VectorE  dQ_i += dQ_i'
 //   After a key block's last tile: dK_j, dV_j copied from PSUM (VectorE, ScalarE) and stored; at the end the
-//   dQ accumulators are rounded to BF16 and stored.
+//   dQ accumulators are rounded to BF16 and stored. With attention dropout (the mask regenerated from the
+//   forward's seed), a stage more after 0: VectorE dP o mask from PSUM beside the exp; then T from it, dS,
+//   and VectorE P o mask, which dV takes; stages 2 and 3 follow as 3 and 4.
 #include <algorithm>
 #include <cmath>
 
@@ -381,13 +383,22 @@ LoweredKernel lower_forward(const KernelRequest& r, const hw::ChipSpec& chip, bo
             }
         } else if (stage == 4) {
             // One copy of the transposed block, alternately on the vector and scalar engines (as gemm.cpp
-            // evacuates PSUM).
-            const bool on_scalar = vector_exp || n % 2 == 1;
+            // evacuates PSUM). With attention dropout, every copy is the Vector engine's dropout instruction
+            // (it reads PSUM): the mask applied to P^T on its way to SBUF, one instruction per block over the
+            // block's probabilities (NKI's flash_fwd applies it to the softmax tile before the transpose; the
+            // row sums l are taken before it, as the softmax's).
             const int width = subs * P;
             const TileRef src = b.tile(pT_ps.at(n), 0, static_cast<int>(std::min<std::int64_t>(sub, kc)), 0, width);
             const TileRef dst = b.tile(pT.at(n), 0, src.rows, 0, width);
-            b.emit(on_scalar ? EngineKind::scalar : EngineKind::vector,
-                   make(on_scalar ? Op::activation : Op::tensor_copy, dst, src));
+            if (r.dropout) {
+                Instruction dr = make(Op::dropout, dst, src);
+                dr.scalar0 = constant(k_attention_dropout);
+                b.emit(EngineKind::vector, dr);
+            } else {
+                const bool on_scalar = vector_exp || n % 2 == 1;
+                b.emit(on_scalar ? EngineKind::scalar : EngineKind::vector,
+                       make(on_scalar ? Op::activation : Op::tensor_copy, dst, src));
+            }
         } else {
             for (int u = 0; u < subs; ++u) {
                 const int w = sub_cols(u);
@@ -490,20 +501,25 @@ LoweredKernel lower_backward(const KernelRequest& r, const hw::ChipSpec& chip) {
     // block's last tile, when the next but one block is loading).
     const Slots kT = sbuf_slots(b, "kT", DType::bf16, d, KB, 3);
     const Slots vT = sbuf_slots(b, "vT", DType::bf16, d, KB, 3);
-    const Slots kk = sbuf_slots(b, "k", DType::bf16, P, max_subs * d, 3);
+    const Slots kk = sbuf_slots(b, "k", DType::bf16, P, max_subs * d, 3 + (r.dropout ? 1 : 0));
     const Slots o_in = sbuf_slots(b, "o", DType::bf16, P, d, 2);
     const Slots prod = sbuf_slots(b, "do_o", DType::fp32, P, d, 2);
     const Slots D = sbuf_slots(b, "D", DType::fp32, P, 1, 2);
     const Slots s_ps = psum_slots(b, "s", P, KB, 2);    // stage 0 -> 1
     const Slots dp_ps = psum_slots(b, "dp", P, KB, 2);  // 0 -> 1
     const Slots s_masked = sbuf_slots(b, "s_masked", DType::fp32, P, KB, 3);
-    const Slots p = sbuf_slots(b, "p", DType::bf16, P, KB, 3);         // 1 -> 2
-    const Slots t = sbuf_slots(b, "t", DType::bf16, P, KB, 2);         // 1
-    const Slots ds = sbuf_slots(b, "ds", DType::bf16, P, KB, 3);       // 1 -> 2
-    const Slots dsT_ps = psum_slots(b, "dsT_psum", P, KB, 1);          // 2
-    const Slots dsT = sbuf_slots(b, "dsT", DType::bf16, P, KB, 3);     // 2 -> 3
-    const Slots dq_ps = psum_slots(b, "dq_psum", P, d, 1);             // 3
-    const Slots dv_ps = psum_slots(b, "dv_psum", P, max_subs * d, 1);  // a key block's tiles
+    // With dropout, one stage more (e = 1): stage 1 masks dP, stage 2 takes T, dS and the masked P (the
+    // mask regenerated from the forward's seed); the stages after it move one on.
+    const int extra = r.dropout ? 1 : 0;
+    const Slots p = sbuf_slots(b, "p", DType::bf16, P, KB, 3 + extra);                           // 1 -> 2 + e
+    const Slots t = sbuf_slots(b, "t", DType::bf16, P, KB, 2);                                   // 1 + e
+    const Slots pz = r.dropout ? sbuf_slots(b, "p_dropped", DType::bf16, P, KB, 3) : Slots{};    // 2 -> 3
+    const Slots dpz = r.dropout ? sbuf_slots(b, "dp_dropped", DType::fp32, P, KB, 3) : Slots{};  // 1 -> 2
+    const Slots ds = sbuf_slots(b, "ds", DType::bf16, P, KB, 3);                                 // 1 + e -> 2 + e
+    const Slots dsT_ps = psum_slots(b, "dsT_psum", P, KB, 1);                                    // 2 + e
+    const Slots dsT = sbuf_slots(b, "dsT", DType::bf16, P, KB, 3);                               // 2 + e -> 3 + e
+    const Slots dq_ps = psum_slots(b, "dq_psum", P, d, 1);                                       // 3 + e
+    const Slots dv_ps = psum_slots(b, "dv_psum", P, max_subs * d, 1);                            // a key block's tiles
     const Slots dk_ps = psum_slots(b, "dk_psum", P, max_subs * d, 1);
     const Slots dv_out = sbuf_slots(b, "dv_out", DType::bf16, P, max_subs * d, 2);
     const Slots dk_out = sbuf_slots(b, "dk_out", DType::bf16, P, max_subs * d, 2);
@@ -572,7 +588,7 @@ LoweredKernel lower_backward(const KernelRequest& r, const hw::ChipSpec& chip) {
         }
     };
 
-    pipeline(blocks, 4, [&](int stage, std::int64_t n) {
+    pipeline(blocks, 4 + extra, [&](int stage, std::int64_t n) {
         const Block& bl = blocks[static_cast<std::size_t>(n)];
         const std::int64_t i = bl.q_tile, j = bl.kv_block;
         const QTile& x = qs[i];
@@ -592,25 +608,41 @@ LoweredKernel lower_backward(const KernelRequest& r, const hw::ChipSpec& chip) {
             b.emit(EngineKind::tensor,
                    make(Op::multiply_moving, b.tile(dp_ps.at(n), 0, pr, 0, kc), b.tile(vT.at(j), 0, d, 0, kc)));
             if (bl.masked) mask(b, g, bl, n, s_ps, s_masked);
-        } else if (stage == 1) {
-            Instruction ex = make(Op::activation, b.tile(p.at(n), 0, pr, 0, kc),
-                                  b.tile(bl.masked ? s_masked.at(n) : s_ps.at(n), 0, pr, 0, kc));
-            ex.func = ActFunc::exp;  // P = exp(scale S - lse)
-            ex.scalar0 = constant(scale);
-            ex.scalar1 = per_row(b.tile(x.nlse, 0, pr, 0, 1));
-            b.emit(EngineKind::scalar, ex);
-            Instruction tt = make(Op::activation, b.tile(t.at(n), 0, pr, 0, kc), b.tile(dp_ps.at(n), 0, pr, 0, kc));
-            tt.scalar0 = constant(scale);  // scale (dP - D)
-            tt.scalar1 = per_row(b.tile(x.nD, 0, pr, 0, 1));
-            b.emit(EngineKind::scalar, tt);
-            Instruction dsi = make(Op::tensor_tensor, b.tile(ds.at(n), 0, pr, 0, kc), b.tile(p.at(n), 0, pr, 0, kc),
-                                   b.tile(t.at(n), 0, pr, 0, kc));
-            dsi.alu0 = AluOp::multiply;
-            b.emit(EngineKind::gpsimd, dsi);
-        } else if (stage == 2) {
+        } else if (stage <= 1 + extra) {
+            // P = exp(scale S - lse): stage 1. With dropout, dO V^T is the gradient of the dropped P: the
+            // Vector engine masks it out of PSUM in stage 1 (dP = (dO V^T) o mask), beside the exp, and in
+            // stage 2 the Scalar engine takes T from it while the Vector engine masks P for dV.
+            const auto drop = [&](const TileRef& dst, const TileRef& src) {
+                Instruction dr = make(Op::dropout, dst, src);
+                dr.scalar0 = constant(k_attention_dropout);
+                b.emit(EngineKind::vector, dr);
+            };
+            if (stage == 1) {
+                if (r.dropout) drop(b.tile(dpz.at(n), 0, pr, 0, kc), b.tile(dp_ps.at(n), 0, pr, 0, kc));
+                Instruction ex = make(Op::activation, b.tile(p.at(n), 0, pr, 0, kc),
+                                      b.tile(bl.masked ? s_masked.at(n) : s_ps.at(n), 0, pr, 0, kc));
+                ex.func = ActFunc::exp;  // P = exp(scale S - lse)
+                ex.scalar0 = constant(scale);
+                ex.scalar1 = per_row(b.tile(x.nlse, 0, pr, 0, 1));
+                b.emit(EngineKind::scalar, ex);
+            }
+            if (stage == 1 + extra) {
+                Instruction tt = make(Op::activation, b.tile(t.at(n), 0, pr, 0, kc),
+                                      b.tile((r.dropout ? dpz : dp_ps).at(n), 0, pr, 0, kc));
+                tt.scalar0 = constant(scale);  // scale (dP - D)
+                tt.scalar1 = per_row(b.tile(x.nD, 0, pr, 0, 1));
+                b.emit(EngineKind::scalar, tt);
+                Instruction dsi = make(Op::tensor_tensor, b.tile(ds.at(n), 0, pr, 0, kc), b.tile(p.at(n), 0, pr, 0, kc),
+                                       b.tile(t.at(n), 0, pr, 0, kc));
+                dsi.alu0 = AluOp::multiply;
+                b.emit(EngineKind::gpsimd, dsi);
+                if (r.dropout) drop(b.tile(pz.at(n), 0, pr, 0, kc), b.tile(p.at(n), 0, pr, 0, kc));
+            }
+        } else if (stage == 2 + extra) {
             for (int u = 0; u < subs; ++u) {
                 const int w = sub_cols(u), c0 = u * static_cast<int>(sub);
-                b.emit(EngineKind::tensor, make(Op::load_stationary, {}, b.tile(p.at(n), 0, pr, c0, w)));
+                b.emit(EngineKind::tensor,
+                       make(Op::load_stationary, {}, b.tile((r.dropout ? pz : p).at(n), 0, pr, c0, w)));
                 Instruction mv = make(Op::multiply_moving, b.tile(dv_ps.at(j), 0, w, u * d, d),
                                       b.tile(x.dout, 0, pr, 0, d));  // dV += P^T dO
                 mv.accumulate = !bl.first;

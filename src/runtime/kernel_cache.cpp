@@ -50,8 +50,9 @@ KernelTiming from_json(const nlohmann::json& j) {
 std::string describe(const lowering::KernelRequest& r) {
     if (r.op == "gemm") return fmt::format("gemm m={} k={} n={} {}", r.m, r.k, r.n, dtype_name(r.dtype));
     if (lowering::is_flash(r.op)) {
-        return fmt::format("{} queries={} keys={} head_dim={}{} {}", r.op, r.m, r.n, r.k,
-                           r.causal ? fmt::format(" causal q_offset={}", r.q_offset) : "", dtype_name(r.dtype));
+        return fmt::format("{} queries={} keys={} head_dim={}{} {}{}", r.op, r.m, r.n, r.k,
+                           r.causal ? fmt::format(" causal q_offset={}", r.q_offset) : "", dtype_name(r.dtype),
+                           r.dropout ? " dropout" : "");
     }
     return fmt::format("{} rows={} cols={} {}", r.op, r.rows, r.cols, dtype_name(r.dtype));
 }
@@ -83,9 +84,11 @@ std::string KernelCache::chip_text(const Config& config) {
 }
 
 std::string KernelCache::key(const lowering::KernelRequest& r, const std::string& chip_text) {
-    // The flash kernels' mask fields are added for them only, so that the other kernels keep their keys.
-    const std::string flash =
-        lowering::is_flash(r.op) ? fmt::format("causal={}\nq_offset={}\n", r.causal, r.q_offset) : "";
+    // The flash kernels' mask fields are added for them only, and dropout only when on, so that the other
+    // kernels keep their keys.
+    const std::string flash = lowering::is_flash(r.op) ? fmt::format("causal={}\nq_offset={}\n{}", r.causal, r.q_offset,
+                                                                     r.dropout ? "dropout=1\n" : "")
+                                                       : "";
     return stable_hash(fmt::format("{}\nop={}\nm={}\nk={}\nn={}\nrows={}\ncols={}\ndtype={}\n{}",
                                    k_kernel_model_revision, r.op, r.m, r.k, r.n, r.rows, r.cols, dtype_name(r.dtype),
                                    flash) +

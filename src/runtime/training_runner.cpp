@@ -57,8 +57,8 @@ std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
 // Whether the lowering can tile a kernel into this chip's SBUF and PSUM (memoized by shape).
 bool fits(const lowering::KernelRequest& r, const hw::ChipSpec& chip) {
     static std::map<std::string, bool> known;
-    const std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", chip.name, r.op, r.m, r.k, r.n, r.rows, r.cols,
-                                        static_cast<int>(r.dtype), r.causal, r.q_offset);
+    const std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", chip.name, r.op, r.m, r.k, r.n, r.rows,
+                                        r.cols, static_cast<int>(r.dtype), r.causal, r.q_offset, r.dropout);
     const auto it = known.find(key);
     if (it != known.end()) return it->second;
     bool ok = true;
@@ -97,6 +97,7 @@ OpCost flash_cost(const workload::KernelDesc& k, const hw::ChipSpec& chip) {
     r.dtype = k.dtype;
     r.k = k.k;
     r.causal = k.causal;
+    r.dropout = k.dropout;
     auto shape = [&](std::int64_t a, std::int64_t len) {
         r.m = len;
         r.q_offset = k.causal ? a + (k.n - k.m) : 0;

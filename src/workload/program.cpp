@@ -423,6 +423,7 @@ public:
         op.kernel.k = x.id;
         op.kernel.dtype = DType::bf16;
         op.kernel.causal = m_m.arch == Arch::decoder;
+        op.kernel.dropout = m_m.dropout;
         const double pairs = x.b * x.a_r, sq = x.s * x.s;
         const double drop = m_m.dropout ? 1.0 : 0.0;
         op.gemm_flops = pairs * (bwd ? 5 : 2) * 2 * sq * x.d;

@@ -5,6 +5,7 @@
 // down its rows. Engines round their outputs to the destination dtype; DMA copies values unchanged
 // between equal dtypes and rounds otherwise.
 
+#include <cstdint>
 #include <vector>
 
 #include "trnsim/hw/isa.h"
@@ -31,6 +32,7 @@ private:
     std::vector<float> m_stationary;  // K x C weights held by the tensor engine
     int m_stationary_k = 0;
     int m_stationary_c = 0;
+    std::uint64_t m_draws = 0;  // dropout: random values drawn so far (a counter-based generator)
 };
 
 float apply_activation(ActFunc f, float x);

@@ -85,6 +85,7 @@ enum class Op : std::uint8_t {
     memset,         // dst = scalar0
     identity,       // dst = identity matrix (GpSimd iota + affine_select)
     affine_select,  // dst[r, c] = src0[r, c] where r - c + offset >= 0, else scalar0 (GpSimd; causal masks)
+    dropout,        // dst = src0, each element zeroed with probability scalar0 (Vector: nki.isa.dropout)
     // DMA (issued on a queue)
     dma_load,   // dram -> dst (SBUF); a DRAM row with rows == 1 and dst.rows > 1 broadcasts to partitions
     dma_store,  // src0 (SBUF) -> dram

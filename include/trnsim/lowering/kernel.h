@@ -23,7 +23,14 @@ struct KernelRequest {
     // keys 0 .. q_offset + i only.
     bool causal = false;
     std::int64_t q_offset = 0;
+    // flash: the attention probabilities pass through dropout (the model's attention dropout, rate
+    // k_attention_dropout): nki.isa.dropout on the Vector engine, on P in the forward, on P and dP in the
+    // backward (the mask regenerated from the seed).
+    bool dropout = false;
 };
+// The rate the flash kernels' dropout instructions carry (the GPT-3 and BERT presets' 0.1); their time
+// does not depend on it.
+constexpr float k_attention_dropout = 0.1f;
 
 struct LoweredKernel {
     hw::Program program;

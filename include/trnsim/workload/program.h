@@ -40,6 +40,7 @@ struct KernelDesc {
     std::int64_t rows = 0, cols = 0;  // row-wise kernels
     DType dtype = DType::bf16;        // flash: always bf16 (the NKI flash kernels are bf16, also in fp8 training)
     bool causal = false;              // flash: causal mask (decoders); false for the encoder (BERT)
+    bool dropout = false;             // flash: attention dropout (the model's `dropout`)
     int passes = 1;  // row-wise kernels: how many times the kernel of this shape stands in (backward: 2)
     // stream only
     double bytes_read = 0;
