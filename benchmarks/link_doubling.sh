@@ -7,6 +7,7 @@
 # cores; one kernel cache is shared by all runs (CACHE_DIR, default a temporary directory). CASES="a b" runs
 # only the configurations of those names.
 set -euo pipefail
+shopt -s inherit_errexit  # a failed run inside $(step ...) stops the script
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${TRNSIM_BIN:-$root/build/trnsim}"
 [ -x "$bin" ] || { echo "build trnsim first (tools/run.sh or tools/test.sh): $bin not found" >&2; exit 1; }
@@ -55,6 +56,7 @@ step() {
         v=$("$bin" describe --cluster "$cluster" | awk -v k="$k" '$1 == k {print $3}')
         sets+=(--set "$k=$(scale "$v" "$mult")")
     done
+    rm -f "$work/out.json"
     # shellcheck disable=SC2086  # ARGS is a list of words
     "$bin" run $args "${sets[@]}" --cache "$cache" --json "$work/out.json" > /dev/null
     python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["step_time_s"])' "$work/out.json"

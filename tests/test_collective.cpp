@@ -387,6 +387,25 @@ TEST_CASE(
     }
 }
 
+TEST_CASE("transfers without a channel (the ring algorithm's all-to-all) take the rank's rings in turn",
+          "[collective]") {
+    // Four chips, one rank each, two all-to-alls of 8 MiB per rank at once over `ring` (no channels: shifted
+    // exchanges of 2 MiB blocks, one per rank and step in each): with DMA rings of 16 engines x 1 GB/s the
+    // rings bound them, so with two rings (two cores) a rank's two messages of a step move side by side and
+    // take about half the time they take on one.
+    const auto time = [](int cores) {
+        const auto a = job(CollectiveOp::all_to_all, 8ull << 20, "ring");
+        return time_of(run({{a, a}},
+                           fast_chip({"cluster.topology=ring:4", "cluster.link.bandwidth=100GiB/s",
+                                      fmt::format("chip.cores={}", cores), "chip.core.dma.engine_bandwidth=1GB/s"}),
+                           "trn1.32xlarge"),
+                       0, 1);
+    };
+    const double one = time(1), two = time(2);
+    CHECK(two < 0.6 * one);
+    CHECK(two > 0.45 * one);
+}
+
 TEST_CASE("two all-reduces on the same ring take longer than either alone and their link bytes add up",
           "[collective]") {
     const std::uint64_t n = 32ull << 20;

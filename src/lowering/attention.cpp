@@ -20,8 +20,9 @@
 //        GpSimd, VectorE  O = alpha O + O_j; l = alpha l + rowsum   (the first block: O = O_j, l = rowsum)
 //        last block of the tile: O / l stored; lse = scale m + ln l stored
 //   On NeuronCore-v4 (a Vector-engine `exponential`) a second variant scales Q^T once per tile on ScalarE and
-//   runs stage 2 on VectorE (P = exp(S - m), alpha = exp(m_prev - m)) with every stage-4 copy on ScalarE; the
-//   lowering keeps the variant whose busiest Vector/Scalar/GpSimd engine has the least work.
+//   runs stage 2 on VectorE (P = exp(S - m), alpha = exp(m_prev - m)) with every stage-4 copy on ScalarE (with
+//   dropout, on VectorE as in the other); the lowering keeps the variant whose busiest Vector/Scalar/GpSimd
+//   engine has the least work.
 //
 // flash_bwd: inputs qT, q, kT, k, vT, o, doT, do [.., d] and lse; outputs dq [sq, d], dk, dv [sk, d]. The
 //   query side (Q, Q^T, dO, dO^T, D = rowsum(dO o O), -lse, and the FP32 dQ accumulators) stays resident;
@@ -182,6 +183,7 @@ Slots psum_slots(ProgramBuilder& b, const char* name, int rows, int cols, int n)
 void finish(LoweredKernel& out, ProgramBuilder& b, const KernelRequest& r, const Geometry& g,
             const std::vector<Block>& blocks, double macs) {
     out.shape = {{"m", r.m}, {"k", r.k}, {"n", r.n}, {"causal", r.causal ? 1 : 0}, {"q_offset", r.q_offset}};
+    if (r.dropout) out.shape.emplace_back("dropout", 1);
     out.plan = {{"query_tile", g.qt},
                 {"key_block", g.kb},
                 {"blocks", static_cast<std::int64_t>(blocks.size())},
@@ -497,7 +499,8 @@ LoweredKernel lower_backward(const KernelRequest& r, const hw::ChipSpec& chip) {
                  b.sbuf(fmt::format("neg_scaled_D{}", i), DType::fp32, pr, 1)};
     }
     const int ident = b.sbuf("identity", DType::bf16, P, P);
-    // The key side of a block, loaded while the previous block computes (K is read until stage 3 of the
+    // The key side of a block, loaded while the previous block computes (K is read until stage 3 (4 with
+    // dropout) of the
     // block's last tile, when the next but one block is loading).
     const Slots kT = sbuf_slots(b, "kT", DType::bf16, d, KB, 3);
     const Slots vT = sbuf_slots(b, "vT", DType::bf16, d, KB, 3);

@@ -59,7 +59,9 @@ std::string join(const std::vector<std::string>& v) {
 // channel in the latest step in which it received anything there (step-synchronous algorithms: a rank
 // forwards or reduces what just arrived). Channels carry disjoint parts of the buffer and run independently,
 // each on one of the rank's collective streams (CC-Cores; NCCL's channels), whose number the ring
-// algorithms give (Transfer::channel); every other schedule has one channel, 0, and no stream of its own.
+// algorithms' reduce-scatter and all-gather phases give (Transfer::channel); every other transfer (other
+// algorithms, the ring's broadcast, all-to-all and send-recv) has no stream of its own and is
+// step-synchronised as channel 0.
 class Builder {
 public:
     Builder(std::string algorithm, int ranks, int channels = 0)
@@ -69,13 +71,15 @@ public:
           m_received(static_cast<std::size_t>(ranks * std::max(1, channels))) {
         m_schedule.algorithm = std::move(algorithm);
     }
-    // Returns the transfer's index; `after` adds a dependency on another transfer (-1: none).
-    int send(int src, int dst, std::uint64_t bytes, bool reduce, int after = -1, int channel = 0) {
+    // Returns the transfer's index; `after` adds a dependency on another transfer (-1: none). `channel`: the
+    // collective stream that moves it (-1: none of its own, step-synchronised as channel 0).
+    int send(int src, int dst, std::uint64_t bytes, bool reduce, int after = -1, int channel = -1) {
         const int id = static_cast<int>(m_schedule.transfers.size());
-        m_schedule.transfers.push_back({src, dst, bytes, reduce, m_deps[slot(channel, src)]});
+        const int c = std::max(channel, 0);
+        m_schedule.transfers.push_back({src, dst, bytes, reduce, m_deps[slot(c, src)]});
         if (after >= 0) m_schedule.transfers.back().deps.push_back(after);
         if (m_channelled) m_schedule.transfers.back().channel = channel;
-        m_received[slot(channel, dst)].push_back(id);
+        m_received[slot(c, dst)].push_back(id);
         return id;
     }
     // A rank's next transfers on a channel wait for what it received in this step: for one arrival, on it;
