@@ -64,11 +64,10 @@ std::string join(const std::vector<std::string>& v) {
 // step-synchronised as channel 0.
 class Builder {
 public:
-    Builder(std::string algorithm, int ranks, int channels = 0)
+    Builder(std::string algorithm, int ranks, int channels = 1)
         : m_ranks(ranks),
-          m_channelled(channels > 0),
-          m_deps(static_cast<std::size_t>(ranks * std::max(1, channels))),
-          m_received(static_cast<std::size_t>(ranks * std::max(1, channels))) {
+          m_deps(static_cast<std::size_t>(ranks * channels)),
+          m_received(static_cast<std::size_t>(ranks * channels)) {
         m_schedule.algorithm = std::move(algorithm);
     }
     // Returns the transfer's index; `after` adds a dependency on another transfer (-1: none). `channel`: the
@@ -78,7 +77,7 @@ public:
         const int c = std::max(channel, 0);
         m_schedule.transfers.push_back({src, dst, bytes, reduce, m_deps[slot(c, src)]});
         if (after >= 0) m_schedule.transfers.back().deps.push_back(after);
-        if (m_channelled) m_schedule.transfers.back().channel = channel;
+        m_schedule.transfers.back().channel = channel;
         m_received[slot(c, dst)].push_back(id);
         return id;
     }
@@ -105,7 +104,6 @@ private:
     std::size_t slot(int channel, int rank) const { return static_cast<std::size_t>(channel * m_ranks + rank); }
 
     int m_ranks;
-    bool m_channelled;
     Schedule m_schedule;
     std::vector<std::vector<int>> m_deps;
     std::vector<std::vector<int>> m_received;
@@ -128,7 +126,7 @@ struct Lane {
     std::vector<int> group;  // ranks in ring order
     std::uint64_t bytes = 0;
     int dir = 1;
-    int channel = 0;
+    int channel = -1;  // the collective stream (Transfer::channel); -1: none
 };
 
 // Ring reduce-scatter (reduce = true) or all-gather (false): p - 1 steps. Reduce-scatter: at step s rank i
