@@ -67,10 +67,10 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
             for (int k = 0; k < times; ++k) {
                 sc_core::sc_event done;
                 const std::uint64_t t0 = sc_core::sc_time_stamp().value();
-                engine.start(schedule, layout, DType::bf16, [&](std::uint64_t) { done.notify(sc_core::SC_ZERO_TIME); });
+                engine.start(schedule, layout, [&](std::uint64_t) { done.notify(sc_core::SC_ZERO_TIME); });
                 if (extra == Extra::send_midway && k == times - 1) {
                     sc_core::wait(sc_core::sc_time(20, sc_core::SC_US));
-                    engine.start(send, pair, DType::bf16, nullptr);
+                    engine.start(send, pair, nullptr);
                 }
                 sc_core::wait(done);
                 durations.push_back(sc_core::sc_time_stamp().value() - t0);
@@ -287,10 +287,10 @@ json run_rows(bool memo, Break brk = Break::none, const std::string& algorithm =
         sc_core::sc_spawn([&] {
             std::vector<runtime::CollectiveEngine::BatchItem> batch;
             for (std::size_t g = 0; g < 4; ++g)
-                batch.push_back({&schedules[g], &layouts[g], DType::bf16, [&, g](std::uint64_t fs) { done[g] = fs; }});
+                batch.push_back({&schedules[g], &layouts[g], [&, g](std::uint64_t fs) { done[g] = fs; }});
             engine.start_batch(std::move(batch), "rows", 0, true);
             sc_core::wait(sc_core::sc_time(30, sc_core::SC_US));
-            if (brk == Break::across) engine.start(send, pair, DType::bf16, nullptr);
+            if (brk == Break::across) engine.start(send, pair, nullptr);
             if (brk == Break::load) engine.set_kernel_load({0, 1, 2, 3}, {0.5, 0});
         });
         run_simulation();
@@ -368,8 +368,7 @@ json run_rows_in_turn(bool memo, const std::string& algorithm) {
             for (std::size_t g = 0; g < 4; ++g) {
                 sc_core::sc_event done;
                 const std::uint64_t t0 = sc_core::sc_time_stamp().value();
-                engine.start(schedules[g], layouts[g], DType::bf16,
-                             [&](std::uint64_t) { done.notify(sc_core::SC_ZERO_TIME); });
+                engine.start(schedules[g], layouts[g], [&](std::uint64_t) { done.notify(sc_core::SC_ZERO_TIME); });
                 sc_core::wait(done);
                 durations.push_back(sc_core::sc_time_stamp().value() - t0);
                 sc_core::wait(sc_core::sc_time(10, sc_core::SC_US));

@@ -116,9 +116,9 @@ void CollectiveEngine::enable_memo(std::set<std::string> skip) {
     sc_core::sc_spawn([this] { close_pending(); }, "collective_memo", &opts);
 }
 
-void CollectiveEngine::start(const Schedule& schedule, const RankLayout& layout, DType dtype, Done on_done) {
+void CollectiveEngine::start(const Schedule& schedule, const RankLayout& layout, Done on_done) {
     std::vector<BatchItem> items(1);
-    items[0] = {&schedule, &layout, dtype, std::move(on_done)};
+    items[0] = {&schedule, &layout, std::move(on_done)};
     start_batch(std::move(items));
 }
 
@@ -345,7 +345,7 @@ CollectiveEngine::Footprint CollectiveEngine::footprint(const BatchItem& b) {
         t.chips.assign(chips.begin(), chips.end());
     }
     Footprint out;
-    out.parts = {{&t, dtype_bytes(b.dtype)}};
+    out.parts = {&t};
     out.links = t.links;
     out.chips = t.chips;
     return out;
@@ -433,7 +433,7 @@ const std::string& CollectiveEngine::traffic_name(Traffic& t, std::size_t map) {
 
 std::string CollectiveEngine::name(const Footprint& fp, int base, std::size_t map) {
     std::string k;
-    for (const auto& [t, elem] : fp.parts) k += fmt::format("{}/{}+{};", traffic_name(*t, map), elem, t->node - base);
+    for (Traffic* t : fp.parts) k += fmt::format("{}+{};", traffic_name(*t, map), t->node - base);
     return k;
 }
 
@@ -444,7 +444,7 @@ std::string CollectiveEngine::name(const Footprint& fp, int base, std::size_t ma
 std::size_t CollectiveEngine::frame_map(const Footprint& fp) {
     if (m_maps.size() == 1) return 0;
     std::vector<const Traffic*> key;
-    for (const auto& [t, elem] : fp.parts) {
+    for (Traffic* t : fp.parts) {
         prepare(*t);
         key.push_back(t);
     }
@@ -961,7 +961,7 @@ bool CollectiveEngine::mirror_items(Period& p, std::vector<BatchItem>& items, st
 bool CollectiveEngine::mirrors(const BatchItem& a, const BatchItem& b, Mirror::Part& part) {
     const auto& ta = a.schedule->transfers;
     const auto& tb = b.schedule->transfers;
-    if (a.dtype != b.dtype || ta.size() != tb.size()) return false;
+    if (ta.size() != tb.size()) return false;
     const bool same = a.schedule == b.schedule;
     const auto map_chip = [&](int x, int y) {
         const auto [it, fresh] = part.chip.emplace(x, y);
@@ -975,7 +975,9 @@ bool CollectiveEngine::mirrors(const BatchItem& a, const BatchItem& b, Mirror::P
     for (std::size_t i = 0; i < ta.size(); ++i) {
         const Transfer& x = ta[i];
         const Transfer& y = tb[i];
-        if (!same && (x.bytes != y.bytes || x.reduce != y.reduce || x.join != y.join || x.deps != y.deps)) return false;
+        if (!same && (x.bytes != y.bytes || x.reduce != y.reduce || x.join != y.join || x.channel != y.channel ||
+                      x.deps != y.deps))
+            return false;
         const int xs = a.layout->chip_of_rank[static_cast<std::size_t>(x.src)];
         const int xd = a.layout->chip_of_rank[static_cast<std::size_t>(x.dst)];
         const int ys = b.layout->chip_of_rank[static_cast<std::size_t>(y.src)];

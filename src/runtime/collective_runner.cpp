@@ -114,7 +114,7 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
             std::vector<std::uint64_t> last_fs(batch.size(), 0);
             jobs_left = batch.size();
             for (std::size_t j = 0; j < batch.size(); ++j) {
-                engine.start(batch[j].schedule, batch[j].layout, batch[j].job.dtype, [&, j](std::uint64_t fs) {
+                engine.start(batch[j].schedule, batch[j].layout, [&, j](std::uint64_t fs) {
                     last_fs[j] = fs;
                     if (--jobs_left == 0) batch_done.notify(sc_core::SC_ZERO_TIME);
                 });

@@ -815,7 +815,7 @@ private:
             const Planned& p = plan(op, g);
             ++m_collectives;
             m_transfers += p.schedule.messages();
-            batch.push_back({&p.schedule, &p.layout, op.comm.dtype, [left, on_all_done](std::uint64_t) {
+            batch.push_back({&p.schedule, &p.layout, [left, on_all_done](std::uint64_t) {
                                  if (--*left == 0) on_all_done();
                              }});
         }
@@ -858,7 +858,7 @@ private:
             for (int t = 0; t < P.tp(); ++t) {
                 const Planned& p = p2p_plan(P.rank({d, s, t}), P.rank({d, peer, t}), op.comm.bytes);
                 ++m_transfers;
-                batch.push_back({&p.schedule, &p.layout, op.comm.dtype, [this, left, peer, key](std::uint64_t) {
+                batch.push_back({&p.schedule, &p.layout, [this, left, peer, key](std::uint64_t) {
                                      if (--*left > 0) return;
                                      stage(peer).inbox[key] = true;
                                      stage(peer).progress.notify(sc_core::SC_ZERO_TIME);

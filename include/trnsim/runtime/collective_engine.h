@@ -63,14 +63,13 @@ public:
 
     // Starts `schedule` (planned over `layout`) at the current time; `on_done` when its last transfer has
     // arrived (reduced), with that time.
-    void start(const Schedule& schedule, const RankLayout& layout, DType dtype, Done on_done);
+    void start(const Schedule& schedule, const RankLayout& layout, Done on_done);
     // Several collectives started together at the current time; `context` names the caller's state that
     // decides what will start next (only the memo reads it: records are kept per context), and `source`
     // the caller's part that starts them (a pipeline stage; -1: several or unknown), whose context it is.
     struct BatchItem {
         const Schedule* schedule = nullptr;  // schedule and layout outlive the simulation
         const RankLayout* layout = nullptr;
-        DType dtype = DType::bf16;
         Done on_done;
     };
     // `apart`: the caller's word that until this batch's traffic is over, whatever joins it keeps to the
@@ -152,7 +151,8 @@ private:
     void launch(const BatchItem& item, int period, std::size_t index);
 
     // What traffic touches: the links its routes cross and its chips (sorted), and, for a batch, the memo's
-    // name for its transfers (chips, bytes, reduction, dependencies, hops) and element size.
+    // name for its transfers (chips, bytes, reduction, streams, dependencies, hops). Not the dtype: a
+    // collective's timing does not depend on it (the DMA engines reduce bytes, docs/hw/interconnect.md).
     // Names are relative to a frame: a base node and one of the topology's node maps
     // (hw::Topology::node_maps: a torus's translations and reflections). An item's transfers name chips
     // and hops from its lowest node, and a batch (or a period) names each item's node from the base node,
@@ -178,7 +178,7 @@ private:
     };
     void prepare(Traffic& t);
     struct Footprint {
-        std::vector<std::pair<Traffic*, std::size_t>> parts;  // per item: its traffic and element size
+        std::vector<Traffic*> parts;  // per item: its traffic
         std::vector<std::size_t> links;
         std::vector<int> chips;
         void add(const Footprint& o);
