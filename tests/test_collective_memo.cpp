@@ -44,7 +44,6 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
         runtime::CollectiveRequest q;
         q.op = runtime::CollectiveOp::all_reduce;
         q.bytes = 4u << 20;
-        q.dtype = DType::bf16;
         const runtime::Schedule schedule = runtime::collective_algorithm("ring").build(q, layout);
         // A send from rank 0 to rank 4: one transfer of 1 MiB.
         const runtime::RankLayout pair = engine.layout({0, 4});
@@ -237,7 +236,6 @@ std::vector<runtime::Schedule> row_all_reduces(const std::vector<runtime::RankLa
     runtime::CollectiveRequest q;
     q.op = runtime::CollectiveOp::all_reduce;
     q.bytes = 8u << 20;
-    q.dtype = DType::bf16;
     std::vector<runtime::Schedule> schedules;
     for (const auto& l : layouts) schedules.push_back(runtime::collective_algorithm(algorithm).build(q, l));
     return schedules;

@@ -70,7 +70,6 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
             CollectiveRequest q;
             q.op = job.op;
             q.bytes = job.bytes;
-            q.dtype = job.dtype;
             q.root = job.root;
             q.auto_mesh_max = spec.auto_mesh_max.count;
             q.auto_rdh_max = spec.auto_rdh_max.count;

@@ -823,8 +823,7 @@ private:
     }
 
     const Planned& plan(const Op& op, const std::vector<int>& group) {
-        std::string key =
-            fmt::format("{}|{}|{}|", static_cast<int>(op.comm.kind), op.comm.bytes, static_cast<int>(op.comm.dtype));
+        std::string key = fmt::format("{}|{}|", static_cast<int>(op.comm.kind), op.comm.bytes);
         for (int r : group) key += std::to_string(r) + ",";
         auto it = m_plans.find(key);
         if (it != m_plans.end()) return it->second;
@@ -833,7 +832,6 @@ private:
         CollectiveRequest q;
         q.op = collective_of(op.comm.kind);
         q.bytes = op.comm.bytes;
-        q.dtype = op.comm.dtype;
         q.auto_mesh_max = m_spec.auto_mesh_max.count;
         q.auto_rdh_max = m_spec.auto_rdh_max.count;
         p.schedule = collective_algorithm(m_setup.options.algorithm).build(q, p.layout);

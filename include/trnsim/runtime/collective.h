@@ -43,8 +43,8 @@ struct RankLayout {
 
 struct CollectiveRequest {
     CollectiveOp op = CollectiveOp::all_reduce;
-    std::uint64_t bytes = 0;  // N: the buffer per rank (all-gather: the gathered output)
-    DType dtype = DType::fp32;
+    std::uint64_t bytes = 0;          // N: the buffer per rank (all-gather: the gathered output); no schedule or
+                                      // timing depends on the dtype (the DMA engines reduce bytes)
     int root = 0;                     // broadcast
     std::uint64_t auto_mesh_max = 0;  // algorithm `auto`: mesh below this
     std::uint64_t auto_rdh_max = 0;   // `auto`: rdh up to this, the ring family above
