@@ -406,6 +406,37 @@ TEST_CASE("transfers without a channel (the ring algorithm's all-to-all) take th
     CHECK(two > 0.45 * one);
 }
 
+TEST_CASE("a DMA ring shares its turns between collective streams in proportion to their packet sizes",
+          "[collective]") {
+    // Four chips of one core, one rank each, two send-recvs of 8 MiB per rank at once (each rank sends to
+    // the next): every chip's one DMA ring (16 engines x 1 GB/s) bounds both, the links (100 GiB/s) and
+    // the memory do not. The engines switch queues at packet boundaries [CC-OVERLAP]: with the
+    // data-parallel stream's packets 1/16 of the other's, the stream-0 transfer gets 16 of every 17 bytes
+    // the ring moves while both run and ends after 17/16 of its time alone; the stream-1 transfer gets the
+    // rest and ends when the ring has moved both. With equal packets they share the ring half and half.
+    const std::uint64_t n = 8ull << 20;
+    auto a = job(CollectiveOp::send_recv, n, "ring");
+    auto b = a;
+    b.stream = 1;
+    const std::vector<std::string> base = {"cluster.topology=ring:4", "cluster.link.bandwidth=100GiB/s", "chip.cores=1",
+                                           "chip.core.dma.engine_bandwidth=1GB/s", "cluster.memory_model=ideal"};
+    auto with = [&](std::vector<std::string> extra) {
+        auto o = base;
+        o.insert(o.end(), extra.begin(), extra.end());
+        return fast_chip(o);
+    };
+    const json r = run({{a}, {a, b}}, with({"cluster.cc.packet=64KiB", "cluster.cc.dp_packet=4KiB"}), "trn1.32xlarge");
+    const double alone = time_of(r, 0);
+    const double fixed = k_dma;  // before the first packet moves
+    const double move = alone - fixed;
+    CHECK(move == Approx(n / 16e9).epsilon(0.02));
+    CHECK(time_of(r, 1, 0) - fixed == Approx(move * 17 / 16).epsilon(0.01));
+    CHECK(time_of(r, 1, 1) - fixed == Approx(2 * move).epsilon(0.01));
+    const json e = run({{a, b}}, with({"cluster.cc.packet=64KiB", "cluster.cc.dp_packet=64KiB"}), "trn1.32xlarge");
+    CHECK(time_of(e, 0, 0) - fixed == Approx(2 * move).epsilon(0.01));
+    CHECK(time_of(e, 0, 1) - fixed == Approx(2 * move).epsilon(0.01));
+}
+
 TEST_CASE("two all-reduces on the same ring take longer than either alone and their link bytes add up",
           "[collective]") {
     const std::uint64_t n = 32ull << 20;

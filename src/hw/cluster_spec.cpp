@@ -135,6 +135,27 @@ void ClusterSpec::declare(ParamRegistry& r) {
                {},
                1,
                1 << 20});
+    // The Neuron runtime's DMA packet sizes per collective stream, which set the streams' shares of a DMA
+    // ring they share (topology.h, EndpointSpec::cc_packet) [CC-OVERLAP].
+    r.declare({"cluster.cc.packet",
+               ParamType::bytes,
+               "DMA packet size of collective stream 0 (tensor-parallel, pipeline sends, every collective but the "
+               "data-parallel ones): NEURON_RT_DBG_CC_DMA_PACKET_SIZE",
+               "64KiB",
+               "[CC-OVERLAP] default and maximum 64 KiB",
+               {},
+               64,
+               1 << 30});
+    r.declare({"cluster.cc.dp_packet",
+               ParamType::bytes,
+               "DMA packet size of collective stream 1 (the data-parallel gradient reductions and ZeRO-1 parameter "
+               "all-gathers); smaller than cluster.cc.packet, it gives stream 0 priority in their ratio",
+               "64KiB",
+               "[CC-OVERLAP] runtime default (every stream 64 KiB); the setting recommended for TP with FSDP is "
+               "4KiB (NEURON_RT_DBG_CC_DMA_PACKET_SIZE=65536,4096)",
+               {},
+               64,
+               1 << 30});
     r.declare({"cluster.zlink.bandwidth",
                ParamType::bandwidth,
                "torus3d: bandwidth of a third-dimension link, one direction",

@@ -448,6 +448,7 @@ EndpointSpec EndpointSpec::from_config(const Config& c) {
     s.rank_rings = std::max(1, s.dma_rings / static_cast<int>(c.get_int("cluster.ranks_per_chip")));
     s.packet_bytes = c.get_bytes("cluster.link.packet").count;
     s.credits = static_cast<int>(c.get_int("cluster.link.credits"));
+    s.cc_packet = {c.get_bytes("cluster.cc.packet").count, c.get_bytes("cluster.cc.dp_packet").count};
     return s;
 }
 
@@ -524,6 +525,8 @@ void ChipEndpoint::send(Message* m) {
     m->done_fs = 0;
     m->in_window = 0;
     m->parked = false;
+    m->credit = 0;
+    if (m->stream < 0 || m->stream > 1) throw std::logic_error("chip endpoint: a message's stream must be 0 or 1");
     const std::size_t hops = m->route->size();
     if (hops <= m->short_slots.size()) {
         m->flow_slots = m->short_slots.data();
@@ -564,15 +567,19 @@ void ChipEndpoint::set_dma_load(double load) {
     m_dma_load = load;
 }
 
-std::uint64_t ChipEndpoint::packet_dma_fs(std::uint64_t bytes, bool reduce) {
-    DmaCache& cache = m_dma_cache[reduce ? 1 : 0];
+std::uint64_t ChipEndpoint::packet_dma_fs(std::uint64_t bytes, bool reduce, int stream) {
+    DmaCache& cache = m_dma_cache[reduce ? 1 : 0][stream];
     if (bytes == cache.bytes && m_dma_load == cache.load) return cache.fs;
     // The ring's engines share the packet (one DMA buffer each): descriptor cost plus the bytes at the
     // ring's bandwidth, at the reduction rate when they add it into the local data, in the engine time the
     // chip's kernels leave. A sent packet is handed to the link once it is read.
     const double byte_fs = static_cast<double>(bytes) * m_ring_fs_per_byte / (reduce ? m_spec.reduce_rate : 1.0);
-    // Round-robin with the kernels' queues: the packet gets the engine time they leave, and at least half.
-    const double share = std::max(1.0 - m_dma_load, 0.5);
+    // Round-robin with the kernels' queues at packet boundaries: the packet gets the engine time they leave,
+    // and at least its stream's share of turns against kernel packets of stream 0's size (one half for
+    // stream 0). (The runtime's default kernel packets are smaller, 4 KiB [CC-OVERLAP], which would give the
+    // collectives nearly every turn; a model whose kernels are not slowed by them keeps the even share.)
+    const auto p = static_cast<double>(m_spec.cc_packet[static_cast<std::size_t>(stream)]);
+    const double share = std::max(1.0 - m_dma_load, p / (p + static_cast<double>(m_spec.cc_packet[0])));
     const std::uint64_t fs =
         m_dma_load > 0 ? static_cast<std::uint64_t>((static_cast<double>(m_descriptor_fs) + byte_fs) / share + 0.5)
                        : m_descriptor_fs + static_cast<std::uint64_t>(byte_fs + 0.5);
@@ -593,20 +600,26 @@ void ChipEndpoint::serve(Ring& g, std::uint64_t now) {
 
 void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
     while (!g.pending.empty() && g.pending.front()->ready_fs <= now) {
-        g.active.push_back(g.pending.front());
+        g.active.push_back({g.pending.front(), g.pending.front()->stream});
         g.pending.pop_front();
     }
     if (g.active.empty()) {
         if (!g.pending.empty()) g.wake->notify(g.pending.front()->ready_fs - now);
         return;
     }
-    Message* const m = g.active.front();
-    g.active.pop_front();
+    const Turn t = next_turn(g);
+    Message* const m = t.message;
     Packet* sent = nullptr;
-    const std::uint64_t busy = m == nullptr ? reduce_packet(g, now) : send_packet(g, m, now, sent);
+    const std::uint64_t busy = m == nullptr ? reduce_packet(g, t.stream, now) : send_packet(g, m, now, sent);
     m_stats.dma_busy_fs += busy;
     g.busy_until = now + busy;
-    if (m == nullptr && g.reduce_first != nullptr) g.active.push_back(nullptr);
+    if (m == nullptr) {
+        const auto s = static_cast<std::size_t>(t.stream);
+        if (g.reduce_first[s] != nullptr)
+            g.active.push_back(t);
+        else
+            g.reduce_credit[s] = 0;  // an emptied queue keeps no credit
+    }
     // Wake for the next packet only when there is one to move; a parked message wakes the ring with its
     // credit, a received one with its arrival.
     if (!g.active.empty()) {
@@ -624,12 +637,56 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
     }
 }
 
+ChipEndpoint::Turn ChipEndpoint::next_turn(Ring& g) {
+    // What a turn credits a queue, what its next packet needs, and its credit.
+    const auto quantum = [&](const Turn& t) { return m_spec.cc_packet[static_cast<std::size_t>(t.stream)]; };
+    const auto need = [&](const Turn& t) -> std::uint64_t {
+        return t.message != nullptr ? std::min(m_spec.packet_bytes, t.message->unsent)
+                                    : g.reduce_first[static_cast<std::size_t>(t.stream)]->bytes;
+    };
+    const auto credit = [&](const Turn& t) -> std::uint64_t& {
+        return t.message != nullptr ? t.message->credit : g.reduce_credit[static_cast<std::size_t>(t.stream)];
+    };
+    {  // The common case: the next queue moves a packet in this turn.
+        const Turn t = g.active.front();
+        std::uint64_t& c = credit(t);
+        const std::uint64_t n = need(t);
+        if (c + quantum(t) >= n) {
+            g.active.pop_front();
+            c = c + quantum(t) - n;
+            return t;
+        }
+    }
+    // Whole rounds in which no queue could move a packet pass at once: every queue gets their credit.
+    std::uint64_t rounds = ~std::uint64_t{0};
+    for (const Turn& t : g.active) {
+        const std::uint64_t c = credit(t), n = need(t), q = quantum(t);
+        rounds = std::min(rounds, c >= n ? 0 : (n - c + q - 1) / q);
+        if (rounds <= 1) break;
+    }
+    if (rounds > 1) {
+        for (const Turn& t : g.active) credit(t) += (rounds - 1) * quantum(t);
+    }
+    for (;;) {
+        const Turn t = g.active.front();
+        g.active.pop_front();
+        std::uint64_t& c = credit(t);
+        c += quantum(t);
+        const std::uint64_t n = need(t);
+        if (c >= n) {
+            c -= n;
+            return t;
+        }
+        g.active.push_back(t);
+    }
+}
+
 std::uint64_t ChipEndpoint::send_packet(Ring& g, Message* m, std::uint64_t now, Packet*& sent) {
     const std::uint64_t bytes = std::min(m_spec.packet_bytes, m->unsent);
     m->unsent -= bytes;
     std::uint64_t accept_fs = now;
     const std::uint64_t read_done = memory_access(false, bytes, now, &accept_fs);
-    const std::uint64_t dma_fs = packet_dma_fs(bytes);
+    const std::uint64_t dma_fs = packet_dma_fs(bytes, false, m->stream);
     const std::uint64_t ready = std::max(now + dma_fs, read_done);
     Packet* p = m_pool.get();
     p->bytes = static_cast<std::uint32_t>(bytes);
@@ -645,7 +702,7 @@ std::uint64_t ChipEndpoint::send_packet(Ring& g, Message* m, std::uint64_t now, 
     if (p->source != nullptr) ++m->in_window;
     if (m->unsent > 0) {
         if (m->in_window < m_spec.credits)
-            g.active.push_back(m);
+            g.active.push_back({m, m->stream});
         else
             m->parked = true;
     }
@@ -653,17 +710,18 @@ std::uint64_t ChipEndpoint::send_packet(Ring& g, Message* m, std::uint64_t now, 
     return std::max(dma_fs, accept_fs - now);
 }
 
-std::uint64_t ChipEndpoint::reduce_packet(Ring& g, std::uint64_t now) {
+std::uint64_t ChipEndpoint::reduce_packet(Ring& g, int stream, std::uint64_t now) {
     // Read-add-write by the DMA engines [NKI-ARCH3]: the ring reads the local operand from memory, adds the
     // received packet to it and writes the sum back.
-    Packet* p = g.reduce_first;
-    g.reduce_first = p->next;
-    if (g.reduce_first == nullptr) g.reduce_last = nullptr;
+    const auto s = static_cast<std::size_t>(stream);
+    Packet* p = g.reduce_first[s];
+    g.reduce_first[s] = p->next;
+    if (g.reduce_first[s] == nullptr) g.reduce_last[s] = nullptr;
     p->next = nullptr;
     auto* m = static_cast<Message*>(p->message);
     std::uint64_t accept_fs = now;
     const std::uint64_t read_done = memory_access(false, p->bytes, now, &accept_fs);
-    const std::uint64_t dma_fs = packet_dma_fs(p->bytes, true);
+    const std::uint64_t dma_fs = packet_dma_fs(p->bytes, true, stream);
     m_stats.bytes_reduced += p->bytes;
     schedule({std::max(now + dma_fs, read_done), 0, 1, p, m});
     return std::max(dma_fs, accept_fs - now);
@@ -675,7 +733,7 @@ void ChipEndpoint::on_first_hop_start(Packet* p) {
     if (!m->parked) return;
     m->parked = false;
     Ring& g = *m_rings[static_cast<std::size_t>(m->ring)];
-    g.active.push_back(m);
+    g.active.push_back({m, m->stream});
     const std::uint64_t now = WakeupQueue::now();
     // An idle ring moves the next packet at once (inside the link's activation: no event of its own).
     serve(g, now);
@@ -725,13 +783,14 @@ void ChipEndpoint::on_work() {
                 Ring& g = *m_rings[static_cast<std::size_t>(r)];
                 Packet* p = w.packet;
                 p->next = nullptr;
-                if (g.reduce_first != nullptr) {
-                    g.reduce_last->next = p;
+                const auto s = static_cast<std::size_t>(m->stream);
+                if (g.reduce_first[s] != nullptr) {
+                    g.reduce_last[s]->next = p;
                 } else {
-                    g.reduce_first = p;
-                    g.active.push_back(nullptr);
+                    g.reduce_first[s] = p;
+                    g.active.push_back({nullptr, m->stream});
                 }
-                g.reduce_last = p;
+                g.reduce_last[s] = p;
                 serve(g, now);
             } else {
                 const std::uint64_t write_done = memory_access(true, w.packet->bytes, now);

@@ -224,6 +224,7 @@ void CollectiveEngine::submit(Job* job, std::size_t i) {
     m.src_slot = l.slot_of_rank[static_cast<std::size_t>(t.src)];
     m.dst_slot = l.slot_of_rank[static_cast<std::size_t>(t.dst)];
     m.channel = t.channel;
+    m.stream = job->schedule->stream;
     m.bytes = t.bytes;
     m.reduce = t.reduce;
     m.route = &m_cluster.topology().route(m.src_chip, m.dst_chip);
@@ -375,6 +376,7 @@ void CollectiveEngine::prepare(Traffic& t) {
     // hash: a 256-rank mesh all-reduce has 16.6 M of them, which the hash's mixing per value made ~80 ms.
     FieldHash h;
     h.add(t.schedule->transfers.size());
+    h.add(static_cast<std::uint64_t>(t.schedule->stream));
     for (const Transfer& x : t.schedule->transfers) {
         h.add(x.bytes);
         h.add((x.reduce ? 1 : 0) + (x.join ? 2 : 0));
@@ -961,7 +963,7 @@ bool CollectiveEngine::mirror_items(Period& p, std::vector<BatchItem>& items, st
 bool CollectiveEngine::mirrors(const BatchItem& a, const BatchItem& b, Mirror::Part& part) {
     const auto& ta = a.schedule->transfers;
     const auto& tb = b.schedule->transfers;
-    if (ta.size() != tb.size()) return false;
+    if (ta.size() != tb.size() || a.schedule->stream != b.schedule->stream) return false;
     const bool same = a.schedule == b.schedule;
     const auto map_chip = [&](int x, int y) {
         const auto [it, fresh] = part.chip.emplace(x, y);

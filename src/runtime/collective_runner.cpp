@@ -74,6 +74,8 @@ CollectiveRun run_collective_batches(const std::vector<std::vector<CollectiveJob
             q.auto_mesh_max = spec.auto_mesh_max.count;
             q.auto_rdh_max = spec.auto_rdh_max.count;
             p.schedule = collective_algorithm(job.algorithm).build(q, p.layout);
+            if (job.stream < 0 || job.stream > 1) throw UserError(fmt::format("stream {}: allowed 0, 1", job.stream));
+            p.schedule.stream = job.stream;
             prepared.back().push_back(std::move(p));
         }
     }

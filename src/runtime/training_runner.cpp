@@ -823,7 +823,10 @@ private:
     }
 
     const Planned& plan(const Op& op, const std::vector<int>& group) {
-        std::string key = fmt::format("{}|{}|", static_cast<int>(op.comm.kind), op.comm.bytes);
+        // Data-parallel traffic runs on its own collective stream (ZeRO-1's parameter all-gathers too), in
+        // smaller DMA packets than the tensor-parallel one's ([CC-OVERLAP], cluster.cc.dp_packet).
+        const int stream = op.comm.group == CommGroup::dp ? 1 : 0;
+        std::string key = fmt::format("{}|{}|{}|", static_cast<int>(op.comm.kind), op.comm.bytes, stream);
         for (int r : group) key += std::to_string(r) + ",";
         auto it = m_plans.find(key);
         if (it != m_plans.end()) return it->second;
@@ -835,6 +838,7 @@ private:
         q.auto_mesh_max = m_spec.auto_mesh_max.count;
         q.auto_rdh_max = m_spec.auto_rdh_max.count;
         p.schedule = collective_algorithm(m_setup.options.algorithm).build(q, p.layout);
+        p.schedule.stream = stream;
         return m_plans.emplace(key, std::move(p)).first->second;
     }
 

@@ -138,6 +138,10 @@ struct EndpointSpec {
     int rank_rings = 1;         // rings per rank: chip.cores / cluster.ranks_per_chip (at least 1)
     std::uint64_t packet_bytes = 65536;
     int credits = 2;  // packets of one message that may wait at its first link
+    // The DMA packet size of each collective stream (0: tensor-parallel and the rest, 1: data-parallel;
+    // cluster.cc.packet, cluster.cc.dp_packet): the engines switch queues only at packet boundaries, so a
+    // queue's share of them goes with its packet size [CC-OVERLAP].
+    std::array<std::uint64_t, 2> cc_packet{65536, 65536};
 
     static EndpointSpec from_config(const Config& config);
 };
@@ -151,6 +155,7 @@ struct Message {
     int src_slot = 0;
     int dst_slot = 0;
     int channel = -1;
+    int stream = 0;  // the collective stream: its DMA packet size (EndpointSpec::cc_packet)
     std::uint64_t bytes = 0;
     bool reduce = false;  // the receiver adds the data into its own (a reduce-scatter step)
     const Route* route = nullptr;
@@ -163,6 +168,7 @@ struct Message {
     int ring = 0;
     int reducer = -1;  // the receiving chip's DMA ring that adds it (assigned when its first packet arrives)
     std::uint32_t reduce_next = 0;  // without a channel: the receiver's ring for the next packet, from `reducer`
+    std::uint64_t credit = 0;       // its queue's bytes of turns not yet used (the ring's deficit round-robin)
     int in_window = 0;              // packets handed to the first link and not yet started there
     bool parked = false;            // out of its ring's rotation until a credit returns
     // Per hop, for the links (Packet::flow_slots): in the message itself for routes of up to 8 hops (every
@@ -213,9 +219,10 @@ public:
     // Adds what a replayed stretch of traffic did at this endpoint.
     void add_stats(const EndpointStats& d);
     // The share of the chip's DMA engine time its running kernels take (0..1, the kernels' own DMA
-    // utilization). The engines serve their queues round-robin (NC-v2/v3, [NKI-DMA]): a packet started now
-    // gets the time the kernels leave, and at least half, so its DMA time is stretched by
-    // 1 / max(1 - load, 1/2). The kernels are not slowed (not modelled).
+    // utilization). The engines serve their queues round-robin at packet boundaries (NC-v2/v3, [NKI-DMA],
+    // [CC-OVERLAP]): a packet started now gets the time the kernels leave, and at least its share of turns
+    // against kernel packets of stream 0's size, so its DMA time is stretched by 1 / max(1 - load, p / (p +
+    // cc_packet[0])) (1/2 for stream 0). The kernels are not slowed (not modelled).
     void set_dma_load(double load);
     double dma_load() const { return m_dma_load; }
     // The direct path to what memory_port is bound to (the fabric), when it offers one (i_memory.h): memory
@@ -228,13 +235,22 @@ public:
     const EndpointSpec& spec() const { return m_spec; }
 
 private:
-    // A ring's engines serve its queues round-robin, one packet per turn [CC-OVERLAP]: the messages it
-    // sends, and its queue of received packets to reduce while it holds any.
+    // A ring's engines serve its queues round-robin, switching only at packet boundaries [CC-OVERLAP]: the
+    // messages it sends, and per stream its queue of received packets to reduce while it holds any. A turn
+    // moves one packet of the queue's stream's DMA packet size; the model moves whole simulated packets
+    // (cluster.link.packet), as a deficit round-robin (Shreedhar and Varghese 1996): each turn credits the
+    // queue its stream's packet bytes, and the queue moves a simulated packet once its credit covers it. So
+    // queues share the ring in proportion to their streams' packet sizes, as the engines' packets do.
+    struct Turn {
+        Message* message = nullptr;  // a message to send; nullptr: the reduction queue of `stream`
+        int stream = 0;
+    };
     struct Ring {
-        std::deque<Message*> pending;    // waiting for transfer_latency, in ready order
-        std::deque<Message*> active;     // round-robin, one packet each; nullptr: the reduction queue
-        Packet* reduce_first = nullptr;  // received packets to reduce, in arrival order
-        Packet* reduce_last = nullptr;
+        std::deque<Message*> pending;  // waiting for transfer_latency, in ready order
+        std::deque<Turn> active;       // in round-robin order
+        std::array<Packet*, 2> reduce_first{};  // per stream: received packets to reduce, in arrival order
+        std::array<Packet*, 2> reduce_last{};
+        std::array<std::uint64_t, 2> reduce_credit{};
         std::unique_ptr<Wakeup> wake;
         std::uint64_t busy_until = 0;
     };
@@ -259,7 +275,9 @@ private:
     // A ring's turn: reads message m's next packet for sending (`sent`, to inject once the ring is marked
     // busy), or reduces the first received packet of its queue; returns the ring's busy time.
     std::uint64_t send_packet(Ring& g, Message* m, std::uint64_t now, Packet*& sent);
-    std::uint64_t reduce_packet(Ring& g, std::uint64_t now);
+    std::uint64_t reduce_packet(Ring& g, int stream, std::uint64_t now);
+    // The ring's next turn that moves a packet (deficit round-robin); rotates the queues up to it.
+    Turn next_turn(Ring& g);
     void on_work();
     void schedule(const Work& w);
     void packet_done(Message* m, std::uint64_t done_fs);
@@ -267,9 +285,9 @@ private:
     // `accept_fs` when the memory can take the next request.
     std::uint64_t memory_access(bool write, std::uint64_t bytes, std::uint64_t now, std::uint64_t* accept_fs = nullptr);
     // DMA-ring time to read and send a packet of `bytes`, or (`reduce`) to add a received one into the
-    // local data, under the current DMA load; computed once per distinct input (nearly every packet is a
-    // full one).
-    std::uint64_t packet_dma_fs(std::uint64_t bytes, bool reduce = false);
+    // local data, under the current DMA load, for a packet of `stream`; computed once per distinct input
+    // (nearly every packet is a full one).
+    std::uint64_t packet_dma_fs(std::uint64_t bytes, bool reduce, int stream);
 
     EndpointSpec m_spec;
     PacketPool& m_pool;
@@ -287,7 +305,7 @@ private:
         std::uint64_t bytes = ~std::uint64_t{0};
         double load = 0;
         std::uint64_t fs = 0;
-    } m_dma_cache[2];  // sending, reducing
+    } m_dma_cache[2][2];  // [sending, reducing][stream]
     ITimedAccess* m_direct_memory = nullptr;
     tlm::tlm_generic_payload m_request;
     MemoryTiming* m_timing = nullptr;  // owned by m_request

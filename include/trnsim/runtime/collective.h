@@ -69,6 +69,9 @@ struct Schedule {
     std::string algorithm;  // the algorithm that built it (for `auto`, the one it chose)
     int steps = 0;
     std::vector<Transfer> transfers;
+    // The collective stream that runs it, set by the caller: 0, or 1 for data-parallel traffic, which the
+    // DMA engines serve in smaller packets (hw::EndpointSpec::cc_packet, [CC-OVERLAP]).
+    int stream = 0;
     // The transfers that move data (not the joins).
     std::size_t messages() const;
 };

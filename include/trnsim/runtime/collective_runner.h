@@ -22,6 +22,7 @@ struct CollectiveJob {
     int ranks = 0;  // 0: every rank of the cluster
     DType dtype = DType::fp32;
     int root = 0;
+    int stream = 0;  // the collective stream (Schedule::stream): 1 for data-parallel traffic's smaller DMA packets
 };
 
 struct LinkUse {
