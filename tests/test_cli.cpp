@@ -541,6 +541,45 @@ TEST_CASE("mem --json writes a trnsim.mem/1 object with the documented keys", "[
     CHECK(j["config"]["chip.memory.hbm.part"]["value"] == "hbm3-6400");
 }
 
+TEST_CASE("run --cache keeps the collective memo's records: the next run replays them to the same result",
+          "[cli][run]") {
+    TempDir dir;
+    const std::vector<std::string> base = {"run",   "--model", "gpt3-1.3b", "--tp",    "8",     "--dp",
+                                           "8",     "--seq",   "1024",      "--gbs",   "64",    "--cache",
+                                           "cache", "--sp",    "false",     "--zero",  "0"};
+    auto run = [&](const std::string& name) {
+        auto args = base;
+        args.insert(args.end(), {"--json", dir.file(name)});
+        const RunResult r = run_trnsim(args, dir.path());
+        INFO(show(r));
+        REQUIRE(r.exit_code == 0);
+        return read_json(dir.file(name));
+    };
+    const auto memo_files = [&] {
+        std::vector<std::filesystem::path> out;
+        for (const auto& e : std::filesystem::directory_iterator(dir.file("cache")))
+            if (e.path().filename().string().rfind("memo-", 0) == 0) out.push_back(e.path());
+        return out;
+    };
+    nlohmann::json cold = run("cold.json");
+    REQUIRE(memo_files().size() == 1);
+    nlohmann::json warm = run("warm.json");
+    // The warm run simulates fewer wake-ups (its first sample replays what the cold one simulated)...
+    CHECK(warm["sim"]["events"].get<double>() < cold["sim"]["events"].get<double>());
+    // ... and reports the same step, to the bit.
+    CHECK(warm["step_time_s"].get<double>() == cold["step_time_s"].get<double>());
+    cold.erase("sim");
+    warm.erase("sim");
+    CHECK(warm.dump() == cold.dump());
+    // A damaged record file is not used: the run simulates again and writes it anew.
+    const auto file = memo_files().front();
+    { std::ofstream(file, std::ios::trunc) << "{\"truncated"; }
+    nlohmann::json again = run("again.json");
+    again.erase("sim");
+    CHECK(again.dump() == cold.dump());
+    CHECK(nlohmann::json::accept(std::ifstream(file)));
+}
+
 TEST_CASE("run rejects parallelism that does not match the cluster, and bad options", "[cli][run]") {
     expect_error("run", {"--tp", "3"}, {"--tp 3"});
     expect_error("run", {"--tp", "8", "--dp", "4"}, {"--tp 8 x --pp 1 x --dp 4 = 32 ranks", "64"});

@@ -477,6 +477,7 @@ ChipEndpoint::ChipEndpoint(const sc_core::sc_module_name& name, const EndpointSp
     };
     m_request.set_extension(m_timing);
     m_slots = std::max(1, spec.dma_rings / spec.rank_rings);
+    m_weighted = std::min(spec.cc_packet[0], spec.cc_packet[1]) < spec.packet_bytes;
     m_next_ring.assign(static_cast<std::size_t>(m_slots), 0);
     for (int r = 0; r < spec.dma_rings; ++r) {
         m_rings.push_back(std::make_unique<Ring>());
@@ -638,6 +639,11 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
 }
 
 ChipEndpoint::Turn ChipEndpoint::next_turn(Ring& g) {
+    if (!m_weighted) {  // every turn moves a packet: plain round-robin
+        const Turn t = g.active.front();
+        g.active.pop_front();
+        return t;
+    }
     // What a turn credits a queue, what its next packet needs, and its credit.
     const auto quantum = [&](const Turn& t) { return m_spec.cc_packet[static_cast<std::size_t>(t.stream)]; };
     const auto need = [&](const Turn& t) -> std::uint64_t {

@@ -114,8 +114,22 @@ bool KernelCache::load(const std::string& key, KernelTiming& out) const {
 }
 
 void KernelCache::store(const std::string& key, const KernelTiming& t) const {
+    store_text(key + ".json",
+               nlohmann::json{{"revision", k_kernel_model_revision}, {"timing", to_json(t)}}.dump() + "\n");
+}
+
+std::string KernelCache::load_text(const std::string& name) const {
+    if (m_directory.empty()) return {};
+    std::ifstream in(std::filesystem::path(m_directory) / name, std::ios::binary);
+    if (!in) return {};
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+void KernelCache::store_text(const std::string& name, const std::string& text) const {
     if (m_directory.empty()) return;
-    const auto path = std::filesystem::path(m_directory) / (key + ".json");
+    const auto path = std::filesystem::path(m_directory) / name;
     // Written whole, then renamed: a reader (another sweep worker) sees the old file, none, or the new one.
     // The temporary name is unique per host and process, so that workers on several machines sharing the
     // directory (a sweep's shards on a network file system) never write into one temporary file.
@@ -123,8 +137,8 @@ void KernelCache::store(const std::string& key, const KernelTiming& t) const {
     ::gethostname(host, sizeof host - 1);
     const auto tmp = path.string() + fmt::format(".tmp.{}.{}", host, static_cast<long>(::getpid()));
     {
-        std::ofstream out(tmp);
-        out << nlohmann::json{{"revision", k_kernel_model_revision}, {"timing", to_json(t)}}.dump() << "\n";
+        std::ofstream out(tmp, std::ios::binary);
+        out << text;
         out.close();
         if (!out) {
             std::remove(tmp.c_str());

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <deque>
+#include <fstream>
 #include <functional>
 #include <iterator>
 #include <memory>
@@ -408,6 +409,7 @@ private:
     struct Planned {
         RankLayout layout;
         Schedule schedule;
+        std::size_t messages = 0;  // schedule.messages(), counted once
     };
 
     StageState& stage(int s) { return m_stage[static_cast<std::size_t>(s)]; }
@@ -814,7 +816,7 @@ private:
         for (const auto& g : groups) {
             const Planned& p = plan(op, g);
             ++m_collectives;
-            m_transfers += p.schedule.messages();
+            m_transfers += p.messages;
             batch.push_back({&p.schedule, &p.layout, [left, on_all_done](std::uint64_t) {
                                  if (--*left == 0) on_all_done();
                              }});
@@ -839,6 +841,7 @@ private:
         q.auto_rdh_max = m_spec.auto_rdh_max.count;
         p.schedule = collective_algorithm(m_setup.options.algorithm).build(q, p.layout);
         p.schedule.stream = stream;
+        p.messages = p.schedule.messages();
         return m_plans.emplace(key, std::move(p)).first->second;
     }
 
@@ -879,6 +882,7 @@ private:
         p.schedule.algorithm = "send";
         p.schedule.steps = 1;
         p.schedule.transfers.push_back({0, 1, bytes, false, {}});
+        p.messages = 1;
         return m_plans.emplace(key, std::move(p)).first->second;
     }
 
@@ -1072,7 +1076,11 @@ SimOutcome from_json(const nlohmann::json& j) {
 // conflict comes later in simulated time than the one before (the simulation stops at a conflict, so such
 // attempts cost the time up to it) and at most k_memo_attempts times; then without the memo. The first
 // count's simulation records the trace (when asked).
-std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const std::vector<std::int64_t>& counts) {
+//
+// `records` (none: nullptr): memo records to start from (from an earlier run of the same setup, --cache); on
+// return, the records the first count made or imported, but those that met a conflict.
+std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const std::vector<std::int64_t>& counts,
+                                 std::string* records = nullptr) {
     constexpr int k_memo_attempts = 64;
     const std::string conflict_tag = "memo conflict: ";
     std::vector<std::string> texts(counts.size());
@@ -1165,17 +1173,18 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
         const bool better = counts[first] < 2 ? counts[i] > counts[first] : counts[i] >= 2 && counts[i] < counts[first];
         if (better) first = i;
     }
-    run({first}, {});
-    std::string records;
+    const std::string none;
+    run({first}, records != nullptr ? *records : none);
+    std::string first_records;
     if (texts[first].rfind("{", 0) == 0)
-        records = nlohmann::json::parse(json_part(texts[first])).at("memo").get<std::string>();
+        first_records = nlohmann::json::parse(json_part(texts[first])).at("memo").get<std::string>();
     std::vector<std::size_t> rest;
     for (std::size_t i = 0; i < counts.size(); ++i) {
         if (i == first) continue;
         rest.push_back(i);
         skip[i] = skip[first];  // the records that conflicted there
     }
-    run(rest, records);
+    run(rest, first_records.empty() && records != nullptr ? *records : first_records);
     std::vector<SimOutcome> out;
     for (const std::string& text : texts) {
         if (text.rfind("error: ", 0) == 0)
@@ -1183,7 +1192,42 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
         out.push_back(from_json(nlohmann::json::parse(json_part(text)).at("outcome")));
         out.back().counters = counters_part(text);
     }
+    // What the first count recorded and imported (the others repeat it; their own few periods are not kept),
+    // without the records that met a conflict.
+    if (records != nullptr) {
+        *records = first_records;
+        if (!skip[first].empty() && !first_records.empty()) {
+            nlohmann::json all = nlohmann::json::parse(first_records);
+            for (const std::string& key : skip[first]) all.erase(key);
+            *records = all.empty() ? std::string() : all.dump();
+        }
+    }
     return out;
+}
+
+// The file name of the collective memo's records for runs of this setup under --cache: a content key of
+// everything the step's simulation reads (the resolved config, the model, the training options) and of the
+// simulator itself (its executable), so that records replay only into the simulation that made them; ""
+// when the executable cannot be read (no records are kept then).
+std::string memo_cache_name(const TrainingOptions& o, const workload::ModelSpec& m, const Config& config) {
+    static const std::string exe = [] {
+        std::ifstream in("/proc/self/exe", std::ios::binary);
+        if (!in) return std::string();
+        std::ostringstream text;
+        text << in.rdbuf();
+        return stable_hash(text.str());
+    }();
+    if (exe.empty()) return {};
+    std::string text = exe + "\n";
+    for (const auto& [k, v] : config.values()) text += k + "=" + v.text + "\n";
+    const auto& t = o.training;
+    text += fmt::format("model {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}\n", m.name, static_cast<int>(m.arch),
+                        m.layers, m.hidden, m.heads, m.kv_heads, m.ffn_hidden, m.vocab, m.max_seq,
+                        static_cast<int>(m.norm), static_cast<int>(m.activation), static_cast<int>(m.position),
+                        m.tied_embeddings, m.bias, m.dropout, m.origin);
+    text += fmt::format("training {} bucket {} grad {}\nplacement {} algorithm {} samples {}\n", t.describe(),
+                        t.dp_bucket.count, dtype_name(t.grad_dtype), o.placement, o.algorithm, o.sample_microbatches);
+    return "memo-" + stable_hash(text) + ".json";
 }
 
 // a + b m through two samples, for every time in the outcome (names matched by position).
@@ -1382,14 +1426,21 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
         s0 = std::max(s0, interleaved_warmup(tr.pp, 0, v) / v + 1);
         s0 = tr.pp * ((s0 + tr.pp - 1) / tr.pp);
     }
+    // The collective memo's records of an earlier run of this setup (--cache), and kept for the next.
+    const std::string memo_name = options.memo && !options.cache_dir.empty()
+                                      ? memo_cache_name(options, setup.model, config)
+                                      : std::string();
+    std::string records = memo_name.empty() ? std::string() : cache.load_text(memo_name);
+    if (!records.empty() && !nlohmann::json::accept(records)) records.clear();  // damaged: made again
+    std::string* const kept = memo_name.empty() ? nullptr : &records;
     SimOutcome outcome;
     if (m <= s0 + 2 * step) {
-        outcome = simulate(setup, config, {m}).front();
+        outcome = simulate(setup, config, {m}, kept).front();
         r.simulated = {m};
         r.sampled_step_s = {outcome.step_s};
         r.events = outcome.events;
     } else {
-        const auto samples = simulate(setup, config, {s0 + 2 * step, s0 + step, s0});  // longest first
+        const auto samples = simulate(setup, config, {s0 + 2 * step, s0 + step, s0}, kept);  // longest first
         const SimOutcome &a = samples[2], &b = samples[1], &c = samples[0];
         r.simulated = {s0, s0 + step, s0 + 2 * step};
         r.sampled_step_s = {a.step_s, b.step_s, c.step_s};
@@ -1408,12 +1459,13 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
             outcome.tracks = c.tracks;
             r.extrapolated = true;
         } else {
-            outcome = simulate(setup, config, {m}).front();
+            outcome = simulate(setup, config, {m}, kept).front();
             r.simulated.push_back(m);
             r.sampled_step_s.push_back(outcome.step_s);
             r.events += outcome.events;
         }
     }
+    if (kept != nullptr && !records.empty()) cache.store_text(memo_name, records);
     r.step_time_s = outcome.step_s;
     r.trace = std::move(outcome.trace);
     r.trace_counters = std::move(outcome.counters);

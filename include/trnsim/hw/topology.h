@@ -293,6 +293,7 @@ private:
     PacketPool& m_pool;
     std::vector<std::unique_ptr<Ring>> m_rings;
     int m_slots = 1;               // rank places with rings of their own: chip.cores / rank_rings
+    bool m_weighted = false;       // a stream's DMA packets are smaller than a simulated packet (next_turn)
     std::vector<int> m_next_ring;  // per rank place: the ring (of its own) of its next channel-less stream
     double m_dma_load = 0;
     double m_ring_fs_per_byte;

@@ -47,6 +47,12 @@ public:
     // lowering errors come back as UserError naming the kernel.
     std::vector<KernelTiming> time(const std::vector<lowering::KernelRequest>& requests, const Config& config);
 
+    // Other records kept in the same directory (the training runner's collective memo records): the text
+    // stored under `name` (a file name), "" when there is none or no directory; and storing one, written
+    // whole and renamed into place.
+    std::string load_text(const std::string& name) const;
+    void store_text(const std::string& name, const std::string& text) const;
+
     std::uint64_t hits() const { return m_hits; }
     std::uint64_t misses() const { return m_misses; }
     double simulate_wall_s() const { return m_wall_s; }  // spent in child simulations
