@@ -544,9 +544,9 @@ TEST_CASE("mem --json writes a trnsim.mem/1 object with the documented keys", "[
 TEST_CASE("run --cache keeps the collective memo's records: the next run replays them to the same result",
           "[cli][run]") {
     TempDir dir;
-    const std::vector<std::string> base = {"run",   "--model", "gpt3-1.3b", "--tp",    "8",     "--dp",
-                                           "8",     "--seq",   "1024",      "--gbs",   "64",    "--cache",
-                                           "cache", "--sp",    "false",     "--zero",  "0"};
+    const std::vector<std::string> base = {"run",   "--model", "gpt3-1.3b", "--tp",   "8",  "--dp",
+                                           "8",     "--seq",   "1024",      "--gbs",  "64", "--cache",
+                                           "cache", "--sp",    "false",     "--zero", "0"};
     auto run = [&](const std::string& name) {
         auto args = base;
         args.insert(args.end(), {"--json", dir.file(name)});
@@ -561,23 +561,42 @@ TEST_CASE("run --cache keeps the collective memo's records: the next run replays
             if (e.path().filename().string().rfind("memo-", 0) == 0) out.push_back(e.path());
         return out;
     };
-    nlohmann::json cold = run("cold.json");
+    const nlohmann::json cold = run("cold.json");
     REQUIRE(memo_files().size() == 1);
     nlohmann::json warm = run("warm.json");
     // The warm run simulates fewer wake-ups (its first sample replays what the cold one simulated)...
     CHECK(warm["sim"]["events"].get<double>() < cold["sim"]["events"].get<double>());
     // ... and reports the same step, to the bit.
     CHECK(warm["step_time_s"].get<double>() == cold["step_time_s"].get<double>());
-    cold.erase("sim");
+    nlohmann::json cold_result = cold;
+    cold_result.erase("sim");
     warm.erase("sim");
-    CHECK(warm.dump() == cold.dump());
-    // A damaged record file is not used: the run simulates again and writes it anew.
+    CHECK(warm.dump() == cold_result.dump());
+    // A damaged record file (cut short; or a record's digit changed, which its header's hash catches) is not
+    // used: the run simulates again, to the same result, and writes the file anew.
     const auto file = memo_files().front();
-    { std::ofstream(file, std::ios::trunc) << "{\"truncated"; }
-    nlohmann::json again = run("again.json");
-    again.erase("sim");
-    CHECK(again.dump() == cold.dump());
-    CHECK(nlohmann::json::accept(std::ifstream(file)));
+    const auto read = [&] {
+        std::ifstream in(file, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    const std::string good = read();
+    const std::size_t digit = good.find_first_of("123456789", good.find('\n'));
+    REQUIRE(digit != std::string::npos);
+    std::string changed = good;
+    changed[digit] = changed[digit] == '9' ? '8' : static_cast<char>(changed[digit] + 1);
+    for (const std::string& damaged : {good.substr(0, good.size() / 2), changed}) {
+        { std::ofstream(file, std::ios::binary | std::ios::trunc) << damaged; }
+        nlohmann::json again = run("again.json");
+        CHECK(again["sim"]["events"] == cold["sim"]["events"]);  // simulated as the first time
+        again.erase("sim");
+        CHECK(again.dump() == warm.dump());
+        CHECK(read() == good);
+    }
+    // Another setup (here, another link rate) keeps its own records.
+    auto args = base;
+    args.insert(args.end(), {"--set", "cluster.link.bandwidth=128GB/s"});
+    REQUIRE(run_trnsim(args, dir.path()).exit_code == 0);
+    CHECK(memo_files().size() == 2);
 }
 
 TEST_CASE("run rejects parallelism that does not match the cluster, and bad options", "[cli][run]") {

@@ -435,6 +435,10 @@ TEST_CASE("a DMA ring shares its turns between collective streams in proportion 
     const json e = run({{a, b}}, with({"cluster.cc.packet=64KiB", "cluster.cc.dp_packet=64KiB"}), "trn1.32xlarge");
     CHECK(time_of(e, 0, 0) - fixed == Approx(2 * move).epsilon(0.01));
     CHECK(time_of(e, 0, 1) - fixed == Approx(2 * move).epsilon(0.01));
+    // A turn moves one simulated packet at most, so a stream's packet may not exceed one.
+    const std::string error = error_of(a, {"cluster.link.packet=16KiB"});
+    CHECK_THAT(error, Catch::Contains("cluster.cc.packet") && Catch::Contains("cluster.link.packet"));
+    CHECK_THAT(error_of(a, {"cluster.cc.dp_packet=128KiB"}), Catch::Contains("cluster.cc.dp_packet"));
 }
 
 TEST_CASE("two all-reduces on the same ring take longer than either alone and their link bytes add up",

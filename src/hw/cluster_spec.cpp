@@ -145,7 +145,7 @@ void ClusterSpec::declare(ParamRegistry& r) {
                "[CC-OVERLAP] default and maximum 64 KiB",
                {},
                64,
-               1 << 30});
+               65536});
     r.declare({"cluster.cc.dp_packet",
                ParamType::bytes,
                "DMA packet size of collective stream 1 (the data-parallel gradient reductions and ZeRO-1 parameter "
@@ -155,7 +155,7 @@ void ClusterSpec::declare(ParamRegistry& r) {
                "4KiB (NEURON_RT_DBG_CC_DMA_PACKET_SIZE=65536,4096)",
                {},
                64,
-               1 << 30});
+               65536});
     r.declare({"cluster.zlink.bandwidth",
                ParamType::bandwidth,
                "torus3d: bandwidth of a third-dimension link, one direction",
@@ -273,6 +273,16 @@ ClusterSpec ClusterSpec::from_config(const Config& c) {
     s.link = {c.get_bandwidth("cluster.link.bandwidth"), c.get_duration("cluster.link.latency")};
     s.zlink = {c.get_bandwidth("cluster.zlink.bandwidth"), c.get_duration("cluster.zlink.latency")};
     s.packet = c.get_bytes("cluster.link.packet");
+    // A DMA ring's turn moves at most one simulated packet (ChipEndpoint::next_turn), so a collective stream's
+    // DMA packet can be no larger than one, or its share of the ring would be cut to it.
+    for (const char* key : {"cluster.cc.packet", "cluster.cc.dp_packet"}) {
+        if (c.get_bytes(key).count > s.packet.count) {
+            throw UserError(
+                fmt::format("{} = {}: larger than cluster.link.packet ({}); allowed: 64B up to "
+                            "cluster.link.packet",
+                            key, c.get_text(key), c.get_text("cluster.link.packet")));
+        }
+    }
     s.l1 = {0, c.get_bandwidth("cluster.switch.l1.port_bandwidth"), c.get_duration("cluster.switch.l1.latency")};
     s.l2 = {0, c.get_bandwidth("cluster.switch.l2.port_bandwidth"), c.get_duration("cluster.switch.l2.latency")};
     s.efa = {c.get_bandwidth("cluster.efa.bandwidth"), c.get_duration("cluster.efa.latency")};

@@ -401,8 +401,8 @@ void CollectiveEngine::prepare(Traffic& t) {
 // The traffic's name in its own frame (its lowest node) under a node map: a 128-bit hash of its shape
 // (prepare) and every transfer's chips and, with several maps, every hop but the last (the receiving
 // chip), value by value rather than through text: footprints are named in every process that simulates a
-// step, and the text was most of their cost. Names are compared only within one run (records travel
-// between its processes, never to disk).
+// step, and the text was most of their cost. Names are compared only between runs of one executable (records
+// travel between a run's processes, and to disk under --cache keyed by the executable).
 const std::string& CollectiveEngine::traffic_name(Traffic& t, std::size_t map) {
     for (const auto& [m, name] : t.names)
         if (m == map) return name;

@@ -1078,7 +1078,7 @@ SimOutcome from_json(const nlohmann::json& j) {
 // count's simulation records the trace (when asked).
 //
 // `records` (none: nullptr): memo records to start from (from an earlier run of the same setup, --cache); on
-// return, the records the first count made or imported, but those that met a conflict.
+// return, the records the first count made or imported, but those that met a conflict in any count.
 std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const std::vector<std::int64_t>& counts,
                                  std::string* records = nullptr) {
     constexpr int k_memo_attempts = 64;
@@ -1193,12 +1193,14 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
         out.back().counters = counters_part(text);
     }
     // What the first count recorded and imported (the others repeat it; their own few periods are not kept),
-    // without the records that met a conflict.
+    // or, when it ran without the memo, what it was given; without the records that met a conflict anywhere.
     if (records != nullptr) {
-        *records = first_records;
-        if (!skip[first].empty() && !first_records.empty()) {
-            nlohmann::json all = nlohmann::json::parse(first_records);
-            for (const std::string& key : skip[first]) all.erase(key);
+        if (!first_records.empty()) *records = first_records;
+        std::set<std::string> conflicted;
+        for (const auto& no : skip) conflicted.insert(no.begin(), no.end());
+        if (!conflicted.empty() && !records->empty()) {
+            nlohmann::json all = nlohmann::json::parse(*records);
+            for (const std::string& key : conflicted) all.erase(key);
             *records = all.empty() ? std::string() : all.dump();
         }
     }
@@ -1228,6 +1230,21 @@ std::string memo_cache_name(const TrainingOptions& o, const workload::ModelSpec&
     text += fmt::format("training {} bucket {} grad {}\nplacement {} algorithm {} samples {}\n", t.describe(),
                         t.dp_bucket.count, dtype_name(t.grad_dtype), o.placement, o.algorithm, o.sample_microbatches);
     return "memo-" + stable_hash(text) + ".json";
+}
+
+// The memo file's text: a header line with a hash of the records, then the records (a JSON object; "" for
+// none). Reading returns the records, or "" when the header or the hash does not match (a damaged or foreign
+// file is not used, and the run writes it anew).
+constexpr std::string_view k_memo_header = "trnsim memo records ";
+std::string memo_file(const std::string& records) {
+    return std::string(k_memo_header) + stable_hash(records) + "\n" + records;
+}
+std::string read_memo_file(const std::string& text) {
+    const std::size_t line = text.find('\n');
+    if (text.rfind(k_memo_header, 0) != 0 || line == std::string::npos) return {};
+    std::string records = text.substr(line + 1);
+    if (text.substr(k_memo_header.size(), line - k_memo_header.size()) != stable_hash(records)) return {};
+    return records;
 }
 
 // a + b m through two samples, for every time in the outcome (names matched by position).
@@ -1427,11 +1444,10 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
         s0 = tr.pp * ((s0 + tr.pp - 1) / tr.pp);
     }
     // The collective memo's records of an earlier run of this setup (--cache), and kept for the next.
-    const std::string memo_name = options.memo && !options.cache_dir.empty()
-                                      ? memo_cache_name(options, setup.model, config)
-                                      : std::string();
-    std::string records = memo_name.empty() ? std::string() : cache.load_text(memo_name);
-    if (!records.empty() && !nlohmann::json::accept(records)) records.clear();  // damaged: made again
+    const std::string memo_name =
+        options.memo && !options.cache_dir.empty() ? memo_cache_name(options, setup.model, config) : std::string();
+    std::string records = memo_name.empty() ? std::string() : read_memo_file(cache.load_text(memo_name));
+    const std::string loaded = records;
     std::string* const kept = memo_name.empty() ? nullptr : &records;
     SimOutcome outcome;
     if (m <= s0 + 2 * step) {
@@ -1465,7 +1481,14 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
             r.events += outcome.events;
         }
     }
-    if (kept != nullptr && !records.empty()) cache.store_text(memo_name, records);
+    if (kept != nullptr && records != loaded) {
+        // The records only save time: a directory that cannot take them costs the next run that, not this one.
+        try {
+            cache.store_text(memo_name, memo_file(records));
+        } catch (const UserError& e) {
+            logger("memo")->warn("collective memo records not kept: {}", e.what());
+        }
+    }
     r.step_time_s = outcome.step_s;
     r.trace = std::move(outcome.trace);
     r.trace_counters = std::move(outcome.counters);

@@ -246,8 +246,8 @@ private:
         int stream = 0;
     };
     struct Ring {
-        std::deque<Message*> pending;  // waiting for transfer_latency, in ready order
-        std::deque<Turn> active;       // in round-robin order
+        std::deque<Message*> pending;           // waiting for transfer_latency, in ready order
+        std::deque<Turn> active;                // in round-robin order
         std::array<Packet*, 2> reduce_first{};  // per stream: received packets to reduce, in arrival order
         std::array<Packet*, 2> reduce_last{};
         std::array<std::uint64_t, 2> reduce_credit{};
