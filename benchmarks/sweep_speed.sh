@@ -5,7 +5,7 @@
 #
 # A first sweep fills the kernel cache (cold, one set of kernels per HBM clock: slow); a second sweep of the
 # same points into a new output, sharing that cache's kernel timings, is timed (the collective memo records
-# the first sweep left, memo-*.json, are removed first: a sweep of new points has none). Prints the warm
+# the first sweep left, memo-*.records, are removed first: a sweep of new points has none). Prints the warm
 # points per second; then a third sweep with the records the second left, as a rerun of the sweep sees.
 # SWEEP_SPEED_POINTS=4 runs a 2 x 2 corner of the grid instead (a quick check of the script, not the target).
 set -euo pipefail
@@ -48,7 +48,7 @@ PY
 echo "cold cache (fills $work/cache), -j $jobs:"
 sweep cold.jsonl
 echo "warm kernel cache, no memo records, -j $jobs (target >= 2 points/s on 2 cores):"
-rm -f "$work"/cache/memo-*.json
+rm -f "$work"/cache/memo-*.records
 sweep warm.jsonl
 echo "warm kernel cache and memo records (a rerun), -j $jobs:"
 sweep rerun.jsonl

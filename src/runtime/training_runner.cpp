@@ -1207,10 +1207,10 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
     return out;
 }
 
-// The file name of the collective memo's records for runs of this setup under --cache: a content key of
-// everything the step's simulation reads (the resolved config, the model, the training options) and of the
-// simulator itself (its executable), so that records replay only into the simulation that made them; ""
-// when the executable cannot be read (no records are kept then).
+// The file name of the collective memo's records for runs of this setup under --cache: a content key of what
+// the step's simulation reads (the resolved config, the model, the training options; not the kernel timings,
+// whose ends a replay checks itself) and of the simulator itself (its executable), so that records replay
+// only into the simulation that made them; "" when the executable cannot be read (no records are kept then).
 std::string memo_cache_name(const TrainingOptions& o, const workload::ModelSpec& m, const Config& config) {
     static const std::string exe = [] {
         std::ifstream in("/proc/self/exe", std::ios::binary);
@@ -1229,7 +1229,7 @@ std::string memo_cache_name(const TrainingOptions& o, const workload::ModelSpec&
                         m.tied_embeddings, m.bias, m.dropout, m.origin);
     text += fmt::format("training {} bucket {} grad {}\nplacement {} algorithm {} samples {}\n", t.describe(),
                         t.dp_bucket.count, dtype_name(t.grad_dtype), o.placement, o.algorithm, o.sample_microbatches);
-    return "memo-" + stable_hash(text) + ".json";
+    return "memo-" + stable_hash(text) + ".records";
 }
 
 // The memo file's text: a header line with a hash of the records, then the records (a JSON object; "" for
