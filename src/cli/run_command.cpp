@@ -106,7 +106,8 @@ std::function<int()> add_run_command(CLI::App& app) {
         ->capture_default_str();
     sub->add_option("--placement", a->options.placement, "rank order, innermost first, e.g. tp,pp,dp")
         ->capture_default_str();
-    sub->add_option("--cache", a->options.cache_dir, "directory for kernel timings, and each setup's collective memo records, shared across runs");
+    sub->add_option("--cache", a->options.cache_dir,
+                    "directory for kernel timings, and each setup's collective memo records, shared across runs");
     sub->add_flag("--allow-oom", a->options.allow_oom, "simulate even when the memory does not fit, and flag it");
     sub->add_option("--json", a->json, "write the result as JSON (schema trnsim.run/1)");
     sub->add_option("--trace", a->trace,
