@@ -653,17 +653,8 @@ ChipEndpoint::Turn ChipEndpoint::next_turn(Ring& g) {
     const auto credit = [&](const Turn& t) -> std::uint64_t& {
         return t.message != nullptr ? t.message->credit : g.reduce_credit[static_cast<std::size_t>(t.stream)];
     };
-    {  // The common case: the next queue moves a packet in this turn.
-        const Turn t = g.active.front();
-        std::uint64_t& c = credit(t);
-        const std::uint64_t n = need(t);
-        if (c + quantum(t) >= n) {
-            g.active.pop_front();
-            c = c + quantum(t) - n;
-            return t;
-        }
-    }
-    // Whole rounds in which no queue could move a packet pass at once: every queue gets their credit.
+    // Whole rounds in which no queue could move a packet pass at once: every queue gets their credit. (When
+    // the next queue moves a packet in this turn, the scan stops at it.)
     std::uint64_t rounds = ~std::uint64_t{0};
     for (const Turn& t : g.active) {
         const std::uint64_t c = credit(t), n = need(t), q = quantum(t);
