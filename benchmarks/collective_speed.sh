@@ -5,10 +5,8 @@
 # Each prints the simulated time and the simulator's wall time (sim.wall_s: elaboration and simulation) and
 # the process's elapsed time and peak memory.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bin="${TRNSIM_BIN:-$root/build/trnsim}"
-[ -x "$bin" ] || { echo "build trnsim first (tools/run.sh or tools/test.sh): $bin not found" >&2; exit 1; }
-export SC_COPYRIGHT_MESSAGE=DISABLE
+# shellcheck source=benchmarks/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 run() {
     local label="$1" target="$2"
     shift 2

@@ -6,11 +6,8 @@
 # Wall time is measured around the whole process (start-up included); the simulator's own figures
 # (sim.wall_s, sim.peak_rss_bytes) come from the JSON result.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bin="${TRNSIM_BIN:-$root/build/trnsim}"
-[ -x "$bin" ] || { echo "build trnsim first (tools/run.sh or tools/test.sh): $bin not found" >&2; exit 1; }
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=benchmarks/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 field() {  # field FILE KEY -> first numeric value of "KEY": in the JSON
     tr -d ' \n' < "$1" | grep -o "\"$2\":[-0-9.e+]*" | head -1 | sed 's/.*://'
@@ -21,13 +18,13 @@ run_case() {  # run_case NAME TARGET_S TARGET_MB ARGS...
     shift 3
     local start end
     start=$(date +%s.%N)
-    "$bin" "$@" --json "$tmp/$name.json" > /dev/null
+    "$bin" "$@" --json "$work/$name.json" > /dev/null
     end=$(date +%s.%N)
     local wall sim_wall rss_mb te_cycles
     wall=$(echo "$end - $start" | bc -l)
-    sim_wall=$(field "$tmp/$name.json" wall_s)
-    rss_mb=$(echo "$(field "$tmp/$name.json" peak_rss_bytes) / 1000000" | bc -l)
-    te_cycles=$(tr -d ' \n' < "$tmp/$name.json" | grep -o '"tensor_engine":{[^}]*}' | grep -o '"cycles":[0-9]*' | sed 's/.*://')
+    sim_wall=$(field "$work/$name.json" wall_s)
+    rss_mb=$(echo "$(field "$work/$name.json" peak_rss_bytes) / 1000000" | bc -l)
+    te_cycles=$(tr -d ' \n' < "$work/$name.json" | grep -o '"tensor_engine":{[^}]*}' | grep -o '"cycles":[0-9]*' | sed 's/.*://')
     printf '%-34s wall %6.3f s (target < %s s)  simulate %6.3f s  peak %5.0f MB (target < %s MB)  TE cycles %s\n' \
         "$name" "$wall" "$target_s" "$sim_wall" "$rss_mb" "$target_mb" "$te_cycles"
 }

@@ -8,12 +8,8 @@
 # only the configurations of those names.
 set -euo pipefail
 shopt -s inherit_errexit  # a failed run inside $(step ...) stops the script
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bin="${TRNSIM_BIN:-$root/build/trnsim}"
-[ -x "$bin" ] || { echo "build trnsim first (tools/run.sh or tools/test.sh): $bin not found" >&2; exit 1; }
-export SC_COPYRIGHT_MESSAGE=DISABLE
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# shellcheck source=benchmarks/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cache="${CACHE_DIR:-$work/cache}"
 
 cases=(

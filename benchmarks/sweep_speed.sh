@@ -9,13 +9,9 @@
 # points per second; then a third sweep with the records the second left, as a rerun of the sweep sees.
 # SWEEP_SPEED_POINTS=4 runs a 2 x 2 corner of the grid instead (a quick check of the script, not the target).
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bin="${TRNSIM_BIN:-$root/build/trnsim}"
-[ -x "$bin" ] || { echo "build trnsim first (tools/run.sh or tools/test.sh): $bin not found" >&2; exit 1; }
-export SC_COPYRIGHT_MESSAGE=DISABLE
+# shellcheck source=benchmarks/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 jobs="${JOBS:-$(nproc)}"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
 
 links="[25GB/s, 50GB/s, 75GB/s, 100GB/s, 125GB/s, 150GB/s, 175GB/s, 200GB/s, 225GB/s, 256GB/s]"
 clocks="[0.8GHz, 0.9GHz, 1.0GHz, 1.1GHz, 1.2GHz, 1.3GHz, 1.416GHz, 1.5GHz, 1.6GHz, 1.7GHz]"

@@ -7,12 +7,8 @@
 # Each prints the simulated step, sequences/s, the process's elapsed time and peak memory (children
 # included: /usr/bin/time reports the largest process). BENCH_QUICK=1 runs only the 70B case.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bin="${TRNSIM_BIN:-$root/build/trnsim}"
-[ -x "$bin" ] || { echo "build trnsim first (tools/run.sh or tools/test.sh): $bin not found" >&2; exit 1; }
-export SC_COPYRIGHT_MESSAGE=DISABLE
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# shellcheck source=benchmarks/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 run() {
     local label="$1" target="$2" gbs="$3"
     shift 3
