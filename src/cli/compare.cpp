@@ -3,15 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <limits>
 #include <map>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "sweep_records.h"
 #include "trnsim/core/error.h"
+#include "trnsim/core/process.h"
 
 namespace trnsim::cli {
 
@@ -56,11 +55,9 @@ MetricSpec parse_metric(const std::string& text, double default_tolerance) {
 namespace {
 
 std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw UserError(fmt::format("compare: {}: cannot read it (no such file, or not readable)", path));
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
+    auto text = read_file(path);
+    if (!text) throw UserError(fmt::format("compare: {}: cannot read it (no such file, or not readable)", path));
+    return std::move(*text);
 }
 
 std::string format_value(double v) {

@@ -12,11 +12,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 
 #include <fmt/format.h>
+
+#include "trnsim/core/process.h"
 
 namespace trnsim::cli {
 
@@ -78,13 +79,6 @@ public:
 private:
     sigset_t m_set, m_old;
 };
-
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
 
 // The worker's message: the "trnsim: error: ..." line without its prefix, else its last line.
 std::string error_message(const std::string& err, int status) {
@@ -166,7 +160,7 @@ int run_points(const std::vector<SweepPoint>& points, const PointRunnerOptions& 
         out.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.start).count();
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
             try {
-                out.result = ordered_json::parse(read_text(dir.file(p.index, "json")));
+                out.result = ordered_json::parse(read_file(dir.file(p.index, "json")).value_or(std::string()));
                 if (out.result.contains("sim")) {
                     out.sim = out.result["sim"];
                     out.result.erase("sim");
@@ -176,7 +170,7 @@ int run_points(const std::vector<SweepPoint>& points, const PointRunnerOptions& 
                 out.error = "exited with code 0 but wrote no readable result";
             }
         } else {
-            out.error = error_message(read_text(dir.file(p.index, "err")), status);
+            out.error = error_message(read_file(dir.file(p.index, "err")).value_or(std::string()), status);
         }
         std::remove(dir.file(p.index, "json").c_str());
         std::remove(dir.file(p.index, "err").c_str());

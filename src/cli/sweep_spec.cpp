@@ -2,10 +2,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -13,6 +11,7 @@
 #include "commands.h"
 #include "trnsim/core/config.h"
 #include "trnsim/core/error.h"
+#include "trnsim/core/process.h"
 #include "trnsim/hw/chip.h"
 #include "trnsim/hw/cluster_spec.h"
 
@@ -264,11 +263,9 @@ SweepSpec parse_sweep_spec_text(const std::string& text, const std::string& file
 }
 
 SweepSpec parse_sweep_spec(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw UserError(fmt::format("sweep file {}: cannot read it (no such file, or not readable)", path));
-    std::stringstream text;
-    text << in.rdbuf();
-    return parse_sweep_spec_text(text.str(), path);
+    const auto text = read_file(path);
+    if (!text) throw UserError(fmt::format("sweep file {}: cannot read it (no such file, or not readable)", path));
+    return parse_sweep_spec_text(*text, path);
 }
 
 void check_command_args(const std::vector<std::string>& args, const std::string& context) {

@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <unistd.h>
@@ -100,11 +99,10 @@ std::string KernelCache::key(const lowering::KernelRequest& r, const Config& con
 }
 
 bool KernelCache::load(const std::string& key, KernelTiming& out) const {
-    if (m_directory.empty()) return false;
-    std::ifstream in(std::filesystem::path(m_directory) / (key + ".json"));
-    if (!in) return false;
+    const std::string text = load_text(key + ".json");
+    if (text.empty()) return false;
     try {
-        const nlohmann::json j = nlohmann::json::parse(in);
+        const nlohmann::json j = nlohmann::json::parse(text);
         if (j.value("revision", "") != k_kernel_model_revision) return false;
         out = from_json(j.at("timing"));
         return true;
@@ -120,11 +118,7 @@ void KernelCache::store(const std::string& key, const KernelTiming& t) const {
 
 std::string KernelCache::load_text(const std::string& name) const {
     if (m_directory.empty()) return {};
-    std::ifstream in(std::filesystem::path(m_directory) / name, std::ios::binary);
-    if (!in) return {};
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
+    return read_file((std::filesystem::path(m_directory) / name).string()).value_or(std::string());
 }
 
 void KernelCache::store_text(const std::string& name, const std::string& text) const {

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <deque>
-#include <fstream>
 #include <functional>
 #include <iterator>
 #include <memory>
@@ -1213,11 +1212,8 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
 // only into the simulation that made them; "" when the executable cannot be read (no records are kept then).
 std::string memo_cache_name(const TrainingOptions& o, const workload::ModelSpec& m, const Config& config) {
     static const std::string exe = [] {
-        std::ifstream in("/proc/self/exe", std::ios::binary);
-        if (!in) return std::string();
-        std::ostringstream text;
-        text << in.rdbuf();
-        return stable_hash(text.str());
+        const auto binary = read_file("/proc/self/exe");
+        return binary ? stable_hash(*binary) : std::string();
     }();
     if (exe.empty()) return {};
     std::string text = exe + "\n";

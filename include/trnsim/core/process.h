@@ -4,6 +4,7 @@
 // keyed by a stable content hash.
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,5 +22,8 @@ std::vector<std::string> run_isolated_all(const std::vector<std::function<std::s
 
 // 128-bit FNV-1a of `text` as 32 hex digits: the same on every machine and run.
 std::string stable_hash(std::string_view text);
+
+// The whole content of the file at `path`, byte for byte; nullopt when it cannot be opened.
+std::optional<std::string> read_file(const std::string& path);
 
 }  // namespace trnsim
