@@ -441,6 +441,43 @@ TEST_CASE("a DMA ring shares its turns between collective streams in proportion 
     CHECK_THAT(error_of(a, {"cluster.cc.dp_packet=128KiB"}), Catch::Contains("cluster.cc.dp_packet"));
 }
 
+TEST_CASE("with strict-priority DMA arbitration a ring serves the tensor-parallel stream before the data-parallel one",
+          "[collective]") {
+    // As above, with Trn3's arbitration [CC-OVERLAP]: while the stream-0 transfer has packets to move, the
+    // ring moves none of stream 1's, whichever started first in the batch and whatever the packet sizes. So
+    // the stream-0 transfer ends as it would alone (but for the one stream-1 packet the ring may have begun
+    // before it: none here, both start together) and the stream-1 transfer when the ring has moved both.
+    const std::uint64_t n = 8ull << 20;
+    auto a = job(CollectiveOp::send_recv, n, "ring");
+    auto b = a;
+    b.stream = 1;
+    auto opts = [](const std::string& arbitration, const std::string& dp_packet) {
+        return fast_chip({"cluster.topology=ring:4", "cluster.link.bandwidth=100GiB/s", "chip.cores=1",
+                          "chip.core.dma.engine_bandwidth=1GB/s", "cluster.memory_model=ideal",
+                          "chip.core.dma.arbitration=" + arbitration, "cluster.cc.dp_packet=" + dp_packet});
+    };
+    const json r = run({{a}, {a, b}, {b, a}}, opts("strict-priority", "64KiB"), "trn1.32xlarge");
+    const double fixed = k_dma;
+    const double move = time_of(r, 0) - fixed;
+    CHECK(move == Approx(n / 16e9).epsilon(0.02));
+    for (int batch : {1, 2}) {
+        const int tp = batch == 1 ? 0 : 1;
+        INFO("batch " << batch);
+        CHECK(time_of(r, batch, tp) - fixed == Approx(move).epsilon(0.002));
+        CHECK(time_of(r, batch, 1 - tp) - fixed == Approx(2 * move).epsilon(0.01));
+    }
+    // The data-parallel stream's smaller packets change nothing under strict priority; under round-robin
+    // they give it 1/17 of the ring (the test above).
+    const json small = run({{a, b}}, opts("strict-priority", "4KiB"), "trn1.32xlarge");
+    CHECK(time_of(small, 0, 0) == time_of(r, 1, 0));
+    CHECK(time_of(small, 0, 1) == time_of(r, 1, 1));
+    // Round-robin, the default before Trn3, shares the ring half and half.
+    const json rr = run({{a, b}}, opts("round-robin", "64KiB"), "trn1.32xlarge");
+    CHECK(time_of(rr, 0, 0) - fixed == Approx(2 * move).epsilon(0.01));
+    CHECK_THAT(error_of(a, {"chip.core.dma.arbitration=fifo"}),
+               Catch::Contains("chip.core.dma.arbitration") && Catch::Contains("strict-priority"));
+}
+
 TEST_CASE("two all-reduces on the same ring take longer than either alone and their link bytes add up",
           "[collective]") {
     const std::uint64_t n = 32ull << 20;

@@ -37,6 +37,14 @@ void DmaSpec::declare(ParamRegistry& r) {
                0,
                1e-3});
     // Read by the collectives' endpoints (topology.cpp), not by the kernels' DMA subsystem.
+    r.declare({p + "arbitration",
+               ParamType::choice,
+               "how a DMA ring's engines choose among its queues of collective traffic: round-robin at packet "
+               "boundaries (each stream's share set by its packet size, cluster.cc.*packet), or strict-priority "
+               "(the tensor-parallel stream 0 before the data-parallel stream 1)",
+               "round-robin",
+               "[CC-OVERLAP] round-robin arbitration between DMA rings, switching at packet boundaries (Trn1, Trn2)",
+               {"round-robin", "strict-priority"}});
     r.declare({p + "reduce_rate",
                ParamType::real,
                "throughput of the DMA engines adding received data into local data (a collective's reduction), "

@@ -449,6 +449,7 @@ EndpointSpec EndpointSpec::from_config(const Config& c) {
     s.packet_bytes = c.get_bytes("cluster.link.packet").count;
     s.credits = static_cast<int>(c.get_int("cluster.link.credits"));
     s.cc_packet = {c.get_bytes("cluster.cc.packet").count, c.get_bytes("cluster.cc.dp_packet").count};
+    s.strict_priority = c.get_text("chip.core.dma.arbitration") == "strict-priority";
     return s;
 }
 
@@ -639,6 +640,15 @@ void ChipEndpoint::ring_step(Ring& g, std::uint64_t now) {
 }
 
 ChipEndpoint::Turn ChipEndpoint::next_turn(Ring& g) {
+    if (m_spec.strict_priority) {
+        // The first queue of stream 0 in the rotation, while there is one: the others keep their order, so
+        // each stream's queues still take turns among themselves. One packet per turn.
+        auto it = std::find_if(g.active.begin(), g.active.end(), [](const Turn& t) { return t.stream == 0; });
+        if (it == g.active.end()) it = g.active.begin();
+        const Turn t = *it;
+        g.active.erase(it);
+        return t;
+    }
     if (!m_weighted) {  // every turn moves a packet: plain round-robin
         const Turn t = g.active.front();
         g.active.pop_front();

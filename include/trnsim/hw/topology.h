@@ -142,6 +142,9 @@ struct EndpointSpec {
     // cluster.cc.packet, cluster.cc.dp_packet): the engines switch queues only at packet boundaries, so a
     // queue's share of them goes with its packet size [CC-OVERLAP].
     std::array<std::uint64_t, 2> cc_packet{65536, 65536};
+    // chip.core.dma.arbitration = strict-priority (Trn3 [CC-OVERLAP]): a ring serves stream 0's queues
+    // before any of stream 1's, instead of both in one rotation; the packet sizes then set no shares.
+    bool strict_priority = false;
 
     static EndpointSpec from_config(const Config& config);
 };
