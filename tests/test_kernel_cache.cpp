@@ -58,11 +58,12 @@ TEST_CASE("a kernel's cache key changes with the operator, its shape, its dtype 
     CHECK(runtime::KernelCache::key(gemm(512, 1024, 768),
                                     hw::resolve_chip_config("trn2", {}, {"chip.memory.hbm.timing.rp=17ns"})) != k);
     // Step-level parameters (energies per event, the logical-core grouping, the collective streams and
-    // their reduction rate) do not change a kernel; the Vector engine's fast exp does.
+    // their reduction rate and arbitration) do not change a kernel; the Vector engine's fast exp does.
     CHECK(runtime::KernelCache::key(gemm(512, 1024, 768),
                                     hw::resolve_chip_config("trn2", {},
                                                             {"chip.energy.mac_bf16=1pJ", "chip.lnc=1",
-                                                             "chip.cc_cores=3", "chip.core.dma.reduce_rate=1"})) == k);
+                                                             "chip.cc_cores=3", "chip.core.dma.reduce_rate=1",
+                                                             "chip.core.dma.arbitration=strict-priority"})) == k);
     CHECK(runtime::KernelCache::key(gemm(512, 1024, 768),
                                     hw::resolve_chip_config("trn2", {}, {"chip.core.vector_engine.fast_exp=4"})) != k);
 }

@@ -72,10 +72,10 @@ std::string KernelCache::chip_text(const Config& config) {
     std::string text;
     for (const auto& [k, v] : config.values()) {  // std::map: sorted, the same order everywhere
         // Every chip parameter a kernel simulation reads; not the step-level ones (per-event energies and
-        // static power, the logical-core grouping, the collective streams and their DMA reduction rate), so
-        // that sweeping those reuses the kernels.
+        // static power, the logical-core grouping, the collective streams and their DMA reduction rate and
+        // arbitration), so that sweeping those reuses the kernels.
         if (k.rfind("chip.", 0) != 0 || k.rfind("chip.energy.", 0) == 0 || k == "chip.lnc" || k == "chip.cc_cores" ||
-            k == "chip.core.dma.reduce_rate")
+            k == "chip.core.dma.reduce_rate" || k == "chip.core.dma.arbitration")
             continue;
         text += k + "=" + v.text + "\n";
     }
