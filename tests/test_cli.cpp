@@ -597,6 +597,17 @@ TEST_CASE("run --cache keeps the collective memo's records: the next run replays
     args.insert(args.end(), {"--set", "cluster.link.bandwidth=128GB/s"});
     REQUIRE(run_trnsim(args, dir.path()).exit_code == 0);
     CHECK(memo_files().size() == 2);
+    // So does the same setup run by other code: the same trnsim with one more shared library mapped (glibc's
+    // libdl stub, preloaded), as a trnsim linked against another SystemC or libstdc++ build would be. (ASan
+    // builds are told not to insist on coming first.)
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    const std::string asan_options = std::string(asan != nullptr ? asan : "") +
+                                     (asan != nullptr && *asan != '\0' ? ":" : "") + "verify_asan_link_order=0";
+    const RunResult other = trnsim::testing::run_trnsim_in(
+        base, dir.path(), {{"LD_PRELOAD", "libdl.so.2"}, {"ASAN_OPTIONS", asan_options}});
+    INFO(show(other));
+    REQUIRE(other.exit_code == 0);
+    CHECK(memo_files().size() == 3);
 }
 
 TEST_CASE("run rejects parallelism that does not match the cluster, and bad options", "[cli][run]") {

@@ -7,9 +7,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
+#include <system_error>
 
 namespace trnsim {
 
@@ -134,6 +137,33 @@ std::optional<std::string> read_file(const std::string& path) {
     std::ostringstream text;
     text << in.rdbuf();
     return text.str();
+}
+
+const std::string& code_identity() {
+    static const std::string identity = [] {
+        const auto exe = read_file("/proc/self/exe");
+        if (!exe) return std::string();
+        std::string text = stable_hash(*exe) + "\n";
+        // The mapped files other than the executable, once each, in name order (the map's order and the
+        // addresses vary from run to run); their content, not their name or time, which differ between
+        // machines with the same build.
+        std::set<std::string> libraries;
+        std::istringstream maps(read_file("/proc/self/maps").value_or(""));
+        std::error_code ec;
+        const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+        for (std::string line; std::getline(maps, line);) {
+            const std::size_t slash = line.find('/');
+            if (slash == std::string::npos) continue;
+            const std::string path = line.substr(slash);
+            if (path != self && path.find(".so") != std::string::npos) libraries.insert(path);
+        }
+        for (const std::string& path : libraries) {
+            const auto content = read_file(path);
+            text += path.substr(path.rfind('/') + 1) + " " + (content ? stable_hash(*content) : "unreadable") + "\n";
+        }
+        return stable_hash(text);
+    }();
+    return identity;
 }
 
 }  // namespace trnsim

@@ -1208,15 +1208,13 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
 
 // The file name of the collective memo's records for runs of this setup under --cache: a content key of what
 // the step's simulation reads (the resolved config, the model, the training options; not the kernel timings,
-// whose ends a replay checks itself) and of the simulator itself (its executable), so that records replay
-// only into the simulation that made them; "" when the executable cannot be read (no records are kept then).
+// whose ends a replay checks itself) and of the simulator itself (its executable and shared libraries,
+// code_identity), so that records replay only into the simulation that made them; "" when the executable
+// cannot be read (no records are kept then).
 std::string memo_cache_name(const TrainingOptions& o, const workload::ModelSpec& m, const Config& config) {
-    static const std::string exe = [] {
-        const auto binary = read_file("/proc/self/exe");
-        return binary ? stable_hash(*binary) : std::string();
-    }();
-    if (exe.empty()) return {};
-    std::string text = exe + "\n";
+    const std::string& code = code_identity();
+    if (code.empty()) return {};
+    std::string text = code + "\n";
     for (const auto& [k, v] : config.values()) text += k + "=" + v.text + "\n";
     const auto& t = o.training;
     text += fmt::format("model {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}\n", m.name, static_cast<int>(m.arch),
