@@ -147,6 +147,43 @@ void KernelCache::store_text(const std::string& name, const std::string& text) c
     }
 }
 
+void KernelCache::touch(const std::string& name) const {
+    if (m_directory.empty()) return;
+    std::error_code ec;
+    std::filesystem::last_write_time(std::filesystem::path(m_directory) / name,
+                                     std::filesystem::file_time_type::clock::now(), ec);
+}
+
+void KernelCache::trim(const std::string& prefix, std::uint64_t max_bytes, const std::string& keep) const {
+    if (m_directory.empty()) return;
+    struct Entry {
+        std::filesystem::file_time_type time;
+        std::string name;
+        std::uint64_t bytes;
+    };
+    std::vector<Entry> entries;
+    std::uint64_t total = 0;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(m_directory, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        // Whole records only: not another process's temporary file (store_text).
+        if (name.rfind(prefix, 0) != 0 || name.find(".tmp.") != std::string::npos) continue;
+        std::error_code e1, e2;
+        const auto bytes = it->file_size(e1);
+        const auto time = it->last_write_time(e2);
+        if (e1 || e2) continue;
+        total += bytes;
+        if (name != keep) entries.push_back({time, name, bytes});
+    }
+    std::sort(entries.begin(), entries.end(),
+              [](const Entry& a, const Entry& b) { return a.time != b.time ? a.time < b.time : a.name < b.name; });
+    for (const Entry& e : entries) {
+        if (total <= max_bytes) break;
+        std::error_code e1;
+        if (std::filesystem::remove(std::filesystem::path(m_directory) / e.name, e1)) total -= e.bytes;
+    }
+}
+
 std::vector<KernelTiming> KernelCache::time(const std::vector<lowering::KernelRequest>& requests,
                                             const Config& config) {
     const std::string chip = chip_text(config);

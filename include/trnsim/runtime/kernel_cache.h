@@ -52,6 +52,12 @@ public:
     // whole and renamed into place.
     std::string load_text(const std::string& name) const;
     void store_text(const std::string& name, const std::string& text) const;
+    // Least recently used first: marks the record `name` used now (its modification time), and removes the
+    // records whose names start with `prefix`, oldest first (then by name), until those left take at most
+    // `max_bytes`, never `keep`. Best effort: what cannot be read or removed (another process's doing)
+    // is skipped.
+    void touch(const std::string& name) const;
+    void trim(const std::string& prefix, std::uint64_t max_bytes, const std::string& keep) const;
 
     std::uint64_t hits() const { return m_hits; }
     std::uint64_t misses() const { return m_misses; }
