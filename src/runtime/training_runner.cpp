@@ -1228,7 +1228,7 @@ std::string memo_cache_name(const TrainingOptions& o, const workload::ModelSpec&
 
 // The memo records a cache directory keeps, least recently used first out: records of setups not run
 // again, or made by another build of trnsim (code_identity), are never used again but would pile up over
-// sweeps and rebuilds (0.1-1.2 MB a setup; 1.3 MB the calibration run).
+// sweeps and rebuilds (0.1-1.2 MB a setup; 5.6 MB the calibration run).
 constexpr std::uint64_t k_memo_records_max_bytes = std::uint64_t{1} << 30;
 
 // The memo file's text: a header line with a hash of the records, then the records (a JSON object; "" for
