@@ -168,8 +168,8 @@ TEST_CASE("sweep workers writing one cache directory at once leave whole entries
 TEST_CASE("a cache directory keeps its memo records least recently used first out, within a size", "[kernel_cache]") {
     const auto dir = fresh_dir("trim");
     const runtime::KernelCache cache(dir.string());
-    // Five records of 100 bytes, memo-0 the oldest; a kernel entry and another process's temporary file,
-    // which trimming leaves alone.
+    // Five records of 100 bytes, memo-0 the oldest; a kernel entry, a file that is not a record, another
+    // process's temporary file, which trimming leaves alone, and a day-old one, which it removes.
     const auto now = std::filesystem::file_time_type::clock::now();
     for (int i = 0; i < 5; ++i) {
         const std::string name = "memo-" + std::to_string(i) + ".records";
@@ -177,20 +177,27 @@ TEST_CASE("a cache directory keeps its memo records least recently used first ou
         std::filesystem::last_write_time(dir / name, now - std::chrono::hours(10 - i));
     }
     cache.store_text("0123.json", std::string(1000, 'k'));
+    cache.store_text("memo-notes.txt", std::string(1000, 'n'));
+    std::filesystem::last_write_time(dir / "memo-notes.txt", now - std::chrono::hours(20));
     cache.store_text("memo-9.records.tmp.host.1", std::string(1000, 't'));
+    cache.store_text("memo-8.records.tmp.host.2", std::string(1000, 't'));
+    std::filesystem::last_write_time(dir / "memo-8.records.tmp.host.2", now - std::chrono::hours(25));
     // Using memo-1 makes it the most recent.
     cache.touch("memo-1.records");
     // At most 300 bytes, memo-0 (just written, say) kept whatever its age: it and the two most recently used
     // of the others stay.
-    cache.trim("memo-", 300, "memo-0.records");
-    std::vector<std::string> left;
-    for (const auto& e : std::filesystem::directory_iterator(dir)) left.push_back(e.path().filename().string());
-    std::sort(left.begin(), left.end());
-    CHECK(left == std::vector<std::string>{"0123.json", "memo-0.records", "memo-1.records", "memo-4.records",
-                                           "memo-9.records.tmp.host.1"});
+    cache.trim("memo-", ".records", 300, "memo-0.records");
+    const auto left = [&] {
+        std::vector<std::string> out;
+        for (const auto& e : std::filesystem::directory_iterator(dir)) out.push_back(e.path().filename().string());
+        std::sort(out.begin(), out.end());
+        return out;
+    };
+    CHECK(left() == std::vector<std::string>{"0123.json", "memo-0.records", "memo-1.records", "memo-4.records",
+                                             "memo-9.records.tmp.host.1", "memo-notes.txt"});
     // Within the size, nothing goes; without a directory, nothing happens.
-    cache.trim("memo-", 300, "");
-    CHECK(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()) == 5);
-    runtime::KernelCache().trim("memo-", 0, "");
+    cache.trim("memo-", ".records", 300, "");
+    CHECK(left().size() == 6);
+    runtime::KernelCache().trim("memo-", ".records", 0, "");
     std::filesystem::remove_all(dir);
 }

@@ -144,23 +144,29 @@ const std::string& code_identity() {
         const auto exe = read_file("/proc/self/exe");
         if (!exe) return std::string();
         std::string text = stable_hash(*exe) + "\n";
-        // The mapped files other than the executable, once each, in name order (the map's order and the
-        // addresses vary from run to run); their content, not their name or time, which differ between
-        // machines with the same build.
-        std::set<std::string> libraries;
+        // The files mapped executable other than the executable itself (the shared libraries and the dynamic
+        // loader), once each, as their file name and a hash of their content, sorted: not their directory,
+        // address or place in the map, which vary between runs and machines with the same build.
+        std::set<std::string> paths;
         std::istringstream maps(read_file("/proc/self/maps").value_or(""));
         std::error_code ec;
         const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
         for (std::string line; std::getline(maps, line);) {
+            // address perms offset device inode path
+            std::istringstream fields(line);
+            std::string address, perms;
+            fields >> address >> perms;
             const std::size_t slash = line.find('/');
-            if (slash == std::string::npos) continue;
+            if (perms.size() < 3 || perms[2] != 'x' || slash == std::string::npos) continue;
             const std::string path = line.substr(slash);
-            if (path != self && path.find(".so") != std::string::npos) libraries.insert(path);
+            if (path != self) paths.insert(path);
         }
-        for (const std::string& path : libraries) {
+        std::set<std::string> libraries;
+        for (const std::string& path : paths) {
             const auto content = read_file(path);
-            text += path.substr(path.rfind('/') + 1) + " " + (content ? stable_hash(*content) : "unreadable") + "\n";
+            libraries.insert(path.substr(path.rfind('/') + 1) + " " + (content ? stable_hash(*content) : "unreadable"));
         }
+        for (const std::string& library : libraries) text += library + "\n";
         return stable_hash(text);
     }();
     return identity;

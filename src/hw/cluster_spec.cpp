@@ -146,16 +146,18 @@ void ClusterSpec::declare(ParamRegistry& r) {
                {},
                64,
                65536});
-    r.declare({"cluster.cc.dp_packet",
-               ParamType::bytes,
-               "DMA packet size of collective stream 1 (the data-parallel gradient reductions and ZeRO-1 parameter "
-               "all-gathers); smaller than cluster.cc.packet, it gives stream 0 priority in their ratio",
-               "64KiB",
-               "[CC-OVERLAP] runtime default (every stream 64 KiB); the setting recommended for TP with FSDP is "
-               "4KiB (NEURON_RT_DBG_CC_DMA_PACKET_SIZE=65536,4096)",
-               {},
-               64,
-               65536});
+    r.declare(
+        {"cluster.cc.dp_packet",
+         ParamType::bytes,
+         "DMA packet size of collective stream 1 (the data-parallel gradient reductions and ZeRO-1 parameter "
+         "all-gathers); smaller than cluster.cc.packet, it gives stream 0 priority in their ratio (under round-robin "
+         "DMA arbitration, chip.core.dma.arbitration)",
+         "64KiB",
+         "[CC-OVERLAP] runtime default (every stream 64 KiB); the setting recommended for TP with FSDP is "
+         "4KiB (NEURON_RT_DBG_CC_DMA_PACKET_SIZE=65536,4096)",
+         {},
+         64,
+         65536});
     r.declare({"cluster.zlink.bandwidth",
                ParamType::bandwidth,
                "torus3d: bandwidth of a third-dimension link, one direction",

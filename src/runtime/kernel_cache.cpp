@@ -7,6 +7,8 @@
 #include <fstream>
 #include <thread>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -149,12 +151,14 @@ void KernelCache::store_text(const std::string& name, const std::string& text) c
 
 void KernelCache::touch(const std::string& name) const {
     if (m_directory.empty()) return;
-    std::error_code ec;
-    std::filesystem::last_write_time(std::filesystem::path(m_directory) / name,
-                                     std::filesystem::file_time_type::clock::now(), ec);
+    // The current time, as the file system has it: write permission is enough (not ownership, which an
+    // explicit time needs: a cache shared by several users), and a network file system's server sets it.
+    const std::string path = (std::filesystem::path(m_directory) / name).string();
+    ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
 }
 
-void KernelCache::trim(const std::string& prefix, std::uint64_t max_bytes, const std::string& keep) const {
+void KernelCache::trim(const std::string& prefix, const std::string& suffix, std::uint64_t max_bytes,
+                       const std::string& keep) const {
     if (m_directory.empty()) return;
     struct Entry {
         std::filesystem::file_time_type time;
@@ -163,14 +167,21 @@ void KernelCache::trim(const std::string& prefix, std::uint64_t max_bytes, const
     };
     std::vector<Entry> entries;
     std::uint64_t total = 0;
+    const auto stale = std::filesystem::file_time_type::clock::now() - k_stale_temporary;
     std::error_code ec;
     for (std::filesystem::directory_iterator it(m_directory, ec), end; !ec && it != end; it.increment(ec)) {
         const std::string name = it->path().filename().string();
-        // Whole records only: not another process's temporary file (store_text).
-        if (name.rfind(prefix, 0) != 0 || name.find(".tmp.") != std::string::npos) continue;
         std::error_code e1, e2;
-        const auto bytes = it->file_size(e1);
-        const auto time = it->last_write_time(e2);
+        const auto time = it->last_write_time(e1);
+        // Another process's temporary (store_text) is left alone, unless it is old enough to be a dead one's.
+        if (name.find(".tmp.") != std::string::npos) {
+            if (!e1 && time < stale) std::filesystem::remove(it->path(), e2);
+            continue;
+        }
+        const bool record = name.size() >= prefix.size() + suffix.size() && name.rfind(prefix, 0) == 0 &&
+                            name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+        if (!record) continue;
+        const auto bytes = it->file_size(e2);
         if (e1 || e2) continue;
         total += bytes;
         if (name != keep) entries.push_back({time, name, bytes});
@@ -179,8 +190,10 @@ void KernelCache::trim(const std::string& prefix, std::uint64_t max_bytes, const
               [](const Entry& a, const Entry& b) { return a.time != b.time ? a.time < b.time : a.name < b.name; });
     for (const Entry& e : entries) {
         if (total <= max_bytes) break;
+        // Gone either way when another process removed it first: not counted twice.
         std::error_code e1;
-        if (std::filesystem::remove(std::filesystem::path(m_directory) / e.name, e1)) total -= e.bytes;
+        std::filesystem::remove(std::filesystem::path(m_directory) / e.name, e1);
+        if (!e1) total -= e.bytes;
     }
 }
 

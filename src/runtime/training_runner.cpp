@@ -1485,7 +1485,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
         // The records only save time: a directory that cannot take them costs the next run that, not this one.
         try {
             cache.store_text(memo_name, memo_file(records));
-            cache.trim("memo-", k_memo_records_max_bytes, memo_name);
+            cache.trim("memo-", ".records", k_memo_records_max_bytes, memo_name);
         } catch (const UserError& e) {
             logger("memo")->warn("collective memo records not kept: {}", e.what());
         }

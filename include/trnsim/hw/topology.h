@@ -143,7 +143,8 @@ struct EndpointSpec {
     // queue's share of them goes with its packet size [CC-OVERLAP].
     std::array<std::uint64_t, 2> cc_packet{65536, 65536};
     // chip.core.dma.arbitration = strict-priority (Trn3 [CC-OVERLAP]): a ring serves stream 0's queues
-    // before any of stream 1's, instead of both in one rotation; the packet sizes then set no shares.
+    // before any of stream 1's, instead of both in one rotation; the packet sizes then set no shares
+    // between the streams (against the kernels each stream keeps its round-robin share, packet_dma_fs).
     bool strict_priority = false;
 
     static EndpointSpec from_config(const Config& config);
@@ -243,14 +244,15 @@ private:
     // moves one packet of the queue's stream's DMA packet size; the model moves whole simulated packets
     // (cluster.link.packet), as a deficit round-robin (Shreedhar and Varghese 1996): each turn credits the
     // queue its stream's packet bytes, and the queue moves a simulated packet once its credit covers it. So
-    // queues share the ring in proportion to their streams' packet sizes, as the engines' packets do.
+    // queues share the ring in proportion to their streams' packet sizes, as the engines' packets do. Under
+    // strict priority (Trn3) a stream-1 queue gets a turn only when no stream-0 queue is active.
     struct Turn {
         Message* message = nullptr;  // a message to send; nullptr: the reduction queue of `stream`
         int stream = 0;
     };
     struct Ring {
         std::deque<Message*> pending;           // waiting for transfer_latency, in ready order
-        std::deque<Turn> active;                // in round-robin order
+        std::deque<Turn> active;                // in round-robin order (strict priority: stream 0's first)
         std::array<Packet*, 2> reduce_first{};  // per stream: received packets to reduce, in arrival order
         std::array<Packet*, 2> reduce_last{};
         std::array<std::uint64_t, 2> reduce_credit{};
@@ -279,7 +281,8 @@ private:
     // busy), or reduces the first received packet of its queue; returns the ring's busy time.
     std::uint64_t send_packet(Ring& g, Message* m, std::uint64_t now, Packet*& sent);
     std::uint64_t reduce_packet(Ring& g, int stream, std::uint64_t now);
-    // The ring's next turn that moves a packet (deficit round-robin); rotates the queues up to it.
+    // The ring's next turn that moves a packet (deficit round-robin; or, under strict priority, the first
+    // stream-0 queue in the rotation, else its front); rotates the queues up to it.
     Turn next_turn(Ring& g);
     void on_work();
     void schedule(const Work& w);

@@ -6,6 +6,7 @@
 // are cores, exactly as `trnsim kernel` would; hits come from memory or, with a cache directory, from one
 // JSON file per key that other processes (sweep workers) share.
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -53,11 +54,13 @@ public:
     std::string load_text(const std::string& name) const;
     void store_text(const std::string& name, const std::string& text) const;
     // Least recently used first: marks the record `name` used now (its modification time), and removes the
-    // records whose names start with `prefix`, oldest first (then by name), until those left take at most
-    // `max_bytes`, never `keep`. Best effort: what cannot be read or removed (another process's doing)
-    // is skipped.
+    // records named `prefix`...`suffix`, oldest first (then by name), until those left take at most
+    // `max_bytes`, never `keep`; and temporaries older than k_stale_temporary (left by a process that died
+    // writing). Best effort: what cannot be read or removed (another process's doing) is skipped.
+    static constexpr std::chrono::hours k_stale_temporary{24};
     void touch(const std::string& name) const;
-    void trim(const std::string& prefix, std::uint64_t max_bytes, const std::string& keep) const;
+    void trim(const std::string& prefix, const std::string& suffix, std::uint64_t max_bytes,
+              const std::string& keep) const;
 
     std::uint64_t hits() const { return m_hits; }
     std::uint64_t misses() const { return m_misses; }
