@@ -406,6 +406,27 @@ TEST_CASE("transfers without a channel (the ring algorithm's all-to-all) take th
     CHECK(two > 0.45 * one);
 }
 
+namespace {
+
+// The collective-stream tests' jobs: two send-recvs of 8 MiB per rank (each rank sends to the next), on
+// stream 0 and on stream 1; and their cluster: four chips of one core, one rank each, whose one DMA ring
+// (16 engines x 1 GB/s) bounds both, the links (100 GiB/s) and the memory (ideal) not.
+const std::uint64_t k_stream_bytes = 8ull << 20;
+std::pair<CollectiveJob, CollectiveJob> stream_jobs() {
+    auto a = job(CollectiveOp::send_recv, k_stream_bytes, "ring");
+    auto b = a;
+    b.stream = 1;
+    return {a, b};
+}
+std::vector<std::string> ring_bound(const std::vector<std::string>& extra) {
+    std::vector<std::string> o = {"cluster.topology=ring:4", "cluster.link.bandwidth=100GiB/s", "chip.cores=1",
+                                  "chip.core.dma.engine_bandwidth=1GB/s", "cluster.memory_model=ideal"};
+    o.insert(o.end(), extra.begin(), extra.end());
+    return fast_chip(o);
+}
+
+}  // namespace
+
 TEST_CASE("a DMA ring shares its turns between collective streams in proportion to their packet sizes",
           "[collective]") {
     // Four chips of one core, one rank each, two send-recvs of 8 MiB per rank at once (each rank sends to
@@ -414,17 +435,9 @@ TEST_CASE("a DMA ring shares its turns between collective streams in proportion 
     // data-parallel stream's packets 1/16 of the other's, the stream-0 transfer gets 16 of every 17 bytes
     // the ring moves while both run and ends after 17/16 of its time alone; the stream-1 transfer gets the
     // rest and ends when the ring has moved both. With equal packets they share the ring half and half.
-    const std::uint64_t n = 8ull << 20;
-    auto a = job(CollectiveOp::send_recv, n, "ring");
-    auto b = a;
-    b.stream = 1;
-    const std::vector<std::string> base = {"cluster.topology=ring:4", "cluster.link.bandwidth=100GiB/s", "chip.cores=1",
-                                           "chip.core.dma.engine_bandwidth=1GB/s", "cluster.memory_model=ideal"};
-    auto with = [&](std::vector<std::string> extra) {
-        auto o = base;
-        o.insert(o.end(), extra.begin(), extra.end());
-        return fast_chip(o);
-    };
+    const std::uint64_t n = k_stream_bytes;
+    const auto [a, b] = stream_jobs();
+    const auto with = ring_bound;
     const json r = run({{a}, {a, b}}, with({"cluster.cc.packet=64KiB", "cluster.cc.dp_packet=4KiB"}), "trn1.32xlarge");
     const double alone = time_of(r, 0);
     const double fixed = k_dma;  // before the first packet moves
@@ -447,14 +460,10 @@ TEST_CASE("with strict-priority DMA arbitration a ring serves the tensor-paralle
     // ring moves none of stream 1's, whichever started first in the batch and whatever the packet sizes. So
     // the stream-0 transfer ends as it would alone (but for the one stream-1 packet the ring may have begun
     // before it: none here, both start together) and the stream-1 transfer when the ring has moved both.
-    const std::uint64_t n = 8ull << 20;
-    auto a = job(CollectiveOp::send_recv, n, "ring");
-    auto b = a;
-    b.stream = 1;
-    auto opts = [](const std::string& arbitration, const std::string& dp_packet) {
-        return fast_chip({"cluster.topology=ring:4", "cluster.link.bandwidth=100GiB/s", "chip.cores=1",
-                          "chip.core.dma.engine_bandwidth=1GB/s", "cluster.memory_model=ideal",
-                          "chip.core.dma.arbitration=" + arbitration, "cluster.cc.dp_packet=" + dp_packet});
+    const std::uint64_t n = k_stream_bytes;
+    const auto [a, b] = stream_jobs();
+    const auto opts = [](const std::string& arbitration, const std::string& dp_packet) {
+        return ring_bound({"chip.core.dma.arbitration=" + arbitration, "cluster.cc.dp_packet=" + dp_packet});
     };
     const json r = run({{a}, {a, b}, {b, a}}, opts("strict-priority", "64KiB"), "trn1.32xlarge");
     const double fixed = k_dma;
