@@ -171,16 +171,17 @@ void KernelCache::trim(const std::string& prefix, const std::string& suffix, std
     std::error_code ec;
     for (std::filesystem::directory_iterator it(m_directory, ec), end; !ec && it != end; it.increment(ec)) {
         const std::string name = it->path().filename().string();
+        const bool temporary = name.find(".tmp.") != std::string::npos;
+        const bool record = !temporary && name.size() >= prefix.size() + suffix.size() && name.rfind(prefix, 0) == 0 &&
+                            name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+        if (!temporary && !record) continue;  // a kernel entry: not even looked at
         std::error_code e1, e2;
         const auto time = it->last_write_time(e1);
         // Another process's temporary (store_text) is left alone, unless it is old enough to be a dead one's.
-        if (name.find(".tmp.") != std::string::npos) {
+        if (temporary) {
             if (!e1 && time < stale) std::filesystem::remove(it->path(), e2);
             continue;
         }
-        const bool record = name.size() >= prefix.size() + suffix.size() && name.rfind(prefix, 0) == 0 &&
-                            name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-        if (!record) continue;
         const auto bytes = it->file_size(e2);
         if (e1 || e2) continue;
         total += bytes;
