@@ -1,6 +1,7 @@
 #include "trnsim/core/process.h"
 
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,8 @@
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
+
+#include <fmt/format.h>
 
 namespace trnsim {
 
@@ -145,8 +148,10 @@ const std::string& code_identity() {
         if (!exe) return std::string();
         std::string text = stable_hash(*exe) + "\n";
         // The files mapped executable other than the executable itself (the shared libraries and the dynamic
-        // loader), once each, as their file name and a hash of their content, sorted: not their directory,
-        // address or place in the map, which vary between runs and machines with the same build.
+        // loader), once each, as their file name, size and modification time, sorted: not their directory,
+        // address or place in the map, which vary between runs and machines with the same build. (Not their
+        // content: hashing 8 MB of libraries took ~15 ms of every run. A package's files keep the time its
+        // archive gives them, so machines with the same packages agree, and another build differs.)
         std::set<std::string> paths;
         std::istringstream maps(read_file("/proc/self/maps").value_or(""));
         std::error_code ec;
@@ -163,8 +168,13 @@ const std::string& code_identity() {
         }
         std::set<std::string> libraries;
         for (const std::string& path : paths) {
-            const auto content = read_file(path);
-            libraries.insert(path.substr(path.rfind('/') + 1) + " " + (content ? stable_hash(*content) : "unreadable"));
+            struct stat st {};
+            const std::string name = path.substr(path.rfind('/') + 1);
+            libraries.insert(::stat(path.c_str(), &st) != 0
+                                 ? name + " unreadable"
+                                 : fmt::format("{} {} {}.{:09}", name, static_cast<long long>(st.st_size),
+                                               static_cast<long long>(st.st_mtim.tv_sec),
+                                               static_cast<long>(st.st_mtim.tv_nsec)));
         }
         for (const std::string& library : libraries) text += library + "\n";
         return stable_hash(text);

@@ -26,10 +26,10 @@ std::string stable_hash(std::string_view text);
 // The whole content of the file at `path`, byte for byte; nullopt when it cannot be opened.
 std::optional<std::string> read_file(const std::string& path);
 
-// A stable_hash of the code this process runs: its executable and every shared library mapped into it
-// (/proc/self/maps), by content, so that results cached on disk by one build are not taken for another's
-// (a rebuilt trnsim, or another SystemC or libstdc++ on a machine sharing the cache). "" when the
-// executable cannot be read. Computed once per process.
+// A stable_hash of the code this process runs: its executable by content, and every shared library mapped
+// into it (/proc/self/maps) by file name, size and modification time, so that results cached on disk by one
+// build are not taken for another's (a rebuilt trnsim, or another SystemC or libstdc++ on a machine sharing
+// the cache). "" when the executable cannot be read. Computed once per process.
 const std::string& code_identity();
 
 }  // namespace trnsim
