@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <stdexcept>
 #include <vector>
 
@@ -18,6 +19,8 @@ template <class T>
 class RadixQueue {
 public:
     static constexpr std::uint64_t kNone = ~std::uint64_t{0};
+
+    RadixQueue() { std::fill(std::begin(m_least), std::end(m_least), kNone); }
 
     // `e.due` must not be before the last entry taken.
     void push(const T& e) {
@@ -34,13 +37,13 @@ public:
             if (m_nonempty == 0) return false;
             const int b = __builtin_ctzll(m_nonempty) + 1;
             std::vector<T>& from = m_buckets[b];
-            std::uint64_t least = kNone;
-            for (const T& e : from) least = std::min(least, e.due);
+            const std::uint64_t least = m_least[b];
             if (least > now) return false;
             m_last = least;
+            m_least[b] = kNone;
+            m_nonempty &= ~(std::uint64_t{1} << (b - 1));
             for (const T& e : from) put(e);  // each to a lower bucket
             from.clear();
-            m_nonempty &= ~(std::uint64_t{1} << (b - 1));
             // Those due at the new last time, in request order (everything pushed later goes behind them).
             if (b0.size() > 1) std::sort(b0.begin(), b0.end(), [](const T& x, const T& y) { return x.seq < y.seq; });
         }
@@ -51,9 +54,7 @@ public:
     std::uint64_t earliest() const {
         if (m_head0 < m_buckets[0].size()) return m_last;
         if (m_nonempty == 0) return kNone;
-        std::uint64_t least = kNone;
-        for (const T& e : m_buckets[__builtin_ctzll(m_nonempty) + 1]) least = std::min(least, e.due);
-        return least;
+        return m_least[__builtin_ctzll(m_nonempty) + 1];
     }
     bool empty() const { return m_head0 == m_buckets[0].size() && m_nonempty == 0; }
 
@@ -61,10 +62,14 @@ private:
     void put(const T& e) {
         const int b = e.due == m_last ? 0 : 64 - __builtin_clzll(e.due ^ m_last);
         m_buckets[b].push_back(e);
-        if (b > 0) m_nonempty |= std::uint64_t{1} << (b - 1);
+        if (b > 0) {
+            m_nonempty |= std::uint64_t{1} << (b - 1);
+            m_least[b] = std::min(m_least[b], e.due);
+        }
     }
 
     std::vector<T> m_buckets[65];
+    std::uint64_t m_least[65];     // bucket b (1..64): the earliest due time among its entries, kNone when empty
     std::size_t m_head0 = 0;       // bucket 0's entries before it are taken
     std::uint64_t m_nonempty = 0;  // bit b - 1: bucket b (1..64) holds entries
     std::uint64_t m_last = 0;
