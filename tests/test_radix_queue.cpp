@@ -1,15 +1,18 @@
 // The wake-up queue's radix heap (hw/radix_queue.h): entries leave by due time, then request order, as a
 // plain priority queue orders them, whatever the mix of pushes and takes, as long as nothing is pushed
-// due before the current time.
+// due before the current time. And the links' and DMA rings' rotations (hw/ring_queue.h), against a deque.
 #include <catch2/catch.hpp>
 
+#include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <queue>
 #include <random>
 #include <tuple>
 #include <vector>
 
 #include "trnsim/hw/radix_queue.h"
+#include "trnsim/hw/ring_queue.h"
 
 using namespace trnsim;
 
@@ -69,4 +72,30 @@ TEST_CASE("the radix queue refuses an entry due before the last one taken", "[wa
     q.push({120, 2});               // due after the last taken: fine
     CHECK(q.earliest() == 120);
     CHECK_THROWS_AS(q.push({99, 3}), std::logic_error);
+}
+
+TEST_CASE("the ring queue keeps first-in first-out order through growth and erasure, like a deque", "[wakeup]") {
+    std::mt19937_64 rng(11);
+    hw::RingQueue<int> ring;
+    std::deque<int> reference;
+    int next = 0;
+    for (int step = 0; step < 100000; ++step) {
+        const auto op = rng() % 8;
+        if (op < 4 || reference.empty()) {  // push (the queue grows through 8, 16, 32, ... entries)
+            ring.push_back(next);
+            reference.push_back(next++);
+        } else if (op < 7) {
+            REQUIRE(ring.front() == reference.front());
+            ring.pop_front();
+            reference.pop_front();
+        } else {  // erase one from anywhere
+            const std::size_t i = rng() % reference.size();
+            ring.erase(i);
+            reference.erase(reference.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+        REQUIRE(ring.size() == reference.size());
+        REQUIRE(ring.empty() == reference.empty());
+        if (!reference.empty()) REQUIRE(ring[reference.size() - 1] == reference.back());
+    }
+    for (std::size_t i = 0; i < reference.size(); ++i) REQUIRE(ring[i] == reference[i]);
 }

@@ -643,10 +643,11 @@ ChipEndpoint::Turn ChipEndpoint::next_turn(Ring& g) {
     if (m_spec.strict_priority) {
         // The first queue of stream 0 in the rotation, while there is one: the others keep their order, so
         // each stream's queues still take turns among themselves. One packet per turn.
-        auto it = std::find_if(g.active.begin(), g.active.end(), [](const Turn& t) { return t.stream == 0; });
-        if (it == g.active.end()) it = g.active.begin();
-        const Turn t = *it;
-        g.active.erase(it);
+        std::size_t i = 0;
+        while (i < g.active.size() && g.active[i].stream != 0) ++i;
+        if (i == g.active.size()) i = 0;
+        const Turn t = g.active[i];
+        g.active.erase(i);
         return t;
     }
     if (!m_weighted) {  // every turn moves a packet: plain round-robin
@@ -666,13 +667,14 @@ ChipEndpoint::Turn ChipEndpoint::next_turn(Ring& g) {
     // Whole rounds in which no queue could move a packet pass at once: every queue gets their credit. (When
     // the next queue moves a packet in this turn, the scan stops at it.)
     std::uint64_t rounds = ~std::uint64_t{0};
-    for (const Turn& t : g.active) {
+    for (std::size_t i = 0; i < g.active.size(); ++i) {
+        const Turn& t = g.active[i];
         const std::uint64_t c = credit(t), n = need(t), q = quantum(t);
         rounds = std::min(rounds, c >= n ? 0 : (n - c + q - 1) / q);
         if (rounds <= 1) break;
     }
     if (rounds > 1) {
-        for (const Turn& t : g.active) credit(t) += (rounds - 1) * quantum(t);
+        for (std::size_t i = 0; i < g.active.size(); ++i) credit(g.active[i]) += (rounds - 1) * quantum(g.active[i]);
     }
     for (;;) {
         const Turn t = g.active.front();

@@ -14,13 +14,13 @@
 // Events: one wake-up (wakeup.h) per packet per hop (plus one when an idle link receives work).
 
 #include <cstdint>
-#include <deque>
 #include <queue>
 #include <string>
 #include <vector>
 
 #include <systemc>
 
+#include "trnsim/hw/ring_queue.h"
 #include "trnsim/hw/wakeup.h"
 
 #include "trnsim/core/units.h"
@@ -128,7 +128,7 @@ private:
     std::priority_queue<Arrival, std::vector<Arrival>, std::greater<Arrival>> m_arriving;
     std::vector<Flow> m_flows;  // slots; a flow holds one while it has packets here
     std::vector<std::int32_t> m_free_slots;
-    std::deque<std::int32_t> m_rotation;  // round-robin order of flows with ready packets
+    RingQueue<std::int32_t> m_rotation;  // round-robin order of flows with ready packets
 };
 
 }  // namespace trnsim::hw

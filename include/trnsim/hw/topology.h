@@ -32,6 +32,7 @@
 #include "trnsim/hw/link.h"
 #include "trnsim/hw/network_switch.h"
 #include "trnsim/hw/on_chip_fabric.h"
+#include "trnsim/hw/ring_queue.h"
 #include "trnsim/hw/wakeup.h"
 
 namespace trnsim::hw {
@@ -251,8 +252,8 @@ private:
         int stream = 0;
     };
     struct Ring {
-        std::deque<Message*> pending;           // waiting for transfer_latency, in ready order
-        std::deque<Turn> active;                // in round-robin order (strict priority: stream 0's first)
+        RingQueue<Message*> pending;            // waiting for transfer_latency, in ready order
+        RingQueue<Turn> active;                 // in round-robin order (strict priority: stream 0's first)
         std::array<Packet*, 2> reduce_first{};  // per stream: received packets to reduce, in arrival order
         std::array<Packet*, 2> reduce_last{};
         std::array<std::uint64_t, 2> reduce_credit{};
