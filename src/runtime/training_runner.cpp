@@ -1206,6 +1206,9 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
     return out;
 }
 
+// The memo record files' names in a cache directory: prefix, key, suffix (what trim() takes as records).
+constexpr std::string_view k_memo_prefix = "memo-", k_memo_suffix = ".records";
+
 // The file name of the collective memo's records for runs of this setup under --cache: a content key of what
 // the step's simulation reads (the resolved config, the model, the training options; not the kernel timings,
 // whose ends a replay checks itself) and of the simulator itself (its executable and shared libraries,
@@ -1223,7 +1226,7 @@ std::string memo_cache_name(const TrainingOptions& o, const workload::ModelSpec&
                         m.tied_embeddings, m.bias, m.dropout, m.origin);
     text += fmt::format("training {} bucket {} grad {}\nplacement {} algorithm {} samples {}\n", t.describe(),
                         t.dp_bucket.count, dtype_name(t.grad_dtype), o.placement, o.algorithm, o.sample_microbatches);
-    return "memo-" + stable_hash(text) + ".records";
+    return std::string(k_memo_prefix) + stable_hash(text) + std::string(k_memo_suffix);
 }
 
 // The memo records a cache directory keeps, least recently used first out: records of setups not run
@@ -1485,7 +1488,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
         // The records only save time: a directory that cannot take them costs the next run that, not this one.
         try {
             cache.store_text(memo_name, memo_file(records));
-            cache.trim("memo-", ".records", k_memo_records_max_bytes, memo_name);
+            cache.trim(std::string(k_memo_prefix), std::string(k_memo_suffix), k_memo_records_max_bytes, memo_name);
         } catch (const UserError& e) {
             logger("memo")->warn("collective memo records not kept: {}", e.what());
         }
