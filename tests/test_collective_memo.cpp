@@ -50,6 +50,7 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
         runtime::Schedule send;
         send.transfers.push_back({0, 1, 1u << 20, false, {}});
         json durations = json::array();
+        std::uint64_t lag_dma = 0, lag_memory = 0;  // the engine's kernel lags when the load ends, summed
         std::vector<int> chips;
         for (int c = 0; c < cluster.chips(); ++c) chips.push_back(c);
         if (!load.idle()) {
@@ -60,6 +61,10 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
                 if (load_us <= 0) return;
                 sc_core::wait(sc_core::sc_time(load_us, sc_core::SC_US));
                 engine.set_kernel_load(chips, {});
+                for (const int c : chips) {
+                    lag_dma += engine.kernel_lag(c).dma_fs;
+                    lag_memory += engine.kernel_lag(c).memory_fs;
+                }
             });
         }
         sc_core::sc_spawn([&] {
@@ -82,7 +87,8 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
             bytes += l.link->stats().bytes;
             busy += l.link->stats().busy_fs;
         }
-        std::uint64_t received = 0, memory_bytes = 0, memory_busy = 0, fabric_bytes = 0, fabric_busy = 0;
+        std::uint64_t received = 0, memory_bytes = 0, memory_busy = 0, fabric_bytes = 0, fabric_busy = 0, dma_lag = 0,
+                      memory_lag = 0;
         for (int c = 0; c < cluster.chips(); ++c) {
             const hw::ChipStats s = cluster.chip_stats(c);
             received += s.endpoint.bytes_received;
@@ -90,6 +96,8 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
             memory_busy += s.memory.busy_fs;
             fabric_bytes += s.fabric.bytes;
             fabric_busy += s.fabric.busy_fs;
+            dma_lag += s.endpoint.kernel_lag_fs;
+            memory_lag += s.memory.kernel_lag_fs;
         }
         return json{{"durations", durations},
                     {"memory_bytes", memory_bytes},
@@ -99,6 +107,9 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
                     {"link_bytes", bytes},
                     {"link_busy", busy},
                     {"received", received},
+                    {"dma_lag", dma_lag},
+                    {"memory_lag", memory_lag},
+                    {"lag_at_load_end", {lag_dma, lag_memory}},
                     {"recorded", engine.memo_stats().recorded},
                     {"replayed", engine.memo_stats().replayed},
                     {"conflict", engine.memo_conflict()}}
@@ -181,8 +192,13 @@ TEST_CASE("kernels' memory load slows the collectives' memory accesses that shar
     CHECK(busy(half) > 1.5 * busy(alone));
     CHECK(half["memory_bytes"] == alone["memory_bytes"]);
     CHECK(half["durations"][0].get<double>() >= alone["durations"][0].get<double>());
-    // The collectives keep every other turn: kernels that would take all of it leave what half leave.
-    CHECK(run_repeated(false, 1, Extra::none, {0, 1.0}) == half);
+    // The collectives keep every other turn: kernels that would take all of it leave what half leave (and
+    // fall behind, where half do not: the next test case).
+    json all = run_repeated(false, 1, Extra::none, {0, 1.0});
+    CHECK(all["memory_lag"].get<double>() > 0);
+    CHECK(half["memory_lag"] == 0);
+    all["memory_lag"] = 0;
+    CHECK(all == half);
     // Both loads together slow it more than either.
     const json both = run_repeated(false, 1, Extra::none, {0.5, 0.5});
     const json dma = run_repeated(false, 1, Extra::none, {0.5, 0});
@@ -194,6 +210,46 @@ TEST_CASE("kernels' memory load slows the collectives' memory accesses that shar
     CHECK(on["durations"] == off["durations"]);
     CHECK(on["memory_busy"] == off["memory_busy"]);
     CHECK(on["link_busy"] == off["link_busy"]);
+}
+
+TEST_CASE("kernels wanting more than the collectives leave them fall behind by what they lose, memo on or off",
+          "[collective][dma][hbm]") {
+    // Round-robin: a collective packet or request of own time b under kernels wanting u > 1/2 of the engines
+    // (the memory) takes 2b, in which the kernels get b and wanted 2ub: they fall behind by (2u - 1) b / u.
+    // Loads of 1/2, 3/4 and all of it give the collective the same turns (every other), so the same packets
+    // and accesses: the kernels lose nothing at 1/2, and at 3/4 two thirds of what they lose at 1.
+    const json half = run_repeated(false, 1, Extra::none, {0.5, 0.5});
+    const json most = run_repeated(false, 1, Extra::none, {0.75, 0.75});
+    const json all = run_repeated(false, 1, Extra::none, {1.0, 1.0});
+    CHECK(half["durations"] == all["durations"]);
+    CHECK(most["durations"] == all["durations"]);
+    const auto lag = [](const json& j, const char* what) { return j[what].get<double>(); };
+    for (const char* what : {"dma_lag", "memory_lag"}) {
+        INFO(what);
+        CHECK(lag(half, what) == 0);
+        CHECK(lag(all, what) > 0);
+        CHECK(lag(most, what) == Approx(lag(all, what) * 2 / 3).epsilon(1e-6));  // per-packet rounding
+    }
+    // At 1 the kernels lose all of every access's own time: half of its stretched occupancy, which the
+    // memory counts (with the read/write turnarounds of its drains, which nobody loses to the kernels).
+    CHECK(lag(all, "memory_lag") <= lag(all, "memory_busy") / 2);
+    CHECK(lag(all, "memory_lag") > lag(all, "memory_busy") / 2 * 0.9);
+    // Read where the load ends: the engine's lag (all of it, the load outlasting the collective) is the
+    // chips' counters; and the same where the memo replays the second and third collective.
+    const json lasting = run_repeated(false, 1, Extra::none, {0.75, 0.75}, 300);
+    CHECK(lasting["lag_at_load_end"] == json::array({lag(most, "dma_lag"), lag(most, "memory_lag")}));
+    const json off = run_repeated(false, 3, Extra::none, {0.75, 0.75}, 300);
+    const json on = run_repeated(true, 3, Extra::none, {0.75, 0.75}, 300);
+    CHECK(on["replayed"].get<int>() > 0);
+    CHECK(on["lag_at_load_end"] == off["lag_at_load_end"]);
+    CHECK(on["dma_lag"] == off["dma_lag"]);
+    CHECK(on["memory_lag"] == off["memory_lag"]);
+    CHECK(on["durations"] == off["durations"]);
+    // A load change while a replay runs (at 150 us, inside the second collective) reads the record's lag.
+    const json off_mid = run_repeated(false, 3, Extra::none, {0.75, 0.75}, 150);
+    const json on_mid = run_repeated(true, 3, Extra::none, {0.75, 0.75}, 150);
+    CHECK(on_mid["lag_at_load_end"] == off_mid["lag_at_load_end"]);
+    CHECK(on_mid["durations"] == off_mid["durations"]);
 }
 
 TEST_CASE("a record is not replayed where a running kernel would end off the record", "[collective][memo]") {

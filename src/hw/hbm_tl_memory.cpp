@@ -168,11 +168,14 @@ AccessTiming HbmTlMemory::timed_access(bool write, std::uint64_t bytes, std::uin
     if (bytes != m_last_bytes[dir]) {
         m_last_bytes[dir] = bytes;
         // Round-robin with the kernels' requests: the time they leave, and at least half.
-        const double share = std::max(1.0 - m_kernel_load, 0.5);
-        m_last_duration[dir] =
-            static_cast<std::uint64_t>(std::llround(static_cast<double>(bytes) * m_fs_per_byte[dir] / share));
+        const double own_fs = static_cast<double>(bytes) * m_fs_per_byte[dir];
+        const double u = m_kernel_load;
+        const double share = std::max(1.0 - u, 0.5);
+        m_last_duration[dir] = static_cast<std::uint64_t>(std::llround(own_fs / share));
+        m_last_lag[dir] = u > 0.5 ? static_cast<std::uint64_t>(std::llround((2.0 * u - 1.0) * own_fs / u)) : 0;
     }
     std::uint64_t duration = m_last_duration[dir];
+    m_stats.kernel_lag_fs += m_last_lag[dir];
     // Write drains cost turnarounds when reads are served around them; an idle memory has drained its queues.
     if (request >= m_free_fs) {
         m_written = 0;

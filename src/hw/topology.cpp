@@ -563,6 +563,7 @@ void ChipEndpoint::add_stats(const EndpointStats& d) {
     m_stats.bytes_reduced += d.bytes_reduced;
     m_stats.packets_sent += d.packets_sent;
     m_stats.dma_busy_fs += d.dma_busy_fs;
+    m_stats.kernel_lag_fs += d.kernel_lag_fs;
 }
 
 void ChipEndpoint::set_dma_load(double load) {
@@ -571,22 +572,31 @@ void ChipEndpoint::set_dma_load(double load) {
 
 std::uint64_t ChipEndpoint::packet_dma_fs(std::uint64_t bytes, bool reduce, int stream) {
     DmaCache& cache = m_dma_cache[reduce ? 1 : 0][stream];
-    if (bytes == cache.bytes && m_dma_load == cache.load) return cache.fs;
-    // The ring's engines share the packet (one DMA buffer each): descriptor cost plus the bytes at the
-    // ring's bandwidth, at the reduction rate when they add it into the local data, in the engine time the
-    // chip's kernels leave. A sent packet is handed to the link once it is read.
-    const double byte_fs = static_cast<double>(bytes) * m_ring_fs_per_byte / (reduce ? m_spec.reduce_rate : 1.0);
-    // Round-robin with the kernels' queues at packet boundaries: the packet gets the engine time they leave,
-    // and at least its stream's share of turns against kernel packets of stream 0's size (one half for
-    // stream 0). (The runtime's default kernel packets are smaller, 4 KiB [CC-OVERLAP], which would give the
-    // collectives nearly every turn; a model whose kernels are not slowed by them keeps the even share.)
-    const auto p = static_cast<double>(m_spec.cc_packet[static_cast<std::size_t>(stream)]);
-    const double share = std::max(1.0 - m_dma_load, p / (p + static_cast<double>(m_spec.cc_packet[0])));
-    const std::uint64_t fs =
-        m_dma_load > 0 ? static_cast<std::uint64_t>((static_cast<double>(m_descriptor_fs) + byte_fs) / share + 0.5)
-                       : m_descriptor_fs + static_cast<std::uint64_t>(byte_fs + 0.5);
-    cache = {bytes, m_dma_load, fs};
-    return fs;
+    if (bytes != cache.bytes || m_dma_load != cache.load) {
+        // The ring's engines share the packet (one DMA buffer each): descriptor cost plus the bytes at the
+        // ring's bandwidth, at the reduction rate when they add it into the local data, in the engine time the
+        // chip's kernels leave. A sent packet is handed to the link once it is read.
+        const double byte_fs = static_cast<double>(bytes) * m_ring_fs_per_byte / (reduce ? m_spec.reduce_rate : 1.0);
+        const double own_fs = static_cast<double>(m_descriptor_fs) + byte_fs;
+        // Round-robin with the kernels' queues at packet boundaries: the packet gets the engine time they leave,
+        // and at least its stream's share s of turns against kernel packets of stream 0's size (one half for
+        // stream 0). (The runtime's default kernel packets are smaller, 4 KiB [CC-OVERLAP], which would give the
+        // collectives nearly every turn; the model keeps the even share.)
+        const auto p = static_cast<double>(m_spec.cc_packet[static_cast<std::size_t>(stream)]);
+        const double s = p / (p + static_cast<double>(m_spec.cc_packet[0]));
+        const double u = m_dma_load;
+        const double share = std::max(1.0 - u, s);
+        cache.fs = u > 0 ? static_cast<std::uint64_t>(own_fs / share + 0.5)
+                         : m_descriptor_fs + static_cast<std::uint64_t>(byte_fs + 0.5);
+        // Kernels wanting more than 1 - s of the engines get less while the packet moves: of its stretched
+        // time own / s they get own (1 / s - 1) and wanted u own / s, so they fall behind by the difference
+        // over their rate u (docs/training.md step 7).
+        cache.lag = u > 1.0 - s ? static_cast<std::uint64_t>((u + s - 1.0) * own_fs / (s * u) + 0.5) : 0;
+        cache.bytes = bytes;
+        cache.load = u;
+    }
+    m_stats.kernel_lag_fs += cache.lag;
+    return cache.fs;
 }
 
 void ChipEndpoint::ring_wake(int r) {
@@ -861,6 +871,11 @@ bool Cluster::chip_idle(int chip, std::uint64_t now_fs) const {
     return m_endpoints.at(c)->idle(now_fs) && m_fabrics.at(c)->idle(now_fs) && m_memories.at(c)->idle(now_fs);
 }
 
+KernelLag Cluster::kernel_lag(int chip) const {
+    const auto c = static_cast<std::size_t>(chip);
+    return {m_endpoints.at(c)->stats().kernel_lag_fs, m_memories.at(c)->stats().kernel_lag_fs};
+}
+
 ChipStats Cluster::chip_stats(int chip) const {
     const auto c = static_cast<std::size_t>(chip);
     return {m_endpoints.at(c)->stats(), m_memories.at(c)->stats(), m_fabrics.at(c)->stats()};
@@ -878,9 +893,11 @@ ChipStats operator-(const ChipStats& a, const ChipStats& b) {
     const EndpointStats &x = a.endpoint, &y = b.endpoint;
     d.endpoint = {x.messages_sent - y.messages_sent,   x.bytes_sent - y.bytes_sent,
                   x.bytes_received - y.bytes_received, x.bytes_reduced - y.bytes_reduced,
-                  x.packets_sent - y.packets_sent,     x.dma_busy_fs - y.dma_busy_fs};
+                  x.packets_sent - y.packets_sent,     x.dma_busy_fs - y.dma_busy_fs,
+                  x.kernel_lag_fs - y.kernel_lag_fs};
     d.memory = {a.memory.read_bytes - b.memory.read_bytes, a.memory.write_bytes - b.memory.write_bytes,
-                a.memory.requests - b.memory.requests, a.memory.busy_fs - b.memory.busy_fs};
+                a.memory.requests - b.memory.requests, a.memory.busy_fs - b.memory.busy_fs,
+                a.memory.kernel_lag_fs - b.memory.kernel_lag_fs};
     d.fabric = {a.fabric.bytes - b.fabric.bytes, a.fabric.transfers - b.fabric.transfers,
                 a.fabric.busy_fs - b.fabric.busy_fs};
     return d;

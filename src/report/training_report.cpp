@@ -71,7 +71,8 @@ nlohmann::json to_json(const runtime::TrainingResult& r) {
                           {"compute_s", shares_json(b.compute)},
                           {"exposed_comm_s", shares_json(b.exposed_comm)},
                           {"pipeline_wait_s", b.pipeline_wait_s},
-                          {"optimizer_s", b.optimizer_s}});
+                          {"optimizer_s", b.optimizer_s},
+                          {"kernel_lag_s", b.kernel_lag_s}});
     }
     j["breakdown"] = stages;
     nlohmann::json mem = nlohmann::json::array();
@@ -204,6 +205,8 @@ std::string to_table(const runtime::TrainingResult& r) {
         for (const auto& t : b.exposed_comm) out += fmt::format(" {} {}", t.name, time_text(t.seconds));
         out += fmt::format("\n    pipeline wait       {}\n    optimizer           {}\n", time_text(b.pipeline_wait_s),
                            time_text(b.optimizer_s));
+        out += fmt::format("    kernel lag          {} (of compute: the collectives' DMA and memory turns)\n",
+                           time_text(b.kernel_lag_s));
     }
     std::string sims;
     for (auto m : r.simulated) sims += (sims.empty() ? "" : ", ") + std::to_string(m);

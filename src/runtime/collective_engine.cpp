@@ -55,6 +55,7 @@ CollectiveEngine::CollectiveEngine(hw::Cluster& cluster) : m_cluster(cluster) {
     }
     m_chip_owner.assign(static_cast<std::size_t>(cluster.chips()), -1);
     m_kernel_until.assign(static_cast<std::size_t>(cluster.chips()), k_never);
+    m_lag.assign(static_cast<std::size_t>(cluster.chips()), hw::KernelLag{});
     sc_core::sc_spawn_options opts;
     opts.spawn_method();
     opts.set_sensitivity(&m_reap_event);
@@ -253,7 +254,10 @@ void CollectiveEngine::set_kernel_load(const std::vector<int>& chips, const hw::
         m_cluster.set_kernel_load(c, load);
         m_kernel_until[static_cast<std::size_t>(c)] = load.idle() ? k_never : until_fs;
         const int owner = m_chip_owner[static_cast<std::size_t>(c)];
-        if (owner >= 0) by_period[owner].push_back(c);
+        if (owner >= 0)
+            by_period[owner].push_back(c);
+        else
+            m_lag[static_cast<std::size_t>(c)] = m_cluster.kernel_lag(c);  // every period on it has ended
     }
     for (auto& [id, mine] : by_period) {
         Period& p = *m_periods.at(id);
@@ -271,12 +275,58 @@ void CollectiveEngine::set_kernel_load(const std::vector<int>& chips, const hw::
             }
         }
         if (p.mode == Mode::pending) {
-            // Part of how the period starts, named once its frame is known (close_pending).
+            // Part of how the period starts, named once its frame is known (close_pending); nothing has moved
+            // in it yet.
+            for (const int c : mine) m_lag[static_cast<std::size_t>(c)] = m_cluster.kernel_lag(c);
             p.loads.push_back({p.context.size(), std::move(mine), load});
             continue;
         }
         starts(p, load_key(p, mine, load), {}, -1);
         if (m_conflict) return;
+        lag_at_load(p, mine);
+        if (m_conflict) return;
+    }
+}
+
+hw::KernelLag CollectiveEngine::live_lag(const Period& p, int c) const {
+    if (p.mirror) {
+        for (const auto& part : p.mirror->parts) {
+            if (part.chip_images.count(c) == 0) continue;
+            for (const auto& [a, b] : part.chip) {
+                if (b != c) continue;
+                const hw::KernelLag now = m_cluster.kernel_lag(a);
+                const hw::ChipStats &was_a = p.chips0.at(a), &was_c = p.chips0.at(c);
+                return {was_c.endpoint.kernel_lag_fs + now.dma_fs - was_a.endpoint.kernel_lag_fs,
+                        was_c.memory.kernel_lag_fs + now.memory_fs - was_a.memory.kernel_lag_fs};
+            }
+        }
+    }
+    return m_cluster.kernel_lag(c);
+}
+
+void CollectiveEngine::lag_at_load(Period& p, const std::vector<int>& chips) {
+    if (p.mode == Mode::replaying) {
+        // The load change was the record's next event (starts).
+        const Event& e = p.replay->events[p.next - 1];
+        for (const auto& [k, lag] : e.lags) p.lags[chips.at(k)] = lag;
+        for (const int c : chips) {
+            const hw::ChipStats& was = p.chips0.at(c);
+            const hw::KernelLag& d = p.lags[c];
+            m_lag[static_cast<std::size_t>(c)] = {was.endpoint.kernel_lag_fs + d.dma_fs,
+                                                  was.memory.kernel_lag_fs + d.memory_fs};
+        }
+        return;
+    }
+    for (std::size_t k = 0; k < chips.size(); ++k) {
+        const hw::KernelLag now = live_lag(p, chips[k]);
+        m_lag[static_cast<std::size_t>(chips[k])] = now;
+        if (p.mode != Mode::recording) continue;
+        const hw::ChipStats& was = p.chips0.at(chips[k]);
+        const hw::KernelLag d{now.dma_fs - was.endpoint.kernel_lag_fs, now.memory_fs - was.memory.kernel_lag_fs};
+        hw::KernelLag& last = p.lags[chips[k]];
+        if (d.dma_fs == last.dma_fs && d.memory_fs == last.memory_fs) continue;
+        last = d;
+        p.record.events.back().lags.emplace_back(k, d);
     }
 }
 
@@ -305,10 +355,16 @@ bool CollectiveEngine::kernels_end_as_recorded(const Period& p, const Record& r,
     return true;
 }
 
-std::string CollectiveEngine::load_key(const Period& p, std::vector<int> chips, const hw::KernelLoad& load) const {
-    for (int& c : chips) c = frame_chip(p.base, p.map, c);
-    std::sort(chips.begin(), chips.end());
-    return fmt::format("load:{}:{}/{};", fmt::join(chips, ","), load.dma, load.memory);
+std::string CollectiveEngine::load_key(const Period& p, std::vector<int>& chips, const hw::KernelLoad& load) const {
+    std::vector<std::pair<int, int>> framed;
+    for (const int c : chips) framed.emplace_back(frame_chip(p.base, p.map, c), c);
+    std::sort(framed.begin(), framed.end());
+    std::vector<int> names;
+    for (std::size_t k = 0; k < framed.size(); ++k) {
+        names.push_back(framed[k].first);
+        chips[k] = framed[k].second;
+    }
+    return fmt::format("load:{}:{}/{};", fmt::join(names, ","), load.dma, load.memory);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -634,7 +690,7 @@ void CollectiveEngine::close_pending() {
         p.map = frame_map(fp);
         std::string context;
         std::size_t from = 0;
-        for (const auto& l : p.loads) {
+        for (auto& l : p.loads) {
             context += p.context.substr(from, l.at - from) + load_key(p, l.chips, l.load);
             from = l.at;
         }
@@ -719,13 +775,13 @@ std::vector<CollectiveEngine::Done> CollectiveEngine::finish_item(int id, std::s
     Period* p = period(id);
     if (p == nullptr) return {};
     --p->active;
-    if (p->mode == Mode::recording) p->record.events.push_back({false, fs - p->start_fs, {}, item, 0});
+    if (p->mode == Mode::recording) p->record.events.push_back({false, fs - p->start_fs, {}, item, 0, false, {}});
     std::vector<Done> followers;
     if (p->mirror) {
         const auto it = p->mirror->followers.find(item);
         if (it != p->mirror->followers.end()) {
             for (auto& [index, done] : it->second) {
-                p->record.events.push_back({false, fs - p->start_fs, {}, index, 0});
+                p->record.events.push_back({false, fs - p->start_fs, {}, index, 0, false, {}});
                 followers.push_back(std::move(done));
             }
             p->mirror->followers.erase(it);
@@ -825,7 +881,7 @@ bool CollectiveEngine::starts(Period& p, const std::string& key, std::vector<Don
     }
     if (p.mode == Mode::recording) {
         const bool foreign = sender >= 0 && p.source >= 0 && sender != p.source;
-        p.record.events.push_back({true, now - p.start_fs, key, p.items, done.size(), foreign});
+        p.record.events.push_back({true, now - p.start_fs, key, p.items, done.size(), foreign, {}});
     }
     p.items += done.size();
     return true;
@@ -1055,8 +1111,9 @@ void CollectiveEngine::replay_take(Period& p, const Footprint& parts) {
             m_cluster.topology().mutable_link(l).add_stats(p.replay->link_stats[p.replay_link.at(l)]);
     }
     for (const int c : parts.chips) {
-        if (m_chip_owner[static_cast<std::size_t>(c)] != p.id)
-            m_cluster.add_chip_stats(c, p.replay->chip_stats[p.replay_chip.at(c)]);
+        if (m_chip_owner[static_cast<std::size_t>(c)] == p.id) continue;
+        p.chips0[c] = m_cluster.chip_stats(c);
+        m_cluster.add_chip_stats(c, p.replay->chip_stats[p.replay_chip.at(c)]);
     }
     take(p, parts);
 }
@@ -1073,7 +1130,10 @@ void CollectiveEngine::begin_replay(Period& p, const Record& r, const Footprint&
     // What it holds from the start (the traffic that opened it claimed some of that already).
     for (const std::size_t l : at.links)
         m_cluster.topology().mutable_link(l).add_stats(r.link_stats[p.replay_link.at(l)]);
-    for (const int c : at.chips) m_cluster.add_chip_stats(c, r.chip_stats[p.replay_chip.at(c)]);
+    for (const int c : at.chips) {
+        p.chips0[c] = m_cluster.chip_stats(c);
+        m_cluster.add_chip_stats(c, r.chip_stats[p.replay_chip.at(c)]);
+    }
     take(p, at);
     p.next = 1;  // events[0] is this start
     for (std::size_t w = 0; w < m_wake_period.size() && p.wake < 0; ++w)
@@ -1150,13 +1210,17 @@ std::string CollectiveEngine::export_memo() const {
     for (const auto& [key, r] : m_memo) {
         nlohmann::json events = nlohmann::json::array(), links = nlohmann::json::array(),
                        chips = nlohmann::json::array();
-        for (const Event& e : r.events) events.push_back({e.start, e.rel_fs, e.key, e.item, e.count, e.foreign});
+        for (const Event& e : r.events) {
+            events.push_back({e.start, e.rel_fs, e.key, e.item, e.count, e.foreign});
+            for (const auto& [k, l] : e.lags) events.back().push_back({k, l.dma_fs, l.memory_fs});  // where any
+        }
         for (const auto& d : r.link_stats) links.push_back({d.bytes, d.packets, d.busy_fs});
         for (const auto& s : r.chip_stats) {
             const hw::EndpointStats& d = s.endpoint;
             chips.push_back({d.messages_sent, d.bytes_sent, d.bytes_received, d.bytes_reduced, d.packets_sent,
                              d.dma_busy_fs, s.memory.read_bytes, s.memory.write_bytes, s.memory.requests,
-                             s.memory.busy_fs, s.fabric.bytes, s.fabric.transfers, s.fabric.busy_fs});
+                             s.memory.busy_fs, s.fabric.bytes, s.fabric.transfers, s.fabric.busy_fs, d.kernel_lag_fs,
+                             s.memory.kernel_lag_fs});
         }
         all[key] = {{"events", events},    {"links", r.links},
                     {"chips", r.chips},    {"first", {r.first_links, r.first_chips}},
@@ -1170,8 +1234,18 @@ void CollectiveEngine::import_memo(const std::string& text) {
     for (const auto& [key, j] : all.items()) {
         Record r;
         for (const auto& e : j.at("events")) {
-            r.events.push_back({e.at(0).get<bool>(), e.at(1).get<std::uint64_t>(), e.at(2).get<std::string>(),
-                                e.at(3).get<std::size_t>(), e.at(4).get<std::size_t>(), e.at(5).get<bool>()});
+            r.events.push_back({e.at(0).get<bool>(),
+                                e.at(1).get<std::uint64_t>(),
+                                e.at(2).get<std::string>(),
+                                e.at(3).get<std::size_t>(),
+                                e.at(4).get<std::size_t>(),
+                                e.at(5).get<bool>(),
+                                {}});
+            for (std::size_t i = 6; i < e.size(); ++i) {
+                const auto& l = e.at(i);
+                r.events.back().lags.push_back(
+                    {l.at(0).get<std::size_t>(), {l.at(1).get<std::uint64_t>(), l.at(2).get<std::uint64_t>()}});
+            }
         }
         r.links = j.at("links").get<std::vector<std::pair<int, std::size_t>>>();
         r.chips = j.at("chips").get<std::vector<int>>();
@@ -1184,8 +1258,8 @@ void CollectiveEngine::import_memo(const std::string& text) {
         for (const auto& e : j.at("chip_stats")) {
             const auto u = [&](std::size_t i) { return e.at(i).get<std::uint64_t>(); };
             hw::ChipStats d;
-            d.endpoint = {u(0), u(1), u(2), u(3), u(4), u(5)};
-            d.memory = {u(6), u(7), u(8), u(9)};
+            d.endpoint = {u(0), u(1), u(2), u(3), u(4), u(5), u(13)};
+            d.memory = {u(6), u(7), u(8), u(9), u(14)};
             d.fabric = {u(10), u(11), u(12)};
             r.chip_stats.push_back(d);
         }

@@ -346,6 +346,7 @@ public:
             b.pipeline_wait_s = static_cast<double>(st.pipeline_fs) * 1e-15;
             b.busy_s = static_cast<double>(st.busy_fs) * 1e-15;
             b.optimizer_s = static_cast<double>(st.optimizer_fs) * 1e-15;
+            b.kernel_lag_s = static_cast<double>(st.lag_fs) * 1e-15;
             o.stages.push_back(std::move(b));
         }
         o.collectives = m_collectives;
@@ -355,11 +356,13 @@ public:
         o.simulated = m_engine.memo_stats().simulated;
         o.mirrored = m_engine.memo_stats().mirrored;
         o.trace = m_trace;
-        // In time order (each track's points are; the tracks' are interleaved here).
+        // In time order (each track's points are; the tracks' are interleaved here), tracks by name at the same
+        // time (busy periods ending together may end in either order).
         o.counters = m_counters;
         o.tracks = m_tracks;
-        std::stable_sort(o.counters.begin(), o.counters.end(),
-                         [](const TraceCounter& a, const TraceCounter& b) { return a.at_fs < b.at_fs; });
+        std::stable_sort(o.counters.begin(), o.counters.end(), [&](const TraceCounter& a, const TraceCounter& b) {
+            return a.at_fs != b.at_fs ? a.at_fs < b.at_fs : o.tracks[a.track] < o.tracks[b.track];
+        });
         for (const auto& l : m_cluster.topology().links()) {
             const double b = static_cast<double>(l.link->stats().bytes);
             (l.name.rfind("efa", 0) == 0 ? o.efa_bytes : o.link_bytes) += b;
@@ -389,7 +392,7 @@ private:
     struct StageState {
         StageBreakdown breakdown;
         std::map<std::string, std::uint64_t> compute_fs, comm_fs;
-        std::uint64_t busy_fs = 0, pipeline_fs = 0, optimizer_fs = 0, end_fs = 0;
+        std::uint64_t busy_fs = 0, pipeline_fs = 0, optimizer_fs = 0, lag_fs = 0, end_fs = 0;
         sc_core::sc_event progress;
         bool finished = false;
         std::map<std::pair<int, std::int64_t>, bool> inbox;  // (list, micro-batch) whose input has arrived
@@ -528,22 +531,33 @@ private:
                     while (st.backward_end_fs == k_never) sc_core::wait(st.progress);
                 }
                 const std::uint64_t t = fs[i];
-                record(s, 0, op.name, sc_core::sc_time_stamp().value(), t);
+                const std::uint64_t start_fs = sc_core::sc_time_stamp().value();
+                std::uint64_t lag = 0;
                 if (t > 0) {
                     const auto u = static_cast<std::size_t>(s);
                     const hw::KernelLoad load{m_setup.dma[u][run.list][i], m_setup.memory[u][run.list][i]};
-                    set_load(s, load, sc_core::sc_time_stamp().value() + t);
+                    set_load(s, load, start_fs + t);
+                    const std::vector<hw::KernelLag> lag0 = load.idle() ? std::vector<hw::KernelLag>{} : lags(s);
                     count_engines(s, &m_setup.engines[u][run.list][i], load);
-                    if (!run.is_step) st.compute_end_fs = sc_core::sc_time_stamp().value() + t;
+                    if (!run.is_step) st.compute_end_fs = start_fs + t;
                     sc_core::wait(sc_core::sc_time::from_value(t));
-                    if (!run.is_step) st.compute_end_fs = 0;
                     set_load(s, {}, k_never);
                     count_engines(s, nullptr, {});
+                    // The kernels fell behind for what the collectives took of their DMA engines and memory
+                    // meanwhile: they finish that much later (step 7 of docs/training.md).
+                    if (!load.idle()) lag = lag_since(s, lag0);
+                    if (lag > 0) {
+                        if (!run.is_step) st.compute_end_fs = start_fs + t + lag;
+                        sc_core::wait(sc_core::sc_time::from_value(lag));
+                    }
+                    if (!run.is_step) st.compute_end_fs = 0;
                 }
+                record(s, 0, op.name, start_fs, t + lag);
                 if (!run.is_step) st.at_issued = true;
-                st.busy_fs += t;
-                st.compute_fs[cls[i]] += t;
-                if (op.phase == workload::Phase::optimizer) st.optimizer_fs += t;
+                st.busy_fs += t + lag;
+                st.lag_fs += lag;
+                st.compute_fs[cls[i]] += t + lag;
+                if (op.phase == workload::Phase::optimizer) st.optimizer_fs += t + lag;
                 run.done[i] = 1;
                 st.progress.notify(sc_core::SC_ZERO_TIME);
                 continue;
@@ -593,6 +607,26 @@ private:
             by_load[{chip, next}].push_back(c);
         }
         for (const auto& [chip, chips] : by_load) m_engine.set_kernel_load(chips, chip.first, chip.second);
+    }
+
+    // The kernel lag of stage s's chips as of their last load change (CollectiveEngine::kernel_lag).
+    std::vector<hw::KernelLag> lags(int s) const {
+        std::vector<hw::KernelLag> v;
+        for (const int c : m_stage_chips[static_cast<std::size_t>(s)]) v.push_back(m_engine.kernel_lag(c));
+        return v;
+    }
+    // How much later stage s's kernels finish for the lag its chips took since `before` (lags(s)): on a chip,
+    // its DMA rings' mean or its memory's, whichever is larger (a kernel is held up by the engine or by the
+    // memory it reads through it, not by both at once); the stage's ranks finish with the last chip.
+    std::uint64_t lag_since(int s, const std::vector<hw::KernelLag>& before) const {
+        std::uint64_t lag = 0;
+        const auto& chips = m_stage_chips[static_cast<std::size_t>(s)];
+        for (std::size_t k = 0; k < chips.size(); ++k) {
+            const hw::KernelLag& now = m_engine.kernel_lag(chips[k]);
+            const auto rings = static_cast<std::uint64_t>(m_cluster.endpoint(chips[k]).spec().dma_rings);
+            lag = std::max({lag, (now.dma_fs - before[k].dma_fs) / rings, now.memory_fs - before[k].memory_fs});
+        }
+        return lag;
     }
 
     // The collective engine's bound on sends that a replay started by stage s on `chips` does not foresee:
@@ -1015,7 +1049,8 @@ nlohmann::json to_json(const SimOutcome& o) {
                           {"compute", shares(b.compute)},
                           {"comm", shares(b.exposed_comm)},
                           {"pipeline", b.pipeline_wait_s},
-                          {"optimizer", b.optimizer_s}});
+                          {"optimizer", b.optimizer_s},
+                          {"kernel_lag", b.kernel_lag_s}});
     }
     nlohmann::json trace = nlohmann::json::array();
     for (const auto& e : o.trace) trace.push_back({e.stage, e.track, e.name, e.start_fs, e.end_fs});
@@ -1064,6 +1099,7 @@ SimOutcome from_json(const nlohmann::json& j) {
         b.exposed_comm = shares(s.at("comm"));
         b.pipeline_wait_s = s.at("pipeline").get<double>();
         b.optimizer_s = s.at("optimizer").get<double>();
+        b.kernel_lag_s = s.at("kernel_lag").get<double>();
         o.stages.push_back(std::move(b));
     }
     return o;
@@ -1264,6 +1300,7 @@ SimOutcome extrapolate(const SimOutcome& o1, const SimOutcome& o2, std::int64_t 
         b.busy_s = ext(a.busy_s, b.busy_s);
         b.pipeline_wait_s = ext(a.pipeline_wait_s, b.pipeline_wait_s);
         b.optimizer_s = ext(a.optimizer_s, b.optimizer_s);
+        b.kernel_lag_s = ext(a.kernel_lag_s, b.kernel_lag_s);
         auto ext_shares = [&](std::vector<TimeShare>& v2, const std::vector<TimeShare>& v1) {
             for (auto& t : v2) {
                 double before = 0;

@@ -24,7 +24,9 @@
 // - Shared with the kernels (set_kernel_load): while the chip's kernels take a share u of the memory's time,
 //   the controller serves the kernels' and the collectives' requests round-robin, so a collective request
 //   gets the time they leave, and at least half: its occupancy is stretched by 1 / max(1 - u, 1/2), as the
-//   DMA rings are (hw::ChipEndpoint::set_dma_load). The kernels are not slowed (not modelled).
+//   DMA rings are (hw::ChipEndpoint::set_dma_load). Kernels wanting more than half fall behind: of a
+//   request's stretched time 2a they get a and wanted 2ua, so they lose (2u - 1) a / u of their own time,
+//   summed in MemoryStats::kernel_lag_fs (the training runner holds them for it, docs/training.md step 7).
 // Not modelled (beyond what the measurement averages in): bank conflicts between more than two
 // concurrent streams, addresses (every request is a sequential stream's), refresh as discrete events,
 // queueing inside the controller. docs/adr/0008 lists the limits.
@@ -95,6 +97,7 @@ private:
     bool m_read = false;          // a read served since the last drain, in the current busy period
     std::uint64_t m_last_bytes[2] = {~std::uint64_t{0}, ~std::uint64_t{0}};  // the last request's size and
     std::uint64_t m_last_duration[2] = {0, 0};                               // its time, per direction
+    std::uint64_t m_last_lag[2] = {0, 0};                                    // and the kernels' lag
     MemoryStats m_stats;
 };
 

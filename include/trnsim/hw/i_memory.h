@@ -69,11 +69,15 @@ struct MemoryStats {
     std::uint64_t write_bytes = 0;
     std::uint64_t requests = 0;
     std::uint64_t busy_fs = 0;
+    // How far the chip's kernels fell behind for the memory time the collectives' requests took from them
+    // (a memory shared with the kernels, set_kernel_load).
+    std::uint64_t kernel_lag_fs = 0;
     MemoryStats& operator+=(const MemoryStats& d) {
         read_bytes += d.read_bytes;
         write_bytes += d.write_bytes;
         requests += d.requests;
         busy_fs += d.busy_fs;
+        kernel_lag_fs += d.kernel_lag_fs;
         return *this;
     }
 };

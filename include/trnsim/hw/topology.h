@@ -191,6 +191,9 @@ struct EndpointStats {
     std::uint64_t bytes_reduced = 0;
     std::uint64_t packets_sent = 0;
     std::uint64_t dma_busy_fs = 0;  // summed over rings: sending and reducing
+    // Summed over rings: how far the chip's kernels fell behind for the engine time the collectives' packets
+    // took from them (packet_dma_fs).
+    std::uint64_t kernel_lag_fs = 0;
 };
 
 class PacketPool {
@@ -227,7 +230,8 @@ public:
     // utilization). The engines serve their queues round-robin at packet boundaries (NC-v2/v3, [NKI-DMA],
     // [CC-OVERLAP]): a packet started now gets the time the kernels leave, and at least its share of turns
     // against kernel packets of stream 0's size, so its DMA time is stretched by 1 / max(1 - load, p / (p +
-    // cc_packet[0])) (1/2 for stream 0). The kernels are not slowed (not modelled).
+    // cc_packet[0])) (1/2 for stream 0); kernels wanting more than that leaves them fall behind
+    // (EndpointStats::kernel_lag_fs, packet_dma_fs).
     void set_dma_load(double load);
     double dma_load() const { return m_dma_load; }
     // The direct path to what memory_port is bound to (the fabric), when it offers one (i_memory.h): memory
@@ -313,6 +317,7 @@ private:
         std::uint64_t bytes = ~std::uint64_t{0};
         double load = 0;
         std::uint64_t fs = 0;
+        std::uint64_t lag = 0;
     } m_dma_cache[2][2];  // [sending, reducing][stream]
     ITimedAccess* m_direct_memory = nullptr;
     tlm::tlm_generic_payload m_request;
@@ -332,6 +337,13 @@ struct KernelLoad {
     bool operator!=(const KernelLoad& o) const { return !(*this == o); }
     bool operator<(const KernelLoad& o) const { return dma != o.dma ? dma < o.dma : memory < o.memory; }
     bool idle() const { return dma == 0 && memory == 0; }
+};
+
+// How far a chip's kernels fell behind for the DMA engine and memory time its collectives took from them
+// (the counters EndpointStats::kernel_lag_fs, summed over the chip's rings, and MemoryStats::kernel_lag_fs).
+struct KernelLag {
+    std::uint64_t dma_fs = 0;
+    std::uint64_t memory_fs = 0;
 };
 
 // Everything a chip counts during collectives: its endpoint, its memory and its fabric.
@@ -358,6 +370,7 @@ public:
     // The chip's endpoint, fabric and memory have nothing in flight or queued at `now_fs`.
     bool chip_idle(int chip, std::uint64_t now_fs) const;
     ChipStats chip_stats(int chip) const;
+    KernelLag kernel_lag(int chip) const;
     // Adds what a replayed stretch of traffic did on the chip (CollectiveEngine's memo).
     void add_chip_stats(int chip, const ChipStats& d);
     // From now on the chip's kernels take `load` (ChipEndpoint::set_dma_load, IMemory::set_kernel_load).

@@ -83,6 +83,11 @@ public:
     // a record only where the running kernels end when the record has them end.
     static constexpr std::uint64_t k_never = ~std::uint64_t{0};
     void set_kernel_load(const std::vector<int>& chips, const hw::KernelLoad& load, std::uint64_t until_fs = k_never);
+    // How far the kernels of `chip` have fallen behind so far for the DMA engine and memory time collectives
+    // took from them (hw::KernelLag, counters that only grow), as of its last set_kernel_load: the caller
+    // reads it there to time its kernels. The same with the memo on or off: in a replayed period it comes
+    // from the record's load change, in a mirrored one from the chip's leader.
+    const hw::KernelLag& kernel_lag(int chip) const { return m_lag.at(static_cast<std::size_t>(chip)); }
     // In `skip` (enable_memo): no period is mirrored (docs/adr/0009).
     static inline const std::string k_no_mirror = "mirror|*";
     // Records and replays busy periods from now on, except those of the records named in `skip` (a record's
@@ -201,6 +206,9 @@ private:
         std::size_t item = 0;      // start: its first item; completion: the item (numbered in start order)
         std::size_t count = 0;     // start: items
         bool foreign = false;      // start: point-to-point sends from another source than the period's
+        // A load change: the kernel lag its chips (numbered in the order of its key) took since the period
+        // began, for those where it changed since their last load change in the period (or from none).
+        std::vector<std::pair<std::size_t, hw::KernelLag>> lags;
     };
     struct Record {
         std::vector<Event> events;                       // the first is the period's start
@@ -259,7 +267,8 @@ private:
         std::map<std::size_t, hw::LinkStats> links0;  // counters when claimed
         std::vector<std::size_t> first_links;         // recording: what it held when it began
         std::vector<int> first_chips;
-        std::map<int, hw::ChipStats> chips0;
+        std::map<int, hw::ChipStats> chips0;  // recording: when claimed; replaying: before the record's were added
+        std::map<int, hw::KernelLag> lags;    // recording, replaying: a chip's lag at its last load change in it
         const Record* replay = nullptr;
         Footprint replay_at;                             // the record's whole footprint, where it is replayed
         std::map<std::size_t, std::size_t> replay_link;  // replaying: a link's index in the record
@@ -313,8 +322,13 @@ private:
     // separated by tabs.
     void mirror_conflict(const std::vector<const Period*>& periods, const std::string& why);
     bool idle(const Period& p) const;
-    // A load change on `chips` as an event of `p` (chips named in its frame).
-    std::string load_key(const Period& p, std::vector<int> chips, const hw::KernelLoad& load) const;
+    // A load change on `chips` as an event of `p` (chips named in its frame, sorted; `chips` sorted the same).
+    std::string load_key(const Period& p, std::vector<int>& chips, const hw::KernelLoad& load) const;
+    // The kernel lag of chip `c` of `p` as simulated: a mirror's follower has its leader's since they began.
+    hw::KernelLag live_lag(const Period& p, int c) const;
+    // After the load change on `chips` (sorted as load_key sorts them) has been an event of `p`: their lag
+    // now, recorded, or taken from the record being replayed.
+    void lag_at_load(Period& p, const std::vector<int>& chips);
     // Whether the kernels running on `chips` (where `p`, in its frame, would replay `r` from now on) end when
     // `r` has their chips' load change first (or after its end, where it has none): else the replay would
     // meet a conflict.
@@ -337,6 +351,7 @@ private:
     int m_next_period = 0;
     std::vector<int> m_link_owner, m_chip_owner;  // period id or -1
     std::vector<std::uint64_t> m_kernel_until;    // per chip: set_kernel_load's until_fs
+    std::vector<hw::KernelLag> m_lag;             // per chip: kernel_lag
     std::deque<hw::Wakeup> m_wakes;               // never freed: the wake-up queue may hold them
     std::vector<int> m_wake_period;               // per wake: the period it serves, or -1 (free)
     sc_core::sc_event m_close_event;

@@ -77,6 +77,7 @@ struct StageBreakdown {
     std::vector<TimeShare> exposed_comm;  // the core idle waiting for a collective, by group
     double pipeline_wait_s = 0;           // idle waiting for another stage (pipeline bubble)
     double optimizer_s = 0;               // of busy_s: the once-per-step ops after the last micro-batch
+    double kernel_lag_s = 0;              // of busy_s: kernels held up by collectives' DMA and memory turns
 };
 
 // Energy of one step (docs/training.md "Energy"), joules.
