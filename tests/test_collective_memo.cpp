@@ -28,9 +28,10 @@ enum class Extra { none, send_midway };
 // engine; with `extra`, the last time a point-to-point send starts halfway through it. Returns each
 // run's duration (fs), the summed link bytes and busy time, the engine's memo counts and its conflict flag.
 // With `load`, the chips' kernels take that share of their DMA engines' and memory's time from the start, for
-// `load_us` (0: all along), telling the engine when they end unless `untold`.
-json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, double load_us = 0,
-                  bool untold = false) {
+// `load_us` (0: all along), telling the engine when they end unless `untold`; with `each`, from the start of
+// every run for `load_us`, the engine's kernel lag of every chip read where it ends ("lags", per run).
+json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, double load_us = 0, bool untold = false,
+                  bool each = false) {
     const std::string out = testing::run_isolated([=] {
         init_systemc();
         // One collective stream per rank (one ring channel), so that every packet's DMA time is on the ring's
@@ -53,7 +54,8 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
         std::uint64_t lag_dma = 0, lag_memory = 0;  // the engine's kernel lags when the load ends, summed
         std::vector<int> chips;
         for (int c = 0; c < cluster.chips(); ++c) chips.push_back(c);
-        if (!load.idle()) {
+        json lags = json::array();
+        if (!load.idle() && !each) {
             sc_core::sc_spawn([&] {
                 const auto until = static_cast<std::uint64_t>(load_us * 1e9);
                 engine.set_kernel_load(chips, load,
@@ -70,13 +72,26 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
         sc_core::sc_spawn([&] {
             for (int k = 0; k < times; ++k) {
                 sc_core::sc_event done;
+                bool finished = false;
                 const std::uint64_t t0 = sc_core::sc_time_stamp().value();
-                engine.start(schedule, layout, [&](std::uint64_t) { done.notify(sc_core::SC_ZERO_TIME); });
+                if (each) engine.set_kernel_load(chips, load, t0 + static_cast<std::uint64_t>(load_us * 1e9));
+                engine.start(schedule, layout, [&](std::uint64_t) {
+                    finished = true;
+                    done.notify(sc_core::SC_ZERO_TIME);
+                });
+                if (each) {
+                    sc_core::wait(sc_core::sc_time(load_us, sc_core::SC_US));
+                    engine.set_kernel_load(chips, {});
+                    json run = json::array();
+                    for (const int c : chips)
+                        run.push_back({engine.kernel_lag(c).dma_fs, engine.kernel_lag(c).memory_fs});
+                    lags.push_back(run);
+                }
                 if (extra == Extra::send_midway && k == times - 1) {
                     sc_core::wait(sc_core::sc_time(20, sc_core::SC_US));
                     engine.start(send, pair, nullptr);
                 }
-                sc_core::wait(done);
+                if (!finished) sc_core::wait(done);
                 durations.push_back(sc_core::sc_time_stamp().value() - t0);
                 sc_core::wait(sc_core::sc_time(10, sc_core::SC_US));
             }
@@ -87,8 +102,8 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
             bytes += l.link->stats().bytes;
             busy += l.link->stats().busy_fs;
         }
-        std::uint64_t received = 0, memory_bytes = 0, memory_busy = 0, fabric_bytes = 0, fabric_busy = 0, dma_lag = 0,
-                      memory_lag = 0;
+        std::uint64_t received = 0, memory_bytes = 0, memory_busy = 0, fabric_bytes = 0, fabric_busy = 0, dma_busy = 0,
+                      dma_lag = 0, memory_lag = 0;
         for (int c = 0; c < cluster.chips(); ++c) {
             const hw::ChipStats s = cluster.chip_stats(c);
             received += s.endpoint.bytes_received;
@@ -96,6 +111,7 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
             memory_busy += s.memory.busy_fs;
             fabric_bytes += s.fabric.bytes;
             fabric_busy += s.fabric.busy_fs;
+            dma_busy += s.endpoint.dma_busy_fs;
             dma_lag += s.endpoint.kernel_lag_fs;
             memory_lag += s.memory.kernel_lag_fs;
         }
@@ -107,7 +123,9 @@ json run_repeated(bool memo, int times, Extra extra, hw::KernelLoad load = {}, d
                     {"link_bytes", bytes},
                     {"link_busy", busy},
                     {"received", received},
+                    {"dma_busy", dma_busy},
                     {"dma_lag", dma_lag},
+                    {"lags", lags},
                     {"memory_lag", memory_lag},
                     {"lag_at_load_end", {lag_dma, lag_memory}},
                     {"recorded", engine.memo_stats().recorded},
@@ -230,10 +248,14 @@ TEST_CASE("kernels wanting more than the collectives leave them fall behind by w
         CHECK(lag(all, what) > 0);
         CHECK(lag(most, what) == Approx(lag(all, what) * 2 / 3).epsilon(1e-6));  // per-packet rounding
     }
-    // At 1 the kernels lose all of every access's own time: half of its stretched occupancy, which the
-    // memory counts (with the read/write turnarounds of its drains, which nobody loses to the kernels).
-    CHECK(lag(all, "memory_lag") <= lag(all, "memory_busy") / 2);
-    CHECK(lag(all, "memory_lag") > lag(all, "memory_busy") / 2 * 0.9);
+    // At 1 the kernels lose all of every packet's and access's own time: half of its stretched occupancy,
+    // which the rings and the memory count (the rings also while the memory holds a read back, the memory
+    // with the read/write turnarounds of its drains, which nobody loses to the kernels).
+    for (const auto& [what, busy] : {std::pair{"dma_lag", "dma_busy"}, std::pair{"memory_lag", "memory_busy"}}) {
+        INFO(what);
+        CHECK(lag(all, what) <= lag(all, busy) / 2 * (1 + 1e-6));  // each packet's lag and time rounded
+        CHECK(lag(all, what) > lag(all, busy) / 2 * 0.9);
+    }
     // Read where the load ends: the engine's lag (all of it, the load outlasting the collective) is the
     // chips' counters; and the same where the memo replays the second and third collective.
     const json lasting = run_repeated(false, 1, Extra::none, {0.75, 0.75}, 300);
@@ -245,11 +267,87 @@ TEST_CASE("kernels wanting more than the collectives leave them fall behind by w
     CHECK(on["dma_lag"] == off["dma_lag"]);
     CHECK(on["memory_lag"] == off["memory_lag"]);
     CHECK(on["durations"] == off["durations"]);
-    // A load change while a replay runs (at 150 us, inside the second collective) reads the record's lag.
-    const json off_mid = run_repeated(false, 3, Extra::none, {0.75, 0.75}, 150);
-    const json on_mid = run_repeated(true, 3, Extra::none, {0.75, 0.75}, 150);
-    CHECK(on_mid["lag_at_load_end"] == off_mid["lag_at_load_end"]);
-    CHECK(on_mid["durations"] == off_mid["durations"]);
+    // The load from the start of every collective for 50 us: the load change inside each is an event of its
+    // busy period, and where the second and third are replayed the lag read there, chip by chip, is the
+    // record's.
+    const json off_each = run_repeated(false, 3, Extra::none, {0.75, 0.75}, 50, false, true);
+    const json on_each = run_repeated(true, 3, Extra::none, {0.75, 0.75}, 50, false, true);
+    CHECK(on_each["replayed"] == 2);
+    CHECK(on_each["lags"] == off_each["lags"]);
+    CHECK(on_each["durations"] == off_each["durations"]);
+    CHECK(on_each["dma_lag"] == off_each["dma_lag"]);
+    CHECK(off_each["lags"][2][5][0].get<double>() > off_each["lags"][1][5][0].get<double>());  // it grows
+}
+
+namespace {
+
+// Three rounds 300 us apart on the ring of 8 chips (one rank each): a 1 MiB send from chip 0 to chip 1, and
+// 5 us later one from chip 1 to chip 2, which joins the first's busy period and claims chip 2, whose kernels
+// take `loads[k]` of its memory's time in round k (from before the round to its end). Returns each round's
+// duration (fs), chip 2's memory lag read where its load ends, the memo counts and the conflict.
+json run_join(bool memo, const std::vector<double>& loads) {
+    const std::string out = testing::run_isolated([=] {
+        init_systemc();
+        const Config config =
+            hw::resolve_cluster_config("trn2.48xlarge", {}, {"cluster.topology=ring:8", "chip.cc_cores=1"});
+        hw::Cluster cluster("cluster", hw::ClusterSpec::from_config(config), config);
+        runtime::CollectiveEngine engine(cluster);
+        if (memo) engine.enable_memo();
+        const runtime::RankLayout first = engine.layout({0, 1}), second = engine.layout({1, 2});
+        runtime::Schedule send;
+        send.transfers.push_back({0, 1, 1u << 20, false, {}});
+        json durations = json::array(), lags = json::array();
+        sc_core::sc_spawn([&] {
+            for (const double load : loads) {
+                engine.set_kernel_load({2}, {0, load});
+                sc_core::wait(sc_core::sc_time(10, sc_core::SC_US));
+                const std::uint64_t t0 = sc_core::sc_time_stamp().value();
+                int left = 2;
+                sc_core::sc_event done;
+                const auto finish = [&](std::uint64_t) {
+                    if (--left == 0) done.notify(sc_core::SC_ZERO_TIME);
+                };
+                engine.start(send, first, finish);
+                sc_core::wait(sc_core::sc_time(5, sc_core::SC_US));
+                engine.start(send, second, finish);
+                sc_core::wait(done);
+                durations.push_back(sc_core::sc_time_stamp().value() - t0);
+                engine.set_kernel_load({2}, {});
+                lags.push_back(engine.kernel_lag(2).memory_fs);
+                sc_core::wait(sc_core::sc_time(300, sc_core::SC_US));
+            }
+        });
+        run_simulation();
+        return json{{"durations", durations},
+                    {"lags", lags},
+                    {"replayed", engine.memo_stats().replayed},
+                    {"conflict", engine.memo_conflict()}}
+            .dump();
+    });
+    INFO(out);
+    REQUIRE(out.rfind("error:", 0) != 0);
+    return json::parse(out);
+}
+
+}  // namespace
+
+TEST_CASE("traffic joining a replay starts on the chips it claims with the kernel load the record had",
+          "[collective][memo]") {
+    // The same load on chip 2 each round: the second and third rounds replay the first.
+    const json off = run_join(false, {0.9, 0.9, 0.9});
+    const json on = run_join(true, {0.9, 0.9, 0.9});
+    CHECK(on["replayed"] == 2);
+    CHECK_FALSE(on["conflict"].get<bool>());
+    CHECK(on["durations"] == off["durations"]);
+    CHECK(on["lags"] == off["lags"]);
+    CHECK(off["lags"][0].get<double>() > 0);
+    // A lighter load in the third round slows the second send less and costs the kernels less: the record
+    // does not hold for it, and the replay stops as a conflict instead of answering with the record's.
+    const json lighter_off = run_join(false, {0.9, 0.9, 0.6});
+    CHECK(lighter_off["lags"][2].get<double>() - lighter_off["lags"][1].get<double>() <
+          lighter_off["lags"][1].get<double>() - lighter_off["lags"][0].get<double>());
+    const json lighter_on = run_join(true, {0.9, 0.9, 0.6});
+    CHECK(lighter_on["conflict"].get<bool>());
 }
 
 TEST_CASE("a record is not replayed where a running kernel would end off the record", "[collective][memo]") {
@@ -273,7 +371,7 @@ TEST_CASE("a record is not replayed where a running kernel would end off the rec
 
 namespace {
 
-enum class Break { none, across, load };
+enum class Break { none, across, load, symmetric_load };
 
 // The ranks of each row of trn2.48xlarge's 4x4 torus, and an 8 MiB all-reduce of `algorithm` over each.
 std::vector<runtime::RankLayout> row_layouts(const runtime::CollectiveEngine& engine) {
@@ -311,7 +409,8 @@ json chip_counters(hw::Cluster& cluster) {
         const hw::ChipStats s = cluster.chip_stats(c);
         chips.push_back({s.endpoint.bytes_sent, s.endpoint.bytes_received, s.endpoint.bytes_reduced,
                          s.endpoint.packets_sent, s.endpoint.dma_busy_fs, s.memory.read_bytes, s.memory.write_bytes,
-                         s.memory.busy_fs, s.fabric.bytes, s.fabric.busy_fs});
+                         s.memory.busy_fs, s.fabric.bytes, s.fabric.busy_fs, s.endpoint.kernel_lag_fs,
+                         s.memory.kernel_lag_fs});
     }
     return chips;
 }
@@ -321,8 +420,10 @@ json chip_counters(hw::Cluster& cluster) {
 // translations), started as one batch the caller calls `apart`. A ring maps every row onto the first; the
 // recursive doubling-halving sends between chips two apart, whose routes (ties go the + way round) map an
 // odd row onto the other odd row only. With `brk`, 30 us in, a transfer between the first and
-// second rows (across: the parts no longer stay apart) or a DMA load on the first row only (load). Returns
-// each item's completion time (fs), every link's and every chip's counters, the memo counts and the conflict.
+// second rows (across: the parts no longer stay apart) or a DMA load on the first row only (load); or
+// (symmetric_load) every chip's kernels loaded from the start until 30 us, the engine's kernel lag of every
+// chip read there ("lags"). Returns each item's completion time (fs), every link's and every chip's
+// counters, the memo counts and the conflict.
 json run_rows(bool memo, Break brk = Break::none, const std::string& algorithm = "ring",
               const std::set<std::string>& skip = {}) {
     const std::string out = testing::run_isolated([=] {
@@ -338,7 +439,11 @@ json run_rows(bool memo, Break brk = Break::none, const std::string& algorithm =
         runtime::Schedule send;
         send.transfers.push_back({0, 1, 1u << 20, false, {}});
         json done = json::array({0, 0, 0, 0});
+        json lags = json::array();
+        std::vector<int> all;
+        for (int c = 0; c < cluster.chips(); ++c) all.push_back(c);
         sc_core::sc_spawn([&] {
+            if (brk == Break::symmetric_load) engine.set_kernel_load(all, {0.75, 0.75}, 30'000'000'000);
             std::vector<runtime::CollectiveEngine::BatchItem> batch;
             for (std::size_t g = 0; g < 4; ++g)
                 batch.push_back({&schedules[g], &layouts[g], [&, g](std::uint64_t fs) { done[g] = fs; }});
@@ -346,12 +451,17 @@ json run_rows(bool memo, Break brk = Break::none, const std::string& algorithm =
             sc_core::wait(sc_core::sc_time(30, sc_core::SC_US));
             if (brk == Break::across) engine.start(send, pair, nullptr);
             if (brk == Break::load) engine.set_kernel_load({0, 1, 2, 3}, {0.5, 0});
+            if (brk == Break::symmetric_load) {
+                engine.set_kernel_load(all, {});
+                for (const int c : all) lags.push_back({engine.kernel_lag(c).dma_fs, engine.kernel_lag(c).memory_fs});
+            }
         });
         run_simulation();
         const json links = link_counters(cluster), chips = chip_counters(cluster);
         return json{{"done", done},
                     {"links", links},
                     {"chips", chips},
+                    {"lags", lags},
                     {"mirrored", engine.memo_stats().mirrored},
                     {"followers", engine.memo_stats().followers},
                     {"conflict", engine.memo_conflict()},
@@ -390,6 +500,16 @@ TEST_CASE("alike groups kept apart are simulated once, with the times and counte
     CHECK(rdh_on["done"] == rdh_off["done"]);
     CHECK(rdh_on["links"] == rdh_off["links"]);
     CHECK(rdh_on["chips"] == rdh_off["chips"]);
+    // Kernels on every chip until 30 us: the rows not simulated fall behind as their leader does, read where
+    // the load ends (the chips' counters, kernel lags included, are compared above for the unloaded case).
+    const json loaded_off = run_rows(false, Break::symmetric_load);
+    const json loaded_on = run_rows(true, Break::symmetric_load);
+    CHECK(loaded_on["mirrored"] == 1);
+    CHECK_FALSE(loaded_on["conflict"].get<bool>());
+    CHECK(loaded_on["lags"] == loaded_off["lags"]);
+    CHECK(loaded_on["chips"] == loaded_off["chips"]);
+    CHECK(loaded_on["done"] == loaded_off["done"]);
+    for (int c = 0; c < 16; ++c) CHECK(loaded_off["lags"][c][0].get<std::uint64_t>() > 0);
 }
 
 TEST_CASE("traffic or a load change that breaks the symmetry of mirrored groups is a conflict", "[collective][memo]") {

@@ -137,6 +137,11 @@ void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::stri
         }
     }
     if (traffic.empty() || m_conflict) return;
+    // The chips it claims that no period holds: traffic joining a period starts on them with the load their
+    // kernels have then, which a replay must find as the recording did.
+    std::vector<int> fresh;
+    for (const int c : fp.chips)
+        if (m_chip_owner[static_cast<std::size_t>(c)] < 0) fresh.push_back(c);
     Period* p = claim(fp);
     if (p == nullptr) return;  // a conflict
     switch (p->mode) {
@@ -151,14 +156,14 @@ void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::stri
         case Mode::replaying: {
             std::vector<Done*> done;
             for (auto& b : traffic) done.push_back(&b.on_done);
-            starts(*p, name(fp, p->base, p->map), done, sends(traffic) ? source : -1);
+            starts(*p, name(fp, p->base, p->map) + running_loads(*p, fresh), done, sends(traffic) ? source : -1);
             return;
         }
         default: {
             std::vector<Done*> done;
             for (auto& b : traffic) done.push_back(&b.on_done);
             const std::size_t first = p->items;
-            starts(*p, name(fp, p->base, p->map), done, sends(traffic) ? source : -1);
+            starts(*p, name(fp, p->base, p->map) + running_loads(*p, fresh), done, sends(traffic) ? source : -1);
             if (p->mirror) {
                 std::vector<std::size_t> leaders;
                 if (!mirror_items(*p, traffic, first, leaders)) {
@@ -353,6 +358,18 @@ bool CollectiveEngine::kernels_end_as_recorded(const Period& p, const Record& r,
         if (it != r.first_load.end() ? until - now != it->second : until - now <= r.events.back().rel_fs) return false;
     }
     return true;
+}
+
+std::string CollectiveEngine::running_loads(const Period& p, const std::vector<int>& chips) const {
+    std::vector<std::pair<int, hw::KernelLoad>> loads;
+    for (const int c : chips) {
+        const hw::KernelLoad& load = m_cluster.kernel_load(c);
+        if (!load.idle()) loads.emplace_back(frame_chip(p.base, p.map, c), load);
+    }
+    std::sort(loads.begin(), loads.end());
+    std::string key;
+    for (const auto& [c, load] : loads) key += fmt::format("{}:{}/{};", c, load.dma, load.memory);
+    return key;
 }
 
 std::string CollectiveEngine::load_key(const Period& p, std::vector<int>& chips, const hw::KernelLoad& load) const {
@@ -696,14 +713,7 @@ void CollectiveEngine::close_pending() {
         }
         context += p.context.substr(from);
         p.loads.clear();
-        p.key = name(fp, p.base, p.map) + "@" + context + "@";
-        std::vector<std::pair<int, hw::KernelLoad>> loads;
-        for (const int c : p.chips) {
-            const hw::KernelLoad& load = m_cluster.kernel_load(c);
-            if (!load.idle()) loads.emplace_back(frame_chip(p.base, p.map, c), load);
-        }
-        std::sort(loads.begin(), loads.end());
-        for (const auto& [c, load] : loads) p.key += fmt::format("{}:{}/{};", c, load.dma, load.memory);
+        p.key = name(fp, p.base, p.map) + "@" + context + "@" + running_loads(p, p.chips);
         const auto it = m_memo.find(p.key);
         Footprint placed, at;
         bool free = it != m_memo.end() && m_skip.count(p.key) == 0 && place(it->second, p.base, p.map, placed);

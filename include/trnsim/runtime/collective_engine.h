@@ -322,6 +322,8 @@ private:
     // separated by tabs.
     void mirror_conflict(const std::vector<const Period*>& periods, const std::string& why);
     bool idle(const Period& p) const;
+    // The loads of the kernels running on `chips` (those not idle), named in `p`'s frame.
+    std::string running_loads(const Period& p, const std::vector<int>& chips) const;
     // A load change on `chips` as an event of `p` (chips named in its frame, sorted; `chips` sorted the same).
     std::string load_key(const Period& p, std::vector<int>& chips, const hw::KernelLoad& load) const;
     // The kernel lag of chip `c` of `p` as simulated: a mirror's follower has its leader's since they began.
