@@ -313,7 +313,8 @@ void CollectiveEngine::lag_at_load(Period& p, const std::vector<int>& chips) {
     if (p.mode == Mode::replaying) {
         // The load change was the record's next event (starts).
         const Event& e = p.replay->events[p.next - 1];
-        for (const auto& [k, lag] : e.lags) p.lags[chips.at(k)] = lag;
+        for (const Event::LagRun& run : e.lags)
+            for (std::size_t k = run.first; k < run.first + run.count; ++k) p.lags[chips.at(k)] = run.lag;
         for (const int c : chips) {
             const hw::ChipStats& was = p.chips0.at(c);
             const hw::KernelLag& d = p.lags[c];
@@ -331,7 +332,12 @@ void CollectiveEngine::lag_at_load(Period& p, const std::vector<int>& chips) {
         hw::KernelLag& last = p.lags[chips[k]];
         if (d.dma_fs == last.dma_fs && d.memory_fs == last.memory_fs) continue;
         last = d;
-        p.record.events.back().lags.emplace_back(k, d);
+        auto& runs = p.record.events.back().lags;
+        if (!runs.empty() && runs.back().first + runs.back().count == k && runs.back().lag.dma_fs == d.dma_fs &&
+            runs.back().lag.memory_fs == d.memory_fs)
+            ++runs.back().count;
+        else
+            runs.push_back({k, 1, d});
     }
 }
 
@@ -1222,7 +1228,8 @@ std::string CollectiveEngine::export_memo() const {
                        chips = nlohmann::json::array();
         for (const Event& e : r.events) {
             events.push_back({e.start, e.rel_fs, e.key, e.item, e.count, e.foreign});
-            for (const auto& [k, l] : e.lags) events.back().push_back({k, l.dma_fs, l.memory_fs});  // where any
+            for (const Event::LagRun& l : e.lags)  // where any
+                events.back().push_back({l.first, l.count, l.lag.dma_fs, l.lag.memory_fs});
         }
         for (const auto& d : r.link_stats) links.push_back({d.bytes, d.packets, d.busy_fs});
         for (const auto& s : r.chip_stats) {
@@ -1253,8 +1260,8 @@ void CollectiveEngine::import_memo(const std::string& text) {
                                 {}});
             for (std::size_t i = 6; i < e.size(); ++i) {
                 const auto& l = e.at(i);
-                r.events.back().lags.push_back(
-                    {l.at(0).get<std::size_t>(), {l.at(1).get<std::uint64_t>(), l.at(2).get<std::uint64_t>()}});
+                const auto u = [&](std::size_t k) { return l.at(k).get<std::uint64_t>(); };
+                r.events.back().lags.push_back({u(0), u(1), {u(2), u(3)}});
             }
         }
         r.links = j.at("links").get<std::vector<std::pair<int, std::size_t>>>();

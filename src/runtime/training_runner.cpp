@@ -536,20 +536,29 @@ private:
                 if (t > 0) {
                     const auto u = static_cast<std::size_t>(s);
                     const hw::KernelLoad load{m_setup.dma[u][run.list][i], m_setup.memory[u][run.list][i]};
-                    set_load(s, load, start_fs + t);
-                    const std::vector<hw::KernelLag> lag0 = load.idle() ? std::vector<hw::KernelLag>{} : lags(s);
+                    // The kernels run for their time, then for as long as they fell behind for what the
+                    // collectives took of their DMA engines and memory meanwhile, and so on while that is
+                    // k_catch_up_fs or more (step 7 of docs/training.md).
+                    std::uint64_t slice = t;
                     count_engines(s, &m_setup.engines[u][run.list][i], load);
-                    if (!run.is_step) st.compute_end_fs = start_fs + t;
-                    sc_core::wait(sc_core::sc_time::from_value(t));
-                    set_load(s, {}, k_never);
-                    count_engines(s, nullptr, {});
-                    // The kernels fell behind for what the collectives took of their DMA engines and memory
-                    // meanwhile: they finish that much later (step 7 of docs/training.md).
-                    if (!load.idle()) lag = lag_since(s, lag0);
-                    if (lag > 0) {
-                        if (!run.is_step) st.compute_end_fs = start_fs + t + lag;
-                        sc_core::wait(sc_core::sc_time::from_value(lag));
+                    for (;;) {
+                        const std::uint64_t now = sc_core::sc_time_stamp().value();
+                        set_load(s, load, now + slice);
+                        const std::vector<hw::KernelLag> before = load.idle() ? std::vector<hw::KernelLag>{} : lags(s);
+                        if (!run.is_step) st.compute_end_fs = now + slice;
+                        sc_core::wait(sc_core::sc_time::from_value(slice));
+                        set_load(s, {}, k_never);
+                        slice = load.idle() ? 0 : lag_since(s, before);
+                        if (slice < k_catch_up_fs) break;
+                        lag += slice;
                     }
+                    if (slice > 0) {
+                        // Too short to matter for the collectives: without the kernels' load.
+                        lag += slice;
+                        if (!run.is_step) st.compute_end_fs = sc_core::sc_time_stamp().value() + slice;
+                        sc_core::wait(sc_core::sc_time::from_value(slice));
+                    }
+                    count_engines(s, nullptr, {});
                     if (!run.is_step) st.compute_end_fs = 0;
                 }
                 record(s, 0, op.name, start_fs, t + lag);
@@ -609,6 +618,10 @@ private:
         for (const auto& [chip, chips] : by_load) m_engine.set_kernel_load(chips, chip.first, chip.second);
     }
 
+    // A compute op's kernels catch up with the load on while the lag of the last stretch is at least this
+    // (a convergence bound, not a model parameter: each stretch's lag is at most half the stretch, the
+    // collectives keeping every other turn, so from a lag of 1 ms it takes at most 20 stretches).
+    static constexpr std::uint64_t k_catch_up_fs = 1'000'000;  // 1 ns
     // The kernel lag of stage s's chips as of their last load change (CollectiveEngine::kernel_lag).
     std::vector<hw::KernelLag> lags(int s) const {
         std::vector<hw::KernelLag> v;

@@ -207,8 +207,13 @@ private:
         std::size_t count = 0;     // start: items
         bool foreign = false;      // start: point-to-point sends from another source than the period's
         // A load change: the kernel lag its chips (numbered in the order of its key) took since the period
-        // began, for those where it changed since their last load change in the period (or from none).
-        std::vector<std::pair<std::size_t, hw::KernelLag>> lags;
+        // began, for those where it changed since their last load change in the period (or from none), in
+        // runs of consecutive chips with the same lag (alike chips of a group take alike lags).
+        struct LagRun {
+            std::size_t first = 0, count = 0;
+            hw::KernelLag lag;
+        };
+        std::vector<LagRun> lags;
     };
     struct Record {
         std::vector<Event> events;                       // the first is the period's start
