@@ -163,7 +163,9 @@ void CollectiveEngine::start_batch(std::vector<BatchItem> items, const std::stri
             std::vector<Done*> done;
             for (auto& b : traffic) done.push_back(&b.on_done);
             const std::size_t first = p->items;
-            starts(*p, name(fp, p->base, p->map) + running_loads(*p, fresh), done, sends(traffic) ? source : -1);
+            // (A plain period keeps no record: its starts need no name.)
+            starts(*p, p->mode == Mode::plain ? std::string() : name(fp, p->base, p->map) + running_loads(*p, fresh),
+                   done, sends(traffic) ? source : -1);
             if (p->mirror) {
                 std::vector<std::size_t> leaders;
                 if (!mirror_items(*p, traffic, first, leaders)) {

@@ -538,7 +538,8 @@ private:
                     const hw::KernelLoad load{m_setup.dma[u][run.list][i], m_setup.memory[u][run.list][i]};
                     // The kernels run for their time, then for as long as they fell behind for what the
                     // collectives took of their DMA engines and memory meanwhile, and so on while that is
-                    // k_catch_up_fs or more (step 7 of docs/training.md).
+                    // k_catch_up_fs or more (step 7 of docs/training.md). The stage is idle here (every op
+                    // ends so), so each stretch's set_load is a change that reaches every chip of the stage.
                     std::uint64_t slice = t;
                     count_engines(s, &m_setup.engines[u][run.list][i], load);
                     for (int stretch = 0;; ++stretch) {
@@ -554,6 +555,7 @@ private:
                     }
                     if (slice > 0) {
                         // The rest: without the kernels' load.
+                        count_engines(s, nullptr, {});
                         lag += slice;
                         if (!run.is_step) st.compute_end_fs = sc_core::sc_time_stamp().value() + slice;
                         sc_core::wait(sc_core::sc_time::from_value(slice));
@@ -596,8 +598,9 @@ private:
     // Stage s's ranks run kernels taking `load` of their cores' DMA engine time and of their share of the
     // chip memory's time: each of its chips gets the load of its ranks' stages, weighted by their share of
     // the chip's ranks.
-    // `until`: when the op's kernels end (k_never: idle). A chip's load changes again at the earliest end of
-    // its stages' running kernels, which the collective engine's memo checks a replay against.
+    // `until`: when the op's kernels end their current stretch, the kernel time or a catch-up stretch (k_never:
+    // idle). A chip's load changes again at the earliest end of its stages' running kernels, which the
+    // collective engine's memo checks a replay against.
     void set_load(int s, const hw::KernelLoad& load, std::uint64_t until) {
         hw::KernelLoad& now = m_stage_load[static_cast<std::size_t>(s)];
         m_stage_until[static_cast<std::size_t>(s)] = until;
@@ -619,11 +622,12 @@ private:
     }
 
     // A compute op's kernels catch up with their load on, stretch after stretch, while the lag of the last
-    // stretch is at least k_catch_up_fs and for at most k_catch_up_stretches; the rest runs without the load.
-    // Bounds of the iteration, not model parameters: the collectives take at most every other turn, so a
-    // stretch's lag is about half the stretch at most (a packet is charged whole when it starts) and the
-    // stretches shrink fast (a lagging op of the default run takes 5.2 stretches on average and 6 at most,
-    // of the GPT-3 175B calibration run 3.9 and 8).
+    // stretch is at least k_catch_up_fs and for at most k_catch_up_stretches (the kernel time counting as the
+    // first); the rest runs without the load. Bounds of the iteration, not model parameters: the collectives
+    // take at most every other turn, so the lag is about half the time at most on average and the stretches
+    // shrink, but a packet or a memory request is charged whole when it starts, so a short stretch can take
+    // more than its length: the cap is what guarantees the end. They shrink fast in practice (a lagging op of the
+    // default run takes 5.2 stretches on average and 6 at most, of the GPT-3 175B calibration run 3.9 and 8).
     static constexpr std::uint64_t k_catch_up_fs = 1'000'000;  // 1 ns
     static constexpr int k_catch_up_stretches = 64;
     // The kernel lag of stage s's chips as of their last load change (CollectiveEngine::kernel_lag).
@@ -1008,7 +1012,7 @@ private:
     std::uint64_t m_wakeups_at_start;
     std::vector<std::vector<int>> m_stage_chips;
     std::vector<hw::KernelLoad> m_stage_load;
-    std::vector<std::uint64_t> m_stage_until;           // per stage: when its running op's kernels end (k_never: idle)
+    std::vector<std::uint64_t> m_stage_until;           // per stage: when its running op's stretch ends (k_never: idle)
     std::map<int, std::map<int, double>> m_chip_share;  // chip -> stage -> share of the chip's ranks
     std::vector<std::set<int>> m_sends_to;              // per stage: the stages its pipeline sends go to
     // Per stage, per position in its order (one past the end: none), per stage sent to: the least compute from
