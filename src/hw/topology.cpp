@@ -872,8 +872,7 @@ bool Cluster::chip_idle(int chip, std::uint64_t now_fs) const {
 }
 
 KernelLag Cluster::kernel_lag(int chip) const {
-    const auto c = static_cast<std::size_t>(chip);
-    return {m_endpoints.at(c)->stats().kernel_lag_fs, m_memories.at(c)->stats().kernel_lag_fs};
+    return chip_stats(chip).lag();
 }
 
 ChipStats Cluster::chip_stats(int chip) const {

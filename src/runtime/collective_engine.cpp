@@ -299,13 +299,8 @@ hw::KernelLag CollectiveEngine::live_lag(const Period& p, int c) const {
     if (p.mirror) {
         for (const auto& part : p.mirror->parts) {
             if (part.chip_images.count(c) == 0) continue;
-            for (const auto& [a, b] : part.chip) {
-                if (b != c) continue;
-                const hw::KernelLag now = m_cluster.kernel_lag(a);
-                const hw::ChipStats &was_a = p.chips0.at(a), &was_c = p.chips0.at(c);
-                return {was_c.endpoint.kernel_lag_fs + now.dma_fs - was_a.endpoint.kernel_lag_fs,
-                        was_c.memory.kernel_lag_fs + now.memory_fs - was_a.memory.kernel_lag_fs};
-            }
+            for (const auto& [a, b] : part.chip)
+                if (b == c) return p.chips0.at(c).lag() + (m_cluster.kernel_lag(a) - p.chips0.at(a).lag());
         }
     }
     return m_cluster.kernel_lag(c);
@@ -317,26 +312,19 @@ void CollectiveEngine::lag_at_load(Period& p, const std::vector<int>& chips) {
         const Event& e = p.replay->events[p.next - 1];
         for (const Event::LagRun& run : e.lags)
             for (std::size_t k = run.first; k < run.first + run.count; ++k) p.lags[chips.at(k)] = run.lag;
-        for (const int c : chips) {
-            const hw::ChipStats& was = p.chips0.at(c);
-            const hw::KernelLag& d = p.lags[c];
-            m_lag[static_cast<std::size_t>(c)] = {was.endpoint.kernel_lag_fs + d.dma_fs,
-                                                  was.memory.kernel_lag_fs + d.memory_fs};
-        }
+        for (const int c : chips) m_lag[static_cast<std::size_t>(c)] = p.chips0.at(c).lag() + p.lags[c];
         return;
     }
     for (std::size_t k = 0; k < chips.size(); ++k) {
         const hw::KernelLag now = live_lag(p, chips[k]);
         m_lag[static_cast<std::size_t>(chips[k])] = now;
         if (p.mode != Mode::recording) continue;
-        const hw::ChipStats& was = p.chips0.at(chips[k]);
-        const hw::KernelLag d{now.dma_fs - was.endpoint.kernel_lag_fs, now.memory_fs - was.memory.kernel_lag_fs};
+        const hw::KernelLag d = now - p.chips0.at(chips[k]).lag();
         hw::KernelLag& last = p.lags[chips[k]];
-        if (d.dma_fs == last.dma_fs && d.memory_fs == last.memory_fs) continue;
+        if (d == last) continue;
         last = d;
         auto& runs = p.record.events.back().lags;
-        if (!runs.empty() && runs.back().first + runs.back().count == k && runs.back().lag.dma_fs == d.dma_fs &&
-            runs.back().lag.memory_fs == d.memory_fs)
+        if (!runs.empty() && runs.back().first + runs.back().count == k && runs.back().lag == d)
             ++runs.back().count;
         else
             runs.push_back({k, 1, d});

@@ -643,9 +643,9 @@ private:
         std::uint64_t lag = 0;
         const auto& chips = m_stage_chips[static_cast<std::size_t>(s)];
         for (std::size_t k = 0; k < chips.size(); ++k) {
-            const hw::KernelLag& now = m_engine.kernel_lag(chips[k]);
+            const hw::KernelLag d = m_engine.kernel_lag(chips[k]) - before[k];
             const auto rings = static_cast<std::uint64_t>(m_cluster.endpoint(chips[k]).spec().dma_rings);
-            lag = std::max({lag, (now.dma_fs - before[k].dma_fs) / rings, now.memory_fs - before[k].memory_fs});
+            lag = std::max({lag, d.dma_fs / rings, d.memory_fs});
         }
         return lag;
     }

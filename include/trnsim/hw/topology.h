@@ -344,6 +344,9 @@ struct KernelLoad {
 struct KernelLag {
     std::uint64_t dma_fs = 0;
     std::uint64_t memory_fs = 0;
+    KernelLag operator+(const KernelLag& o) const { return {dma_fs + o.dma_fs, memory_fs + o.memory_fs}; }
+    KernelLag operator-(const KernelLag& o) const { return {dma_fs - o.dma_fs, memory_fs - o.memory_fs}; }
+    bool operator==(const KernelLag& o) const { return dma_fs == o.dma_fs && memory_fs == o.memory_fs; }
 };
 
 // Everything a chip counts during collectives: its endpoint, its memory and its fabric.
@@ -351,6 +354,7 @@ struct ChipStats {
     EndpointStats endpoint;
     MemoryStats memory;
     FabricStats fabric;
+    KernelLag lag() const { return {endpoint.kernel_lag_fs, memory.kernel_lag_fs}; }
 };
 // a - b, counter by counter.
 ChipStats operator-(const ChipStats& a, const ChipStats& b);
