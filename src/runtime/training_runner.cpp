@@ -553,14 +553,13 @@ private:
                         if (slice < k_catch_up_fs || stretch + 1 == k_catch_up_stretches) break;
                         lag += slice;
                     }
+                    count_engines(s, nullptr, {});
                     if (slice > 0) {
                         // The rest: without the kernels' load.
-                        count_engines(s, nullptr, {});
                         lag += slice;
                         if (!run.is_step) st.compute_end_fs = sc_core::sc_time_stamp().value() + slice;
                         sc_core::wait(sc_core::sc_time::from_value(slice));
                     }
-                    count_engines(s, nullptr, {});
                     if (!run.is_step) st.compute_end_fs = 0;
                 }
                 record(s, 0, op.name, start_fs, t + lag);
@@ -652,8 +651,8 @@ private:
 
     // The collective engine's bound on sends that a replay started by stage s on `chips` does not foresee:
     // the earliest time another stage can start a pipeline send from or to a stage with ranks on them. Ops
-    // are issued in program order and each compute op holds the core for its time, so a stage's next send
-    // there cannot start before the compute ops ahead of it have run.
+    // are issued in program order and each compute op holds the core for at least its kernel time, so a
+    // stage's next send there cannot start before the compute ops ahead of it have run.
     std::uint64_t quiet_until(const std::vector<int>& chips, int s) const {
         std::vector<bool> touched(m_stage.size(), false);
         for (const int c : chips) {
@@ -1288,7 +1287,7 @@ std::string memo_cache_name(const TrainingOptions& o, const workload::ModelSpec&
 
 // The memo records a cache directory keeps, least recently used first out: records of setups not run
 // again, or made by another build of trnsim (code_identity), are never used again but would pile up over
-// sweeps and rebuilds (0.1-1.2 MB a setup; 5.6 MB the calibration run).
+// sweeps and rebuilds (0.1-1.2 MB a setup; 8.6 MB the calibration run).
 constexpr std::uint64_t k_memo_records_max_bytes = std::uint64_t{1} << 30;
 
 // The memo file's text: a header line with a hash of the records, then the records (a JSON object; "" for
