@@ -91,15 +91,20 @@ TEST_CASE("kernel timings come from the NeuronCore model, once per distinct kern
             runtime::KernelOptions o;
             o.request = requests[i];
             const auto r = runtime::run_kernel(o, trn2);
-            return nlohmann::json{
-                {"time_s", r.time_s}, {"read", r.hbm_read_bytes}, {"energy", r.memory_summary.at("energy_j")}}
+            return nlohmann::json{{"time_s", r.time_s},
+                                  {"read", r.hbm_read_bytes},
+                                  {"access", r.memory_summary.at("access_energy_j")},
+                                  {"standby", r.memory_summary.at("standby_w_per_stack")}}
                 .dump();
         });
         const auto j = nlohmann::json::parse(alone);
         INFO(i);
         CHECK(t[i].time_s == j["time_s"].get<double>());
         CHECK(t[i].hbm_read_bytes == j["read"].get<std::uint64_t>());
-        CHECK(t[i].memory_energy_j == j["energy"].get<double>());
+        CHECK(t[i].memory_access_j == j["access"].get<double>());
+        CHECK(t[i].memory_standby_w == j["standby"].get<double>());
+        CHECK(t[i].memory_access_j > 0);
+        CHECK(t[i].memory_standby_w > 0);
     }
     // A second call is served from memory.
     const auto again = cache.time({requests[1]}, trn2);

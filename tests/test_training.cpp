@@ -165,6 +165,38 @@ TEST_CASE("step energy: the tensor engine's share is the graph's MACs, static po
     CHECK(r.energy_per_param_token_pj == Approx(r.energy.total() / (r.params * 8.0 * 512) * 1e12));
 }
 
+TEST_CASE(
+    "step energy: the HBM's background and refresh go with its stacks and the step's time, not with the "
+    "cores' kernels",
+    "[training]") {
+    // trn2: 8 physical cores share 4 stacks. With the access energies zero and one background power whether a
+    // row is open or not, the HBM draws stacks x pseudo-channels x that power on every chip all step long.
+    std::vector<std::string> sets = {"cluster.topology=ring:2", "chip.memory.hbm.energy.active_standby=10mW",
+                                     "chip.memory.hbm.energy.precharge_standby=10mW"};
+    for (const char* k : {"act", "rd", "wr", "io_per_bit", "ref_ab", "ref_pb"})
+        sets.push_back(fmt::format("chip.memory.hbm.energy.{}=0pJ", k));
+    const Config cluster = hw::resolve_cluster_config("trn2.48xlarge", {}, sets);
+    const auto r = runtime::run_training(options(4, 1, 2, 4), cluster);
+    REQUIRE(r.chips == 2);
+    const double pseudo_channels =
+        static_cast<double>(cluster.get_int("chip.memory.stacks") * cluster.get_int("chip.memory.hbm.channels") *
+                            cluster.get_int("chip.memory.hbm.pseudo_channels"));
+    CHECK(pseudo_channels == 128);
+    CHECK(r.collective_memory_bytes > 0);  // at the kernels' access energy per byte: none here
+    CHECK(r.energy.hbm == Approx(2 * pseudo_channels * 0.010 * r.step_time_s).epsilon(1e-9));
+}
+
+TEST_CASE("traffic between nodes counts once, as EFA bytes, not also on the NIC uplinks", "[training]") {
+    // Two nodes of one trn1 chip: tensor parallelism within the chip, data parallelism over EFA, no NeuronLink.
+    const Config cluster =
+        hw::resolve_cluster_config("trn1.32xlarge", {}, {"cluster.topology=ring:1", "cluster.nodes=2"});
+    const auto r = runtime::run_training(options(2, 1, 2, 4), cluster);
+    CHECK(r.efa_bytes > 0);
+    CHECK(r.link_bytes == 0);
+    CHECK(r.energy.links ==
+          Approx(r.efa_bytes * 8 * cluster.get_energy("cluster.efa.energy_per_bit").joules).epsilon(1e-12));
+}
+
 TEST_CASE("the interleaved schedule does the same work with a smaller pipeline bubble", "[training]") {
     auto o = options(1, 2, 4, 4 * 4);  // 2 stages, 4 micro-batches
     o.sample_microbatches = 4;
@@ -399,6 +431,28 @@ TEST_CASE(
     // Both cores keep the same number of scores (query i sees i + 1 keys): 8256 + 57408 = 65664.
     CHECK(first.flops + last.flops == both(256, 384).flops);
     CHECK(first.flops == 8256.0 * (4 * 64 + 4 + 10 * 64 + 8));
+}
+
+TEST_CASE("flash heads not dividing among the physical cores: the busier core sets the time, the heads the energy",
+          "[training][flash]") {
+    // trn2, TP 8 over two chips: a head per rank per sequence. Micro-batches of 3 sequences put 2 heads on
+    // one physical core and 1 on the other; of 2, one on each. The same 6 sequences per step either way.
+    const Config two = hw::resolve_cluster_config("trn2.48xlarge", {}, {"cluster.topology=ring:2"});
+    auto run = [&](std::int64_t mbs) {
+        auto o = options(8, 1, 1, 6);
+        o.training.mbs = mbs;
+        o.training.attention = workload::Attention::flash;
+        return runtime::run_training(o, two);
+    };
+    const auto three = run(3), two_each = run(2);
+    REQUIRE(three.lnc == 2);
+    // Per layer (4) and micro-batch, forward and backward: two heads' kernels one after another, against one.
+    const double head =
+        flash_kernel("flash_fwd", 512, 512, two).time_s + flash_kernel("flash_bwd", 512, 512, two).time_s;
+    CHECK(class_seconds(three.stages[0], "attention") == Approx(4.0 * 2 * 2 * head).epsilon(1e-9));
+    CHECK(class_seconds(two_each.stages[0], "attention") == Approx(4.0 * 3 * 1 * head).epsilon(1e-9));
+    // The same MACs per step (the GEMMs' too: the same rows in all, split evenly between the two cores).
+    CHECK(three.energy.tensor_engine == Approx(two_each.energy.tensor_engine).epsilon(1e-12));
 }
 
 TEST_CASE("a flash backward whose query side does not fit SBUF is timed as query pieces that fit",

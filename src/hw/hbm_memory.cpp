@@ -281,6 +281,7 @@ HbmReport HbmMemory::report() const {
         r.energy_background_j += background;
     }
     r.refresh_share /= static_cast<double>(std::max<std::size_t>(m_channels.size(), 1));
+    r.seconds = static_cast<double>(end_tick) * tick_s;
     const double served = static_cast<double>(r.reads + r.writes);
     r.bytes = served * m_spec.org.burst_bytes;
     r.mean_latency_ns = served > 0 ? latency_sum / served * tick_s * 1e9 : 0;
@@ -299,7 +300,12 @@ HbmReport HbmMemory::report() const {
 
 std::map<std::string, double> HbmMemory::summary() const {
     const HbmReport r = report();
+    // The energy of the accesses (commands and I/O), and the power that goes with time whatever the accesses
+    // (background and refresh), per stack: a step charges the two apart (docs/training.md, "Energy").
+    const double standby_j = r.energy_background_j + r.energy_refresh_j;
     return {{"energy_j", r.energy_j},
+            {"access_energy_j", r.energy_j - standby_j},
+            {"standby_w_per_stack", r.seconds > 0 ? standby_j / r.seconds / m_spec.stacks : 0.0},
             {"energy_pj_per_bit", r.pj_per_bit()},
             {"row_hit_rate", r.row_hit_rate()},
             {"refresh_share", r.refresh_share},

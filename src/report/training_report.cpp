@@ -187,8 +187,10 @@ std::string to_table(const runtime::TrainingResult& r) {
                        r.hardware_flops);
     const auto& e = r.energy;
     const double total = e.total();
-    out += fmt::format("  {:<22}{:.3g} kJ per step, {:.3g} mJ per token, {:.3g} pJ per parameter-token\n", "energy",
-                       total * 1e-3, r.energy_per_token_j * 1e3, r.energy_per_param_token_pj);
+    out += fmt::format(
+        "  {:<22}{:.3g} kJ per step, {:.3g} mJ per token, {:.3g} uJ per parameter, {:.3g} pJ per "
+        "parameter-token\n",
+        "energy", total * 1e-3, r.energy_per_token_j * 1e3, r.energy_per_param_j * 1e6, r.energy_per_param_token_pj);
     out += fmt::format("  {:<22}tensor engine {:.0f}%, SBUF {:.0f}%, HBM {:.0f}%, links {:.0f}%, static {:.0f}%\n", "",
                        100 * e.tensor_engine / total, 100 * e.sbuf / total, 100 * e.hbm / total, 100 * e.links / total,
                        100 * e.static_energy / total);

@@ -20,7 +20,7 @@
 
 namespace trnsim::runtime {
 
-const char* const k_kernel_model_revision = "trnsim-0.1.0/kernel-model-2026-11-26";
+const char* const k_kernel_model_revision = "trnsim-0.1.0/kernel-model-2026-11-27";
 
 namespace {
 
@@ -30,7 +30,8 @@ nlohmann::json to_json(const KernelTiming& t) {
             {"tensor_macs", t.tensor_macs},
             {"hbm_read_bytes", t.hbm_read_bytes},
             {"hbm_write_bytes", t.hbm_write_bytes},
-            {"memory_energy_j", t.memory_energy_j},
+            {"memory_access_j", t.memory_access_j},
+            {"memory_standby_w", t.memory_standby_w},
             {"sbuf_peak_bytes", t.sbuf_peak_bytes},
             {"utilization", t.utilization}};
 }
@@ -42,7 +43,8 @@ KernelTiming from_json(const nlohmann::json& j) {
     t.tensor_macs = j.at("tensor_macs").get<std::uint64_t>();
     t.hbm_read_bytes = j.at("hbm_read_bytes").get<std::uint64_t>();
     t.hbm_write_bytes = j.at("hbm_write_bytes").get<std::uint64_t>();
-    t.memory_energy_j = j.at("memory_energy_j").get<double>();
+    t.memory_access_j = j.at("memory_access_j").get<double>();
+    t.memory_standby_w = j.at("memory_standby_w").get<double>();
     t.sbuf_peak_bytes = j.at("sbuf_peak_bytes").get<std::uint64_t>();
     t.utilization = j.at("utilization").get<std::map<std::string, double>>();
     return t;
@@ -249,8 +251,12 @@ std::vector<KernelTiming> KernelCache::time(const std::vector<lowering::KernelRe
                 t.tensor_macs = r.tensor_macs;
                 t.hbm_read_bytes = r.hbm_read_bytes;
                 t.hbm_write_bytes = r.hbm_write_bytes;
-                const auto e = r.memory_summary.find("energy_j");
-                t.memory_energy_j = e == r.memory_summary.end() ? 0.0 : e->second;
+                const auto summary = [&](const char* key) {
+                    const auto e = r.memory_summary.find(key);
+                    return e == r.memory_summary.end() ? 0.0 : e->second;
+                };
+                t.memory_access_j = summary("access_energy_j");
+                t.memory_standby_w = summary("standby_w_per_stack");
                 t.sbuf_peak_bytes = r.sbuf_peak_bytes;
                 t.utilization = r.utilization;
                 return to_json(t).dump();

@@ -46,6 +46,9 @@ using workload::StageProgram;
 struct OpCost {
     std::vector<lowering::KernelRequest> kernels;
     std::vector<double> counts;
+    // Of counts x lnc pieces, the share that is work: the timed core may run more than the mean (a flash op's
+    // heads do not divide among the physical cores), and energy goes with the work.
+    double work_share = 1;
     bool stream = false;
     std::uint64_t stream_fs = 0;
 };
@@ -82,6 +85,7 @@ OpCost flash_cost(const workload::KernelDesc& k, const hw::ChipSpec& chip) {
     const std::int64_t lnc = chip.lnc;
     const std::int64_t per_core = ceil_div(k.batch, lnc);
     const std::int64_t shares = k.batch >= lnc ? 1 : lnc / k.batch;
+    if (shares == 1) c.work_share = static_cast<double>(k.batch) / static_cast<double>(per_core * lnc);
     // The timed core's query ranges [first, last) (queries are the last k.m positions of the keys' sequence).
     std::vector<std::pair<std::int64_t, std::int64_t>> ranges;
     if (shares == 1) {
@@ -363,9 +367,12 @@ public:
         std::stable_sort(o.counters.begin(), o.counters.end(), [&](const TraceCounter& a, const TraceCounter& b) {
             return a.at_fs != b.at_fs ? a.at_fs < b.at_fs : o.tracks[a.track] < o.tracks[b.track];
         });
+        // A message between nodes crosses its chip's NIC uplink ("n0.c3.nic") and the EFA network's port to the
+        // receiver ("efa.port17"): it counts once, as EFA bytes (cluster.efa.energy_per_bit covers both NICs).
         for (const auto& l : m_cluster.topology().links()) {
             const double b = static_cast<double>(l.link->stats().bytes);
-            (l.name.rfind("efa", 0) == 0 ? o.efa_bytes : o.link_bytes) += b;
+            const bool nic = l.name.size() > 4 && l.name.compare(l.name.size() - 4, 4, ".nic") == 0;
+            if (!nic) (l.name.rfind("efa", 0) == 0 ? o.efa_bytes : o.link_bytes) += b;
         }
         for (int c = 0; c < m_cluster.chips(); ++c) {
             const hw::MemoryStats& m = m_cluster.memory(c).stats();
@@ -1400,13 +1407,10 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     const std::string chip_text = KernelCache::chip_text(config);
     for (std::size_t i = 0; i < requests.size(); ++i)
         distinct.emplace(KernelCache::key(requests[i], chip_text), &timings[i]);
-    // HBM energy per byte of this run's kernels, for stream ops (no kernel of their own).
-    double kernel_hbm_j = 0, kernel_hbm_bytes = 0;
-    for (const auto& [key, t] : distinct) {
-        kernel_hbm_j += t->memory_energy_j;
-        kernel_hbm_bytes += static_cast<double>(t->hbm_read_bytes + t->hbm_write_bytes);
-    }
-    const double hbm_j_per_byte = kernel_hbm_bytes > 0 ? kernel_hbm_j / kernel_hbm_bytes : 0.0;
+    // The HBM's energy (docs/training.md, "Energy"): each kernel execution's accesses; stream ops' and the
+    // collectives' bytes at the kernels' mean access energy per byte, over their executions; and the stacks'
+    // background and refresh power, the kernels' mean over their time, for the whole step on every chip.
+    double hbm_access_j = 0, hbm_access_bytes = 0, stream_bytes = 0, standby_ws = 0, standby_s = 0;
     const double e_sbuf = config.get_energy("chip.energy.sbuf_byte").joules;
     auto mac_energy = [&](DType d) {
         if (d == DType::fp32) return config.get_energy("chip.energy.mac_fp32").joules;
@@ -1446,9 +1450,8 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
                 // Executions per step of this op on one rank, and ranks doing it (the stage's class).
                 const double runs = (l == list_count(p) - 1 ? 1.0 : static_cast<double>(tr.grad_accum_steps())) *
                                     static_cast<double>(tr.tp * tr.dp);
-                if (c.stream && !ops[i].is_comm) {
-                    energy.hbm += runs * (ops[i].kernel.bytes_read + ops[i].kernel.bytes_written) * hbm_j_per_byte;
-                }
+                if (c.stream && !ops[i].is_comm)
+                    stream_bytes += runs * (ops[i].kernel.bytes_read + ops[i].kernel.bytes_written);
                 for (std::size_t k = 0; k < c.kernels.size(); ++k) {
                     const KernelTiming& t = timings[next++];
                     seconds += c.counts[k] * t.time_s;
@@ -1462,7 +1465,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
                         if (u != t.utilization.end()) engine_seconds[e] += c.counts[k] * t.time_s * u->second;
                     }
                     // Energy of every piece (a logical core runs lnc of them side by side).
-                    const double n = runs * c.counts[k] * static_cast<double>(chip.lnc);
+                    const double n = runs * c.counts[k] * static_cast<double>(chip.lnc) * c.work_share;
                     const double macs = static_cast<double>(t.tensor_macs);
                     const double dma_bytes = static_cast<double>(t.hbm_read_bytes + t.hbm_write_bytes);
                     // SBUF: DMA writes in and reads out; the tensor engine reads its moving operand once per
@@ -1470,7 +1473,11 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
                     const double sbuf_bytes = 2.0 * dma_bytes + macs / rows * (dtype_bytes(c.kernels[k].dtype) + 4.0);
                     energy.tensor_engine += n * macs * mac_energy(c.kernels[k].dtype);
                     energy.sbuf += n * sbuf_bytes * e_sbuf;
-                    energy.hbm += n * t.memory_energy_j;
+                    energy.hbm += n * t.memory_access_j;
+                    hbm_access_j += n * t.memory_access_j;
+                    hbm_access_bytes += n * dma_bytes;
+                    standby_ws += n * t.time_s * t.memory_standby_w;
+                    standby_s += n * t.time_s;
                 }
                 setup.fs[s][l].push_back(static_cast<std::uint64_t>(std::llround(seconds * 1e15)));
                 setup.dma[s][l].push_back(seconds > 0 ? std::min(1.0, dma_seconds / seconds) : 0.0);
@@ -1570,8 +1577,13 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
     r.link_bytes = outcome.link_bytes;
     r.efa_bytes = outcome.efa_bytes;
     r.collective_memory_bytes = outcome.memory_bytes;
-    // Collectives' memory traffic at the same energy per byte as the kernels' HBM traffic (as stream ops).
-    energy.hbm += outcome.memory_bytes * hbm_j_per_byte;
+    if (chip.memory_model != "hbm")
+        logger("energy")->warn("chip.memory.model = {} has no energy model: the HBM's energy is not counted",
+                               chip.memory_model);
+    const double hbm_j_per_byte = hbm_access_bytes > 0 ? hbm_access_j / hbm_access_bytes : 0.0;
+    const double standby_w = standby_s > 0 ? standby_ws / standby_s : 0.0;
+    energy.hbm += (stream_bytes + outcome.memory_bytes) * hbm_j_per_byte +
+                  static_cast<double>(cluster.chips()) * chip.memory_stacks * standby_w * r.step_time_s;
     energy.links = outcome.link_bytes * 8 * config.get_energy("cluster.link.energy_per_bit").joules +
                    outcome.efa_bytes * 8 * config.get_energy("cluster.efa.energy_per_bit").joules;
     energy.static_energy =

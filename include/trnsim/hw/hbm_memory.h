@@ -31,6 +31,7 @@ struct HbmReport {
     double energy_j = 0;  // commands + I/O + background
     double energy_background_j = 0;
     double energy_refresh_j = 0;
+    double seconds = 0;  // the time the background and refresh energies cover
     double bytes = 0;
     double pj_per_bit() const { return bytes > 0 ? energy_j * 1e12 / (bytes * 8) : 0; }
     double row_hit_rate() const {

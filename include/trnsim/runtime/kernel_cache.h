@@ -23,7 +23,10 @@ struct KernelTiming {
     double flops = 0;
     std::uint64_t tensor_macs = 0;
     std::uint64_t hbm_read_bytes = 0, hbm_write_bytes = 0;
-    double memory_energy_j = 0;  // HBM commands, I/O and background over the kernel (0 for the ideal memory)
+    // The HBM's energy (0 for the ideal memory): of the kernel's accesses (commands and I/O), and the
+    // background and refresh power of one stack, its mean over the kernel (it goes with time, not accesses).
+    double memory_access_j = 0;
+    double memory_standby_w = 0;
     std::uint64_t sbuf_peak_bytes = 0;
     std::map<std::string, double> utilization;  // tensor, vector, scalar, gpsimd, dma
 };
