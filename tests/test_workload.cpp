@@ -897,16 +897,47 @@ TEST_CASE("weights, gradients and optimizer states per rank, ZeRO-1 sharding and
     const auto r = memory_footprint(m, t, 0);
     CHECK(r.activations < z.activations / 5);
 
-    const auto stages = memory_footprints(m, training(8192, 1, 8, 1, 1, 1));
-    const auto ok = check_capacity(stages, 1, Bytes{1ull << 40});
+    const TrainingSpec one = training(8192, 1, 8, 1, 1, 1);
+    const auto stages = memory_footprints(m, one);
+    const auto ok = check_capacity(stages, one, Placement(1, 1, 1), 1, Bytes{1ull << 40});
     CHECK(ok.fits);
     CHECK(ok.message.empty());
-    const auto oom = check_capacity(stages, 4, Bytes{96ull << 30});
+    const TrainingSpec four = training(8192, 1, 8, 1, 1, 4);
+    const auto oom = check_capacity(stages, four, Placement(1, 1, 4), 4, Bytes{96ull << 30});
     CHECK(!oom.fits);
     CHECK(oom.required == 4 * stages[0].total);
     CHECK_THAT(oom.message, Catch::Contains("out of memory") && Catch::Contains("96.00 GiB") &&
-                                Catch::Contains("4 rank(s)") && Catch::Contains("optimizer states") &&
-                                Catch::Contains("--allow-oom"));
+                                Catch::Contains("4 rank(s) of pipeline stage 0") &&
+                                Catch::Contains("optimizer states") && Catch::Contains("--zero 1") &&
+                                Catch::Contains("--recompute selective|full") && Catch::Contains("--allow-oom"));
+    // The hints leave out what the step already does.
+    TrainingSpec done = four;
+    done.zero = 1;
+    done.recompute = Recompute::full;
+    const auto hints = check_capacity(stages, done, Placement(1, 1, 4), 4, Bytes{96ull << 30}).message;
+    CHECK_THAT(hints, !Catch::Contains("--zero") && !Catch::Contains("--recompute") && !Catch::Contains("--mbs"));
+}
+
+TEST_CASE("a chip holding ranks of several pipeline stages needs the sum of their footprints", "[workload]") {
+    const ModelSpec m = load_model("llama3-8b");
+    const TrainingSpec t = training(8192, 1, 64, 4, 4, 1);
+    const auto stages = memory_footprints(m, t);
+    REQUIRE(stages.size() == 4);
+    CHECK(stages[0].total > stages[1].total);  // more micro-batches in flight on the first stage
+    double all = 0;
+    for (const auto& f : stages) all += f.total;
+    // Pipeline innermost: chip 0 holds one rank of every stage (4 ranks per chip).
+    const auto mixed = check_capacity(stages, t, Placement(4, 4, 1, "pp,tp,dp"), 4, Bytes{1ull << 40});
+    CHECK(mixed.required == Approx(all).epsilon(1e-15));
+    // Tensor-parallel innermost: chip 0 holds the four ranks of stage 0, the fullest.
+    const auto grouped = check_capacity(stages, t, Placement(4, 4, 1), 4, Bytes{1ull << 40});
+    CHECK(grouped.required == 4 * stages[0].total);
+    CHECK(grouped.device == 0);
+    // Two ranks per chip, tensor-parallel pairs: chips 0-1 hold stage 0, the last two chips stage 3.
+    const auto pairs = check_capacity(stages, t, Placement(4, 4, 1), 2, Bytes{std::uint64_t(2 * stages[3].total)});
+    CHECK(pairs.required == 2 * stages[0].total);
+    CHECK(!pairs.fits);
+    CHECK_THAT(pairs.message, Catch::Contains("chip 0 needs") && Catch::Contains("2 rank(s) of pipeline stage 0"));
 }
 
 TEST_CASE("model FLOPs per step are 6 N T plus the attention term, as Narayanan et al. 2021 state for GPT",

@@ -1384,8 +1384,9 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
 
     // Memory per chip.
     r.memory = workload::memory_footprints(setup.model, tr);
-    r.capacity = workload::check_capacity(r.memory, ranks_per_chip, chip.memory_capacity, chip.name + " chip");
-    if (!r.capacity.fits && !options.allow_oom) throw UserError(r.capacity.message + " (--allow-oom simulates anyway)");
+    r.capacity = workload::check_capacity(r.memory, tr, setup.placement, ranks_per_chip, chip.memory_capacity,
+                                          chip.name + " chip");
+    if (!r.capacity.fits && !options.allow_oom) throw UserError(r.capacity.message);
 
     // Compute op times from the NeuronCore model.
     std::vector<lowering::KernelRequest> requests;

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace trnsim::workload {
 
@@ -153,32 +155,50 @@ std::vector<MemoryFootprint> memory_footprints(const ModelSpec& m, const Trainin
 
 std::string MemoryFootprint::breakdown() const {
     return fmt::format(
-        "weights {}, gradients {}, optimizer states {}, activations {} ({} micro-batch(es) in flight x {}), "
+        "weights {}, gradients {}, optimizer states {}, activations {} ({} forward pass(es) of its chunks in flight, "
+        "{} each on average), "
         "workspace {}",
         gib(weights), gib(gradients), gib(optimizer), gib(activations), in_flight,
         gib(in_flight > 0 ? activations / in_flight : 0.0), gib(workspace));
 }
 
-CapacityCheck check_capacity(const std::vector<MemoryFootprint>& per_stage, int ranks_per_device, Bytes capacity,
+CapacityCheck check_capacity(const std::vector<MemoryFootprint>& per_stage, const TrainingSpec& training,
+                             const Placement& placement, int ranks_per_device, Bytes capacity,
                              const std::string& device) {
     CapacityCheck c;
     c.capacity = static_cast<double>(capacity.count);
-    const MemoryFootprint* worst = nullptr;
-    for (const auto& f : per_stage) {
-        if (!worst || f.total > worst->total) worst = &f;
+    if (per_stage.empty() || ranks_per_device < 1) return c;
+    // Per device, its ranks by stage; the fullest device.
+    std::map<int, int> fullest;
+    for (int first = 0; first < placement.ranks(); first += ranks_per_device) {
+        std::map<int, int> ranks;  // stage -> ranks of it on this device
+        double bytes = 0;
+        for (int r = first; r < std::min(first + ranks_per_device, placement.ranks()); ++r) {
+            const int stage = placement.coord(r).pp;
+            ++ranks[stage];
+            bytes += per_stage.at(static_cast<std::size_t>(stage)).total;
+        }
+        if (first == 0 || bytes > c.required) {
+            c.required = bytes;
+            c.device = Placement::chip_of(first, ranks_per_device);
+            fullest = ranks;
+        }
     }
-    if (!worst) return c;
-    c.worst_stage = worst->stage;
-    c.required = ranks_per_device * worst->total;
     c.fits = c.required <= c.capacity;
-    if (!c.fits) {
-        c.message = fmt::format(
-            "out of memory: pipeline stage {} needs {} per {} ({} rank(s) x {}: {}) but the {} has {}; "
-            "try more tensor or pipeline parallelism, --zero 1, --recompute selective|full, a smaller --mbs, "
-            "or --allow-oom to simulate anyway",
-            worst->stage, gib(c.required), device, ranks_per_device, gib(worst->total), worst->breakdown(), device,
-            gib(c.capacity));
+    if (c.fits) return c;
+    std::vector<std::string> parts;
+    for (const auto& [stage, n] : fullest) {
+        const MemoryFootprint& f = per_stage.at(static_cast<std::size_t>(stage));
+        parts.push_back(fmt::format("{} rank(s) of pipeline stage {} x {}: {}", n, stage, gib(f.total), f.breakdown()));
     }
+    std::vector<std::string> hints = {"more tensor or pipeline parallelism"};
+    if (training.zero == 0 && training.dp > 1) hints.emplace_back("--zero 1");
+    if (training.recompute == Recompute::none) hints.emplace_back("--recompute selective|full");
+    if (training.recompute == Recompute::selective) hints.emplace_back("--recompute full");
+    if (training.mbs > 1) hints.emplace_back("a smaller --mbs");
+    c.message =
+        fmt::format("out of memory: {} {} needs {} ({}) but has {}; try {}, or --allow-oom to simulate anyway", device,
+                    c.device, gib(c.required), fmt::join(parts, "; "), gib(c.capacity), fmt::join(hints, ", "));
     return c;
 }
 

@@ -8,6 +8,7 @@
 
 #include "trnsim/core/units.h"
 #include "trnsim/workload/model.h"
+#include "trnsim/workload/placement.h"
 #include "trnsim/workload/program.h"
 #include "trnsim/workload/training.h"
 
@@ -56,14 +57,17 @@ std::vector<MemoryFootprint> memory_footprints(const ModelSpec& model, const Tra
 
 struct CapacityCheck {
     bool fits = true;
-    double required = 0;  // bytes per device: ranks_per_device x the largest stage's total
+    double required = 0;  // bytes on the fullest device: the footprints of its ranks, summed
     double capacity = 0;
-    int worst_stage = 0;
+    int device = 0;       // the fullest device (the first of equals)
     std::string message;  // empty when it fits; otherwise the numbers and what could help
 };
-// Checks the largest per-rank footprint times `ranks_per_device` against a device's memory (e.g. one
-// chip's HBM shared by its logical cores). The caller decides whether to throw or flag (--allow-oom).
-CapacityCheck check_capacity(const std::vector<MemoryFootprint>& per_stage, int ranks_per_device, Bytes capacity,
+// Checks each device (e.g. one chip, whose HBM its logical cores share) against its memory: ranks are placed
+// `ranks_per_device` to a device in rank order (Placement::chip_of), and a device holds the footprints of its
+// ranks' stages, summed. The hints in the message leave out what `training` already does. The caller decides
+// whether to throw or flag (--allow-oom).
+CapacityCheck check_capacity(const std::vector<MemoryFootprint>& per_stage, const TrainingSpec& training,
+                             const Placement& placement, int ranks_per_device, Bytes capacity,
                              const std::string& device = "chip");
 
 }  // namespace trnsim::workload
