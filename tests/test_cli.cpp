@@ -11,6 +11,8 @@
 
 #include "support/trnsim_process.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -293,6 +295,51 @@ TEST_CASE("Writing --json onto an existing directory fails and leaves it alone",
     CHECK(fs::is_directory(target));
     CHECK(fs::is_empty(target));
     CHECK(dir.entries() == std::vector<std::string>{"subdir"});
+}
+
+TEST_CASE("--json through a symbolic link replaces the file it names and keeps the link", "[cli]") {
+    TempDir dir;
+    fs::create_directory(dir.file("out"));
+    fs::create_symlink("out/result.json", dir.file("link.json"));
+    const RunResult r =
+        run_trnsim({"kernel", "gemm", "--m", "128", "--k", "128", "--n", "128", "--json", "link.json"}, dir.path());
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    CHECK(fs::is_symlink(fs::symlink_status(dir.file("link.json"))));
+    CHECK(nlohmann::json::parse(dir.read("out/result.json"))["schema"] == "trnsim.kernel/1");
+    CHECK(std::distance(fs::directory_iterator(dir.file("out")), fs::directory_iterator()) == 1);  // no temporary
+}
+
+TEST_CASE("--json onto a FIFO writes into it and leaves it a FIFO", "[cli]") {
+    TempDir dir;
+    const std::string fifo = dir.file("pipe");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // so that the writer's open succeeds
+    REQUIRE(reader >= 0);
+    const RunResult r =
+        run_trnsim({"kernel", "gemm", "--m", "128", "--k", "128", "--n", "128", "--json", fifo}, dir.path());
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(reader, buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+    ::close(reader);
+    INFO(show(r));
+    CHECK(r.exit_code == 0);
+    CHECK(fs::is_fifo(fifo));
+    CHECK(nlohmann::json::parse(text)["schema"] == "trnsim.kernel/1");
+    CHECK(dir.entries() == std::vector<std::string>{"pipe"});
+}
+
+TEST_CASE("--json and --trace naming one file are rejected before simulating", "[cli]") {
+    TempDir dir;
+    fs::create_symlink("a.json", dir.file("b.json"));
+    for (const auto& [json, trace] :
+         std::vector<std::pair<std::string, std::string>>{{"a.json", "./a.json"}, {"b.json", "a.json"}}) {
+        check_user_error(
+            run_trnsim({"kernel", "gemm", "--m", "128", "--k", "128", "--n", "128", "--json", json, "--trace", trace},
+                       dir.path()),
+            {"--json " + json, "--trace " + trace, "the same file"});
+    }
+    CHECK(dir.entries() == std::vector<std::string>{"b.json"});
 }
 
 TEST_CASE("An unknown subcommand is rejected", "[cli]") {

@@ -69,6 +69,7 @@ int run_kernel_args(const KernelArgs& a) {
     // Output paths are checked before simulating, so that a bad path costs nothing and writes nothing.
     if (!a.json.empty()) report::check_writable(a.json, "--json");
     if (!a.trace.empty()) report::check_writable(a.trace, "--trace");
+    report::check_distinct({{"--json", a.json}, {"--trace", a.trace}});
     runtime::KernelOptions opts;
     opts.request = req;
     opts.functional = a.functional;

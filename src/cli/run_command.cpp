@@ -65,6 +65,7 @@ int execute(RunArgs& a) {
     const Config config = hw::resolve_cluster_config(a.cluster, a.files, overrides);
     if (!a.json.empty()) report::check_writable(a.json, "--json");
     if (!a.trace.empty()) report::check_writable(a.trace, "--trace");
+    report::check_distinct({{"--json", a.json}, {"--trace", a.trace}});
     a.options.trace = !a.trace.empty();
     const runtime::TrainingResult result = runtime::run_training(a.options, config);
     std::fputs(report::to_table(result).c_str(), stdout);

@@ -131,12 +131,43 @@ nlohmann::json to_chrome_trace(const runtime::KernelResult& r) {
             {"otherData", {{"op", r.op}, {"chip", r.chip}, {"dtype", r.dtype}}}};
 }
 
+namespace {
+
+// Where writing `path` writes: through a symbolic link to the file it names.
+std::filesystem::path target_of(const std::string& path) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::path p = path;
+    for (int hops = 0; hops < 40 && fs::is_symlink(fs::symlink_status(p, ec)); ++hops) {
+        const fs::path to = fs::read_symlink(p, ec);
+        if (ec) break;
+        p = to.is_absolute() ? to : p.parent_path() / to;
+    }
+    return p;
+}
+
+// An existing file that is not a regular one (a device, a FIFO): written in place, not replaced.
+bool written_in_place(const std::filesystem::path& target) {
+    std::error_code ec;
+    const auto st = std::filesystem::status(target, ec);
+    return !ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st) &&
+           !std::filesystem::is_directory(st);
+}
+
+}  // namespace
+
 void check_writable(const std::string& path, const std::string& flag) {
     namespace fs = std::filesystem;
     std::error_code ec;
     if (fs::is_directory(path, ec))
         throw UserError(fmt::format("{} {}: is a directory; allowed: a file path", flag, path));
-    const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+    const fs::path target = target_of(path);
+    if (written_in_place(target)) {
+        if (access(target.c_str(), W_OK) != 0)
+            throw UserError(fmt::format("{} {}: cannot write: {}", flag, path, std::strerror(errno)));
+        return;
+    }
+    const fs::path parent = target.parent_path().empty() ? fs::path(".") : target.parent_path();
     if (!fs::is_directory(parent, ec)) {
         throw UserError(fmt::format("{} {}: directory '{}' does not exist", flag, path, parent.string()));
     }
@@ -146,24 +177,46 @@ void check_writable(const std::string& path, const std::string& flag) {
     }
 }
 
-AtomicFile::AtomicFile(std::string path)
-    : m_path(std::move(path)), m_tmp(fmt::format("{}.tmp{}", m_path, static_cast<long>(::getpid()))) {
-    // The temporary file is this process's own (concurrent writers of one path don't share it) and in the
-    // target's directory (the rename stays within one file system).
-    m_fd = ::open(m_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+void check_distinct(const std::vector<std::pair<std::string, std::string>>& outputs) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+        for (std::size_t j = i + 1; j < outputs.size(); ++j) {
+            const auto& [flag_a, a] = outputs[i];
+            const auto& [flag_b, b] = outputs[j];
+            if (a.empty() || b.empty()) continue;
+            if (fs::weakly_canonical(fs::absolute(target_of(a), ec), ec) ==
+                fs::weakly_canonical(fs::absolute(target_of(b), ec), ec))
+                throw UserError(fmt::format("{} {} and {} {} name the same file; allowed: two different files", flag_a,
+                                            a, flag_b, b));
+        }
+    }
+}
+
+AtomicFile::AtomicFile(std::string path) : m_path(std::move(path)) {
+    const std::filesystem::path target = target_of(m_path);
+    if (written_in_place(target)) {
+        m_fd = ::open(target.c_str(), O_WRONLY | O_CLOEXEC);
+    } else {
+        // The temporary file is this process's own (concurrent writers of one path don't share it) and in the
+        // target's directory (the rename stays within one file system); a link keeps pointing at the target.
+        m_target = target.string();
+        m_tmp = fmt::format("{}.tmp{}", m_target, static_cast<long>(::getpid()));
+        m_fd = ::open(m_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    }
     if (m_fd < 0) throw UserError(fmt::format("cannot write '{}': {}", m_path, std::strerror(errno)));
 }
 
 AtomicFile::~AtomicFile() {
     if (m_fd < 0) return;  // committed
     ::close(m_fd);
-    std::remove(m_tmp.c_str());
+    if (!m_tmp.empty()) std::remove(m_tmp.c_str());
 }
 
 void AtomicFile::fail(int error) {
     ::close(m_fd);
     m_fd = -1;
-    std::remove(m_tmp.c_str());
+    if (!m_tmp.empty()) std::remove(m_tmp.c_str());
     throw UserError(fmt::format("cannot write '{}': {}", m_path, std::strerror(error)));
 }
 
@@ -183,15 +236,21 @@ void AtomicFile::write(std::string_view text) {
 }
 
 void AtomicFile::commit() {
+    if (m_tmp.empty()) {  // written in place
+        const int fd = m_fd;
+        m_fd = -1;
+        if (::close(fd) != 0) throw UserError(fmt::format("cannot write '{}': {}", m_path, std::strerror(errno)));
+        return;
+    }
     if (::fsync(m_fd) != 0) fail(errno);
     ::close(m_fd);
     m_fd = -1;
-    if (std::rename(m_tmp.c_str(), m_path.c_str()) != 0) {
+    if (std::rename(m_tmp.c_str(), m_target.c_str()) != 0) {
         const int error = errno;
         std::remove(m_tmp.c_str());
         throw UserError(fmt::format("cannot write '{}': {}", m_path, std::strerror(error)));
     }
-    const std::string dir = std::filesystem::path(m_path).parent_path().string();
+    const std::string dir = std::filesystem::path(m_target).parent_path().string();
     const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         ::fsync(dfd);  // the rename itself survives a machine loss

@@ -3,6 +3,8 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -20,8 +22,11 @@ std::string to_table(const runtime::KernelResult& result);
 // one track per engine and per DMA queue, times in microseconds.
 nlohmann::json to_chrome_trace(const runtime::KernelResult& result);
 
-// Throws UserError (naming `flag` and the reason) unless a file can be created at `path`.
+// Throws UserError (naming `flag` and the reason) unless a file can be created at `path` (or, for an existing
+// device or FIFO, written).
 void check_writable(const std::string& path, const std::string& flag);
+// Throws UserError naming both flags when two of the outputs (flag, path; empty paths skipped) are one file.
+void check_distinct(const std::vector<std::pair<std::string, std::string>>& outputs);
 
 // Writes all of `text` to the file descriptor `fd`, retrying short writes and EINTR; returns 0, or the errno of
 // the write that failed.
@@ -29,7 +34,9 @@ int write_all(int fd, std::string_view text);
 
 // Replaces `path` atomically and durably with what is written to it: a temporary file of this process in the
 // same directory, fsynced, renamed into place by commit(), the directory fsynced. Errors are UserErrors; a
-// failure, or destruction before commit(), leaves `path` as it was and no temporary file.
+// failure, or destruction before commit(), leaves `path` as it was and no temporary file. A symbolic link is
+// followed (the file it names is replaced); an existing device or FIFO (/dev/null, /dev/stdout) is written in
+// place, not replaced.
 class AtomicFile {
 public:
     explicit AtomicFile(std::string path);
@@ -41,7 +48,9 @@ public:
 
 private:
     [[noreturn]] void fail(int error);
-    std::string m_path, m_tmp;
+    std::string m_path;    // as given, for messages
+    std::string m_target;  // the file replaced (the link's target); empty when written in place
+    std::string m_tmp;     // empty when written in place
     int m_fd = -1;
 };
 
