@@ -297,7 +297,7 @@ TEST_CASE("Writing --json onto an existing directory fails and leaves it alone",
     CHECK(dir.entries() == std::vector<std::string>{"subdir"});
 }
 
-TEST_CASE("--json through a symbolic link replaces the file it names and keeps the link", "[cli]") {
+TEST_CASE("A --json through a symbolic link replaces the file it names and keeps the link", "[cli]") {
     TempDir dir;
     fs::create_directory(dir.file("out"));
     fs::create_symlink("out/result.json", dir.file("link.json"));
@@ -310,7 +310,7 @@ TEST_CASE("--json through a symbolic link replaces the file it names and keeps t
     CHECK(std::distance(fs::directory_iterator(dir.file("out")), fs::directory_iterator()) == 1);  // no temporary
 }
 
-TEST_CASE("--json onto a FIFO writes into it and leaves it a FIFO", "[cli]") {
+TEST_CASE("A --json onto a FIFO writes into it and leaves it a FIFO", "[cli]") {
     TempDir dir;
     const std::string fifo = dir.file("pipe");
     REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
@@ -329,7 +329,7 @@ TEST_CASE("--json onto a FIFO writes into it and leaves it a FIFO", "[cli]") {
     CHECK(dir.entries() == std::vector<std::string>{"pipe"});
 }
 
-TEST_CASE("--json and --trace naming one file are rejected before simulating", "[cli]") {
+TEST_CASE("Both --json and --trace naming one file are rejected before simulating", "[cli]") {
     TempDir dir;
     fs::create_symlink("a.json", dir.file("b.json"));
     for (const auto& [json, trace] :
@@ -683,6 +683,10 @@ TEST_CASE("run rejects parallelism that does not match the cluster, and bad opti
     // 136 GiB per chip of 96 (unfused attention keeps the s x s scores; with flash it would need 96.2 GiB).
     expect_error("run", {"--model", "llama3-70b", "--tp", "64", "--dp", "1", "--seq", "8192", "--attention", "unfused"},
                  {"--allow-oom"});
+    // Sizes past the models' range are named by the run's own flags, not the kernels' or as wrapped numbers.
+    expect_error("run", {"--gbs", "1125899906842628"}, {"--gbs 1125899906842628", "1..1099511627776"});
+    expect_error("run", {"--seq", "536870912", "--allow-oom"}, {"--seq 536870912", "1..16777216"});
+    expect_error("run", {"--mbs", "4096", "--gbs", "16384", "--allow-oom"}, {"--mbs 4096", "1..2048"});
 }
 
 TEST_CASE("run --json writes a trnsim.run/1 object with the documented keys", "[cli][run]") {

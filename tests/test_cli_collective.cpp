@@ -131,6 +131,24 @@ TEST_CASE("collective: ranks that do not fit the cluster are rejected with the a
     expect_error({"--ranks", "17", "--bytes", "1MiB"}, {"--ranks 17", "2..16"});
     expect_error({"--ranks", "1", "--bytes", "1MiB"}, {"--ranks 1", "at least 2"});
     expect_error({"--cluster", "trn2-ultraserver", "--ranks", "65", "--bytes", "1MiB"}, {"--ranks 65", "2..64"});
+    expect_error({"--ranks", "0", "--bytes", "1MiB"}, {"--ranks 0", "at least 2"});
+}
+
+TEST_CASE("collective: a size that is not whole elements, and a root without a broadcast, are rejected",
+          "[cli][collective]") {
+    expect_error({"--bytes", "3B"}, {"--bytes 3B", "fp32", "a multiple of 4 B"});
+    expect_error({"--bytes", "2B:64B", "--dtype", "fp32"}, {"--bytes 2B:64B", "2 B", "a multiple of 4 B"});
+    expect_error({"--bytes", "1MiB", "--root", "5"}, {"--root 5", "--op broadcast"});
+}
+
+TEST_CASE("collective: a bandwidth below the simulator's range, and a simulation past its clock, are rejected",
+          "[cli][collective]") {
+    expect_error({"--bytes", "1MiB", "--set", "cluster.link.bandwidth=1B/s"},
+                 {"cluster.link.bandwidth", "1B/s", "from 100MB/s"});
+    // 4 TiB over 100 MB/s: 44000 s, past 2^64 fs (in a few large packets, so that it takes no time to find out).
+    expect_error({"--op", "all-gather", "--bytes", "4TiB", "--ranks", "2", "--set", "cluster.link.bandwidth=100MB/s",
+                  "--set", "cluster.link.packet=1GiB", "--set", "cluster.topology=ring:2"},
+                 {"ran past 18447 s of simulated time (2^64 fs)"});
 }
 
 TEST_CASE("collective: torus2d on a topology that is not a torus is rejected", "[cli][collective]") {

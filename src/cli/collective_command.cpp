@@ -52,13 +52,13 @@ std::function<int()> add_collective_command(CLI::App& app) {
         ->capture_default_str();
     sub->add_option("--bytes", a->bytes, "buffer size per rank, e.g. 512MiB, or LO:HI for a sweep (powers of two)")
         ->required();
-    sub->add_option("--ranks", a->ranks, "participating ranks (default: all; the first R in ring order)");
-    sub->add_option("--root", a->root, "broadcast root rank")->capture_default_str();
+    auto* ranks = sub->add_option("--ranks", a->ranks, "participating ranks (default: all; the first R in ring order)");
+    auto* root = sub->add_option("--root", a->root, "broadcast root rank")->capture_default_str();
     sub->add_option("--algorithm", a->algorithm, "ring|ring-bidir|mesh|rdh|torus2d|hierarchical|auto")
         ->capture_default_str();
     sub->add_option("--dtype", a->dtype, "element type (reduction cost, element count)")->capture_default_str();
     sub->add_option("--json", a->json, "write the result as JSON (schema trnsim.collective/1)");
-    return [a, sub, nodes] {
+    return [a, sub, nodes, ranks, root] {
         if (!sub->parsed()) return 2;
         runtime::CollectiveJob job;
         if (!runtime::parse_op(a->op, job.op)) {
@@ -71,7 +71,12 @@ std::function<int()> add_collective_command(CLI::App& app) {
         }
         (void)runtime::collective_algorithm(a->algorithm);  // unknown names fail here, before any work
         job.algorithm = a->algorithm;
-        if (a->ranks != 0 && a->ranks < 2) throw UserError(fmt::format("--ranks {}: allowed at least 2", a->ranks));
+        if (ranks->count() > 0 && a->ranks < 2)
+            throw UserError(fmt::format("--ranks {}: allowed at least 2", a->ranks));
+        if (root->count() > 0 && job.op != runtime::CollectiveOp::broadcast) {
+            throw UserError(
+                fmt::format("--root {}: only a broadcast has a root; allowed with --op broadcast", a->root));
+        }
         job.ranks = a->ranks;
         job.root = a->root;
         std::vector<std::uint64_t> sizes;
@@ -86,6 +91,15 @@ std::function<int()> add_collective_command(CLI::App& app) {
                 throw UserError(fmt::format("--bytes {}: allowed LO:HI with 0 < LO <= HI, e.g. 1KiB:1GiB", a->bytes));
             }
             sizes = runtime::sweep_sizes(lo, hi);
+        }
+        const std::uint64_t element = dtype_bytes(job.dtype);
+        for (const std::uint64_t s : sizes) {
+            if (s % element != 0) {
+                throw UserError(
+                    fmt::format("--bytes {}: {} B is not a whole number of {} elements; allowed a multiple "
+                                "of {} B",
+                                a->bytes, s, a->dtype, element));
+            }
         }
         std::vector<std::string> overrides;
         if (nodes->count() > 0) {

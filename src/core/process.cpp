@@ -17,6 +17,8 @@
 
 #include <fmt/format.h>
 
+#include "trnsim/core/error.h"
+
 namespace trnsim {
 
 namespace {
@@ -37,8 +39,11 @@ Child spawn(const std::function<std::string()>& body) {
         std::string out;
         try {
             out = body();
-        } catch (const std::exception& e) {
+        } catch (const UserError& e) {
             out = std::string("error: ") + e.what();
+        } catch (const std::exception& e) {
+            const std::string user = take_process_error();  // a UserError SystemC turned into its report
+            out = user.empty() ? std::string(k_internal_error) + e.what() : "error: " + user;
         }
         std::size_t off = 0;
         while (off < out.size()) {

@@ -11,6 +11,8 @@
 #include <spdlog/spdlog.h>
 #include <systemc>
 
+#include "trnsim/core/error.h"
+
 namespace trnsim {
 
 namespace {
@@ -18,10 +20,14 @@ namespace {
 void report_to_spdlog(const sc_core::sc_report& report, const sc_core::sc_actions& actions) {
     auto log = logger("systemc");
     const std::string text = std::string(report.get_msg_type()) + ": " + report.get_msg();
+    // A UserError raised in a process (raise_in_process) is reported by whoever catches it, once.
+    const bool user_error = !process_error_slot().empty();
     switch (report.get_severity()) {
         case sc_core::SC_INFO: log->info(text); break;
         case sc_core::SC_WARNING: log->warn(text); break;
-        default: log->error(text); break;
+        default:
+            if (!user_error) log->error(text);
+            break;
     }
     if (actions & sc_core::SC_THROW) throw report;
     if (actions & sc_core::SC_ABORT) std::abort();

@@ -83,7 +83,7 @@ void declare_hw_params(ParamRegistry& r) {
                std::nullopt,
                "",
                {},
-               1,
+               k_min_bandwidth,
                1e16});
     r.declare(
         {"chip.memory.capacity", ParamType::bytes, "HBM capacity of the whole chip", std::nullopt, "", {}, 1, 1e15});

@@ -107,7 +107,7 @@ void ClusterSpec::declare(ParamRegistry& r) {
                std::nullopt,
                "",
                {},
-               1,
+               k_min_bandwidth,
                max_bw});
     r.declare({"cluster.link.latency",
                ParamType::duration,
@@ -164,7 +164,7 @@ void ClusterSpec::declare(ParamRegistry& r) {
                "128GB/s",
                "derived: [TRN2-INST] 256 GB/s per chip between instances, over 2 Z neighbours",
                {},
-               1,
+               k_min_bandwidth,
                max_bw});
     r.declare({"cluster.zlink.latency",
                ParamType::duration,
@@ -180,7 +180,7 @@ void ClusterSpec::declare(ParamRegistry& r) {
                "256GB/s",
                "[TRN3-INST] intra-server 256 GB/s per chip (4 x PCIe Gen6 x8), taken per direction",
                {},
-               1,
+               k_min_bandwidth,
                max_bw});
     r.declare({"cluster.switch.l1.latency",
                ParamType::duration,
@@ -196,7 +196,7 @@ void ClusterSpec::declare(ParamRegistry& r) {
                "320GB/s",
                "[TRN3-INST] inter-server 320 GB/s per chip (5 x PCIe Gen6 x8), taken per direction",
                {},
-               1,
+               k_min_bandwidth,
                max_bw});
     r.declare({"cluster.switch.l2.latency",
                ParamType::duration,
@@ -212,7 +212,7 @@ void ClusterSpec::declare(ParamRegistry& r) {
                "25GB/s",
                "[CC-ABOUT] trn2: one 200 Gbps EFA NIC per chip",
                {},
-               1,
+               k_min_bandwidth,
                max_bw});
     r.declare({"cluster.efa.latency",
                ParamType::duration,

@@ -17,7 +17,7 @@ void DmaSpec::declare(ParamRegistry& r) {
                std::nullopt,
                "",
                {},
-               1,
+               k_min_bandwidth,
                1e15});
     r.declare({p + "descriptor_cost",
                ParamType::duration,

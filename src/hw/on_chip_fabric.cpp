@@ -17,7 +17,7 @@ void FabricSpec::declare(ParamRegistry& r) {
                std::nullopt,
                "",
                {},
-               1,
+               k_min_bandwidth,
                1e16});
     r.declare({"chip.fabric.latency",
                ParamType::duration,

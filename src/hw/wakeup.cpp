@@ -1,12 +1,24 @@
 #include "trnsim/hw/wakeup.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "trnsim/core/error.h"
 
 namespace trnsim::hw {
 
 Wakeup::Wakeup(std::function<void()> callback) : m_callback(std::move(callback)), m_queue(&WakeupQueue::instance()) {}
 
 void Wakeup::notify(std::uint64_t delay_fs) {
+    if (delay_fs > std::numeric_limits<std::uint64_t>::max() - WakeupQueue::now()) {
+        raise_in_process(fmt::format(
+            "the simulation ran past {:.0f} s of simulated time (2^64 fs), the range of the simulator's clock: "
+            "sizes this large at rates this low (terabytes over a link of 100 MB/s, say) take that long",
+            std::ldexp(1.0, 64) * 1e-15));
+    }
     const std::uint64_t at = WakeupQueue::now() + delay_fs;
     if (m_due <= at) return;
     m_queue->schedule(*this, at);

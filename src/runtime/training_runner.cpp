@@ -1249,8 +1249,9 @@ std::vector<SimOutcome> simulate(const Setup& setup, const Config& config, const
     run(rest, first_records.empty() && records != nullptr ? *records : first_records);
     std::vector<SimOutcome> out;
     for (const std::string& text : texts) {
-        if (text.rfind("error: ", 0) == 0)
+        if (text.rfind(k_internal_error, 0) == 0)
             throw std::runtime_error("training step simulation failed: " + text.substr(7));
+        if (text.rfind("error: ", 0) == 0) throw UserError(text.substr(7));
         out.push_back(from_json(nlohmann::json::parse(json_part(text)).at("outcome")));
         out.back().counters = counters_part(text);
     }

@@ -90,6 +90,23 @@ void TrainingSpec::validate(const ModelSpec& m) const {
     if (tp < 1) fail("tp", tp, "must be positive", "an integer >= 1");
     if (pp < 1) fail("pp", pp, "must be positive", "an integer >= 1");
     if (dp < 1) fail("dp", dp, "must be positive", "an integer >= 1");
+    // Bounds of the models, not of training: a kernel dimension is at most 2^24 (the NeuronCore model's
+    // largest), and token counts stay exact in a double.
+    constexpr std::int64_t k_max_tokens_per_microbatch = std::int64_t{1} << 24;
+    constexpr std::int64_t k_max_tokens_per_step = std::int64_t{1} << 53;
+    if (seq > k_max_tokens_per_microbatch) {
+        fail("seq", seq, fmt::format("a sequence is at most 2^24 tokens"),
+             fmt::format("1..{}", k_max_tokens_per_microbatch));
+    }
+    if (mbs > k_max_tokens_per_microbatch / seq) {
+        fail("mbs", mbs,
+             fmt::format("a micro-batch of mbs x seq tokens is at most 2^24 = {}", k_max_tokens_per_microbatch),
+             fmt::format("1..{}", k_max_tokens_per_microbatch / seq));
+    }
+    if (gbs > k_max_tokens_per_step / seq) {
+        fail("gbs", gbs, fmt::format("a step of gbs x seq tokens is at most 2^53 = {}", k_max_tokens_per_step),
+             fmt::format("1..{}", k_max_tokens_per_step / seq));
+    }
     if (gbs < 1 || gbs % (mbs * dp) != 0) {
         fail("gbs", gbs,
              fmt::format("the global batch must be divisible by mbs x dp = {} x {} = {}", mbs, dp, mbs * dp),

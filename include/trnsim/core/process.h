@@ -12,9 +12,11 @@
 namespace trnsim {
 
 // Runs `body` in a forked child and returns the string it produced (e.g. a JSON result). The child's
-// copy of the process state is discarded. An exception in the child comes back as "error: <what>"; a child
-// that dies otherwise throws std::runtime_error in the parent.
+// copy of the process state is discarded. An exception in the child comes back as "error: <what>", one that
+// was not a UserError (error.h) as "error: internal: <what>" (k_internal_error); a child that dies otherwise
+// throws std::runtime_error in the parent.
 std::string run_isolated(const std::function<std::string()>& body);
+inline constexpr const char* k_internal_error = "error: internal: ";
 
 // Runs each body in its own forked child, at most `jobs` at a time, and returns their strings in order
 // (each as run_isolated would).

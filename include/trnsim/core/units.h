@@ -14,6 +14,11 @@ struct Frequency {
     double period_s() const { return 1.0 / hz; }
 };
 
+// The least a bandwidth parameter may be: 100 MB/s, below any interconnect, DMA or memory of an
+// accelerator (1 GbE is 125 MB/s). Slower rates would put a packet's or a step's time past the range of the
+// simulator's femtosecond clock (2^64 fs, 5.1 hours).
+inline constexpr double k_min_bandwidth = 1e8;
+
 struct Bandwidth {
     double bytes_per_s = 0;
 };
