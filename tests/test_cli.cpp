@@ -550,7 +550,18 @@ TEST_CASE("mem rejects a request size that is not a multiple of the access granu
 }
 
 TEST_CASE("mem rejects zero requests", "[cli][mem]") {
-    expect_mem_error({"--memory", "hbm3-6400", "--requests", "0"}, {"--requests 0", "at least 1"});
+    expect_mem_error({"--memory", "hbm3-6400", "--requests", "0"}, {"--requests", "Value 0", "1 to 100000000"});
+}
+
+TEST_CASE("mem rejects negative, huge and NaN traffic options with their ranges", "[cli][mem]") {
+    // Unsigned options would take "-1" as 2^64 - 1: the text is checked first.
+    expect_mem_error({"--requests", "-1"}, {"--requests", "-1", "1 to 100000000"});
+    expect_mem_error({"--requests", "4294967297"}, {"--requests", "4294967297", "1 to 100000000"});
+    expect_mem_error({"--request-bytes", "-32"}, {"--request-bytes", "-32", "1 to 1073741824"});
+    expect_mem_error({"--outstanding", "-1"}, {"--outstanding", "-1", "1 to 1048576"});
+    expect_mem_error({"--pattern", "strided", "--stride", "-32"}, {"--stride", "-32", "0 to"});
+    expect_mem_error({"--seed", "-1"}, {"--seed", "-1", "0 to 4294967295"});
+    expect_mem_error({"--read-ratio", "nan"}, {"--read-ratio nan", "0..1"});
 }
 
 TEST_CASE("mem rejects a stack count out of range", "[cli][mem]") {

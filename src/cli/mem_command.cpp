@@ -1,3 +1,4 @@
+#include <cstdint>
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -28,13 +29,22 @@ std::function<int()> add_mem_command(CLI::App& app) {
     auto* memory = sub->add_option("--memory", a->memory, "HBM part preset (configs/memory/), e.g. hbm3-6400");
     auto* stacks = sub->add_option("--stacks", a->stacks, "HBM stacks (default: the chip's, or 1 with --memory)");
     sub->add_option("--pattern", a->options.pattern, "stream|random|strided")->capture_default_str();
-    sub->add_option("--stride", a->options.stride, "bytes between requests (strided)");
-    sub->add_option("--request-bytes", a->options.request_bytes, "bytes per request")->capture_default_str();
-    sub->add_option("--requests", a->options.requests, "number of requests")->capture_default_str();
+    // Ranges checked on the text, before an unsigned option would take "-1" as 2^64 - 1.
+    sub->add_option("--stride", a->options.stride, "bytes between requests (strided)")
+        ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40));
+    sub->add_option("--request-bytes", a->options.request_bytes, "bytes per request")
+        ->capture_default_str()
+        ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 30));
+    sub->add_option("--requests", a->options.requests, "number of requests")
+        ->capture_default_str()
+        ->check(CLI::Range(std::int64_t{1}, std::int64_t{100'000'000}));
     sub->add_option("--read-ratio", a->options.read_ratio, "fraction of reads, 0..1")->capture_default_str();
     sub->add_option("--outstanding", a->options.outstanding, "requests in flight at most (1: unloaded latency)")
-        ->capture_default_str();
-    sub->add_option("--seed", a->options.seed, "seed of the random traffic")->capture_default_str();
+        ->capture_default_str()
+        ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20));
+    sub->add_option("--seed", a->options.seed, "seed of the random traffic")
+        ->capture_default_str()
+        ->check(CLI::Range(std::int64_t{0}, std::int64_t{4294967295}));
     sub->add_option("--json", a->json, "write the result as JSON (schema trnsim.mem/1)");
     return [a, sub, memory, stacks] {
         if (!sub->parsed()) return 2;

@@ -20,7 +20,7 @@ namespace trnsim::runtime {
 
 MemResult run_mem(const MemOptions& o, const Config& config) {
     if (o.requests == 0) throw UserError("--requests 0: allowed at least 1");
-    if (o.read_ratio < 0 || o.read_ratio > 1)
+    if (!(o.read_ratio >= 0 && o.read_ratio <= 1))  // NaN too
         throw UserError(fmt::format("--read-ratio {}: allowed 0..1", o.read_ratio));
     if (o.outstanding == 0) throw UserError("--outstanding 0: allowed at least 1");
     if (o.pattern != "stream" && o.pattern != "random" && o.pattern != "strided") {
