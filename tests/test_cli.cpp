@@ -267,6 +267,29 @@ TEST_CASE("A YAML syntax error is reported with the file and the position", "[cl
     expect_kernel_error(small_gemm({"--config", path}), {path, "YAML", "line"});
 }
 
+TEST_CASE("A key given twice in a YAML file is rejected with the file and the key path", "[cli]") {
+    TempDir dir;
+    const std::string overlay =
+        dir.write("overlay.yaml", "chip:\n  core:\n    tensor_engine:\n      rows: 64\n      rows: 128\n");
+    expect_kernel_error(small_gemm({"--config", overlay}), {overlay, "chip.core.tensor_engine.rows", "given twice"});
+    const std::string model = dir.write("m.yaml", "name: m\nlayers: 32\nhidden: 4096\nlayers: 16\n");
+    expect_error("run", {"--model", model}, {model, "layers", "given twice"});
+}
+
+TEST_CASE("A directory given as a config or model file is rejected", "[cli]") {
+    TempDir dir;
+    expect_kernel_error(small_gemm({"--config", dir.path()}), {dir.path(), "a directory", "a YAML file"});
+    expect_error("run", {"--model", dir.path()}, {"model file", dir.path(), "a directory"});
+}
+
+TEST_CASE("An overlay with a base, and an unknown chip named by a cluster file, are rejected with the file", "[cli]") {
+    TempDir dir;
+    const std::string based = dir.write("based.yaml", "base: trn1\n");
+    expect_kernel_error(small_gemm({"--config", based}), {based, "base", "--cluster or --chip file"});
+    const std::string chip = dir.write("chip.yaml", "cluster:\n  chip: trn9\n");
+    expect_error("run", {"--config", chip}, {"cluster.chip = 'trn9'", chip, "trn1, trn2, trn3"});
+}
+
 TEST_CASE("Writing --json into a directory that does not exist fails and writes nothing", "[cli]") {
     TempDir dir;
     const std::string target = dir.file("missing-dir/result.json");

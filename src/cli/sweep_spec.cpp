@@ -67,13 +67,7 @@ public:
     explicit SpecParser(std::string file) : m_file(std::move(file)) {}
 
     SweepSpec parse(const std::string& text) {
-        YAML::Node root;
-        try {
-            root = YAML::Load(text);
-        } catch (const YAML::Exception& e) {
-            throw UserError(fmt::format("sweep file {}: line {}, column {}: {}", m_file, e.mark.line + 1,
-                                        e.mark.column + 1, e.msg));
-        }
+        const YAML::Node root = parse_yaml(text, "sweep file " + m_file);
         if (!root.IsMap()) fail("", "expected a mapping with the keys command, base, grid, zip (and description)");
         const std::set<std::string> top = {"command", "base", "grid", "zip", "description"};
         for (const auto& kv : root) {

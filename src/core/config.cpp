@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -249,6 +251,49 @@ void Config::set(const std::string& key, const std::string& text, const std::str
 
 namespace {
 
+void check_unique_keys(const YAML::Node& node, const std::string& prefix, const std::string& origin) {
+    if (node.IsMap()) {
+        std::set<std::string> seen;
+        for (const auto& kv : node) {
+            const std::string k = kv.first.Scalar();
+            const std::string path = prefix.empty() ? k : prefix + "." + k;
+            if (!seen.insert(k).second)
+                throw UserError(fmt::format("{}: {}: given twice; allowed: each key once", origin, path));
+            check_unique_keys(kv.second, path, origin);
+        }
+    } else if (node.IsSequence()) {
+        for (std::size_t i = 0; i < node.size(); ++i)
+            check_unique_keys(node[i], fmt::format("{}[{}]", prefix, i), origin);
+    }
+}
+
+}  // namespace
+
+std::string read_yaml_file(const std::string& path, const std::string& what) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+        throw UserError(fmt::format("cannot read {} '{}': a directory; allowed: a YAML file", what, path));
+    std::ifstream in(path);
+    if (!in) throw UserError(fmt::format("cannot read {} '{}'", what, path));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
+    YAML::Node root;
+    try {
+        root = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+        throw UserError(fmt::format("{}: YAML syntax error at line {}, column {}: {}", origin, e.mark.line + 1,
+                                    e.mark.column + 1, e.msg));
+    }
+    check_unique_keys(root, "", origin);
+    return root;
+}
+
+namespace {
+
 void flatten(const YAML::Node& node, const std::string& prefix, const std::string& origin,
              std::vector<std::pair<std::string, std::pair<std::string, std::string>>>& out) {
     if (node.IsScalar()) {
@@ -284,13 +329,7 @@ void flatten(const YAML::Node& node, const std::string& prefix, const std::strin
 }  // namespace
 
 void Config::apply_yaml_text(const std::string& yaml_text, const std::string& origin) {
-    YAML::Node root;
-    try {
-        root = YAML::Load(yaml_text);
-    } catch (const YAML::Exception& e) {
-        throw UserError(fmt::format("{}: YAML syntax error at line {}, column {}: {}", origin, e.mark.line + 1,
-                                    e.mark.column + 1, e.msg));
-    }
+    const YAML::Node root = parse_yaml(yaml_text, origin);
     if (root.IsNull()) return;
     if (!root.IsMap()) throw UserError(origin + ": expected a mapping of keys at the top level");
     std::vector<std::pair<std::string, std::pair<std::string, std::string>>> leaves;
@@ -307,11 +346,15 @@ void Config::apply_yaml_text(const std::string& yaml_text, const std::string& or
 }
 
 void Config::apply_yaml_file(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw UserError(fmt::format("cannot read config file '{}'", path));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    apply_yaml_text(ss.str(), path);
+    const std::string text = read_yaml_file(path, "config file");
+    const YAML::Node root = parse_yaml(text, path);
+    if (root.IsMap() && root["base"]) {
+        throw UserError(
+            fmt::format("{}: base: an overlay (--config) lies on the preset or file it is given with; "
+                        "allowed: base in a --cluster or --chip file",
+                        path));
+    }
+    apply_yaml_text(text, path);
 }
 
 void Config::apply_override(const std::string& assignment) {
@@ -407,11 +450,7 @@ void apply_layer(Config& config, const std::string& kind, const std::string& nam
         origin = "preset " + name_or_path;
     } else if (name_or_path.find('/') != std::string::npos || name_or_path.find(".yaml") != std::string::npos ||
                name_or_path.find(".yml") != std::string::npos) {
-        std::ifstream in(name_or_path);
-        if (!in) throw UserError(fmt::format("cannot read config file '{}'", name_or_path));
-        std::stringstream ss;
-        ss << in.rdbuf();
-        text = ss.str();
+        text = read_yaml_file(name_or_path, kind == "models" ? "model file" : "config file");
         origin = name_or_path;
     } else {
         throw UserError(fmt::format("unknown {} preset '{}'; allowed: {} (or a path to a .yaml file)",
@@ -420,12 +459,7 @@ void apply_layer(Config& config, const std::string& kind, const std::string& nam
                                                        : kind,
                                     name_or_path, join(preset_names(kind))));
     }
-    YAML::Node root;
-    try {
-        root = YAML::Load(text);
-    } catch (const YAML::Exception& e) {
-        throw UserError(fmt::format("{}: YAML syntax error at line {}: {}", origin, e.mark.line + 1, e.msg));
-    }
+    const YAML::Node root = parse_yaml(text, origin);
     if (root.IsMap() && root["base"]) apply_layer(config, kind, root["base"].as<std::string>(), depth + 1);
     config.apply_yaml_text(text, origin);
 }

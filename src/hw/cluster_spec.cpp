@@ -339,7 +339,12 @@ Config resolve_cluster_config(const std::string& cluster, const std::vector<std:
     const std::string chip = probe.get_text("cluster.chip");
     Config probe2(cluster_param_registry());
     probe2.apply_defaults();
-    apply_preset_or_file(probe2, "chips", chip);
+    try {
+        apply_preset_or_file(probe2, "chips", chip);
+    } catch (const UserError& e) {
+        throw UserError(
+            fmt::format("cluster.chip = '{}' (from {}): {}", chip, probe.raw("cluster.chip").source, e.what()));
+    }
     upper_layers(probe2);
     const std::string part = probe2.get_text("chip.memory.hbm.part");
     Config config(cluster_param_registry());

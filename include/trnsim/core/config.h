@@ -14,6 +14,10 @@
 
 #include "trnsim/core/units.h"
 
+namespace YAML {
+class Node;
+}
+
 namespace trnsim {
 
 enum class ParamType { integer, real, boolean, text, choice, frequency, bandwidth, bytes, duration, energy, power };
@@ -98,5 +102,12 @@ std::vector<std::string> preset_names(const std::string& kind);
 
 // A preset name or a YAML file path: applies it (and, recursively, its `base:`) to the config.
 void apply_preset_or_file(Config& config, const std::string& kind, const std::string& name_or_path);
+
+// The text of a YAML file the user named (`what`: "config file", "model file"); UserError naming it when it
+// cannot be read or is a directory.
+std::string read_yaml_file(const std::string& path, const std::string& what);
+// A YAML document's root, parsed; UserError naming `origin` and the position on a syntax error, and on a key
+// given twice in any mapping (YAML forbids it; a parser would keep one silently).
+YAML::Node parse_yaml(const std::string& text, const std::string& origin);
 
 }  // namespace trnsim
