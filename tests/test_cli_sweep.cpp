@@ -229,7 +229,8 @@ TEST_CASE("Sweep user errors name the file, the key path and what is allowed, an
                  {"--shard auto", "SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"});
     expect_error({"sweep", "s.yaml", "--shard", "auto"}, {{"s.yaml", ok}}, {"--shard auto", "TRNSIM_SHARD_COUNT"},
                  {{"JOB_COMPLETION_INDEX", "1"}});
-    expect_error({"sweep", "s.yaml", "-j", "-1"}, {{"s.yaml", ok}}, {"-j -1", "allowed"});
+    expect_error({"sweep", "s.yaml", "-j", "-1"}, {{"s.yaml", ok}}, {"--jobs", "Value -1", "1 to 4096"});
+    expect_error({"sweep", "s.yaml", "-j", "0"}, {{"s.yaml", ok}}, {"--jobs", "Value 0", "1 to 4096"});
     expect_error({"sweep", "s.yaml", "--cache", "c"}, {{"s.yaml", ok}}, {"--cache c", "only run sweeps"});
     expect_error({"sweep", "s.yaml", "-o", "out.jsonl"}, {{"s.yaml", ok}, {"out.jsonl", "keep me\n"}},
                  {"--output out.jsonl", "exists", "--resume"});
@@ -362,6 +363,11 @@ TEST_CASE("compare user errors: mismatched files, bad tolerance or metric, nothi
     expect_error({"compare", "a.json"}, {{"a.json", result}}, {"1 files given", "BASE NEW"});
     expect_error({"compare", "a.json", "a.json", "--tolerence", "2%"}, {{"a.json", result}},
                  {"unknown option '--tolerence'"});
+    // A misspelt config is named before any of the others runs.
+    expect_error({"compare", "--cluster", "trn2.48xlarge", "--cluster", "nosuch"}, {},
+                 {"--cluster 'nosuch'", "unknown cluster preset"});
+    expect_error({"compare", "--chip", "trn2", "--chip", "trn9", "--m", "128", "--k", "128", "--n", "128"}, {},
+                 {"unknown chip preset 'trn9'"});
 }
 
 TEST_CASE("compare --cluster runs one workload on several clusters side by side", "[cli][sweep][compare]") {

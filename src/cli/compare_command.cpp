@@ -9,6 +9,8 @@
 #include "point_runner.h"
 #include "sweep_spec.h"
 #include "trnsim/core/error.h"
+#include "trnsim/hw/chip.h"
+#include "trnsim/hw/cluster_spec.h"
 #include "trnsim/report/kernel_report.h"
 
 namespace trnsim::cli {
@@ -62,6 +64,9 @@ int compare_configs(const CompareArgs& a, const std::vector<std::string>& worklo
         if (w == "--json" || w == "--trace" || w.rfind("--json=", 0) == 0 || w.rfind("--trace=", 0) == 0)
             throw UserError(fmt::format("compare: {}: not allowed here (each config writes its own result)", w));
     }
+    // Every config resolves before any runs, so that a misspelt one costs nothing.
+    for (const auto& c : configs)
+        (void)(clusters ? hw::resolve_cluster_config(c, {}, {}) : hw::resolve_chip_config(c, {}, {}));
     std::vector<SweepPoint> points;
     for (std::size_t i = 0; i < configs.size(); ++i) {
         SweepPoint p;
@@ -147,7 +152,8 @@ std::function<int()> add_compare_command(CLI::App& app) {
     sub->add_option("--chip", a->chips, "a chip to run the workload on (repeatable; kernel and mem)")
         ->allow_extra_args(false);
     sub->add_option("--command", a->command, "run|collective (with --cluster), kernel|mem (with --chip)");
-    sub->add_option("-j,--jobs", a->jobs, "worker processes for --cluster/--chip (default: the cores)");
+    sub->add_option("-j,--jobs", a->jobs, "worker processes for --cluster/--chip (default: the cores)")
+        ->check(CLI::Range(1, 4096));
     return [a, sub, tolerance] {
         if (!sub->parsed()) return 2;
         const std::vector<std::string> rest = sub->remaining();

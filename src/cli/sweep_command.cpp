@@ -109,8 +109,6 @@ int run_sweep(const SweepArgs& a) {
     check_spec_args(spec);
     Shard shard;
     if (!a.shard.empty()) shard = parse_shard(a.shard, shard_environment());
-    if (a.jobs < 0 || a.jobs > 4096)
-        throw UserError(fmt::format("-j {}: allowed 1..4096 (default: the cores)", a.jobs));
     const int jobs = a.jobs > 0 ? a.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
     std::string output = a.output;
@@ -222,7 +220,8 @@ std::function<int()> add_sweep_command(CLI::App& app) {
     sub->add_option("-o,--output", a->output,
                     "JSON Lines output, one record per point (default: SPEC's name .jsonl); also STEM.csv and "
                     "STEM.sim.jsonl (the simulator's own cost)");
-    sub->add_option("-j,--jobs", a->jobs, "worker processes (default: the number of cores)");
+    sub->add_option("-j,--jobs", a->jobs, "worker processes (default: the number of cores)")
+        ->check(CLI::Range(1, 4096));
     sub->add_flag("--resume", a->resume, "finish an interrupted sweep: skip the points already in --output");
     sub->add_option("--shard", a->shard,
                     "run shard K/N (points i with i mod N = K-1), or auto: from SLURM_ARRAY_TASK_ID/COUNT or "
