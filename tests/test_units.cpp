@@ -47,6 +47,10 @@ TEST_CASE("a value without a unit or with the wrong unit is an error naming the 
     CHECK_THROWS_AS(parse_bytes("1.5B"), UnitError);
     CHECK_THROWS_AS(parse_bytes("-1KiB"), UnitError);
     CHECK_THROWS_AS(parse_duration("3 weeks"), UnitError);
+    // Not a number, or none that fits: said as such, not as an unknown unit.
+    CHECK_THROWS_WITH(parse_bandwidth("nanGB/s"), Catch::Contains("must be finite"));
+    CHECK_THROWS_WITH(parse_bytes("infB"), Catch::Contains("must be finite"));
+    CHECK_THROWS_WITH(parse_bytes("99999999999999999999999B"), Catch::Contains("at most 2^64 - 1 B"));
 }
 
 TEST_CASE("quantities print in a unit that parses back to the same value", "[units]") {

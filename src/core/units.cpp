@@ -57,16 +57,17 @@ double parse_with(std::string_view text, const std::array<UnitScale, N>& units, 
     if (ec != std::errc() || ptr == begin) {
         throw UnitError(fmt::format("'{}' is not a {}: expected <number><unit>, units {}", text, what, allowed));
     }
+    if (!std::isfinite(value)) {
+        throw UnitError(fmt::format("'{}' is not a {}: the number must be finite; expected <number><unit>, units {}",
+                                    text, what, allowed));
+    }
     std::string_view suffix(ptr, static_cast<std::size_t>(end - ptr));
     while (!suffix.empty() && suffix.front() == ' ') suffix.remove_prefix(1);
     if (suffix.empty()) {
         throw UnitError(fmt::format("'{}' has no unit: a {} needs one of {}", text, what, allowed));
     }
     for (const auto& u : units) {
-        if (suffix == u.suffix) {
-            if (!std::isfinite(value)) break;
-            return value * u.scale;
-        }
+        if (suffix == u.suffix) return value * u.scale;
     }
     throw UnitError(fmt::format("'{}': unknown {} unit '{}', allowed {}", text, what, suffix, allowed));
 }
@@ -140,7 +141,8 @@ Bandwidth parse_bandwidth(std::string_view text) {
 
 Bytes parse_bytes(std::string_view text) {
     double v = parse_with(text, k_bytes, "size", bytes_units());
-    if (v < 0 || v != std::floor(v) || v > 1.8e19) {
+    if (v >= 0x1p64) throw UnitError(fmt::format("'{}' is too large: a size is at most 2^64 - 1 B (16 EiB)", text));
+    if (v < 0 || v != std::floor(v)) {
         throw UnitError(fmt::format("'{}' is not a whole, non-negative number of bytes", text));
     }
     return {static_cast<std::uint64_t>(v)};
