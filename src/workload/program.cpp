@@ -83,8 +83,8 @@ Dims make_dims(const ModelSpec& m, const TrainingSpec& t) {
     x.ikv_r = t.kv_heads_per_rank(m);
     x.if_r = m.ffn_hidden / t.tp;
     x.in_up = m.activation == Activation::swiglu ? 2 * x.if_r : x.if_r;
-    // Vocabulary-parallel head and embedding: each rank holds ceil(V / tp) rows (Megatron pads V up to a
-    // multiple of tp; the padding rows are computed like the others).
+    // Vocabulary-parallel head and embedding: each rank holds ceil(V / tp) rows (V padded up to a multiple of
+    // tp, the padding rows computed like the others; Megatron-LM pads to a multiple of 128 tp).
     x.iv_r = (m.vocab + t.tp - 1) / t.tp;
     x.iq_cols = x.ia_r * x.id;
     x.iqkv_n = x.iq_cols + 2 * x.ikv_r * x.id;
