@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <filesystem>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -152,6 +153,17 @@ TEST_CASE("Shards 1/3..3/3 merged equal the unsharded sweep byte for byte", "[cl
     REQUIRE(m.exit_code == 0);
     CHECK(dir.read("merged.jsonl") == dir.read("all.jsonl"));
     CHECK(dir.read("merged.csv") == dir.read("all.csv"));
+    CHECK(!std::filesystem::exists(dir.file("merged.sim.jsonl")));
+    // With the shards' simulator-cost files as well (as a glob shard*.jsonl gives them): joined in point order.
+    merge.insert(merge.end() - 2, {"shard3.sim.jsonl", "shard1.sim.jsonl", "shard2.sim.jsonl"});
+    merge.back() = "merged2.jsonl";
+    const ProcessResult m2 = run_trnsim_in(merge, dir.path());
+    INFO(show(m2));
+    REQUIRE(m2.exit_code == 0);
+    CHECK(dir.read("merged2.jsonl") == dir.read("all.jsonl"));
+    std::vector<std::size_t> points;
+    for (const auto& rec : lines_of(dir.read("merged2.sim.jsonl"))) points.push_back(rec["point"].get<std::size_t>());
+    CHECK(points == std::vector<std::size_t>{0, 1, 2, 3, 4, 5, 6, 7});
 }
 
 TEST_CASE("A sweep killed mid-way and resumed has every point exactly once", "[cli][sweep]") {

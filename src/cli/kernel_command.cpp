@@ -99,7 +99,7 @@ std::function<int()> add_kernel_command(CLI::App& app) {
         sub->add_flag("--dropout", args->dropout, "flash: attention dropout (nki.isa.dropout on P, and dP)");
     auto* rows = sub->add_option("--rows", args->rows, "rows (norms, softmax, activations, transpose)");
     auto* cols = sub->add_option("--cols", args->cols, "columns");
-    sub->add_option("--dtype", args->dtype, "fp32|bf16|fp16|fp8|fp8_e5m2")->capture_default_str();
+    sub->add_option("--dtype", args->dtype, "fp32|bf16|fp16|fp8 (= fp8_e4m3)|fp8_e5m2")->capture_default_str();
     sub->add_flag("--functional", args->functional, "also compute the values and report the error against FP64");
     sub->add_option("--json", args->json, "write the result as JSON (schema trnsim.kernel/1)");
     sub->add_option("--trace", args->trace, "write the instruction timeline as a Perfetto/Chrome trace (JSON)");

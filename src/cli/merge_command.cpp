@@ -1,12 +1,14 @@
 #include <cstdio>
 #include <map>
 #include <optional>
+#include <string_view>
 
 #include <fmt/format.h>
 
 #include "commands.h"
 #include "sweep_records.h"
 #include "trnsim/core/error.h"
+#include "trnsim/core/process.h"
 #include "trnsim/report/kernel_report.h"
 
 namespace trnsim::cli {
@@ -25,10 +27,60 @@ std::vector<std::string> keys_of(const ordered_json& axes) {
     return keys;
 }
 
-int run_merge(const MergeArgs& a) {
+bool is_sim_file(const std::string& path) {
+    constexpr std::string_view suffix = ".sim.jsonl";
+    return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The shards' STEM.sim.jsonl (the simulator's own cost per point), joined in point order.
+std::string merge_sim_files(const std::vector<std::string>& inputs) {
+    std::map<std::size_t, std::pair<std::string, std::string>> lines;  // point -> (line, file)
+    for (const auto& path : inputs) {
+        const std::optional<std::string> text = read_file(path);
+        if (!text) throw UserError(fmt::format("cannot read '{}'", path));
+        std::size_t at = 0, number = 0;
+        while (at < text->size()) {
+            const std::size_t end = text->find('\n', at);
+            ++number;
+            if (end == std::string::npos) {
+                throw UserError(
+                    fmt::format("{}: its last line is incomplete (the shard was interrupted); allowed: "
+                                "finish it with trnsim sweep --resume, then merge",
+                                path));
+            }
+            const std::string line = text->substr(at, end - at);
+            at = end + 1;
+            const auto j = nlohmann::json::parse(line, nullptr, false);
+            if (j.is_discarded() || !j.contains("point") || !j["point"].is_number_unsigned())
+                throw UserError(
+                    fmt::format("{}: line {} is not a simulator-cost record of trnsim sweep", path, number));
+            const auto point = j["point"].get<std::size_t>();
+            const auto [it, fresh] = lines.emplace(point, std::make_pair(line, path));
+            if (!fresh) {
+                throw UserError(
+                    fmt::format("{} line {}: point {} is also in {}; allowed: the shards' .sim.jsonl files, "
+                                "each point in one of them",
+                                path, number, point, it->second.second));
+            }
+        }
+    }
+    std::string out;
+    for (const auto& [point, entry] : lines) out += entry.first + "\n";
+    return out;
+}
+
+int run_merge(const MergeArgs& args) {
+    // The shards' simulator-cost files (which a glob such as shard*.jsonl takes too) go to OUT.sim.jsonl.
+    MergeArgs a = args;
+    std::vector<std::string> sim_inputs;
+    a.inputs.clear();
+    for (const auto& path : args.inputs) (is_sim_file(path) ? sim_inputs : a.inputs).push_back(path);
     report::check_writable(a.output, "-o");
     const std::string csv_path = output_stem(a.output) + ".csv";
     report::check_writable(csv_path, "-o");
+    const std::string sim_path = output_stem(a.output) + ".sim.jsonl";
+    if (!sim_inputs.empty()) report::check_writable(sim_path, "-o");
+    const std::string sim_text = merge_sim_files(sim_inputs);
     // Where each point's record is, and its CSV row: the records themselves are copied from the inputs at
     // the end, so that a sweep too large to hold in memory merges all the same.
     struct Entry {
@@ -107,8 +159,10 @@ int run_merge(const MergeArgs& a) {
         merged.commit();
     }
     report::write_file_atomic(csv_path, rows);
-    std::printf("trnsim merge: %zu of %zu points from %zu files, %zu failed: %s, %s\n", points.size(), total,
-                a.inputs.size(), failed, a.output.c_str(), csv_path.c_str());
+    if (!sim_inputs.empty()) report::write_file_atomic(sim_path, sim_text);
+    std::printf("trnsim merge: %zu of %zu points from %zu files, %zu failed: %s, %s%s\n", points.size(), total,
+                a.inputs.size(), failed, a.output.c_str(), csv_path.c_str(),
+                sim_inputs.empty() ? "" : (", " + sim_path).c_str());
     return 0;
 }
 
@@ -117,8 +171,10 @@ int run_merge(const MergeArgs& a) {
 std::function<int()> add_merge_command(CLI::App& app) {
     auto a = std::make_shared<MergeArgs>();
     auto* sub = app.add_subcommand("merge", "join the outputs of a sweep's shards into the output of the whole sweep");
-    sub->add_option("inputs", a->inputs, "JSON Lines outputs of trnsim sweep --shard K/N")->required();
-    sub->add_option("-o,--output", a->output, "the merged JSON Lines (and STEM.csv)")->required();
+    sub->add_option("inputs", a->inputs,
+                    "JSON Lines outputs of trnsim sweep --shard K/N (their STEM.sim.jsonl too, joined apart)")
+        ->required();
+    sub->add_option("-o,--output", a->output, "the merged JSON Lines (and STEM.csv, STEM.sim.jsonl)")->required();
     sub->add_flag("--partial", a->partial, "merge even when points are missing");
     return [a, sub] {
         if (!sub->parsed()) return 2;
