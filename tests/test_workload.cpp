@@ -751,6 +751,35 @@ TEST_CASE("data-parallel gradient buckets and ZeRO-1 move the closed-form bytes"
     }
 }
 
+TEST_CASE("with sequence parallelism the norms' weight gradients are all-reduced over the tensor-parallel group",
+          "[workload]") {
+    // Llama 3 8B over two stages of 16 layers, TP 8: stage 0 holds 2 RMSNorms per layer (h each); the last
+    // also the final norm. FP32 gradients.
+    const ModelSpec m = load_model("llama3-8b");
+    TrainingSpec t = training(8192, 1, 8, 8, 2, 1);
+    t.sp = true;
+    const auto stages = build_all_stages(m, t);
+    const double h = 4096;
+    for (const auto& st : stages) {
+        INFO("stage " << st.stage);
+        const Op* ar = find_op(st.step, "tp.norm_grad.ar");
+        REQUIRE(ar);
+        CHECK(ar->comm.kind == CommKind::all_reduce);
+        CHECK(ar->comm.group == CommGroup::tp);
+        CHECK(ar->comm.bytes == (2 * 16 + (st.stage == 1 ? 1 : 0)) * h * 4);
+        CHECK(ar->after_chunk == 0);
+        CHECK(ar->after_op == static_cast<int>(st.chunks[0].backward.size()) - 1);  // once the backward is done
+        // The clipping norm waits for it.
+        const Op* norm = find_op(st.step, "opt.grad_norm");
+        REQUIRE(norm);
+        const int index = static_cast<int>(ar - st.step.data());
+        CHECK(std::find(norm->deps.begin(), norm->deps.end(), index) != norm->deps.end());
+    }
+    // Without SP every rank sees every token: whole gradients, nothing to reduce.
+    t.sp = false;
+    for (const auto& st : build_all_stages(m, t)) CHECK(!find_op(st.step, "tp.norm_grad.ar"));
+}
+
 TEST_CASE("activation memory equals Korthikanti et al. 2022 for GPT-3 175B", "[workload]") {
     // Korthikanti et al. 2022, Table 2: per layer, s b h (34 + 5 a s / h) without parallelism;
     // s b h (10 + 24/t + 5 a s / (h t)) with TP; s b h / t (34 + 5 a s / h) with TP + SP; selective removes

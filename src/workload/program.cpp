@@ -643,6 +643,27 @@ public:
             }
             if (filled > 0) emit(filled, 0, static_cast<int>(sp.chunks[0].backward.size()) - 1);
         }
+        if (m_t.sp && m_t.tp > 1) {
+            // With sequence parallelism a tensor-parallel rank's norms see only its share of the tokens, so their
+            // weights' gradients are partial sums: one all-reduce over the group, of all of the stage's once its
+            // backward is done (Megatron-LM's _allreduce_layernorm_grads, NxD's
+            // allreduce_sequence_parallel_gradients). The norms outside the sequence-parallel region (BERT's
+            // head transform) hold whole gradients already.
+            double norm_params = 0;
+            for (const auto& c : sp.chunks) {
+                for (const auto& op : c.backward) {
+                    if (!op.is_comm && op.kernel.op == m_norm && op.kernel.rows == m_x.iTs)
+                        norm_params += op.param_grads;
+                }
+            }
+            if (norm_params > 0) {
+                const int i = B.comm("tp.norm_grad.ar", CommKind::all_reduce, CommGroup::tp, norm_params * gb,
+                                     m_t.grad_dtype, {});
+                ops[i].after_chunk = 0;
+                ops[i].after_op = static_cast<int>(sp.chunks[0].backward.size()) - 1;
+                sync.push_back(i);
+            }
+        }
         const bool tied_split = m_m.tied_embeddings && m_t.pp > 1;
         if (tied_split && (sp.stage == 0 || sp.stage == m_t.pp - 1)) {
             sync.push_back(B.comm("embed.tied_grad.ar", CommKind::all_reduce, CommGroup::embedding,
