@@ -1,8 +1,11 @@
 #include "trnsim/report/training_report.h"
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <iterator>
 #include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -20,6 +23,16 @@ std::string time_text(double s) {
     if (s >= 1) return fmt::format("{:.3f} s", s);
     if (s >= 1e-3) return fmt::format("{:.3f} ms", s * 1e3);
     return fmt::format("{:.3f} us", s * 1e6);
+}
+
+// Joules with the SI prefix that leaves 1 to 999 before the unit, to 3 significant digits: "377 kJ", "4.43 MJ".
+std::string joules_text(double j) {
+    static constexpr std::array<std::pair<double, const char*>, 8> k_prefixes = {
+        {{1e9, "G"}, {1e6, "M"}, {1e3, "k"}, {1, ""}, {1e-3, "m"}, {1e-6, "u"}, {1e-9, "n"}, {1e-12, "p"}}};
+    for (const auto& [scale, prefix] : k_prefixes) {
+        if (std::abs(j) >= scale * 0.9995 || scale == 1e-12) return fmt::format("{:.3g} {}J", j / scale, prefix);
+    }
+    return "0 J";
 }
 
 nlohmann::json shares_json(const std::vector<runtime::TimeShare>& v) {
@@ -187,10 +200,9 @@ std::string to_table(const runtime::TrainingResult& r) {
                        r.hardware_flops);
     const auto& e = r.energy;
     const double total = e.total();
-    out += fmt::format(
-        "  {:<22}{:.3g} kJ per step, {:.3g} mJ per token, {:.3g} uJ per parameter, {:.3g} pJ per "
-        "parameter-token\n",
-        "energy", total * 1e-3, r.energy_per_token_j * 1e3, r.energy_per_param_j * 1e6, r.energy_per_param_token_pj);
+    out += fmt::format("  {:<22}{} per step, {} per token, {} per parameter, {:.3g} pJ per parameter-token\n", "energy",
+                       joules_text(total), joules_text(r.energy_per_token_j), joules_text(r.energy_per_param_j),
+                       r.energy_per_param_token_pj);
     out += fmt::format("  {:<22}tensor engine {:.0f}%, SBUF {:.0f}%, HBM {:.0f}%, links {:.0f}%, static {:.0f}%\n", "",
                        100 * e.tensor_engine / total, 100 * e.sbuf / total, 100 * e.hbm / total, 100 * e.links / total,
                        100 * e.static_energy / total);
