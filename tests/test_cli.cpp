@@ -333,6 +333,7 @@ TEST_CASE("A --json through a symbolic link replaces the file it names and keeps
     CHECK(std::distance(fs::directory_iterator(dir.file("out")), fs::directory_iterator()) == 1);  // no temporary
 }
 
+// The kernel's JSON (~18 KB) fits the pipe's buffer (64 KiB), so the writer finishes before the test reads.
 TEST_CASE("A --json onto a FIFO writes into it and leaves it a FIFO", "[cli]") {
     TempDir dir;
     const std::string fifo = dir.file("pipe");
@@ -350,6 +351,30 @@ TEST_CASE("A --json onto a FIFO writes into it and leaves it a FIFO", "[cli]") {
     CHECK(fs::is_fifo(fifo));
     CHECK(nlohmann::json::parse(text)["schema"] == "trnsim.kernel/1");
     CHECK(dir.entries() == std::vector<std::string>{"pipe"});
+}
+
+TEST_CASE("A --json to /dev/stdout follows the table on the process's own output", "[cli]") {
+    TempDir dir;
+    const RunResult r =
+        run_trnsim({"kernel", "gemm", "--m", "128", "--k", "128", "--n", "128", "--json", "/dev/stdout"}, dir.path());
+    INFO(show(r));
+    REQUIRE(r.exit_code == 0);
+    const auto json = r.out.find("{\n");
+    REQUIRE(json != std::string::npos);
+    CHECK(r.out.rfind("trnsim kernel gemm", 0) == 0);  // the table first
+    CHECK(nlohmann::json::parse(r.out.substr(json))["schema"] == "trnsim.kernel/1");
+    CHECK(dir.entries().empty());
+}
+
+TEST_CASE("A --json through a loop of symbolic links is rejected and the links are left alone", "[cli]") {
+    TempDir dir;
+    fs::create_symlink("b.json", dir.file("a.json"));
+    fs::create_symlink("a.json", dir.file("b.json"));
+    check_user_error(
+        run_trnsim({"kernel", "gemm", "--m", "128", "--k", "128", "--n", "128", "--json", "a.json"}, dir.path()),
+        {"a.json", "too many levels of symbolic links"});
+    CHECK(fs::is_symlink(fs::symlink_status(dir.file("a.json"))));
+    CHECK(fs::is_symlink(fs::symlink_status(dir.file("b.json"))));
 }
 
 TEST_CASE("Both --json and --trace naming one file are rejected before simulating", "[cli]") {

@@ -966,7 +966,8 @@ TEST_CASE("a chip holding ranks of several pipeline stages needs the sum of thei
     const auto pairs = check_capacity(stages, t, Placement(4, 4, 1), 2, Bytes{std::uint64_t(2 * stages[3].total)});
     CHECK(pairs.required == 2 * stages[0].total);
     CHECK(!pairs.fits);
-    CHECK_THAT(pairs.message, Catch::Contains("chip 0 needs") && Catch::Contains("2 rank(s) of pipeline stage 0"));
+    CHECK_THAT(pairs.message,
+               Catch::Contains("the chip of ranks 0..1 needs") && Catch::Contains("2 rank(s) of pipeline stage 0"));
 }
 
 TEST_CASE("model FLOPs per step are 6 N T plus the attention term, as Narayanan et al. 2021 state for GPT",

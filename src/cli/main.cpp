@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
         }
         return 2;
     } catch (const trnsim::UserError& e) {
+        (void)trnsim::take_process_error();  // this error, if a process raised it
         std::fprintf(stderr, "trnsim: error: %s\n", e.what());
         return 2;
     } catch (const std::exception& e) {

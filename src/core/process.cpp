@@ -40,6 +40,7 @@ Child spawn(const std::function<std::string()>& body) {
         try {
             out = body();
         } catch (const UserError& e) {
+            (void)take_process_error();  // this error, if a process raised it
             out = std::string("error: ") + e.what();
         } catch (const std::exception& e) {
             const std::string user = take_process_error();  // a UserError SystemC turned into its report

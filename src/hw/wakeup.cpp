@@ -12,14 +12,23 @@ namespace trnsim::hw {
 
 Wakeup::Wakeup(std::function<void()> callback) : m_callback(std::move(callback)), m_queue(&WakeupQueue::instance()) {}
 
-void Wakeup::notify(std::uint64_t delay_fs) {
-    if (delay_fs > std::numeric_limits<std::uint64_t>::max() - WakeupQueue::now()) {
-        raise_in_process(fmt::format(
-            "the simulation ran past {:.0f} s of simulated time (2^64 fs), the range of the simulator's clock: "
-            "sizes this large at rates this low (terabytes over a link of 100 MB/s, say) take that long",
-            std::ldexp(1.0, 64) * 1e-15));
+std::string clock_range_text() {
+    return fmt::format("{:.0f} s of simulated time (2^64 fs), the range of the simulator's clock",
+                       std::ldexp(1.0, 64) * 1e-15);
+}
+
+std::uint64_t checked_later(std::uint64_t now_fs, std::uint64_t delay_fs) {
+    // At 2^64 - 1 itself is no time either: it stands for "never" in the models.
+    if (delay_fs >= std::numeric_limits<std::uint64_t>::max() - now_fs) {
+        raise_in_process(
+            "the simulation ran past " + clock_range_text() +
+            ": sizes this large at rates this low (terabytes over a link of 100 MB/s, say) take that long");
     }
-    const std::uint64_t at = WakeupQueue::now() + delay_fs;
+    return now_fs + delay_fs;
+}
+
+void Wakeup::notify(std::uint64_t delay_fs) {
+    const std::uint64_t at = checked_later(WakeupQueue::now(), delay_fs);
     if (m_due <= at) return;
     m_queue->schedule(*this, at);
 }

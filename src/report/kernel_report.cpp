@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -133,25 +134,46 @@ nlohmann::json to_chrome_trace(const runtime::KernelResult& r) {
 
 namespace {
 
-// Where writing `path` writes: through a symbolic link to the file it names.
-std::filesystem::path target_of(const std::string& path) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    fs::path p = path;
-    for (int hops = 0; hops < 40 && fs::is_symlink(fs::symlink_status(p, ec)); ++hops) {
-        const fs::path to = fs::read_symlink(p, ec);
-        if (ec) break;
-        p = to.is_absolute() ? to : p.parent_path() / to;
+// A file descriptor of this process named as a file (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N): it is
+// written through that descriptor, whatever it is open on (a terminal, a pipe, a file the shell redirected it
+// to, which reopening the name would overwrite from its start). -1: not one.
+int named_descriptor(const std::string& path) {
+    if (path == "/dev/stdout") return 1;
+    if (path == "/dev/stderr") return 2;
+    for (const std::string prefix : {"/dev/fd/", "/proc/self/fd/"}) {
+        if (path.rfind(prefix, 0) != 0) continue;
+        int fd = -1;
+        const char* begin = path.data() + prefix.size();
+        const char* end = path.data() + path.size();
+        const auto [ptr, ec] = std::from_chars(begin, end, fd);
+        if (ec == std::errc() && ptr == end && ptr != begin && ::fcntl(fd, F_GETFD) != -1) return fd;
     }
-    return p;
+    return -1;
 }
 
-// An existing file that is not a regular one (a device, a FIFO): written in place, not replaced.
-bool written_in_place(const std::filesystem::path& target) {
+// An existing file that is not a regular one (a device, a FIFO), reached through any links: written in place.
+bool written_in_place(const std::string& path) {
     std::error_code ec;
-    const auto st = std::filesystem::status(target, ec);
+    const auto st = std::filesystem::status(path, ec);
     return !ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st) &&
            !std::filesystem::is_directory(st);
+}
+
+// The file that writing `path` replaces: through symbolic links to the file they name. UserError on a loop or
+// a link that cannot be read.
+std::filesystem::path target_of(const std::string& path) {
+    namespace fs = std::filesystem;
+    fs::path p = path;
+    for (int hops = 0;; ++hops) {
+        std::error_code ec;
+        if (!fs::is_symlink(fs::symlink_status(p, ec))) return p;
+        if (hops == 40) throw UserError(fmt::format("cannot write '{}': too many levels of symbolic links", path));
+        const fs::path to = fs::read_symlink(p, ec);
+        if (ec)
+            throw UserError(
+                fmt::format("cannot write '{}': cannot read the link {}: {}", path, p.string(), ec.message()));
+        p = to.is_absolute() ? to : p.parent_path() / to;
+    }
 }
 
 }  // namespace
@@ -159,14 +181,15 @@ bool written_in_place(const std::filesystem::path& target) {
 void check_writable(const std::string& path, const std::string& flag) {
     namespace fs = std::filesystem;
     std::error_code ec;
+    if (named_descriptor(path) >= 0) return;
     if (fs::is_directory(path, ec))
         throw UserError(fmt::format("{} {}: is a directory; allowed: a file path", flag, path));
-    const fs::path target = target_of(path);
-    if (written_in_place(target)) {
-        if (access(target.c_str(), W_OK) != 0)
+    if (written_in_place(path)) {
+        if (access(path.c_str(), W_OK) != 0)
             throw UserError(fmt::format("{} {}: cannot write: {}", flag, path, std::strerror(errno)));
         return;
     }
+    const fs::path target = target_of(path);
     const fs::path parent = target.parent_path().empty() ? fs::path(".") : target.parent_path();
     if (!fs::is_directory(parent, ec)) {
         throw UserError(fmt::format("{} {}: directory '{}' does not exist", flag, path, parent.string()));
@@ -179,14 +202,18 @@ void check_writable(const std::string& path, const std::string& flag) {
 
 void check_distinct(const std::vector<std::pair<std::string, std::string>>& outputs) {
     namespace fs = std::filesystem;
-    std::error_code ec;
+    // Files that would be replaced, by the file they are (streams and devices take both outputs in turn).
+    auto replaced = [](const std::string& path) {
+        std::error_code ec;
+        if (path.empty() || named_descriptor(path) >= 0 || written_in_place(path)) return fs::path();
+        return fs::weakly_canonical(fs::absolute(target_of(path), ec), ec);
+    };
     for (std::size_t i = 0; i < outputs.size(); ++i) {
         for (std::size_t j = i + 1; j < outputs.size(); ++j) {
             const auto& [flag_a, a] = outputs[i];
             const auto& [flag_b, b] = outputs[j];
-            if (a.empty() || b.empty()) continue;
-            if (fs::weakly_canonical(fs::absolute(target_of(a), ec), ec) ==
-                fs::weakly_canonical(fs::absolute(target_of(b), ec), ec))
+            const fs::path ta = replaced(a);
+            if (!ta.empty() && ta == replaced(b))
                 throw UserError(fmt::format("{} {} and {} {} name the same file; allowed: two different files", flag_a,
                                             a, flag_b, b));
         }
@@ -194,13 +221,17 @@ void check_distinct(const std::vector<std::pair<std::string, std::string>>& outp
 }
 
 AtomicFile::AtomicFile(std::string path) : m_path(std::move(path)) {
-    const std::filesystem::path target = target_of(m_path);
-    if (written_in_place(target)) {
-        m_fd = ::open(target.c_str(), O_WRONLY | O_CLOEXEC);
+    if (const int fd = named_descriptor(m_path); fd >= 0) {
+        m_fd = fd;
+        m_borrowed = true;
+        return;
+    }
+    if (written_in_place(m_path)) {
+        m_fd = ::open(m_path.c_str(), O_WRONLY | O_CLOEXEC);
     } else {
         // The temporary file is this process's own (concurrent writers of one path don't share it) and in the
         // target's directory (the rename stays within one file system); a link keeps pointing at the target.
-        m_target = target.string();
+        m_target = target_of(m_path).string();
         m_tmp = fmt::format("{}.tmp{}", m_target, static_cast<long>(::getpid()));
         m_fd = ::open(m_tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     }
@@ -208,13 +239,13 @@ AtomicFile::AtomicFile(std::string path) : m_path(std::move(path)) {
 }
 
 AtomicFile::~AtomicFile() {
-    if (m_fd < 0) return;  // committed
+    if (m_fd < 0 || m_borrowed) return;  // committed, or not ours to close
     ::close(m_fd);
     if (!m_tmp.empty()) std::remove(m_tmp.c_str());
 }
 
 void AtomicFile::fail(int error) {
-    ::close(m_fd);
+    if (!m_borrowed) ::close(m_fd);
     m_fd = -1;
     if (!m_tmp.empty()) std::remove(m_tmp.c_str());
     throw UserError(fmt::format("cannot write '{}': {}", m_path, std::strerror(error)));
@@ -232,10 +263,15 @@ int write_all(int fd, std::string_view text) {
 }
 
 void AtomicFile::write(std::string_view text) {
+    if (m_borrowed) std::fflush(nullptr);  // what the process printed there comes first
     if (const int error = write_all(m_fd, text)) fail(error);
 }
 
 void AtomicFile::commit() {
+    if (m_borrowed) {
+        m_fd = -1;
+        return;
+    }
     if (m_tmp.empty()) {  // written in place
         const int fd = m_fd;
         m_fd = -1;

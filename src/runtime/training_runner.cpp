@@ -53,6 +53,19 @@ struct OpCost {
     std::uint64_t stream_fs = 0;
 };
 
+// Femtoseconds of an op's time; a user error when it alone passes the simulated clock's range.
+std::uint64_t op_fs(double seconds, const std::string& op) {
+    if (!(seconds * 1e15 < 0x1p63))
+        throw UserError(fmt::format("op {} takes {:.4g} s, past {}", op, seconds, hw::clock_range_text()));
+    return static_cast<std::uint64_t>(std::llround(seconds * 1e15));
+}
+
+// Waits `fs` of simulated time, checked against the clock's range (hw::checked_later).
+void wait_fs(std::uint64_t fs) {
+    (void)hw::checked_later(sc_core::sc_time_stamp().value(), fs);
+    sc_core::wait(sc_core::sc_time::from_value(fs));
+}
+
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
     return (a + b - 1) / b;
 }
@@ -144,8 +157,7 @@ OpCost op_cost(const Op& op, const hw::ChipSpec& chip) {
         c.stream = true;
         const double bytes = k.bytes_read + k.bytes_written;
         const double bw = static_cast<double>(lnc) * chip.core.dma.engines * chip.core.dma.engine_bandwidth.bytes_per_s;
-        c.stream_fs = static_cast<std::uint64_t>(std::llround(bytes / bw * 1e15)) +
-                      static_cast<std::uint64_t>(std::llround(chip.core.dma.transfer_latency.seconds * 1e15));
+        c.stream_fs = op_fs(bytes / bw, op.name) + op_fs(chip.core.dma.transfer_latency.seconds, op.name);
         return c;
     }
     if (op.is_flash()) return flash_cost(k, chip);
@@ -554,7 +566,7 @@ private:
                         set_load(s, load, now + slice);
                         const std::vector<hw::KernelLag> before = load.idle() ? std::vector<hw::KernelLag>{} : lags(s);
                         if (!run.is_step) st.compute_end_fs = now + slice;
-                        sc_core::wait(sc_core::sc_time::from_value(slice));
+                        wait_fs(slice);
                         set_load(s, {}, k_never);
                         slice = load.idle() ? 0 : lag_since(s, before);
                         if (slice < k_catch_up_fs || stretch + 1 == k_catch_up_stretches) break;
@@ -565,7 +577,7 @@ private:
                         // The rest: without the kernels' load.
                         lag += slice;
                         if (!run.is_step) st.compute_end_fs = sc_core::sc_time_stamp().value() + slice;
-                        sc_core::wait(sc_core::sc_time::from_value(slice));
+                        wait_fs(slice);
                     }
                     if (!run.is_step) st.compute_end_fs = 0;
                 }
@@ -1481,7 +1493,7 @@ TrainingResult run_training(const TrainingOptions& options, Config config) {
                     standby_ws += n * t.time_s * t.memory_standby_w;
                     standby_s += n * t.time_s;
                 }
-                setup.fs[s][l].push_back(static_cast<std::uint64_t>(std::llround(seconds * 1e15)));
+                setup.fs[s][l].push_back(op_fs(seconds, ops[i].name));
                 setup.dma[s][l].push_back(seconds > 0 ? std::min(1.0, dma_seconds / seconds) : 0.0);
                 setup.memory[s][l].push_back(seconds > 0 ? std::min(1.0, memory_seconds * ranks_per_chip / seconds)
                                                          : 0.0);

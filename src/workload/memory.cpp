@@ -196,9 +196,11 @@ CapacityCheck check_capacity(const std::vector<MemoryFootprint>& per_stage, cons
     if (training.recompute == Recompute::none) hints.emplace_back("--recompute selective|full");
     if (training.recompute == Recompute::selective) hints.emplace_back("--recompute full");
     if (training.mbs > 1) hints.emplace_back("a smaller --mbs");
-    c.message =
-        fmt::format("out of memory: {} {} needs {} ({}) but has {}; try {}, or --allow-oom to simulate anyway", device,
-                    c.device, gib(c.required), fmt::join(parts, "; "), gib(c.capacity), fmt::join(hints, ", "));
+    const int first = c.device * ranks_per_device;
+    const int last = std::min(first + ranks_per_device, placement.ranks()) - 1;
+    c.message = fmt::format(
+        "out of memory: the {} of ranks {}..{} needs {} ({}) but has {}; try {}, or --allow-oom to simulate anyway",
+        device, first, last, gib(c.required), fmt::join(parts, "; "), gib(c.capacity), fmt::join(hints, ", "));
     return c;
 }
 

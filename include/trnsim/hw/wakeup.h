@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <systemc>
@@ -23,6 +24,12 @@
 namespace trnsim::hw {
 
 class WakeupQueue;
+
+// `now_fs + delay_fs`, or a user error (raise_in_process, core/error.h) when that passes the simulated clock's
+// range, 2^64 fs: every model's wait goes through it (Wakeup::notify, the training runner's compute ops).
+std::uint64_t checked_later(std::uint64_t now_fs, std::uint64_t delay_fs);
+// "18447 s of simulated time (2^64 fs), the range of the simulator's clock", for messages.
+std::string clock_range_text();
 
 class Wakeup {
 public:

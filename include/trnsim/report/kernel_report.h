@@ -35,8 +35,9 @@ int write_all(int fd, std::string_view text);
 // Replaces `path` atomically and durably with what is written to it: a temporary file of this process in the
 // same directory, fsynced, renamed into place by commit(), the directory fsynced. Errors are UserErrors; a
 // failure, or destruction before commit(), leaves `path` as it was and no temporary file. A symbolic link is
-// followed (the file it names is replaced); an existing device or FIFO (/dev/null, /dev/stdout) is written in
-// place, not replaced.
+// followed (the file it names is replaced; a loop is a UserError); an existing device or FIFO (/dev/null) is
+// written in place, not replaced; /dev/stdout, /dev/stderr, /dev/fd/N and /proc/self/fd/N are written through
+// the process's own descriptor, after what it printed there.
 class AtomicFile {
 public:
     explicit AtomicFile(std::string path);
@@ -52,6 +53,7 @@ private:
     std::string m_target;  // the file replaced (the link's target); empty when written in place
     std::string m_tmp;     // empty when written in place
     int m_fd = -1;
+    bool m_borrowed = false;  // a descriptor of the process named as a file (/dev/stdout): neither closed nor synced
 };
 
 // The same in one go: `path` becomes `text`.

@@ -59,7 +59,9 @@ struct CapacityCheck {
     bool fits = true;
     double required = 0;  // bytes on the fullest device: the footprints of its ranks, summed
     double capacity = 0;
-    int device = 0;       // the fullest device (the first of equals)
+    // The fullest device (the first of equals), in rank order: ranks device x k to device x k + k - 1, with k ranks
+    // per device (which chip of the topology takes them is the runtime's layout).
+    int device = 0;
     std::string message;  // empty when it fits; otherwise the numbers and what could help
 };
 // Checks each device (e.g. one chip, whose HBM its logical cores share) against its memory: ranks are placed
