@@ -12,9 +12,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
-#include <filesystem>
 #include <set>
 #include <sstream>
 #include <thread>
