@@ -51,15 +51,9 @@ int main(int argc, char** argv) {
         }
         return 2;
     } catch (const trnsim::UserError& e) {
-        (void)trnsim::take_process_error();  // this error, if a process raised it
         std::fprintf(stderr, "trnsim: error: %s\n", e.what());
         return 2;
     } catch (const std::exception& e) {
-        const std::string user = trnsim::take_process_error();  // a UserError SystemC turned into its report
-        if (!user.empty()) {
-            std::fprintf(stderr, "trnsim: error: %s\n", user.c_str());
-            return 2;
-        }
         std::fprintf(stderr, "trnsim: internal error: %s\n", e.what());
         return 3;
     } catch (...) {

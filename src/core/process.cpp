@@ -40,11 +40,9 @@ Child spawn(const std::function<std::string()>& body) {
         try {
             out = body();
         } catch (const UserError& e) {
-            (void)take_process_error();  // this error, if a process raised it
             out = std::string("error: ") + e.what();
         } catch (const std::exception& e) {
-            const std::string user = take_process_error();  // a UserError SystemC turned into its report
-            out = user.empty() ? std::string(k_internal_error) + e.what() : "error: " + user;
+            out = std::string(k_internal_error) + e.what();
         }
         std::size_t off = 0;
         while (off < out.size()) {

@@ -20,17 +20,18 @@ namespace {
 void report_to_spdlog(const sc_core::sc_report& report, const sc_core::sc_actions& actions) {
     auto log = logger("systemc");
     const std::string text = std::string(report.get_msg_type()) + ": " + report.get_msg();
-    // A UserError raised in a process (raise_in_process) is reported by whoever catches it, once.
-    const bool user_error = !process_error_slot().empty();
     switch (report.get_severity()) {
         case sc_core::SC_INFO: log->info(text); break;
         case sc_core::SC_WARNING: log->warn(text); break;
-        default:
-            if (!user_error) log->error(text);
-            break;
+        default: log->error(text); break;
     }
     if (actions & sc_core::SC_THROW) throw report;
     if (actions & sc_core::SC_ABORT) std::abort();
+}
+
+std::string& stop_message() {
+    static std::string message;
+    return message;
 }
 
 }  // namespace
@@ -59,6 +60,15 @@ void run_simulation() {
     __sanitizer_start_switch_fiber(&fake_stack, bottom, size);
     __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #endif
+    std::string message;
+    message.swap(stop_message());
+    if (!message.empty()) throw UserError(message);
+}
+
+void stop_simulation(const std::string& message) {
+    if (!stop_message().empty()) return;  // the first error is the one to report
+    stop_message() = message;
+    sc_core::sc_stop();
 }
 
 void init_systemc() {

@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "trnsim/core/error.h"
+#include "trnsim/core/sim_context.h"
 
 namespace trnsim::hw {
 
@@ -17,18 +17,22 @@ std::string clock_range_text() {
                        std::ldexp(1.0, 64) * 1e-15);
 }
 
-std::uint64_t checked_later(std::uint64_t now_fs, std::uint64_t delay_fs) {
-    // At 2^64 - 1 itself is no time either: it stands for "never" in the models.
-    if (delay_fs >= std::numeric_limits<std::uint64_t>::max() - now_fs) {
-        raise_in_process(
-            "the simulation ran past " + clock_range_text() +
-            ": sizes this large at rates this low (terabytes over a link of 100 MB/s, say) take that long");
-    }
-    return now_fs + delay_fs;
+bool past_clock(std::uint64_t now_fs, std::uint64_t delay_fs) {
+    // 2^64 - 1 itself is no time either: it stands for "never" in the models.
+    return delay_fs >= std::numeric_limits<std::uint64_t>::max() - now_fs;
+}
+
+std::string past_clock_message() {
+    return "the simulation ran past " + clock_range_text() +
+           ": sizes this large at rates this low (terabytes over a link of 100 MB/s, say) take that long";
 }
 
 void Wakeup::notify(std::uint64_t delay_fs) {
-    const std::uint64_t at = checked_later(WakeupQueue::now(), delay_fs);
+    if (past_clock(WakeupQueue::now(), delay_fs)) {
+        stop_simulation(past_clock_message());
+        return;
+    }
+    const std::uint64_t at = WakeupQueue::now() + delay_fs;
     if (m_due <= at) return;
     m_queue->schedule(*this, at);
 }

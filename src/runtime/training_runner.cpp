@@ -60,9 +60,14 @@ std::uint64_t op_fs(double seconds, const std::string& op) {
     return static_cast<std::uint64_t>(std::llround(seconds * 1e15));
 }
 
-// Waits `fs` of simulated time, checked against the clock's range (hw::checked_later).
+// Waits `fs` of simulated time; past the clock's range (hw::past_clock) the simulation stops instead, and the
+// thread waits for a delta cycle that does not come.
 void wait_fs(std::uint64_t fs) {
-    (void)hw::checked_later(sc_core::sc_time_stamp().value(), fs);
+    if (hw::past_clock(sc_core::sc_time_stamp().value(), fs)) {
+        stop_simulation(hw::past_clock_message());
+        sc_core::wait(sc_core::SC_ZERO_TIME);
+        return;
+    }
     sc_core::wait(sc_core::sc_time::from_value(fs));
 }
 

@@ -15,10 +15,16 @@ namespace trnsim {
 // SystemC object; later calls do nothing.
 void init_systemc();
 
-// Runs the elaborated model until no event is left (sc_start). Under AddressSanitizer it then re-announces
-// the main thread's stack: SystemC's coroutine switches leave ASan with the last coroutine's bounds, and
-// an exception thrown afterwards on the main stack would be reported as a stack overflow.
+// Runs the elaborated model until no event is left (sc_start), or until a model stopped it with a user error
+// (stop_simulation), which it then throws as a UserError. Under AddressSanitizer it re-announces the main
+// thread's stack first: SystemC's coroutine switches leave ASan with the last coroutine's bounds, and an
+// exception thrown afterwards on the main stack would be reported as a stack overflow.
 void run_simulation();
+
+// For a user error found while simulating (simulated time past the clock's range, say): keeps the message (the
+// first one) and stops the simulation at the end of the current delta cycle, for run_simulation to throw.
+// Not an exception thrown inside a process, which SystemC would turn into its own report.
+void stop_simulation(const std::string& message);
 
 // Per-component logger ("hw.dma", "cli", ...), writing to stderr, level from TRNSIM_LOG (default warn).
 std::shared_ptr<spdlog::logger> logger(const std::string& component);

@@ -25,9 +25,11 @@ namespace trnsim::hw {
 
 class WakeupQueue;
 
-// `now_fs + delay_fs`, or a user error (raise_in_process, core/error.h) when that passes the simulated clock's
-// range, 2^64 fs: every model's wait goes through it (Wakeup::notify, the training runner's compute ops).
-std::uint64_t checked_later(std::uint64_t now_fs, std::uint64_t delay_fs);
+// Whether `now_fs + delay_fs` passes the simulated clock's range, 2^64 fs. Every model's wait asks it
+// (Wakeup::notify, the training runner's compute ops) and, if so, stops the simulation with
+// past_clock_message() (stop_simulation, core/sim_context.h) instead of waiting.
+bool past_clock(std::uint64_t now_fs, std::uint64_t delay_fs);
+std::string past_clock_message();
 // "18447 s of simulated time (2^64 fs), the range of the simulator's clock", for messages.
 std::string clock_range_text();
 
