@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include <fmt/format.h>
@@ -50,6 +51,10 @@ int main(int argc, char** argv) {
             if (all[i] == chosen.front()) return runners[i]();
         }
         return 2;
+    } catch (const trnsim::StoppedSimulation& e) {
+        std::fprintf(stderr, "trnsim: error: %s\n", e.what());
+        std::fflush(nullptr);
+        std::_Exit(2);  // its suspended SystemC threads still hold what they allocated: nothing to tear down
     } catch (const trnsim::UserError& e) {
         std::fprintf(stderr, "trnsim: error: %s\n", e.what());
         return 2;

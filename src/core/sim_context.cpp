@@ -62,7 +62,7 @@ void run_simulation() {
 #endif
     std::string message;
     message.swap(stop_message());
-    if (!message.empty()) throw UserError(message);
+    if (!message.empty()) throw StoppedSimulation(message);
 }
 
 void stop_simulation(const std::string& message) {

@@ -19,4 +19,11 @@ public:
     using UserError::UserError;
 };
 
+// A user error that stopped a simulation midway (sim_context.h, stop_simulation): SystemC's threads are left
+// suspended, holding what they allocated, so the process should end without tearing down (std::_Exit).
+class StoppedSimulation : public UserError {
+public:
+    using UserError::UserError;
+};
+
 }  // namespace trnsim

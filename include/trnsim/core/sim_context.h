@@ -16,9 +16,9 @@ namespace trnsim {
 void init_systemc();
 
 // Runs the elaborated model until no event is left (sc_start), or until a model stopped it with a user error
-// (stop_simulation), which it then throws as a UserError. Under AddressSanitizer it re-announces the main
-// thread's stack first: SystemC's coroutine switches leave ASan with the last coroutine's bounds, and an
-// exception thrown afterwards on the main stack would be reported as a stack overflow.
+// (stop_simulation), which it then throws as a StoppedSimulation (a UserError, core/error.h). Under AddressSanitizer it
+// re-announces the main thread's stack first: SystemC's coroutine switches leave ASan with the last coroutine's bounds,
+// and an exception thrown afterwards on the main stack would be reported as a stack overflow.
 void run_simulation();
 
 // For a user error found while simulating (simulated time past the clock's range, say): keeps the message (the
