@@ -28,11 +28,12 @@ std::string past_clock_message() {
 }
 
 void Wakeup::notify(std::uint64_t delay_fs) {
-    if (past_clock(WakeupQueue::now(), delay_fs)) {
+    const std::uint64_t now = WakeupQueue::now();
+    if (past_clock(now, delay_fs)) {
         stop_simulation(past_clock_message());
         return;
     }
-    const std::uint64_t at = WakeupQueue::now() + delay_fs;
+    const std::uint64_t at = now + delay_fs;
     if (m_due <= at) return;
     m_queue->schedule(*this, at);
 }

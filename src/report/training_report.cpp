@@ -27,12 +27,12 @@ std::string time_text(double s) {
 
 // Joules with the SI prefix that leaves 1 to 999 before the unit, to 3 significant digits: "377 kJ", "4.43 MJ".
 std::string joules_text(double j) {
-    static constexpr std::array<std::pair<double, const char*>, 8> k_prefixes = {
-        {{1e9, "G"}, {1e6, "M"}, {1e3, "k"}, {1, ""}, {1e-3, "m"}, {1e-6, "u"}, {1e-9, "n"}, {1e-12, "p"}}};
+    static constexpr std::array<std::pair<double, const char*>, 7> k_prefixes = {
+        {{1e9, "G"}, {1e6, "M"}, {1e3, "k"}, {1, ""}, {1e-3, "m"}, {1e-6, "u"}, {1e-9, "n"}}};
     for (const auto& [scale, prefix] : k_prefixes) {
-        if (std::abs(j) >= scale * 0.9995 || scale == 1e-12) return fmt::format("{:.3g} {}J", j / scale, prefix);
+        if (std::abs(j) >= scale * 0.9995) return fmt::format("{:.3g} {}J", j / scale, prefix);
     }
-    return "0 J";
+    return fmt::format("{:.3g} pJ", j * 1e12);  // below a nanojoule, and zero
 }
 
 nlohmann::json shares_json(const std::vector<runtime::TimeShare>& v) {
